@@ -1,0 +1,74 @@
+"""Agent frameworks over the glmkit tool chain (GLM-5V-Turbo report sections 3.2 and 3.5).
+
+- :mod:`~glmkit.agent.formats`: tool-call formats (``openai``, ``hermes``, ``glm45``), parse and render;
+- :mod:`~glmkit.agent.models`: the :class:`ChatModel` protocol and its adapters (OpenAI-compatible
+  endpoints, local transformers LMs);
+- :mod:`~glmkit.agent.loop`: the multi-turn :class:`AgentLoop`;
+- :mod:`~glmkit.agent.context`: image-history policies for long multimodal trajectories;
+- :mod:`~glmkit.agent.trajectory`: the JSONL trajectory log;
+- :mod:`~glmkit.agent.mcp_server` and :mod:`~glmkit.agent.skills` (imported on demand): the tools
+  over MCP and as agent skill folders.
+
+Nothing here imports Lightning; torch and transformers are imported only by the transformers adapter.
+"""
+
+from glmkit.agent.client import (
+    ChatClientError,
+    ChatCompletion,
+    OpenAIChatClient,
+    image_part,
+    image_to_data_url,
+)
+from glmkit.agent.context import (
+    CONTEXT_POLICIES,
+    ContextPolicy,
+    ImageWindowPolicy,
+    KeepAllImages,
+    get_context_policy,
+    image_ref,
+)
+from glmkit.agent.formats import (
+    TOOL_CALL_FORMATS,
+    Glm45ToolCallFormat,
+    HermesToolCallFormat,
+    OpenAIToolCallFormat,
+    ParsedMessage,
+    ToolCall,
+    ToolCallError,
+    ToolCallFormat,
+    get_tool_call_format,
+)
+from glmkit.agent.loop import AgentLoop, AgentResult
+from glmkit.agent.models import CHAT_MODELS, ChatModel, OpenAIChatModel, TransformersChatModel
+from glmkit.agent.trajectory import TrajectoryLogger, read_trajectory
+
+__all__ = [
+    "CHAT_MODELS",
+    "CONTEXT_POLICIES",
+    "TOOL_CALL_FORMATS",
+    "AgentLoop",
+    "AgentResult",
+    "ChatClientError",
+    "ChatCompletion",
+    "ChatModel",
+    "ContextPolicy",
+    "Glm45ToolCallFormat",
+    "HermesToolCallFormat",
+    "ImageWindowPolicy",
+    "KeepAllImages",
+    "OpenAIChatClient",
+    "OpenAIChatModel",
+    "OpenAIToolCallFormat",
+    "ParsedMessage",
+    "ToolCall",
+    "ToolCallError",
+    "ToolCallFormat",
+    "TrajectoryLogger",
+    "TransformersChatModel",
+    "get_context_policy",
+    "get_tool_call_format",
+    "image_part",
+    "image_ref",
+    "image_to_data_url",
+    "read_trajectory",
+]

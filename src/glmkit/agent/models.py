@@ -1,0 +1,252 @@
+"""Chat-model adapters for the agent loop (report sections 3.2 and 3.5).
+
+The protocol
+------------
+A :class:`ChatModel` is anything with
+
+- ``tool_format``: the :class:`~glmkit.agent.formats.ToolCallFormat` its replies use, and
+- ``chat(messages, tools) -> ChatCompletion``: one assistant turn for a history.
+
+``messages`` is glmkit's canonical history: OpenAI-shaped chat messages (``system``, ``user``,
+``assistant`` with optional ``tool_calls``, ``tool`` with ``tool_call_id``) whose image parts are
+canonical refs ``{"type": "image", "image_id": ..., "image": <PIL image>}``
+(:func:`glmkit.agent.context.image_ref`); OpenAI ``image_url`` parts are accepted too. ``tools``
+is a list of OpenAI function schemas (``Tool.schema()``). The adapter converts both to what its
+backend needs (data URLs, text-format tool prompts, placeholder tokens, pixel values) and returns
+a :class:`~glmkit.agent.client.ChatCompletion`: ``message`` is the assistant message as the model
+wrote it (calls in ``tool_calls`` for native formats, in the text for text formats),
+``finish_reason`` is ``"stop"``, ``"tool_calls"`` or ``"length"``, and ``usage`` has
+``prompt_tokens``, ``completion_tokens`` and ``total_tokens``. The agent loop parses the calls
+with ``tool_format`` and never looks inside the backend.
+
+Adapters here: :class:`OpenAIChatModel` (any OpenAI-compatible endpoint; native ``tools`` or a
+text format) and :class:`TransformersChatModel` (a local transformers causal LM with its chat
+template; images become placeholder text). The glmkit VLM plugs in as another adapter that keeps
+the image refs as pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from glmkit.agent.client import ChatCompletion, OpenAIChatClient, image_part
+from glmkit.agent.context import is_image_ref
+from glmkit.agent.formats import ToolCallFormat, get_tool_call_format, openai_tool_schemas
+from glmkit.registry import registry
+
+CHAT_MODELS = registry("chat_models", "chat-model adapters for the agent loop")
+
+_WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """One assistant turn for a canonical history; see the module docstring."""
+
+    tool_format: ToolCallFormat
+
+    def chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> ChatCompletion:
+        """The assistant's reply to ``messages`` with ``tools`` available."""
+        ...
+
+
+def to_openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Canonical messages -> Chat Completions messages: image refs become ``image_url`` data URLs,
+    keys the API does not know are dropped."""
+    out = []
+    for msg in messages:
+        wire = {k: msg[k] for k in _WIRE_KEYS if k in msg}
+        content = msg.get("content")
+        if isinstance(content, list):
+            wire["content"] = [image_part(p["image"]) if is_image_ref(p) else p for p in content]
+        out.append(wire)
+    return out
+
+
+def to_text_messages(messages: Sequence[Mapping[str, Any]], image_placeholder: str) -> list[dict[str, Any]]:
+    """Canonical messages -> messages with string content: every image becomes ``image_placeholder``
+    (``{image_id}`` is filled in), for text-only chat templates."""
+    out = []
+    for msg in messages:
+        wire = {k: msg[k] for k in _WIRE_KEYS if k in msg}
+        content = msg.get("content")
+        if isinstance(content, list):
+            pieces = []
+            for part in content:
+                if is_image_ref(part):
+                    pieces.append(image_placeholder.format(image_id=part["image_id"]))
+                elif isinstance(part, Mapping) and part.get("type") == "image_url":
+                    pieces.append(image_placeholder.format(image_id="?"))
+                elif isinstance(part, Mapping):
+                    pieces.append(str(part.get("text", "")))
+            wire["content"] = "".join(pieces)
+        elif content is None:
+            wire["content"] = ""
+        out.append(wire)
+    return out
+
+
+@CHAT_MODELS.register("openai")
+class OpenAIChatModel:
+    """An OpenAI-compatible endpoint (vLLM, SGLang, OpenAI, ...) as a :class:`ChatModel`.
+
+    Args:
+        client: the endpoint client; built from ``base_url``/``model``/``api_key`` when omitted.
+        base_url: e.g. ``http://localhost:8000/v1`` (used when ``client`` is ``None``).
+        model: model name sent with each request.
+        api_key: bearer token (default ``$OPENAI_API_KEY``).
+        tool_format: ``"openai"`` sends the native ``tools`` parameter and reads ``tool_calls``; a text
+            format (``"hermes"``, ``"glm45"``) writes the tools into the system prompt and parses the
+            reply text, for servers started without a tool parser.
+        params: extra request fields (``temperature``, ``max_tokens``, ``stop``, ...).
+    """
+
+    def __init__(
+        self,
+        client: OpenAIChatClient | None = None,
+        *,
+        base_url: str | None = None,
+        model: str = "default",
+        api_key: str | None = None,
+        tool_format: str | ToolCallFormat = "openai",
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        if client is None:
+            if base_url is None:
+                raise ValueError(
+                    "OpenAIChatModel needs a client or a base_url (e.g. http://localhost:8000/v1)"
+                )
+            client = OpenAIChatClient(base_url, model=model, api_key=api_key)
+        self.client = client
+        self.tool_format = get_tool_call_format(tool_format)
+        self.params = dict(params or {})
+
+    def chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> ChatCompletion:
+        """Send one request; the reply's calls are left for ``tool_format`` to parse."""
+        schemas = openai_tool_schemas(tools)
+        wire = to_openai_messages(self.tool_format.prepare_messages(messages, schemas))
+        native_tools = schemas if (self.tool_format.native and schemas) else None
+        return self.client.chat(wire, native_tools, **self.params)
+
+
+@CHAT_MODELS.register("transformers")
+class TransformersChatModel:
+    """A local transformers causal LM as a :class:`ChatModel`, tools in a text format.
+
+    The prompt is the tokenizer's chat template applied to the history that ``tool_format``
+    prepares (tools announced in the system prompt, results as ``<tool_response>`` turns). The LM
+    is text-only, so each image becomes ``image_placeholder``.
+
+    Args:
+        model: a ``transformers`` causal LM (anything with ``generate``).
+        tokenizer: its tokenizer, with a ``chat_template``.
+        tool_format: a text format name or instance (default ``"hermes"``).
+        max_new_tokens: generation length limit (a reply that reaches it has ``finish_reason="length"``).
+        image_placeholder: text standing for an image; ``{image_id}`` is filled in.
+        generation_kwargs: extra ``generate`` arguments (``do_sample``, ``temperature``, ...).
+        template_tools: pass the tools to the chat template (``tools=``) instead of writing the
+            format's own tool section, for checkpoints whose template announces tools the way
+            the model was trained (GLM-4.5, Qwen).
+        observation_role: ``"user"`` sends results as ``<tool_response>`` user turns; ``"tool"``
+            keeps ``role: tool`` messages for templates that render them natively.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        tool_format: str | ToolCallFormat = "hermes",
+        max_new_tokens: int = 512,
+        image_placeholder: str = "<|image|>",
+        generation_kwargs: dict[str, Any] | None = None,
+        template_tools: bool = False,
+        observation_role: Literal["user", "tool"] = "user",
+    ) -> None:
+        if observation_role not in ("user", "tool"):
+            raise ValueError(f"observation_role must be 'user' or 'tool', got {observation_role!r}")
+        self.tool_format = get_tool_call_format(tool_format)
+        if self.tool_format.native:
+            raise ValueError(
+                f"TransformersChatModel needs a text tool-call format (hermes, glm45), got {self.tool_format.name!r}"
+            )
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                "the tokenizer has no chat_template; set tokenizer.chat_template to a Jinja template"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.image_placeholder = image_placeholder
+        self.generation_kwargs = dict(generation_kwargs or {})
+        self.template_tools = template_tools
+        self.observation_role = observation_role
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str, *, device: str | None = None, dtype: str | None = None, **kwargs: Any
+    ) -> TransformersChatModel:
+        """Load a causal LM and its tokenizer from a hub id or a local directory."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        load_kwargs = {"dtype": getattr(torch, dtype)} if dtype is not None else {}
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **load_kwargs)
+        if device is not None:
+            model = model.to(device)
+        model.eval()
+        return cls(model, tokenizer, **kwargs)
+
+    def render_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The exact prompt text ``chat`` generates from."""
+        schemas = openai_tool_schemas(tools)
+        prepared = self.tool_format.prepare_messages(
+            messages,
+            None if self.template_tools else schemas,
+            keep_tool_messages=self.observation_role == "tool",
+        )
+        text_messages = to_text_messages(prepared, self.image_placeholder)
+        extra = {"tools": schemas} if (self.template_tools and schemas) else {}
+        return self.tokenizer.apply_chat_template(
+            text_messages, tokenize=False, add_generation_prompt=True, **extra
+        )
+
+    def chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> ChatCompletion:
+        """Generate one reply; it stops at EOS or after ``max_new_tokens``."""
+        import torch
+
+        prompt = self.render_prompt(messages, tools)
+        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        device = getattr(self.model, "device", None)
+        if device is not None:
+            encoded = {k: v.to(device) for k, v in encoded.items()}
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        with torch.no_grad():
+            output = self.model.generate(
+                **encoded, max_new_tokens=self.max_new_tokens, pad_token_id=pad, **self.generation_kwargs
+            )
+        prompt_len = encoded["input_ids"].shape[1]
+        new_ids = output[0, prompt_len:].tolist()
+        finish = "length"
+        if eos is not None and eos in new_ids:
+            new_ids = new_ids[: new_ids.index(eos) + 1]
+            finish = "stop"
+        # Special tokens are kept: '<tool_call>' is a special token in some vocabularies. Only EOS goes.
+        text_ids = new_ids[:-1] if finish == "stop" else new_ids
+        text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
+        usage = {
+            "prompt_tokens": int(prompt_len),
+            "completion_tokens": len(new_ids),
+            "total_tokens": int(prompt_len) + len(new_ids),
+        }
+        message = {"role": "assistant", "content": text}
+        return ChatCompletion(message=message, finish_reason=finish, usage=usage, raw={"prompt": prompt})

@@ -1,0 +1,1 @@
+"""Models: encoders, teachers, adaptors, text towers, projectors, VLM, MTP heads."""

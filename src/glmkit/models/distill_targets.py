@@ -1,0 +1,159 @@
+"""Turning teacher features into distillation targets: grid alignment and normalisation.
+
+Teachers disagree in grid (a patch-14 teacher at 224 px gives 16x16 tokens, a patch-16 student
+14x14) and wildly in scale (DINOv3 activations are an order of magnitude larger than SigLIP2's),
+so before the loss each teacher's features are resampled to the student grid and normalised per
+teacher. Without normalisation the teacher with the largest features dominates the summed loss
+(PHI-S, Ranzinger et al. 2024, arXiv 2410.01680).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from glmkit.registry import registry
+
+TARGET_NORMS = registry("target_norms", "per-teacher normalisation of distillation targets")
+
+
+def resample_to_grid(features: Tensor, grid: tuple[int, int], target_grid: tuple[int, int]) -> Tensor:
+    """Bilinearly resample ``[B, h*w, D]`` token features on ``grid`` to ``target_grid``."""
+    h, w = grid
+    if features.shape[1] != h * w:
+        raise ValueError(f"features have {features.shape[1]} tokens but the grid {grid} has {h * w}")
+    if tuple(grid) == tuple(target_grid):
+        return features
+    b, _, d = features.shape
+    x = features.transpose(1, 2).reshape(b, d, h, w)  # B, D, h, w
+    # antialias when shrinking, so every teacher token contributes (area-like), not just a sample
+    x = F.interpolate(x.float(), size=target_grid, mode="bilinear", align_corners=False, antialias=True)
+    return x.flatten(2).transpose(1, 2).to(features.dtype)  # B, h'*w', D
+
+
+class TargetNorm(nn.Module):
+    """Base class: ``forward(features [B, N, D]) -> normalised features``; may update statistics."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+
+@TARGET_NORMS.register("none")
+class IdentityNorm(TargetNorm):
+    """No normalisation."""
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Return the features unchanged."""
+        return features
+
+
+@TARGET_NORMS.register("layernorm")
+class LayerNormTarget(TargetNorm):
+    """Per-token standardisation over channels (LayerNorm without affine parameters)."""
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Standardise each token."""
+        return F.layer_norm(features.float(), (features.shape[-1],))
+
+
+@TARGET_NORMS.register("phis")
+class PHISNorm(TargetNorm):
+    """PHI-S isotropic standardisation: ``y = H U^T (x - mu) / alpha``.
+
+    ``mu`` and ``Sigma = U diag(lambda) U^T`` are the teacher's feature mean and covariance,
+    ``alpha = sqrt(mean(lambda))`` and ``H`` a normalised Hadamard matrix. The rotation spreads
+    the variance of every principal direction evenly over all channels, so each output channel
+    has unit variance and the teachers are balanced without distorting the geometry of any one of
+    them. Where no Sylvester Hadamard matrix exists (``dim`` not a power of two) ``H`` is instead a
+    product of Givens rotations chosen to make the diagonal of ``H diag(lambda) H^T`` constant,
+    which gives the same per-channel unit variance.
+
+    Statistics are accumulated over the first ``estimate_steps`` training batches (all-reduced
+    across ranks so every rank normalises identically) and then frozen; they live in buffers, so
+    they are saved with the checkpoint and a resumed run normalises exactly as before.
+    """
+
+    def __init__(self, dim: int, estimate_steps: int = 100, eps: float = 1e-6) -> None:
+        super().__init__(dim)
+        self.estimate_steps = estimate_steps
+        self.eps = eps
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("sum", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("sum_outer", torch.zeros(dim, dim, dtype=torch.float64))
+        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("transform", torch.eye(dim))
+        hadamard = _hadamard(dim)
+        self.fixed_rotation = hadamard is not None
+        self.register_buffer("rotation", hadamard if hadamard is not None else torch.eye(dim))
+
+    @torch.no_grad()
+    def update(self, features: Tensor) -> None:
+        """Accumulate statistics of ``features [..., D]`` (all ranks) and refresh the transform."""
+        x = features.reshape(-1, self.dim).double()
+        stats = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0), (x.T @ x).flatten()])
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)
+        self.count += stats[0]
+        self.sum += stats[1 : 1 + self.dim]
+        self.sum_outer += stats[1 + self.dim :].view(self.dim, self.dim)
+        self.steps_seen += 1
+        mean = self.sum / self.count
+        cov = self.sum_outer / self.count - torch.outer(mean, mean)
+        eigvals, eigvecs = torch.linalg.eigh(cov)
+        eigvals = eigvals.clamp_min(0)
+        alpha = eigvals.mean().sqrt().clamp_min(self.eps)
+        if not self.fixed_rotation:
+            self.rotation.copy_(_equalising_rotation(eigvals / alpha**2).T.float())
+        self.mean.copy_(mean.float())
+        # y = H U^T (x - mu) / alpha, stored as a matrix acting on row vectors: (x - mu) @ T
+        self.transform.copy_((eigvecs @ self.rotation.double().T / alpha).float())
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Normalise; while estimating (training only), first fold this batch into the statistics."""
+        if self.training and int(self.steps_seen) < self.estimate_steps:
+            self.update(features)
+        return (features.float() - self.mean) @ self.transform
+
+
+def _hadamard(dim: int) -> Tensor | None:
+    """Orthonormal Sylvester Hadamard matrix of size ``dim``, or None if ``dim`` is no power of two."""
+    if dim <= 0 or dim & (dim - 1):
+        return None
+    h = torch.ones(1, 1)
+    while h.shape[0] < dim:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h / math.sqrt(dim)
+
+
+def _equalising_rotation(variances: Tensor) -> Tensor:
+    """Orthogonal ``Q`` with ``diag(Q^T diag(variances) Q)`` constant (= the mean variance).
+
+    Each Givens rotation in the plane of one channel above the mean and one below sets the first
+    exactly to the mean (possible because the mean lies between the 2x2 block's eigenvalues), so
+    ``dim - 1`` rotations suffice.
+    """
+    m = torch.diag(variances.double())
+    q = torch.eye(len(variances), dtype=torch.float64)
+    target = variances.double().mean()
+    for _ in range(len(variances) - 1):
+        d = torch.diagonal(m) - target
+        i, j = int(d.argmax()), int(d.argmin())
+        if d[i] <= 1e-12 * target:
+            break
+        a, b, c = m[i, i], m[i, j], m[j, j]
+        half_diff = (a - c) / 2
+        radius = torch.sqrt(half_diff**2 + b**2)
+        phi = torch.atan2(b, half_diff)
+        theta = (phi + torch.acos(((target - (a + c) / 2) / radius).clamp(-1, 1))) / 2
+        g = torch.eye(len(variances), dtype=torch.float64)
+        g[i, i] = g[j, j] = torch.cos(theta)
+        g[i, j], g[j, i] = -torch.sin(theta), torch.sin(theta)
+        m = g.T @ m @ g
+        q = q @ g
+    return q

@@ -1,0 +1,238 @@
+"""The frozen-teacher interface for CogViT stage 1 (GLM-5V-Turbo section 2.1).
+
+Stage 1 pretrains CogViT by masked image modelling with feature distillation from two frozen
+teachers, SigLIP2 (semantic) and DINOv3 (texture). A :class:`Teacher` hides everything that differs
+between teachers: its own input resolution and normalisation statistics, how its backbone wants the
+pixels (NaFlex patches for SigLIP2, an image for DINOv3), and which prefix tokens (class, registers)
+to strip. It returns patch features on its own grid; aligning grids and normalising targets is the
+job of :mod:`glmkit.models.distill_targets`.
+
+A teacher is frozen for good:
+
+- its parameters never require grad, and ``forward`` runs under ``torch.no_grad`` (not
+  ``inference_mode``: inference tensors cannot be saved for the student loss's backward);
+- it stays in eval mode whatever ``train()`` says, because Lightning calls ``model.train()`` on the
+  whole stage and HF DINOv3 jitters its RoPE coordinates in train mode;
+- with ``persistent=False`` (the default) its weights are left out of ``state_dict()`` and their
+  absence is accepted by ``load_state_dict(strict=True)``, so a stage-1 checkpoint holds only what
+  trains; the teacher is rebuilt from its hub id, directory or seeded config when the stage is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from glmkit.registry import registry
+
+TEACHERS = registry("teachers", "frozen teacher models for distillation")
+
+DType = Literal["float32", "bfloat16", "float16"]
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TeacherOutput(NamedTuple):
+    """Patch features of a teacher, prefix tokens removed.
+
+    ``features`` is ``[B, h*w, D]`` float32 in row-major grid order; ``grid_size`` is ``(h, w)``.
+    """
+
+    features: Tensor
+    grid_size: tuple[int, int]
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype named ``name`` (``"float32"``, ``"bfloat16"`` or ``"float16"``)."""
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown teacher dtype {name!r}; valid: {', '.join(_DTYPES)}") from None
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed the CPU generator inside the block and restore the caller's state afterwards.
+
+    Random teachers are built under this so that every rank and every run gets the same weights
+    without disturbing the global random stream.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def check_layer(layer: int, depth: int, name: str) -> None:
+    """Raise if ``layer`` does not index one of ``depth`` transformer blocks."""
+    if not -depth <= layer < depth:
+        raise ValueError(
+            f"{name}: layer={layer} is out of range for a model with {depth} blocks; "
+            f"valid: {-depth}..{depth - 1} (-1 is the last block)"
+        )
+
+
+class Teacher(nn.Module):
+    """A frozen feature extractor: ``forward(images in [0, 1]) -> TeacherOutput``.
+
+    Subclasses build the backbone and implement :meth:`encode` (normalised pixels at
+    ``image_size`` -> patch tokens ``[B, N, D]`` without prefix tokens).
+
+    Args:
+        model: the backbone, stored as ``self.model``; frozen and put in eval mode here.
+        embed_dim: channel width ``D`` of the returned features.
+        patch_size: the backbone's patch size; the grid is ``image_size // patch_size`` per side.
+        image_size: the square resolution the teacher runs at; inputs of another size are resized.
+        mean, std: per-channel normalisation statistics of the teacher's training data.
+        layer: which transformer block's output to return (``-1``: the last).
+        final_norm: apply the backbone's final norm to that output (with ``layer=-1`` this is the
+            model's ``last_hidden_state``).
+        dtype: dtype of the weights and of the forward pass; features are always returned float32.
+            An enclosing autocast (e.g. Lightning ``bf16-mixed``) still applies.
+        persistent: keep the teacher's weights in ``state_dict()`` (default ``False``: leave them
+            out, and let a strict load accept their absence).
+    """
+
+    embed_dim: int
+    patch_size: int
+    image_size: int
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        embed_dim: int,
+        patch_size: int,
+        image_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        layer: int = -1,
+        final_norm: bool = True,
+        dtype: DType = "float32",
+        persistent: bool = False,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if image_size <= 0 or image_size % patch_size:
+            raise ValueError(
+                f"{name}: image_size={image_size} must be a positive multiple of the patch size {patch_size}"
+            )
+        for label, stats in (("mean", mean), ("std", std)):
+            if len(stats) != 3:
+                raise ValueError(f"{name}: {label} needs 3 values (one per RGB channel), got {tuple(stats)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"{name}: std values must be positive, got {tuple(std)}")
+        self.embed_dim = int(embed_dim)
+        self.patch_size = int(patch_size)
+        self.image_size = int(image_size)
+        self.layer = layer
+        self.final_norm = final_norm
+        self.persistent = persistent
+        self.dtype_name = dtype
+        # B, C, H, W broadcastable; not persistent: they follow from the constructor arguments
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.model = model.to(torch_dtype(dtype))
+        self.model.requires_grad_(False)
+        self.train(False)
+        self._load_prefix: str | None = None
+        self.register_state_dict_post_hook(_drop_teacher_keys)
+        self.register_load_state_dict_pre_hook(_remember_load_prefix)
+        self.register_load_state_dict_post_hook(_accept_missing_teacher_keys)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the patch grid the features lie on."""
+        side = self.image_size // self.patch_size
+        return side, side
+
+    def train(self, mode: bool = True) -> Teacher:
+        """Stay in eval mode whatever ``mode`` is: a teacher never trains, and DINOv3 must not
+        randomise its RoPE coordinates (which it does in train mode)."""
+        return super().train(False)
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Float images ``[B, 3, H, W]`` in [0, 1] -> normalised pixels at ``image_size`` (float32).
+
+        Resizing is bilinear with antialiasing, as the HF SigLIP2 and DINOv3 image processors do it.
+        """
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects images of shape [B, 3, H, W], got {tuple(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise TypeError(
+                f"{type(self).__name__} expects float images in [0, 1], got dtype {images.dtype}; "
+                "divide uint8 images by 255 first"
+            )
+        x = images.float()
+        size = (self.image_size, self.image_size)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def encode(self, pixels: Tensor) -> Tensor:
+        """Normalised pixels ``[B, 3, S, S]`` -> patch tokens ``[B, N, D]`` (prefix tokens removed)."""
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> TeacherOutput:
+        """Images ``[B, 3, H, W]`` in [0, 1] -> :class:`TeacherOutput` (float32 features)."""
+        if any(m.training for m in self.modules()):  # someone set .training directly
+            self.train(False)
+        # the weights' dtype, not the constructor's: an outer .to(dtype) may have changed it
+        weight = next(self.model.parameters(), None)
+        dtype = weight.dtype if weight is not None else torch.float32
+        with torch.no_grad():
+            pixels = self.preprocess(images).to(dtype)
+            features = self.encode(pixels)
+        h, w = self.grid_size
+        if features.shape[1] != h * w:
+            raise RuntimeError(
+                f"{type(self).__name__} returned {features.shape[1]} tokens for a {h}x{w} grid; "
+                "are the prefix (class/register) tokens counted correctly?"
+            )
+        return TeacherOutput(features.float(), (h, w))
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, patch_size={self.patch_size}, image_size={self.image_size}, "
+            f"layer={self.layer}, final_norm={self.final_norm}, dtype={self.dtype_name}, persistent={self.persistent}"
+        )
+
+
+def _drop_teacher_keys(module: Teacher, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """State-dict post-hook: remove the teacher's tensors unless it is persistent."""
+    if module.persistent:
+        return
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[key]
+
+
+def _remember_load_prefix(module: Teacher, state_dict: Any, prefix: str, *args: Any) -> None:
+    """Load pre-hook: note where this teacher sits in the state dict being loaded."""
+    module._load_prefix = prefix
+
+
+def _accept_missing_teacher_keys(module: Teacher, incompatible_keys: Any) -> None:
+    """Load post-hook: a non-persistent teacher's absent weights are not 'missing'.
+
+    Teacher tensors that *are* present (a checkpoint saved with ``persistent=True``) still load.
+    """
+    prefix = module._load_prefix
+    module._load_prefix = None
+    if module.persistent or prefix is None:
+        return
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if not k.startswith(prefix)]

@@ -1,0 +1,171 @@
+"""The tool interface: schema, argument validation, structured results.
+
+Every tool is a class with a ``name``, a ``description`` and a JSON-schema ``parameters`` object;
+``schema()`` renders it in OpenAI's function-calling format, and calling the tool validates the
+arguments against that schema before ``run`` sees them. A tool never raises for bad input: the
+caller gets a :class:`ToolResult` with ``error`` set, which the agent loop turns into an
+observation the model can read and correct.
+
+Images the model has seen live in a :class:`ToolContext` under string ids (``"img_0"``, ...), so a
+tool refers to an image by id and a result can add new images (a crop, a drawing) for later turns.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from glmkit.registry import registry
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from glmkit.tools.net import NetworkPolicy
+
+TOOLS = registry("tools", "agent tools with OpenAI function schemas")
+
+# Schema fragment shared by every tool that takes an image already in the conversation.
+IMAGE_ID_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "description": 'Id of an image in the conversation, e.g. "img_0".',
+}
+
+
+def object_schema(
+    properties: dict[str, Any], required: tuple[str, ...] | list[str] = (), description: str | None = None
+) -> dict[str, Any]:
+    """A closed JSON-schema object (no unknown keys), the shape of every tool's ``parameters``."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+class ToolError(Exception):
+    """Raised inside ``Tool.run`` for a failure the model should be told about (bad box, ...)."""
+
+
+@dataclass
+class ToolContext:
+    """State a tool may read and extend: images by id, a scratch directory, network policy.
+
+    ``allow_private_network`` exists for the project's own tests, which serve pages on loopback;
+    everything else must leave it ``False``. ``network_policy`` (a
+    :class:`glmkit.tools.net.NetworkPolicy`) overrides it with finer limits when set.
+    """
+
+    images: dict[str, Image.Image] = field(default_factory=dict)
+    workdir: Path | None = None
+    allow_private_network: bool = False
+    network_policy: NetworkPolicy | None = None
+
+    def add_image(self, image: Image.Image, prefix: str = "img") -> str:
+        """Store ``image`` under a fresh id and return the id."""
+        idx = len(self.images)
+        while f"{prefix}_{idx}" in self.images:
+            idx += 1
+        image_id = f"{prefix}_{idx}"
+        self.images[image_id] = image
+        return image_id
+
+    def get_image(self, image_id: str) -> Image.Image:
+        """The image stored as ``image_id``, or a :class:`ToolError` naming the known ids."""
+        try:
+            return self.images[image_id]
+        except KeyError:
+            known = ", ".join(self.images) or "none"
+            raise ToolError(f"unknown image id {image_id!r}; available images: {known}") from None
+
+    def scratch_dir(self) -> Path:
+        """A working directory for tools that write files (created on first use)."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="glmkit-tools-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        return self.workdir
+
+
+@dataclass
+class ToolResult:
+    """What a tool returns: text, new images (with their ids), files, structured data or an error."""
+
+    text: str = ""
+    images: list[Image.Image] = field(default_factory=list)
+    image_ids: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the tool ran without error."""
+        return self.error is None
+
+    def to_text(self) -> str:
+        """A plain-text rendering for the model (errors prefixed so the model notices)."""
+        if self.error is not None:
+            return f"Error: {self.error}"
+        parts = [self.text] if self.text else []
+        if self.image_ids:
+            parts.append("New images: " + ", ".join(self.image_ids))
+        if self.files:
+            parts.append("Files: " + ", ".join(str(p) for p in self.files))
+        return "\n".join(parts)
+
+
+class Tool(ABC):
+    """Base class of every tool. Subclasses set the class attributes and implement ``run``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    parameters: ClassVar[dict[str, Any]]
+
+    def schema(self) -> dict[str, Any]:
+        """The tool in OpenAI function-calling format."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Check ``arguments`` against ``parameters``; raise :class:`ToolError` naming the field."""
+        import jsonschema
+
+        if not isinstance(arguments, dict):
+            raise ToolError(f"{self.name}: arguments must be a JSON object, got {type(arguments).__name__}")
+        validator = jsonschema.Draft202012Validator(self.parameters)
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if errors:
+            err = errors[0]
+            where = ".".join(str(p) for p in err.path) or "(arguments)"
+            raise ToolError(f"{self.name}: invalid argument {where}: {err.message}")
+        return arguments
+
+    def __call__(self, arguments: dict[str, Any], context: ToolContext | None = None) -> ToolResult:
+        """Validate, run, and store any new images in ``context``; errors become results."""
+        context = context if context is not None else ToolContext()
+        try:
+            result = self.run(context, **self.validate(arguments))
+        except ToolError as exc:
+            return ToolResult(error=str(exc))
+        except Exception as exc:  # a tool bug must not kill the agent loop
+            return ToolResult(error=f"{self.name} failed: {type(exc).__name__}: {exc}")
+        if result.images and not result.image_ids:
+            result.image_ids = [context.add_image(img) for img in result.images]
+        return result
+
+    @abstractmethod
+    def run(self, context: ToolContext, **arguments: Any) -> ToolResult:
+        """Do the work with validated arguments."""

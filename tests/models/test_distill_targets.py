@@ -1,0 +1,82 @@
+"""Teacher-target preparation: grid resampling and per-teacher normalisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glmkit.models.adaptors import MLPAdaptor
+from glmkit.models.distill_targets import LayerNormTarget, PHISNorm, resample_to_grid
+
+
+def test_resample_identity_and_constant_fields() -> None:
+    feats = torch.randn(2, 16 * 16, 8)
+    assert resample_to_grid(feats, (16, 16), (16, 16)) is feats
+    const = torch.ones(2, 16 * 16, 8) * torch.arange(8.0)
+    out = resample_to_grid(const, (16, 16), (14, 14))
+    assert out.shape == (2, 14 * 14, 8)
+    assert torch.allclose(out, torch.ones(2, 196, 8) * torch.arange(8.0), atol=1e-5)
+
+
+def test_resample_keeps_spatial_layout() -> None:
+    # a left/right split stays a left/right split (row-major token order preserved)
+    grid = torch.zeros(1, 1, 16, 16)
+    grid[..., 8:] = 1.0
+    feats = grid.flatten(2).transpose(1, 2)  # 1, 256, 1
+    out = resample_to_grid(feats, (16, 16), (4, 4)).view(4, 4)
+    assert torch.allclose(out[:, 0], torch.zeros(4), atol=1e-6)
+    assert torch.allclose(out[:, 3], torch.ones(4), atol=1e-6)
+    assert (out[:, 1] < 0.5).all() and (out[:, 2] > 0.5).all()
+    assert torch.allclose(out, out[:1].expand(4, 4))  # rows are identical: no vertical mixing
+
+
+def test_resample_rejects_wrong_token_count() -> None:
+    with pytest.raises(ValueError, match=r"100 tokens but the grid \(8, 8\) has 64"):
+        resample_to_grid(torch.zeros(1, 100, 4), (8, 8), (4, 4))
+
+
+def test_layernorm_target_standardises_each_token() -> None:
+    out = LayerNormTarget(32)(torch.randn(4, 10, 32) * 50 + 7)
+    assert torch.allclose(out.mean(-1), torch.zeros(4, 10), atol=1e-4)
+    assert torch.allclose(out.var(-1, unbiased=False), torch.ones(4, 10), atol=1e-3)
+
+
+@pytest.mark.parametrize("dim", [16, 12])  # Hadamard (power of two) and random-rotation paths
+def test_phis_whitens_to_isotropic_unit_variance(dim: int) -> None:
+    torch.manual_seed(0)
+    scales = torch.logspace(-1, 2, dim)
+    mixing = torch.linalg.qr(torch.randn(dim, dim))[0]
+    x = (torch.randn(20000, dim) * scales) @ mixing + 5.0
+    norm = PHISNorm(dim, estimate_steps=1).train()
+    y = norm(x.unsqueeze(0)).squeeze(0)
+    assert torch.allclose(y.mean(0), torch.zeros(dim), atol=1e-3)
+    # every channel gets the same variance (isotropic), and on average it is 1
+    var = y.var(0, unbiased=False)
+    assert torch.allclose(var.mean(), torch.tensor(1.0), atol=1e-3)
+    assert (var.max() / var.min()).item() < 1.5
+    # the map is a scaled rotation: pairwise distances shrink by one common factor
+    d_in, d_out = torch.pdist(x[:50]), torch.pdist(y[:50])
+    ratio = d_out / d_in
+    assert torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=1e-3)
+
+
+def test_phis_freezes_after_estimate_steps_and_round_trips_state() -> None:
+    norm = PHISNorm(8, estimate_steps=2).train()
+    for _ in range(3):
+        norm(torch.randn(1, 64, 8) * 3)
+    assert int(norm.steps_seen) == 2
+    frozen = norm.transform.clone()
+    norm(torch.randn(1, 64, 8) * 100)
+    assert torch.equal(norm.transform, frozen)
+    clone = PHISNorm(8, estimate_steps=2)
+    clone.load_state_dict(norm.state_dict())
+    x = torch.randn(1, 5, 8)
+    assert torch.equal(clone.eval()(x), norm.eval()(x))
+
+
+def test_mlp_adaptor_shapes_and_output_layer_name() -> None:
+    head = MLPAdaptor(16, 40, num_layers=3)
+    assert head(torch.randn(2, 5, 16)).shape == (2, 5, 40)
+    assert any(n.startswith("out.") for n, _ in head.named_parameters())
+    with pytest.raises(ValueError, match="num_layers >= 1"):
+        MLPAdaptor(4, 4, num_layers=0)

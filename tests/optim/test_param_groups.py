@@ -1,0 +1,84 @@
+"""Muon/AdamW routing and the optimizer it feeds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from timm.optim import Muon
+from torch import nn
+
+from glmkit.models.adaptors import MLPAdaptor
+from glmkit.optim import muon_param_groups
+
+
+class Toy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch_embed = nn.Linear(48, 16)
+        self.mask_token = nn.Parameter(torch.zeros(16))
+        self.block = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16))
+        self.adaptor = MLPAdaptor(16, 8)
+        self.frozen = nn.Linear(16, 16).requires_grad_(False)
+
+
+def _names(module: nn.Module, group: dict) -> set[str]:
+    ids = {id(p) for p in group["params"]}
+    return {n for n, p in module.named_parameters() if id(p) in ids}
+
+
+def test_routing_sends_hidden_matrices_to_muon_and_the_rest_to_adamw() -> None:
+    toy = Toy()
+    groups = {g["name"]: g for g in muon_param_groups(toy, weight_decay=0.1)}
+    assert _names(toy, groups["muon"]) == {"block.1.weight", "block.3.weight", "adaptor.body.1.weight"}
+    assert _names(toy, groups["adamw"]) == {"patch_embed.weight", "adaptor.out.weight"}
+    no_decay = _names(toy, groups["adamw_no_decay"])
+    assert "mask_token" in no_decay and "block.0.weight" in no_decay and "block.1.bias" in no_decay
+    assert groups["muon"]["use_fallback"] is False and groups["adamw"]["use_fallback"] is True
+    assert groups["adamw_no_decay"]["weight_decay"] == 0.0 and groups["muon"]["weight_decay"] == 0.1
+    # frozen parameters (teachers) are never optimised
+    all_ids = {id(p) for g in groups.values() for p in g["params"]}
+    assert id(toy.frozen.weight) not in all_ids
+    assert len(all_ids) == sum(p.numel() > 0 for p in toy.parameters() if p.requires_grad)
+
+
+def test_per_module_groups_carry_their_settings() -> None:
+    vision, text = Toy(), nn.Linear(4, 4)
+    groups = muon_param_groups(
+        {"vision": vision, "text": text},
+        weight_decay=0.1,
+        settings={"text": {"lr": 1e-4, "weight_decay": 0.0}},
+    )
+    by_name = {g["name"]: g for g in groups}
+    assert set(by_name) == {
+        "vision/muon",
+        "vision/adamw",
+        "vision/adamw_no_decay",
+        "text/muon",
+        "text/adamw_no_decay",
+    }
+    assert by_name["text/muon"]["lr"] == 1e-4 and by_name["text/muon"]["weight_decay"] == 0.0
+    assert "lr" not in by_name["vision/muon"]
+    with pytest.raises(KeyError, match=r"unknown modules \['txt'\]"):
+        muon_param_groups({"text": text}, settings={"txt": {}})
+
+
+def test_timm_muon_steps_both_kinds_and_orthogonalises_muon_updates() -> None:
+    torch.manual_seed(0)
+    toy = Toy()
+    opt = Muon(muon_param_groups(toy), lr=0.01, weight_decay=0.0)
+    before = {n: p.detach().clone() for n, p in toy.named_parameters()}
+    x = toy.block(toy.patch_embed(torch.randn(256, 48)) + toy.mask_token)
+    (toy.adaptor(x).square().mean()).backward()
+    grad = toy.block[1].weight.grad.clone()
+    opt.step()
+    for name in ("block.1.weight", "patch_embed.weight", "mask_token", "adaptor.out.weight"):
+        assert not torch.equal(before[name], dict(toy.named_parameters())[name]), name
+    # Muon orthogonalises the update of a hidden matrix: its singular values are far more equal
+    # than the gradient's (Newton-Schulz pushes them all towards 1)
+    delta = dict(toy.named_parameters())["block.1.weight"].detach() - before["block.1.weight"]
+
+    def condition(m: torch.Tensor) -> float:
+        s = torch.linalg.svdvals(m)
+        return (s.max() / s.min()).item()
+
+    assert condition(delta) < condition(grad) / 4
