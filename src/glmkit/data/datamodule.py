@@ -1,0 +1,184 @@
+"""The image DataModule of CogViT stage 1: a weighted mixture at 224x224, sharded and resumable.
+
+GLM-5V-Turbo section 2.1 trains stage 1 on a quality-aware mixture (80% natural images, 10%
+instruction-following data, 10% scientific imagery) at 224x224. In a recipe::
+
+    data:
+      class_path: glmkit.data.ImageDataModule
+      init_args:
+        sources:
+          natural: {class_path: glmkit.data.TarShards, init_args: {urls: /data/natural-{000..099}.tar}}
+          instruct: {class_path: glmkit.data.JsonlManifest, init_args: {path: /data/instruct.jsonl}}
+          science: {class_path: glmkit.data.ImageFolder, init_args: {root: /data/science}}
+        weights: {natural: 0.8, instruct: 0.1, science: 0.1}
+
+Each rank reads a disjoint slice of every epoch; a run resumed from a mid-epoch checkpoint sees
+exactly the batches an uninterrupted run would have seen (the loader state travels both through
+Lightning's loader-state mechanism and through this DataModule's own ``state_dict``, which also
+survives Lightning issue #20550).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch.distributed as dist
+
+from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
+from glmkit.data.mixture import ImageMixture
+from glmkit.data.sources import ImageSource
+from glmkit.data.transforms import EvalTransform, TrainTransform
+
+TRAIN_STREAM, VAL_STREAM = 0, 1
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Batches ``{"image": [B, 3, H, W] in [0, 1], "source": list[str], "index": LongTensor[B],
+    "skipped": list[str]}`` from a weighted mixture of image sources.
+
+    Args:
+        sources: named image sources (built by jsonargparse from ``class_path``/``init_args``).
+        weights: relative weight per source; ``None`` weights sources by their size.
+        image_size: side of the square training images.
+        batch_size: per-rank batch size.
+        num_workers: DataLoader worker processes per rank.
+        seed: seed of every mixture draw and augmentation.
+        samples_per_epoch: virtual epoch length over all ranks (the uneven tail is dropped).
+        val_samples: size of the validation draw (eval transform, its own stream); 0 disables it.
+        crop_scale: RandomResizedCrop area range.
+        val_sources: sources for validation; ``None`` draws validation samples from ``sources``
+            (a monitoring sample, not a held-out set).
+        val_weights: weights for ``val_sources`` (ignored without them).
+        pin_memory: pin batches for faster host-to-GPU copies.
+    """
+
+    def __init__(
+        self,
+        sources: dict[str, ImageSource],
+        weights: dict[str, float] | None = None,
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        samples_per_epoch: int = 10_000,
+        val_samples: int = 0,
+        crop_scale: tuple[float, float] = (0.4, 1.0),
+        val_sources: dict[str, ImageSource] | None = None,
+        val_weights: dict[str, float] | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if val_samples < 0:
+            raise ValueError(f"val_samples must be >= 0, got {val_samples}")
+        self.sources = dict(sources)
+        self.weights = weights
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.samples_per_epoch = samples_per_epoch
+        self.val_samples = val_samples
+        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
+        self.val_sources = dict(val_sources) if val_sources is not None else None
+        self.val_weights = val_weights if val_sources is not None else weights
+        self.pin_memory = pin_memory
+        # Built eagerly so that bad weights or sources fail at construction, not at fit time.
+        self.train_set = ImageMixture(
+            self.sources,
+            weights,
+            TrainTransform(image_size, scale=self.crop_scale),
+            seed=seed,
+            num_samples=samples_per_epoch,
+            stream=TRAIN_STREAM,
+        )
+        self.val_set: ImageMixture | None = None
+        if val_samples > 0:
+            self.val_set = ImageMixture(
+                self.val_sources or self.sources,
+                self.val_weights,
+                EvalTransform(image_size),
+                seed=seed,
+                num_samples=val_samples,
+                stream=VAL_STREAM,
+            )
+        self._train_loader: ResumableDataLoader | None = None
+        self._pending_train_state: dict[str, Any] | None = None
+
+    def _replicas(self) -> tuple[int, int]:
+        """(number of data-parallel ranks, this rank), from the trainer when attached."""
+        trainer = self.trainer
+        if trainer is not None:
+            kwargs = trainer.distributed_sampler_kwargs
+            if kwargs is not None:
+                return int(kwargs["num_replicas"]), int(kwargs["rank"])
+            return 1, 0
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def _loader(self, dataset: ImageMixture, train: bool) -> ResumableDataLoader:
+        num_replicas, rank = self._replicas()
+        sampler = ResumableSampler(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=False,  # mixture samples are already independent random draws
+            seed=self.seed,
+            drop_last=train,
+            # Training keys carry the epoch (fresh draws each epoch, safe with persistent workers);
+            # validation stays on epoch 0 so every validation sees the same images.
+            keys_with_epoch=train,
+        )
+        if train and len(sampler) < self.batch_size:
+            raise ValueError(
+                f"samples_per_epoch={len(dataset)} over {num_replicas} rank(s) leaves {len(sampler)} samples "
+                f"per rank, fewer than batch_size={self.batch_size}: no full batch"
+            )
+        return ResumableDataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_images,
+            pin_memory=self.pin_memory,
+            drop_last=train,  # with drop_last in the sampler too, every rank has the same batch count
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        """The sharded, resumable training loader (equal batch counts on every rank)."""
+        loader = self._loader(self.train_set, train=True)
+        if self._pending_train_state is not None:
+            loader.load_state_dict(self._pending_train_state)
+            self._pending_train_state = None
+        self._train_loader = loader
+        return loader
+
+    def val_dataloader(self) -> ResumableDataLoader | list:
+        """Validation loader over ``val_samples`` draws (fixed epoch 0), or none."""
+        if self.val_set is None:
+            return []
+        return self._loader(self.val_set, train=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position, saved in checkpoints under this class's name."""
+        if self._train_loader is not None:
+            return {"train_loader": self._train_loader.state_dict()}
+        if self._pending_train_state is not None:
+            return {"train_loader": dict(self._pending_train_state)}
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the training loader; applied now or when the loader is created."""
+        state = state_dict.get("train_loader")
+        if state is None:
+            return
+        if self._train_loader is not None:
+            self._train_loader.load_state_dict(state)
+        else:
+            self._pending_train_state = dict(state)

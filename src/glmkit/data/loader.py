@@ -1,0 +1,205 @@
+"""Resumable, rank-sharded loading for map-style datasets whose samples are pure functions of an index.
+
+:class:`ResumableSampler` is a ``DistributedSampler`` (so Lightning keeps it instead of injecting
+its own): each rank reads a disjoint, equally long slice of the epoch's positions.
+:class:`ResumableDataLoader` counts the batches it has handed out and implements
+``state_dict``/``load_state_dict``, the ``_Stateful`` protocol through which Lightning (>= 2.2)
+saves train loaders into checkpoints (``loops.fit_loop`` ``"combined_loader"``). Resuming skips the
+consumed positions in the sampler: because a sample depends only on its key, nothing is re-read.
+
+The skip is applied lazily, at the first ``next()`` of a new iterator: Lightning may create the
+iterator before the checkpoint's loader state arrives (for instance when ``configure_optimizers``
+reads ``trainer.estimated_stepping_batches``, Lightning issue #20550), and by the first ``next()``
+every restore and ``set_epoch`` has happened.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence, Sized
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+STATE_VERSION = 1
+
+
+class ResumableSampler(DistributedSampler):
+    """Positions ``rank, rank + W, rank + 2W, ...`` of each epoch's order, resumable mid-epoch.
+
+    With ``drop_last=True`` the tail that does not divide evenly among ranks is dropped, so every
+    rank gets the same number of samples (ranks that disagree on the batch count hang under DDP).
+    With ``keys_with_epoch=True`` it yields ``(epoch, index)`` pairs, so a dataset read by persistent
+    workers learns the epoch from the key rather than from state set in the main process.
+
+    Args:
+        dataset: anything with ``len()``.
+        num_replicas: number of data-parallel ranks.
+        rank: this rank.
+        shuffle: permute the positions each epoch (seeded by ``seed + epoch``); unnecessary when
+            samples are already random draws, as in :class:`glmkit.data.mixture.ImageMixture`.
+        seed: seed of the permutation.
+        drop_last: drop the uneven tail (True) or pad with repeats (False).
+        keys_with_epoch: yield ``(epoch, index)`` instead of ``index``.
+    """
+
+    def __init__(
+        self,
+        dataset: Sized,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = True,
+        keys_with_epoch: bool = False,
+    ) -> None:
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )  # type: ignore[arg-type]
+        if self.num_samples == 0:
+            raise ValueError(
+                f"a dataset of {len(dataset)} samples gives rank {rank} of {num_replicas} no samples; "
+                "use more samples per epoch"
+            )
+        self.keys_with_epoch = keys_with_epoch
+        self._start = 0
+
+    def skip(self, num_samples: int) -> None:
+        """Start the next iteration ``num_samples`` positions into this rank's slice (one-shot)."""
+        if not 0 <= num_samples <= self.num_samples:
+            raise ValueError(f"cannot skip {num_samples} of this rank's {self.num_samples} samples")
+        self._start = int(num_samples)
+
+    def _order(self) -> Sequence[int]:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if not self.shuffle:
+            return range(n)
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        return torch.randperm(n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[Any]:
+        order = self._order()
+        if len(order) < self.total_size:  # pad with repeats so every rank gets num_samples
+            reps = math.ceil(self.total_size / len(order))
+            order = (list(order) * reps)[: self.total_size]
+        positions = order[self.rank : self.total_size : self.num_replicas]
+        start, self._start = self._start, 0
+        epoch = self.epoch
+        for index in positions[start:]:
+            yield (epoch, index) if self.keys_with_epoch else index
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`ResumableSampler` that can resume mid-epoch exactly.
+
+    ``state_dict()`` records the epoch and the number of batches handed out by the current
+    iterator; after ``load_state_dict(state)`` the next iterator of the same epoch starts right after
+    them. Any other ``DataLoader`` keyword (``num_workers``, ``collate_fn``, ``pin_memory``, ...) is
+    passed through.
+    """
+
+    def __init__(
+        self, dataset: Any, batch_size: int = 1, sampler: ResumableSampler | None = None, **kwargs: Any
+    ) -> None:
+        if not isinstance(sampler, ResumableSampler):
+            raise TypeError(
+                f"ResumableDataLoader needs a ResumableSampler, got {type(sampler).__name__}; "
+                "build one with ResumableSampler(dataset, num_replicas, rank)"
+            )
+        if kwargs.get("batch_sampler") is not None or kwargs.get("shuffle"):
+            raise ValueError(
+                "ResumableDataLoader takes batch_size and a sampler, not batch_sampler or shuffle"
+            )
+        if batch_size is None or batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+        self._batches = 0
+        self._iter_epoch = sampler.epoch
+        self._pending: dict[str, Any] | None = None
+
+    def _layout(self) -> dict[str, int]:
+        return {
+            "batch_size": int(self.batch_size),  # type: ignore[arg-type]
+            "num_replicas": int(self.sampler.num_replicas),  # type: ignore[attr-defined]
+            "num_samples": len(self.dataset),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch and batches consumed so far (the same on every rank), plus the loader layout."""
+        if self._pending is not None:  # restored but not yet iterated: the restored position stands
+            return dict(self._pending)
+        return {
+            "version": STATE_VERSION,
+            "epoch": self._iter_epoch,
+            "batches": self._batches,
+            **self._layout(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state`` at the next iteration of the same epoch.
+
+        Raises:
+            ValueError: the state is mid-epoch and was saved with another batch size, number of
+                ranks or epoch length, so its position cannot be reproduced.
+        """
+        missing = {"epoch", "batches", *self._layout()} - set(state)
+        if missing:
+            raise ValueError(f"not a ResumableDataLoader state: missing {sorted(missing)} in {state!r}")
+        layout = self._layout()
+        saved = {k: int(state[k]) for k in layout}
+        batches = int(state["batches"])
+        if saved != layout:
+            saved_len = saved["num_samples"] // saved["num_replicas"] // saved["batch_size"]
+            if 0 < batches < saved_len:
+                raise ValueError(
+                    f"cannot resume mid-epoch: the checkpoint's loader layout {saved} differs from this "
+                    f"run's {layout}. Resume with the same batch size, number of data-parallel ranks and "
+                    "samples per epoch, or from an end-of-epoch checkpoint."
+                )
+            batches = 0 if batches == 0 else len(self)  # an epoch boundary carries over to any layout
+        self._pending = {**state, **layout, "version": STATE_VERSION, "batches": batches}
+        # Without Lightning nobody else sets the epoch; Lightning calls set_epoch again before iterating.
+        self.sampler.set_epoch(int(state["epoch"]))  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
+        # A generator: this body first runs at the first next(), after any checkpoint restore.
+        sampler: ResumableSampler = self.sampler  # type: ignore[assignment]
+        skip = 0
+        if self._pending is not None and int(self._pending["epoch"]) == sampler.epoch:
+            skip = min(int(self._pending["batches"]), len(self))
+        self._pending = None
+        sampler.skip(min(skip * int(self.batch_size), sampler.num_samples))  # type: ignore[arg-type]
+        self._iter_epoch = sampler.epoch
+        self._batches = skip
+        for batch in super().__iter__():
+            self._batches += 1  # counted before the consumer sees the batch
+            yield batch
+
+
+def collate_images(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack :class:`glmkit.data.mixture.ImageMixture` samples into a batch.
+
+    Returns ``{"image": [B, 3, H, W], "source": list[str], "index": LongTensor[B], "skipped":
+    list[str]}``, where ``skipped`` concatenates the samples' skip reports.
+    """
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    shapes = {tuple(s["image"].shape) for s in samples}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"images in a batch have different shapes {sorted(shapes)}; use a transform that outputs a "
+            "fixed size (TrainTransform / EvalTransform)"
+        )
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "source": [s["source"] for s in samples],
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "skipped": [d for s in samples for d in s["skipped"]],
+    }

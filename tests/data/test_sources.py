@@ -1,0 +1,325 @@
+import json
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from glmkit.data.sources import (
+    DATASETS,
+    BadImageError,
+    ImageFolder,
+    JsonlManifest,
+    TarShards,
+    decode_image,
+    expand_braces,
+    expand_urls,
+)
+from tests.data._files import image_bytes, random_bytes, truncated_jpeg, write_image, write_shard
+
+RED, GREEN, BLUE = (220, 20, 20), (20, 220, 20), (20, 20, 220)
+
+
+def mean_colour(img: Image.Image) -> tuple[int, ...]:
+    return tuple(int(round(v)) for v in np.asarray(img, dtype=np.float64).reshape(-1, 3).mean(0))
+
+
+def close(a, b, tol=8):
+    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
+
+
+def test_registry_names():
+    assert {"image_folder", "jsonl_manifest", "tar_shards", "procedural"} <= set(DATASETS.names())
+    assert DATASETS.get("tar_shards") is TarShards
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+def test_decode_image_returns_rgb_copy():
+    img = decode_image(image_bytes(RED), "red")
+    assert img.mode == "RGB" and img.size == (20, 16)
+    assert close(mean_colour(img), RED)
+
+
+def test_decode_draft_size_reduces_large_jpegs_only():
+    jpeg = image_bytes(RED, size=(400, 300))
+    assert decode_image(jpeg, "x").size == (400, 300)
+    assert decode_image(jpeg, "x", draft_size=100).size == (200, 150)  # 1/4 would make 75 < 100
+    assert decode_image(jpeg, "x", draft_size=1000).size == (400, 300)
+    png = image_bytes(RED, size=(400, 300), fmt="PNG")
+    assert decode_image(png, "x", draft_size=100).size == (400, 300)
+
+
+def test_sources_pass_draft_size(tmp_path):
+    write_image(tmp_path / "a.jpg")
+    (tmp_path / "a.jpg").write_bytes(image_bytes(RED, size=(400, 300)))
+    assert ImageFolder(str(tmp_path), draft_size=100).load(0).size == (200, 150)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"image": "a.jpg"}\n')
+    assert JsonlManifest(str(manifest), draft_size=100).load(0).size == (200, 150)
+    write_shard(tmp_path / "s.tar", {"a.jpg": image_bytes(RED, size=(400, 300))})
+    assert TarShards(str(tmp_path / "s.tar"), draft_size=100).load(0).size == (200, 150)
+
+
+def test_decode_composites_transparency_on_white():
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (0, 0, 4, 8))
+    import io
+
+    buf = io.BytesIO()
+    rgba.save(buf, format="PNG")
+    arr = np.asarray(decode_image(buf.getvalue(), "x"))
+    assert arr[0, 0].tolist() == [0, 0, 255]
+    assert arr[0, 7].tolist() == [255, 255, 255]  # transparent -> white, not black
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [(truncated_jpeg(), "truncated"), (random_bytes(), "cannot identify"), (b"", "cannot identify")],
+    ids=["truncated", "random", "empty"],
+)
+def test_decode_bad_bytes_names_the_image(data, reason):
+    with pytest.raises(BadImageError, match=rf"(?i)my/key\.jpg: .*{reason}"):
+        decode_image(data, "my/key.jpg")
+
+
+def test_decode_missing_file(tmp_path):
+    missing = tmp_path / "nope.jpg"
+    with pytest.raises(BadImageError, match="nope.jpg: FileNotFoundError"):
+        decode_image(str(missing), str(missing))
+
+
+def test_decode_refuses_decompression_bombs(monkeypatch):
+    data = image_bytes(RED, size=(64, 64))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 px: above the limit, below twice it
+    with pytest.raises(BadImageError, match="DecompressionBomb"):
+        decode_image(data, "bomb")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # above twice the limit: PIL's own error
+    with pytest.raises(BadImageError, match="DecompressionBombError"):
+        decode_image(data, "bomb")
+
+
+# -- ImageFolder ---------------------------------------------------------------------------------
+
+
+def test_image_folder_recursive_sorted(tmp_path):
+    write_image(tmp_path / "b.jpg", GREEN)
+    write_image(tmp_path / "a.png", RED, fmt="PNG")
+    write_image(tmp_path / "sub" / "c.JPEG", BLUE)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden.jpg").write_bytes(b"x")
+    folder = ImageFolder(str(tmp_path))
+    assert folder.files == ["a.png", "b.jpg", "sub/c.JPEG"]
+    assert folder.describe(2) == str(tmp_path / "sub" / "c.JPEG")
+    assert close(mean_colour(folder.load(0)), RED)
+    assert close(mean_colour(folder.load(2)), BLUE)
+    assert len(ImageFolder(str(tmp_path), recursive=False)) == 2
+    assert ImageFolder(str(tmp_path), extensions=("png",)).files == ["a.png"]
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does_not_exist"):
+        ImageFolder(str(tmp_path / "does_not_exist"))
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError, match="file.jpg"):
+        ImageFolder(str(tmp_path / "file.jpg"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images under .*empty"):
+        ImageFolder(str(tmp_path / "empty"))
+    with pytest.raises(IndexError, match=r"index 5 out of range \[0, 1\)"):
+        ImageFolder(str(tmp_path)).load(5)
+
+
+def test_image_folder_file_deleted_after_indexing(tmp_path):
+    path = write_image(tmp_path / "gone.jpg")
+    folder = ImageFolder(str(tmp_path))
+    path.unlink()
+    with pytest.raises(BadImageError, match="gone.jpg"):
+        folder.load(0)
+
+
+# -- JsonlManifest -------------------------------------------------------------------------------
+
+
+def test_jsonl_manifest_resolves_relative_paths(tmp_path):
+    write_image(tmp_path / "imgs" / "r.jpg", RED)
+    absolute = write_image(tmp_path / "elsewhere" / "g.jpg", GREEN)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps({"image": "imgs/r.jpg", "caption": "red"})
+        + "\n\n"
+        + json.dumps({"image": str(absolute)})
+        + "\n"
+    )
+    source = JsonlManifest(str(manifest))
+    assert len(source) == 2
+    assert close(mean_colour(source.load(0)), RED)
+    assert close(mean_colour(source.load(1)), GREEN)
+    assert source.describe(1) == f"{absolute} ({manifest}:3)"  # blank line 2 is skipped, numbering kept
+
+
+def test_jsonl_manifest_root_and_key(tmp_path):
+    write_image(tmp_path / "data" / "b.jpg", BLUE)
+    manifest = tmp_path / "meta" / "m.jsonl"
+    manifest.parent.mkdir()
+    manifest.write_text(json.dumps({"path": "b.jpg"}) + "\n")
+    source = JsonlManifest(str(manifest), image_key="path", root=str(tmp_path / "data"))
+    assert close(mean_colour(source.load(0)), BLUE)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"image": "a.jpg"}', '{"image": "b.jpg"'], r"m\.jsonl:2: invalid JSON"),
+        (['{"image": "a.jpg"}', "[1, 2]"], r"m\.jsonl:2: expected a JSON object, got list"),
+        (
+            ['{"img": "a.jpg", "caption": "x"}'],
+            r"m\.jsonl:1: no 'image' field; the record has keys 'img', 'caption'",
+        ),
+        (['{"image": 3}'], r"m\.jsonl:1: 'image' must be a non-empty path string, got 3"),
+        (["", "  "], r"lists no images"),
+    ],
+)
+def test_jsonl_manifest_bad_lines(tmp_path, lines, message):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=message):
+        JsonlManifest(str(manifest))
+
+
+def test_jsonl_manifest_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        JsonlManifest(str(tmp_path / "missing.jsonl"))
+
+
+def test_jsonl_missing_image_is_bad_image_not_crash(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"image": "absent.jpg"}) + "\n")
+    with pytest.raises(BadImageError, match=r"absent\.jpg .*m\.jsonl:1"):
+        JsonlManifest(str(manifest)).load(0)
+
+
+# -- brace expansion and shard lists -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("a.tar", ["a.tar"]),
+        ("s-{000..002}.tar", ["s-000.tar", "s-001.tar", "s-002.tar"]),
+        ("s-{8..10}.tar", ["s-8.tar", "s-9.tar", "s-10.tar"]),
+        ("s-{2..0}", ["s-2", "s-1", "s-0"]),
+        ("{a,b}-{0..1}", ["a-0", "a-1", "b-0", "b-1"]),
+        ("x{a,{b,c}}y", ["xay", "xby", "xcy"]),
+        ("lit{eral}", ["lit{eral}"]),
+    ],
+)
+def test_expand_braces(pattern, expected):
+    assert expand_braces(pattern) == expected
+
+
+def test_expand_braces_unbalanced():
+    with pytest.raises(ValueError, match="unbalanced"):
+        expand_braces("s-{000..002.tar")
+
+
+def test_expand_urls_errors(tmp_path):
+    write_shard(tmp_path / "s-000.tar", {})
+    with pytest.raises(
+        FileNotFoundError, match=r"s-001\.tar' does not exist \(from '.*s-\{000\.\.001\}\.tar'\)"
+    ):
+        expand_urls(str(tmp_path / "s-{000..001}.tar"))
+    with pytest.raises(FileNotFoundError, match=r"no tar shards match .*q-\*\.tar"):
+        expand_urls(str(tmp_path / "q-*.tar"))
+    with pytest.raises(ValueError, match="not a local path"):
+        expand_urls("https://example.com/s-000.tar")
+    with pytest.raises(ValueError, match="urls is empty"):
+        expand_urls([])
+    assert expand_urls("file://" + str(tmp_path / "s-000.tar")) == [str(tmp_path / "s-000.tar")]
+
+
+# -- TarShards -----------------------------------------------------------------------------------
+
+
+def make_shards(tmp_path, n_shards=3, per_shard=4):
+    colours = {}
+    for s in range(n_shards):
+        members = {}
+        for k in range(per_shard):
+            key = f"sample{s:02d}{k:02d}"
+            colour = (40 * s + 10, 50 * k + 10, 128)
+            colours[f"{key}"] = colour
+            members[f"{key}.txt"] = f"caption {key}".encode()
+            members[f"{key}.jpg"] = image_bytes(colour)
+            members[f"{key}.json"] = b"{}"
+        write_shard(tmp_path / f"shard-{s:03d}.tar", members)
+    return colours
+
+
+def test_tar_shards_brace_pattern_and_random_access(tmp_path):
+    colours = make_shards(tmp_path)
+    source = TarShards(str(tmp_path / "shard-{000..002}.tar"))
+    assert len(source) == 12
+    assert source.keys == sorted(colours)  # shard order, then order within the shard
+    for i in [11, 0, 5, 5, 7]:  # any order, repeats
+        assert close(mean_colour(source.load(i)), colours[source.keys[i]])
+    assert source.describe(5) == f"{tmp_path / 'shard-001.tar'}:sample0101"
+
+
+def test_tar_shards_glob_list_and_pickle(tmp_path):
+    colours = make_shards(tmp_path, n_shards=2, per_shard=2)
+    by_glob = TarShards(str(tmp_path / "shard-*.tar"))
+    by_list = TarShards([str(tmp_path / "shard-000.tar"), str(tmp_path / "shard-001.tar")])
+    assert by_glob.keys == by_list.keys
+    by_glob.load(0)  # opens a descriptor, which must not travel in the pickle
+    clone = pickle.loads(pickle.dumps(by_glob))
+    assert clone._fds == {}
+    assert close(mean_colour(clone.load(3)), colours[clone.keys[3]])
+    by_glob.close()
+
+
+def test_tar_shards_extension_preference_and_folders(tmp_path):
+    write_shard(
+        tmp_path / "s.tar",
+        {
+            "d/one.png": image_bytes(RED, fmt="PNG"),
+            "d/one.jpg": image_bytes(GREEN),  # .jpg preferred over .png
+            "d/two.webp": image_bytes(BLUE, fmt="WEBP"),
+            "three.txt": b"no image, not a sample",
+            "d/.DS_Store": b"junk",
+        },
+    )
+    source = TarShards(str(tmp_path / "s.tar"))
+    assert source.keys == ["d/one", "d/two"]
+    assert close(mean_colour(source.load(0)), GREEN)
+    assert close(mean_colour(source.load(1)), BLUE, tol=12)
+
+
+def test_tar_shards_corrupt_member_is_bad_image(tmp_path):
+    write_shard(
+        tmp_path / "s.tar", {"a.jpg": image_bytes(RED), "b.jpg": truncated_jpeg(), "c.jpg": random_bytes()}
+    )
+    source = TarShards(str(tmp_path / "s.tar"))
+    source.load(0)
+    for i, key in [(1, "b"), (2, "c")]:
+        with pytest.raises(BadImageError, match=rf"s\.tar:{key}: "):
+            source.load(i)
+
+
+def test_tar_shards_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing-000.tar"):
+        TarShards(str(tmp_path / "missing-000.tar"))
+    write_shard(tmp_path / "txt.tar", {"a.txt": b"x"})
+    with pytest.raises(ValueError, match=r"no samples with an image member .* 1 shard\(s\): .*txt\.tar"):
+        TarShards(str(tmp_path / "txt.tar"))
+    with tarfile.open(tmp_path / "z.tar.gz", "w:gz") as archive:
+        info = tarfile.TarInfo("a.jpg")
+        data = image_bytes(RED)
+        info.size = len(data)
+        import io
+
+        archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValueError, match=r"z\.tar\.gz' is not an uncompressed tar"):
+        TarShards(str(tmp_path / "z.tar.gz"))
