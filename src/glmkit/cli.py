@@ -1,0 +1,142 @@
+"""The ``glmkit`` command.
+
+``glmkit fit|validate|test|predict --config recipe.yaml`` runs a recipe through
+:class:`GlmkitCLI` (a LightningCLI); ``--print_config`` prints the whole run. Commands that need
+no model are handled here before Lightning sees ``sys.argv`` (the DDP launcher re-executes
+``sys.argv``, so it must stay intact for training):
+
+- ``glmkit list [KIND] [PATTERN]``: registered components (plugins included);
+- ``glmkit plugins``: which plugins loaded and which failed;
+- ``glmkit eval ...``: benchmark harness (``glmkit.eval.cli``);
+- ``glmkit tools serve|export-skills ...``: MCP server and skill export (``glmkit.agent``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import sys
+from collections.abc import Callable
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+from glmkit.registry import ImportReport, all_registries, import_all, load_plugins
+
+
+class GlmkitCLI(LightningCLI):
+    """LightningCLI with glmkit's defaults.
+
+    Any imported ``LightningModule`` / ``LightningDataModule`` may be named in a recipe
+    (subclass mode); optimizers are built by each stage from its own parameter routing, so the
+    top-level ``--optimizer`` groups are off; re-running in the same directory may overwrite the
+    saved ``config.yaml``.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("model_class", LightningModule)
+        kwargs.setdefault("datamodule_class", LightningDataModule)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _print_report(report: ImportReport, stream: object = sys.stderr) -> None:
+    for name, error in report.failed.items():
+        print(f"glmkit: could not import {name}: {error}", file=stream)  # type: ignore[arg-type]
+
+
+def list_components(kind: str | None = None, pattern: str = "*") -> str:
+    """The text of ``glmkit list``: registered components by kind, with presets where they exist."""
+    registries = all_registries()
+    if kind is not None and kind not in registries:
+        close = difflib.get_close_matches(kind, list(registries), n=2, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise SystemExit(f"glmkit list: unknown kind {kind!r}.{hint} Kinds: {', '.join(registries)}")
+    lines: list[str] = []
+    for name, reg in registries.items():
+        if kind is not None and name != kind:
+            continue
+        entries = [(n, obj) for n, obj in reg.items() if fnmatch.fnmatch(n, pattern)]
+        if not entries:
+            continue
+        header = f"{name}" + (f"  ({reg.description})" if reg.description else "")
+        lines.append(header)
+        width = max(len(n) for n, _ in entries)
+        for entry_name, obj in entries:
+            target = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+            presets = getattr(obj, "PRESETS", None)
+            suffix = f"  presets: {', '.join(presets)}" if isinstance(presets, dict) and presets else ""
+            lines.append(f"  {entry_name:<{width}}  {target}{suffix}")
+    return "\n".join(lines) if lines else f"no components match kind={kind or '*'} pattern={pattern!r}"
+
+
+def _cmd_list(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: glmkit list [KIND] [PATTERN]\n\nList registered components, plugins included.")
+        return 0
+    _print_report(import_all())
+    kind = argv[0] if argv else None
+    pattern = argv[1] if len(argv) > 1 else "*"
+    print(list_components(kind, pattern))
+    return 0
+
+
+def _cmd_plugins(argv: list[str]) -> int:
+    report = load_plugins()
+    for name in report.loaded:
+        print(f"loaded  {name}")
+    for name, error in report.failed.items():
+        print(f"FAILED  {name}: {error}")
+    if not report.loaded and not report.failed:
+        print("no plugins installed (entry-point group 'glmkit.plugins')")
+    return 1 if report.failed else 0
+
+
+def _cmd_eval(argv: list[str]) -> int:
+    from glmkit.eval.cli import main as eval_main
+
+    return eval_main(argv)
+
+
+def _cmd_tools(argv: list[str]) -> int:
+    usage = "usage: glmkit tools {serve,export-skills} ..."
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if argv else 2
+    if argv[0] == "serve":
+        from glmkit.agent.mcp_server import main as serve_main
+
+        return serve_main(argv[1:])
+    if argv[0] == "export-skills":
+        from glmkit.agent.skills import main as skills_main
+
+        return skills_main(argv[1:])
+    print(f"glmkit tools: unknown command {argv[0]!r}\n{usage}", file=sys.stderr)
+    return 2
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "list": _cmd_list,
+    "plugins": _cmd_plugins,
+    "eval": _cmd_eval,
+    "tools": _cmd_tools,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``glmkit`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in COMMANDS:
+        return COMMANDS[args[0]](args[1:])
+    # Plugins and glmkit's components must be imported before the parser is built, so that short
+    # class names in a recipe resolve.
+    _print_report(import_all())
+    GlmkitCLI(args=args if argv is not None else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""CogViT stage 1: masked image modelling by feature distillation from two frozen teachers.
+
+GLM-5V-Turbo, section 2.1: the student sees each image with 35% of its patch tokens replaced by a
+learned mask token and learns to predict, at the masked positions, the patch features of a
+semantic teacher (SigLIP2) and a texture teacher (DINOv3). One adaptor head per teacher maps the
+shared student tokens into that teacher's space; targets are resampled to the student grid and
+normalised per teacher so that neither dominates.
+
+The module only wires components together: encoder, teachers, mask generator, adaptors, target
+normalisers and a distillation loss are all built from the recipe.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from glmkit.data.masking import MaskGenerator, RandomMask
+from glmkit.losses import CosineDistillLoss, DistillLoss
+from glmkit.models.adaptors import MLPAdaptor
+from glmkit.models.distill_targets import TARGET_NORMS, resample_to_grid
+from glmkit.models.teachers import Teacher
+from glmkit.optim import DEFAULT_FALLBACK_PATTERNS, WarmupCosine, muon_param_groups
+from glmkit.optim.schedules import Schedule
+from glmkit.registry import registry
+
+# Frozen teachers stay in eval mode on purpose (DINOv3 jitters RoPE coordinates in train mode).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+STAGES = registry("stages", "training stages (LightningModules)")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _seed_for(*parts: int | str) -> int:
+    """A stable 63-bit seed from the parts (Python's ``hash`` is salted per process)."""
+    return zlib.crc32("/".join(map(str, parts)).encode()) | (len(parts) << 32)
+
+
+@STAGES.register("mim_distill")
+class MIMDistill(pl.LightningModule):
+    """Dual-teacher masked feature distillation (CogViT stage 1).
+
+    Args:
+        encoder: the student; called as ``encoder(images, mask=..., mask_token=...)`` and
+            returning an object with ``patch_tokens [B, N, D]``; needs ``embed_dim`` and
+            ``patch_size`` attributes (e.g. :class:`glmkit.models.encoders.CogViT`).
+        teachers: frozen teachers by name; each returns patch features and its grid.
+        teacher_weights: loss weight per teacher (default 1.0 each).
+        masking: mask generator over the student grid (default: random, 35%).
+        loss: distillation loss on masked tokens (default: cosine).
+        target_norm: registered target normalisation (``layernorm``, ``phis``, ``none``).
+        adaptor_hidden_dim: hidden width of the adaptor MLPs (default: max of the two widths).
+        adaptor_layers: Linear layers per adaptor.
+        optimizer: optimizer factory called on the Muon/AdamW param groups
+            (default ``timm.optim.Muon(lr=1e-3, weight_decay=0.05)``).
+        schedule: learning-rate schedule over ``trainer.max_steps`` (default: warmup + cosine).
+        weight_decay: decay for decayed groups (norms, biases and tokens never decay).
+        fallback_patterns: names of 2-D weights that go to AdamW rather than Muon.
+        image_mean: normalisation of the student's input (images arrive in [0, 1]).
+        image_std: see ``image_mean``.
+        seed: seed of the mask draws, which depend only on (seed, step, rank) for exact resume.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        teachers: dict[str, Teacher],
+        teacher_weights: dict[str, float] | None = None,
+        masking: MaskGenerator | None = None,
+        loss: DistillLoss | None = None,
+        target_norm: str = "layernorm",
+        adaptor_hidden_dim: int | None = None,
+        adaptor_layers: int = 2,
+        optimizer: OptimizerCallable | None = None,
+        schedule: Schedule | None = None,
+        weight_decay: float = 0.05,
+        fallback_patterns: Sequence[str] = DEFAULT_FALLBACK_PATTERNS,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not teachers:
+            raise ValueError("MIMDistill needs at least one teacher")
+        weights = dict(teacher_weights or {})
+        unknown = set(weights) - set(teachers)
+        if unknown:
+            raise KeyError(
+                f"teacher_weights names unknown teachers {sorted(unknown)}; teachers are {sorted(teachers)}"
+            )
+        # Under the CLI the recipe's config is stored (so load_from_checkpoint rebuilds every
+        # component); built in Python, the injected modules are left out rather than pickled.
+        from_recipe = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=None if from_recipe else ["encoder", "teachers", "masking", "loss"])
+        self.encoder = encoder
+        self.teachers = nn.ModuleDict(teachers)
+        self.teacher_weights = {name: float(weights.get(name, 1.0)) for name in teachers}
+        self.masking = masking if masking is not None else RandomMask(0.35)
+        self.loss = loss if loss is not None else CosineDistillLoss()
+        width = int(encoder.embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(width))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.adaptors = nn.ModuleDict(
+            {
+                name: MLPAdaptor(width, t.embed_dim, hidden_dim=adaptor_hidden_dim, num_layers=adaptor_layers)
+                for name, t in teachers.items()
+            }
+        )
+        norm_cls = TARGET_NORMS.get(target_norm)
+        self.target_norms = nn.ModuleDict({name: norm_cls(t.embed_dim) for name, t in teachers.items()})
+        self.optimizer_factory = optimizer
+        self.schedule = schedule if schedule is not None else WarmupCosine(warmup_steps=0)
+        self.weight_decay = weight_decay
+        self.fallback_patterns = tuple(fallback_patterns)
+        self.register_buffer("image_mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
+        self.seed = seed
+        self._warned_files: set[str] = set()
+
+    # ----------------------------------------------------------------------------------- pieces
+    def student_grid(self, images: Tensor) -> tuple[int, int]:
+        """Patch grid of the student for an image batch ``[B, 3, H, W]``."""
+        p = int(self.encoder.patch_size)
+        return images.shape[-2] // p, images.shape[-1] // p
+
+    @torch.no_grad()
+    def teacher_targets(self, images: Tensor, grid: tuple[int, int]) -> dict[str, Tensor]:
+        """Normalised teacher features on the student grid, ``{name: [B, h*w, D_t]}``."""
+        targets = {}
+        for name, teacher in self.teachers.items():
+            out = teacher(images)
+            feats = resample_to_grid(out.features.float(), tuple(out.grid_size), grid)
+            targets[name] = self.target_norms[name](feats)
+        return targets
+
+    def draw_mask(self, batch_size: int, grid: tuple[int, int], *, split: str, step: int) -> Tensor:
+        """Token mask ``[B, h*w]`` (True = masked), a pure function of (seed, split, step, rank)."""
+        gen = torch.Generator().manual_seed(_seed_for(self.seed, split, step, self.global_rank))
+        return self.masking(batch_size, grid, generator=gen).to(self.device)
+
+    def distill(self, images: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Losses and masked-token cosine similarities per teacher, plus the weighted total."""
+        grid = self.student_grid(images)
+        targets = self.teacher_targets(images, grid)
+        student_in = (images - self.image_mean) / self.image_std
+        tokens = self.encoder(student_in, mask=mask, mask_token=self.mask_token).patch_tokens
+        masked = tokens[mask]  # M, D  (M = masked tokens of the whole batch)
+        metrics: dict[str, Tensor] = {}
+        total = tokens.new_zeros((), dtype=torch.float32)
+        for name, adaptor in self.adaptors.items():
+            pred, target = adaptor(masked), targets[name][mask]
+            loss = self.loss(pred, target)
+            metrics[f"{name}/loss"] = loss
+            metrics[f"{name}/cosine"] = F.cosine_similarity(pred.detach().float(), target, dim=-1).mean()
+            total = total + self.teacher_weights[name] * loss
+        metrics["loss"] = total
+        return metrics
+
+    # ------------------------------------------------------------------------------- lightning
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """Encode the masked images, predict each teacher's features, log per-teacher metrics."""
+        images = batch["image"]
+        mask = self.draw_mask(
+            images.shape[0], self.student_grid(images), split="train", step=self.global_step
+        )
+        metrics = self.distill(images, mask)
+        size = images.shape[0]
+        self.log_dict({f"train/{k}": v for k, v in metrics.items()}, batch_size=size)
+        self.log("loss", metrics["loss"], prog_bar=True, logger=False, batch_size=size)
+        self._report_skipped(batch, size)
+        return metrics["loss"]
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """The same losses on held-out images with a fixed mask per batch."""
+        images = batch["image"]
+        mask = self.draw_mask(images.shape[0], self.student_grid(images), split="val", step=batch_idx)
+        metrics = self.distill(images, mask)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=True, batch_size=images.shape[0])
+
+    def _report_skipped(self, batch: Mapping[str, Any], batch_size: int) -> None:
+        """Count unreadable images the loader skipped and warn about each file once."""
+        skipped = list(batch.get("skipped") or [])
+        self.log("data/skipped_images", float(len(skipped)), reduce_fx="sum", batch_size=batch_size)
+        for item in skipped:
+            if item not in self._warned_files:
+                self._warned_files.add(item)
+                rank_zero_warn(f"skipped unreadable image: {item}")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """One Muon optimizer with an AdamW fallback per group, and a per-step schedule."""
+        groups = muon_param_groups(
+            self, weight_decay=self.weight_decay, fallback_patterns=self.fallback_patterns
+        )
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(groups)
+        else:
+            from timm.optim import Muon
+
+            optimizer = Muon(groups, lr=1e-3, weight_decay=self.weight_decay)
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        if max_steps is None or max_steps <= 0:
+            raise ValueError(
+                "MIMDistill's learning-rate schedule needs trainer.max_steps > 0 (got "
+                f"{max_steps}); set it in the recipe's trainer section"
+            )
+        scheduler = self.schedule.build(optimizer, max_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Log the learning rate of the first Muon group and the first AdamW group."""
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        seen = set()
+        for group in optimizer.param_groups:
+            kind = "adamw" if group.get("use_fallback") else "muon"
+            if kind not in seen:
+                seen.add(kind)
+                self.log(f"lr/{kind}", float(group["lr"]), logger=True)
