@@ -1,0 +1,162 @@
+"""``glmkit eval``: run a registered benchmark against a model and print the summary.
+
+Examples::
+
+    glmkit eval --list
+    glmkit eval --benchmark demo-ocr --model oracle
+    glmkit eval --benchmark demo-vqa --model openai:http://localhost:8000/v1@glm-4.5v --workers 8
+    glmkit eval --benchmark refcoco --data refcoco_val.jsonl --model openai:http://host/v1@m --resume
+    glmkit eval --benchmark demo-imagemining --model agent:http://host/v1@m --judge-url http://host/v1@judge
+
+Exit status: 0 when the run completed (per-sample failures are reported in the results), 1 when
+the run could not start or every sample failed, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from glmkit.eval.benchmark import Benchmark
+
+DEFAULT_OUT = Path("eval_results")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``glmkit eval``."""
+    parser = argparse.ArgumentParser(
+        prog="glmkit eval",
+        description="Evaluate a model on a registered benchmark; writes samples.jsonl, summary.json, summary.md.",
+    )
+    parser.add_argument("--benchmark", "-b", help="registered benchmark name (see --list)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        help="model spec: oracle | random[:SEED] | constant:TEXT | openai:URL@MODEL | agent:URL@MODEL | "
+        "local:module:attr (a bare http(s) URL means openai)",
+    )
+    parser.add_argument("--data", help="benchmark JSONL (overrides the benchmark's default or demo data)")
+    parser.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/<benchmark>/<model>)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    parser.add_argument("--resume", action="store_true", help="keep finished samples in --out, run the rest")
+    parser.add_argument("--overwrite", action="store_true", help="discard results already in --out")
+    parser.add_argument(
+        "--judge-url", help="LLM judge endpoint http://host/v1@model (for judge-scored benchmarks)"
+    )
+    parser.add_argument("--k", type=int, default=1, help="attempts per sample; > 1 reports pass@k")
+    parser.add_argument("--workers", type=int, default=1, help="samples evaluated concurrently (API models)")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (openai / agent models)")
+    parser.add_argument("--max-tokens", type=int, help="max tokens per reply (openai models)")
+    parser.add_argument("--max-turns", type=int, help="max model turns per sample (agent models)")
+    parser.add_argument("--list", action="store_true", help="list benchmarks and model adapters, then exit")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no per-sample progress lines")
+    return parser
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "model"
+
+
+def _takes_judge(benchmark: Benchmark) -> bool:
+    """True when some metric of ``benchmark`` accepts a judge endpoint."""
+    import inspect
+
+    from glmkit.eval.metrics import METRICS
+
+    return any(
+        "judge_url" in inspect.signature(METRICS.get(name)).parameters for name, _ in benchmark.metrics
+    )
+
+
+def list_text() -> str:
+    """The text printed by ``--list``."""
+    from glmkit.eval import BENCHMARKS, MODEL_ADAPTERS, get_benchmark
+
+    lines = ["benchmarks:"]
+    names = BENCHMARKS.names()
+    width = max(len(n) for n in names)
+    for name in names:
+        lines.append(f"  {name:<{width}}  {get_benchmark(name).description}")
+    lines.append("model adapters: " + ", ".join(MODEL_ADAPTERS.names()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``glmkit eval``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    from glmkit.eval import build_adapter, get_benchmark, run_benchmark
+    from glmkit.eval.benchmark import print_summary
+    from glmkit.registry import RegistryError
+
+    if args.list:
+        print(list_text())
+        return 0
+    if not args.benchmark or not args.model:
+        parser.error("--benchmark and --model are required (or --list)")
+    if args.k < 1:
+        parser.error(f"--k must be >= 1, got {args.k}")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other")
+
+    try:
+        benchmark = get_benchmark(args.benchmark)
+        options = {
+            "temperature": args.temperature,
+            "max_tokens": args.max_tokens,
+            "max_turns": args.max_turns,
+        }
+        if args.model.startswith("agent:") and args.max_tokens is not None:
+            options["max_tokens_per_turn"] = options.pop("max_tokens")
+        adapter = build_adapter(args.model, **options)
+    except (RegistryError, ValueError, TypeError) as exc:
+        print(f"glmkit eval: {exc}", file=sys.stderr)
+        return 2
+
+    if args.judge_url and not _takes_judge(benchmark):
+        print(
+            f"glmkit eval: note: benchmark {args.benchmark!r} has no judge-scored metric; --judge-url is unused"
+        )
+    out = Path(args.out) if args.out else DEFAULT_OUT / args.benchmark / _slug(args.model)
+    try:
+        result = run_benchmark(
+            benchmark,
+            adapter,
+            out,
+            data=args.data,
+            limit=args.limit,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            num_samples=args.k,
+            workers=args.workers,
+            metric_overrides={"judge_url": args.judge_url},
+            progress=not args.quiet,
+        )
+    except (
+        OSError,
+        ValueError,
+        RuntimeError,
+    ) as exc:  # DataError is a ValueError, FileExistsError an OSError
+        print(f"glmkit eval: {exc}", file=sys.stderr)
+        return 1
+
+    print_summary(result.summary)
+    overall = result.summary["overall"]
+    print(
+        f"results: {result.out_dir} ({overall['n']} samples, {overall['errors']} errors, {result.skipped} resumed)"
+    )
+    if overall["n"] and overall["errors"] == overall["n"]:
+        print("glmkit eval: every sample failed; see the 'error' field in samples.jsonl", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

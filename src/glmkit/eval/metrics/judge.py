@@ -1,0 +1,322 @@
+"""An LLM judge over any OpenAI-compatible endpoint (report sections 2.3 and 5: model-based judges).
+
+Free-form answers (ImageMining, open VQA) cannot be matched by rules, so a judge model reads the
+question, the reference answer(s) and the candidate and returns a verdict. The judge is a metric
+like any other, with three properties the harness relies on:
+
+* transient HTTP failures (429, 5xx, connection errors) are retried with backoff by
+  :class:`~glmkit.agent.client.OpenAIChatClient`;
+* a reply that cannot be read as a verdict is asked again, up to ``max_attempts`` times;
+* when the judge still fails, the sample gets ``fallback_score`` and the reason (HTTP error,
+  unparseable reply, score out of range) is recorded and counted in the run summary, so a flaky
+  judge is visible instead of silently deflating or inflating the score.
+
+The judge's model id (as the server reports it) is recorded with each verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+from glmkit.eval.metrics.text import extract_answer
+from glmkit.eval.sample import Sample
+
+DEFAULT_TEMPLATE = """You are grading a model's answer to a question about one or more images.
+
+Question: {question}
+Reference answer: {reference}
+Candidate answer: {prediction}
+
+The candidate is correct when it states the same fact as the reference (wording, language, units
+and formatting may differ; extra explanation is fine; a different or hedged final answer is not).
+Reply with only a JSON object: {{"score": 1}} if the candidate is correct, {{"score": 0}} if it is not."""
+
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_SCORE_RE = re.compile(
+    r"\b(?:score|rating|grade)\s*[:=]\s*\**\s*([-+]?\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?))?", re.I
+)
+_FRACTION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?))?\s*$")
+_VERDICT_TAG_RE = re.compile(r"(?:\[\[\s*([A-Za-z]+)\s*\]\]|\bverdict\s*[:=]\s*\**\s*([A-Za-z]+))", re.I)
+_POSITIVE = {"correct", "yes", "true", "right", "pass"}
+_NEGATIVE = {"incorrect", "no", "false", "wrong", "fail"}
+
+
+class VerdictParseError(ValueError):
+    """A judge reply holds no readable verdict (or a score outside the allowed range)."""
+
+
+def parse_endpoint(spec: str) -> tuple[str, str]:
+    """Split ``"http://host:8000/v1@model-name"`` into (base URL, model); the model defaults to ``"default"``."""
+    spec = spec.strip()
+    if not spec.startswith(("http://", "https://")):
+        raise ValueError(
+            f"endpoint {spec!r} must start with http:// or https:// (form: http://host/v1@model)"
+        )
+    base, sep, model = spec.rpartition("@")
+    if sep and base.startswith(("http://", "https://")) and "/" not in model and model:
+        return base.rstrip("/"), model
+    return spec.rstrip("/"), "default"
+
+
+def _verdict_word(word: str) -> float | None:
+    word = word.strip().lower()
+    if word in _POSITIVE:
+        return 1.0
+    if word in _NEGATIVE:
+        return 0.0
+    return None
+
+
+def _from_json(text: str) -> float | None:
+    decoder = json.JSONDecoder()
+    for start in [m.start() for m in re.finditer(r"\{", text)]:
+        try:
+            obj, _ = decoder.raw_decode(text[start:])
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for key in ("score", "rating", "grade"):
+            value = obj.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str) and _FRACTION_RE.match(value):
+                return _fraction(value)
+        for key in ("verdict", "judgement", "judgment", "correct", "answer"):
+            value = obj.get(key)
+            if isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str) and _verdict_word(value) is not None:
+                return _verdict_word(value)
+    return None
+
+
+def _fraction(text: str) -> float:
+    m = _FRACTION_RE.match(text)
+    assert m is not None
+    value = float(m.group(1))
+    return value / float(m.group(2)) if m.group(2) else value
+
+
+def parse_verdict(text: str, scale: float = 1.0) -> float:
+    """Read a score in [0, 1] from a judge reply.
+
+    Accepted, in order: a JSON object with ``score`` (or ``verdict``/``correct``), ``Score: 7/10`` or
+    ``Score: 0.8``, ``[[CORRECT]]`` / ``Verdict: yes``, or a reply that is a single verdict word or
+    number. Raw scores are divided by ``scale`` (10 for a 0-10 judge) unless written as a fraction.
+    Anything else raises :class:`VerdictParseError`; prose that merely mentions 'correct' is not
+    guessed at.
+    """
+    body = _THINK.sub("", text or "").strip()
+    if not body:
+        raise VerdictParseError("empty judge reply")
+    score = _from_json(body)
+    if score is not None:
+        score /= scale
+    if score is None:
+        m = _SCORE_RE.search(body)
+        if m:
+            score = float(m.group(1)) / (float(m.group(2)) if m.group(2) else scale)
+    if score is None:
+        m = _VERDICT_TAG_RE.search(body)
+        if m:
+            score = _verdict_word(m.group(1) or m.group(2))
+    if score is None:
+        bare = body.strip(" \t\n.!*`\"'").lower()
+        if _FRACTION_RE.match(bare):
+            m = _FRACTION_RE.match(bare)
+            score = float(m.group(1)) / (float(m.group(2)) if m.group(2) else scale)
+        else:
+            score = _verdict_word(bare)
+    if score is None:
+        raise VerdictParseError(f"no verdict found in judge reply {body[:200]!r}")
+    if not 0.0 <= score <= 1.0:
+        raise VerdictParseError(f"judge score {score:g} is outside [0, 1] (reply {body[:200]!r})")
+    return score
+
+
+@dataclass
+class JudgeVerdict:
+    """One judgement: the score, the raw reply, the judge's model id and, on failure, why."""
+
+    score: float
+    raw: str = ""
+    judge_model: str | None = None
+    attempts: int = 0
+    failure: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+class LLMJudge:
+    """Asks a chat model whether a prediction matches the reference.
+
+    Args:
+        base_url: OpenAI-compatible endpoint, e.g. ``http://localhost:8000/v1``.
+        model: model name sent to the endpoint.
+        template: prompt with ``{question}``, ``{reference}``, ``{prediction}`` placeholders.
+        system_prompt: optional system message.
+        scale: divide raw scores by this (10 for a 0-10 rubric).
+        max_attempts: requests per judgement when replies are unparseable.
+        fallback_score: score given when every attempt fails.
+        http_retries / backoff / timeout: passed to the HTTP client.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "default",
+        template: str = DEFAULT_TEMPLATE,
+        system_prompt: str | None = None,
+        scale: float = 1.0,
+        max_attempts: int = 2,
+        fallback_score: float = 0.0,
+        http_retries: int = 2,
+        backoff: float = 0.5,
+        timeout: float = 120.0,
+        api_key: str | None = None,
+        max_tokens: int = 1024,
+    ) -> None:
+        from glmkit.agent.client import OpenAIChatClient
+
+        for placeholder in ("{question}", "{reference}", "{prediction}"):
+            if placeholder not in template:
+                raise ValueError(f"judge template lacks the placeholder {placeholder}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.client = OpenAIChatClient(
+            base_url, model=model, api_key=api_key, timeout=timeout, max_retries=http_retries, backoff=backoff
+        )
+        self.template = template
+        self.system_prompt = system_prompt
+        self.scale = scale
+        self.max_attempts = max_attempts
+        self.fallback_score = fallback_score
+        self.max_tokens = max_tokens
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.failures = 0
+
+    def messages(self, question: str, reference: str, prediction: str) -> list[dict[str, Any]]:
+        """The chat messages of one judgement."""
+        prompt = self.template.format(question=question, reference=reference, prediction=prediction)
+        msgs: list[dict[str, Any]] = (
+            [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        )
+        return [*msgs, {"role": "user", "content": prompt}]
+
+    def judge(self, question: str, reference: str, prediction: str) -> JudgeVerdict:
+        """Judge one prediction; never raises for judge-side problems (see ``failure``)."""
+        from glmkit.agent.client import ChatClientError
+
+        verdict = JudgeVerdict(score=self.fallback_score)
+        messages = self.messages(question, reference, prediction)
+        for attempt in range(1, self.max_attempts + 1):
+            verdict.attempts = attempt
+            try:
+                completion = self.client.chat(messages, temperature=0.0, max_tokens=self.max_tokens)
+            except ChatClientError as exc:
+                verdict.errors.append(f"judge request failed: {exc}")
+                break  # the client already retried transient errors
+            verdict.raw = completion.content
+            verdict.judge_model = completion.raw.get("model") or self.client.model
+            try:
+                verdict.score = parse_verdict(completion.content, self.scale)
+            except VerdictParseError as exc:
+                verdict.errors.append(f"unparseable judge reply: {exc}")
+                continue
+            verdict.failure = None
+            with self._lock:
+                self.calls += 1
+            return verdict
+        verdict.score = self.fallback_score
+        verdict.failure = verdict.errors[-1] if verdict.errors else "judge failed"
+        with self._lock:
+            self.calls += 1
+            self.failures += 1
+        return verdict
+
+
+def reference_text(sample: Sample) -> str:
+    """The reference shown to the judge: all references, plus ``metadata.answer_zh`` when present."""
+    refs = reference_answers(sample.answer)
+    text = " | ".join(refs)
+    zh = sample.metadata.get("answer_zh")
+    if zh and zh not in refs:
+        text = f"{text} (Chinese reference: {zh})"
+    return text
+
+
+@METRICS.register("llm_judge")
+class JudgeScorer(SampleMetric):
+    """Score = the judge's verdict on the extracted final answer; failures fall back and are counted.
+
+    Args:
+        judge_url: ``http://host/v1@model`` (or a base URL and ``judge_model``); required.
+        judge_model: model name when ``judge_url`` has none.
+        template, scale, max_attempts, fallback_score, http_retries, backoff: see :class:`LLMJudge`.
+    """
+
+    name = "llm_judge"
+
+    def __init__(
+        self,
+        judge_url: str | None = None,
+        judge_model: str | None = None,
+        template: str = DEFAULT_TEMPLATE,
+        scale: float = 1.0,
+        max_attempts: int = 2,
+        fallback_score: float = 0.0,
+        http_retries: int = 2,
+        backoff: float = 0.5,
+        extract: bool = True,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(key)
+        if not judge_url:
+            raise ValueError(
+                "the llm_judge metric needs a judge endpoint: pass --judge-url http://host/v1@model"
+            )
+        base_url, model = parse_endpoint(judge_url)
+        self.judge = LLMJudge(
+            base_url,
+            model=judge_model or model,
+            template=template,
+            scale=scale,
+            max_attempts=max_attempts,
+            fallback_score=fallback_score,
+            http_retries=http_retries,
+            backoff=backoff,
+        )
+        self.extract = extract
+
+    def check_answer(self, sample: Sample) -> None:
+        reference_answers(sample.answer)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        text = extract_answer(prediction) if self.extract else str(prediction or "")
+        verdict = self.judge.judge(sample.question, reference_text(sample), text)
+        out = self._out(
+            verdict.score,
+            {
+                "judge_reply": verdict.raw[:2000],
+                "judge_model": verdict.judge_model,
+                "judge_attempts": verdict.attempts,
+                "judge_errors": verdict.errors,
+            },
+        )
+        out.failure = verdict.failure
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "judge_url": self.judge.client.base_url,
+            "judge_model": self.judge.client.model,
+            "calls": self.judge.calls,
+            "failures": self.judge.failures,
+        }

@@ -1,0 +1,180 @@
+"""OCR metrics: normalised edit distance, ANLS and the OCRBench substring hit (report section 5).
+
+NED = Levenshtein(pred, ref) / max(len(pred), len(ref)), in [0, 1], 0 for identical strings (two
+empty strings have NED 0). The harness reports the similarity 1 - NED so that higher is better,
+and keeps NED itself under ``<key>.ned``. With several references the best one counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torchmetrics import Metric
+
+from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+from glmkit.eval.metrics.text import extract_answer, levenshtein, normalize_whitespace
+from glmkit.eval.sample import Sample
+
+WhitespaceMode = Literal["keep", "collapse", "remove"]
+
+
+def normalize_ocr(text: str, *, lowercase: bool = False, whitespace: WhitespaceMode = "collapse") -> str:
+    """Normalise text before comparison: optional lowercasing; whitespace kept, collapsed or removed."""
+    text = str(text)
+    if lowercase:
+        text = text.lower()
+    if whitespace == "collapse":
+        text = normalize_whitespace(text)
+    elif whitespace == "remove":
+        text = "".join(text.split())
+    elif whitespace != "keep":
+        raise ValueError(f"whitespace={whitespace!r}; valid: keep, collapse, remove")
+    return text
+
+
+def normalized_edit_distance(
+    pred: str, ref: str, *, lowercase: bool = False, whitespace: WhitespaceMode = "collapse"
+) -> float:
+    """Levenshtein distance divided by the longer length, after :func:`normalize_ocr`."""
+    pred = normalize_ocr(pred, lowercase=lowercase, whitespace=whitespace)
+    ref = normalize_ocr(ref, lowercase=lowercase, whitespace=whitespace)
+    longest = max(len(pred), len(ref))
+    return levenshtein(pred, ref) / longest if longest else 0.0
+
+
+def anls(pred: str, refs: Sequence[str], threshold: float = 0.5) -> float:
+    """Average Normalised Levenshtein Similarity of one prediction (Biten et al. 2019).
+
+    Lowercased, whitespace-collapsed; per reference 1 - NL if NL < ``threshold`` else 0; best reference.
+    """
+    best = 0.0
+    for ref in refs:
+        nl = normalized_edit_distance(pred, ref, lowercase=True, whitespace="collapse")
+        best = max(best, 1.0 - nl if nl < threshold else 0.0)
+    return best
+
+
+@METRICS.register("ocr_ned")
+class EditDistanceScorer(SampleMetric):
+    """1 - normalised edit distance to the closest reference (``<key>.ned`` holds the distance).
+
+    Args:
+        lowercase: compare case-insensitively.
+        whitespace: ``collapse`` runs to one space, ``remove`` all whitespace, or ``keep`` as is.
+        extract: score the final answer (see :func:`extract_answer`) rather than the whole output.
+    """
+
+    name = "ocr_ned"
+
+    def __init__(
+        self,
+        lowercase: bool = False,
+        whitespace: WhitespaceMode = "collapse",
+        extract: bool = True,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(key)
+        normalize_ocr("", whitespace=whitespace)  # validates the mode early
+        self.lowercase = lowercase
+        self.whitespace = whitespace
+        self.extract = extract
+
+    def check_answer(self, sample: Sample) -> None:
+        reference_answers(sample.answer)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        text = extract_answer(prediction) if self.extract else str(prediction or "")
+        neds = [
+            normalized_edit_distance(text, ref, lowercase=self.lowercase, whitespace=self.whitespace)
+            for ref in reference_answers(sample.answer)
+        ]
+        ned = min(neds)
+        return self._out(1.0 - ned, {"extracted": text}, ned=ned)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "lowercase": self.lowercase, "whitespace": self.whitespace}
+
+
+@METRICS.register("anls")
+class ANLSScorer(SampleMetric):
+    """ANLS with the usual threshold 0.5 (DocVQA / lmms-eval convention)."""
+
+    name = "anls"
+
+    def __init__(self, threshold: float = 0.5, key: str | None = None) -> None:
+        super().__init__(key)
+        self.threshold = threshold
+
+    def check_answer(self, sample: Sample) -> None:
+        reference_answers(sample.answer)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        text = extract_answer(prediction)
+        return self._out(anls(text, reference_answers(sample.answer), self.threshold), {"extracted": text})
+
+
+@METRICS.register("ocrbench")
+class OCRBenchScorer(SampleMetric):
+    """OCRBench's hit: some reference is a substring of the lowercased prediction.
+
+    For the handwritten-maths category (``category`` in ``case_sensitive_categories``) spaces are
+    removed and case is kept, as OCRBench does. Substring matching rewards verbose answers; pair it
+    with ``ocr_ned`` when that matters.
+    """
+
+    name = "ocrbench"
+
+    def __init__(
+        self,
+        case_sensitive_categories: Sequence[str] = ("Handwritten Mathematical Expression Recognition",),
+        key: str | None = None,
+    ) -> None:
+        super().__init__(key)
+        self.case_sensitive_categories = set(case_sensitive_categories)
+
+    def check_answer(self, sample: Sample) -> None:
+        reference_answers(sample.answer)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        pred = str(prediction or "")
+        refs = reference_answers(sample.answer)
+        if sample.category in self.case_sensitive_categories:
+            pred_n = "".join(pred.split())
+            hit = any("".join(r.split()) in pred_n for r in refs)
+        else:
+            pred_n = pred.lower().strip().replace("\n", " ")
+            hit = any(r.lower().strip().replace("\n", " ") in pred_n for r in refs)
+        return self._out(float(hit))
+
+
+class NormalizedEditDistance(Metric):
+    """Mean normalised edit distance over string pairs, synchronised across processes (lower is better)."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(
+        self, lowercase: bool = False, whitespace: WhitespaceMode = "collapse", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.lowercase = lowercase
+        self.whitespace = whitespace
+        self.add_state("ned_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: Sequence[str], targets: Sequence[str]) -> None:
+        """Accumulate a batch of (prediction, reference) strings."""
+        if len(preds) != len(targets):
+            raise ValueError(f"{len(preds)} predictions but {len(targets)} references")
+        for pred, ref in zip(preds, targets, strict=True):
+            self.ned_sum += normalized_edit_distance(
+                pred, ref, lowercase=self.lowercase, whitespace=self.whitespace
+            )
+        self.total += len(preds)
+
+    def compute(self) -> torch.Tensor:
+        """Mean NED (0 when nothing was seen)."""
+        return self.ned_sum / self.total.clamp(min=1)

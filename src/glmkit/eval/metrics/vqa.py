@@ -1,0 +1,269 @@
+"""VQA answer matching: exact, normalised (VQA-eval style), soft VQA accuracy, numeric tolerance.
+
+All scorers first take the final answer out of the model output (GLM's ``<|begin_of_box|>`` span,
+``<answer>``, ``\\boxed{}``; see :func:`~glmkit.eval.metrics.text.extract_answer`), then compare it
+with each reference; the best reference counts.
+
+Numbers are parsed with thousands separators (``1,234.5``), signs, currency symbols, exponents and
+percent signs. Numeric tolerance is ``|pred - ref| <= max(abs_tol, rel_tol * |ref|)``; ChartQA's
+"relaxed accuracy" is ``rel_tol=0.05``. A percentage on one side only (``45%`` vs ``0.45``) also
+matches its fraction when ``percent_equivalence`` is on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torchmetrics import Metric
+
+from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+from glmkit.eval.metrics.text import extract_answer, normalize_vqa
+from glmkit.eval.sample import Sample
+
+_NUMBER_RE = re.compile(
+    r"(?<![\d.])([-+\u2212]?)[$\u20ac\u00a3\u00a5]?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?:[eE]([-+]?\d+))?\s*(%|percent\b)?",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class ParsedNumber:
+    """A number read from text; ``percent`` is True when it carried ``%`` or ``percent``."""
+
+    value: float
+    percent: bool = False
+
+
+def parse_numbers(text: str) -> list[ParsedNumber]:
+    """Every number in ``text`` in order of appearance."""
+    out = []
+    for m in _NUMBER_RE.finditer(str(text)):
+        sign, digits, exponent, percent = m.groups()
+        value = float(digits.replace(",", ""))
+        if exponent:
+            value *= 10.0 ** int(exponent)
+        if sign in ("-", "\u2212"):
+            value = -value
+        out.append(ParsedNumber(value, percent is not None))
+    return out
+
+
+def parse_number(text: Any, which: Literal["first", "last"] = "last") -> ParsedNumber | None:
+    """The first or last number in ``text`` (number words such as 'three' count), or None."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, (int, float)):
+        return ParsedNumber(float(text))
+    numbers = parse_numbers(text) or parse_numbers(normalize_vqa(str(text)))
+    if not numbers:
+        return None
+    return numbers[-1] if which == "last" else numbers[0]
+
+
+def numeric_match(
+    pred: Any, ref: Any, *, rel_tol: float = 0.0, abs_tol: float = 0.0, percent_equivalence: bool = True
+) -> bool:
+    """True when the number in ``pred`` is within tolerance of the number in ``ref``."""
+    p = parse_number(pred)
+    r = parse_number(ref, which="first")
+    if p is None or r is None:
+        return False
+    candidates = {p.value}
+    if percent_equivalence and p.percent and not r.percent:
+        candidates.add(p.value / 100.0)  # "45%" for a reference of 0.45
+    elif percent_equivalence and r.percent and not p.percent:
+        candidates.add(p.value * 100.0)  # 0.45 for a reference of "45%"
+    tol = max(abs_tol, rel_tol * abs(r.value)) + 1e-9 * max(1.0, abs(r.value))
+    return any(abs(c - r.value) <= tol for c in candidates)
+
+
+def exact_match(pred: str, refs: Sequence[str], *, strip: bool = True) -> bool:
+    """True when ``pred`` equals some reference character for character (ends stripped by default)."""
+    pred = pred.strip() if strip else pred
+    return any(pred == (r.strip() if strip else r) for r in refs)
+
+
+def normalized_match(pred: str, refs: Sequence[str], *, contains: bool = False) -> bool:
+    """True when the VQA-normalised ``pred`` equals (or, with ``contains``, holds as whole words) a reference."""
+    p = normalize_vqa(pred)
+    for ref in refs:
+        r = normalize_vqa(ref)
+        if p == r or (contains and r and re.search(rf"(?<!\S){re.escape(r)}(?!\S)", p)):
+            return True
+    return False
+
+
+def vqa_soft_accuracy(pred: str, refs: Sequence[str]) -> float:
+    """VQAv2 accuracy min(1, #matching human answers / 3) over normalised answers."""
+    p = normalize_vqa(pred)
+    return min(1.0, sum(normalize_vqa(r) == p for r in refs) / 3.0)
+
+
+@METRICS.register("exact_match")
+class ExactMatchScorer(SampleMetric):
+    """1 when the extracted answer equals a reference exactly (surrounding whitespace ignored)."""
+
+    name = "exact_match"
+
+    def __init__(self, extract: bool = True, key: str | None = None) -> None:
+        super().__init__(key)
+        self.extract = extract
+
+    def check_answer(self, sample: Sample) -> None:
+        reference_answers(sample.answer)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        text = extract_answer(prediction) if self.extract else str(prediction or "")
+        return self._out(float(exact_match(text, reference_answers(sample.answer))), {"extracted": text})
+
+
+@METRICS.register("normalized_match")
+class NormalizedMatchScorer(SampleMetric):
+    """1 when the VQA-normalised answer equals a normalised reference (``contains``: holds it as words)."""
+
+    name = "normalized_match"
+
+    def __init__(self, contains: bool = False, key: str | None = None) -> None:
+        super().__init__(key)
+        self.contains = contains
+
+    def check_answer(self, sample: Sample) -> None:
+        reference_answers(sample.answer)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        text = extract_answer(prediction)
+        hit = normalized_match(text, reference_answers(sample.answer), contains=self.contains)
+        return self._out(float(hit), {"extracted": text})
+
+
+@METRICS.register("vqa_soft")
+class VQASoftScorer(SampleMetric):
+    """VQAv2 soft accuracy against a list of (typically ten) human answers."""
+
+    name = "vqa_soft"
+
+    def check_answer(self, sample: Sample) -> None:
+        reference_answers(sample.answer)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        text = extract_answer(prediction)
+        return self._out(vqa_soft_accuracy(text, reference_answers(sample.answer)), {"extracted": text})
+
+
+@METRICS.register("numeric")
+class NumericScorer(SampleMetric):
+    """1 when the last number of the answer is within tolerance of the reference number.
+
+    ``metadata.rel_tol`` / ``metadata.abs_tol`` of a sample override the defaults for that sample.
+    """
+
+    name = "numeric"
+
+    def __init__(
+        self,
+        rel_tol: float = 0.0,
+        abs_tol: float = 0.0,
+        percent_equivalence: bool = True,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(key)
+        self.rel_tol = rel_tol
+        self.abs_tol = abs_tol
+        self.percent_equivalence = percent_equivalence
+
+    def check_answer(self, sample: Sample) -> None:
+        for ref in reference_answers(sample.answer):
+            if parse_number(ref) is None:
+                raise ValueError(f"numeric metric: reference {ref!r} holds no number")
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        text = extract_answer(prediction)
+        rel = float(sample.metadata.get("rel_tol", self.rel_tol))
+        abs_ = float(sample.metadata.get("abs_tol", self.abs_tol))
+        hit = any(
+            numeric_match(text, ref, rel_tol=rel, abs_tol=abs_, percent_equivalence=self.percent_equivalence)
+            for ref in reference_answers(sample.answer)
+        )
+        parsed = parse_number(text)
+        return self._out(float(hit), {"extracted": text, "parsed": parsed.value if parsed else None})
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "rel_tol": self.rel_tol, "abs_tol": self.abs_tol}
+
+
+@METRICS.register("vqa")
+class VQAScorer(SampleMetric):
+    """Mixed VQA: numeric answers (JSON numbers, or ``metadata.answer_type == "numeric"``) are
+    compared with :class:`NumericScorer` tolerances, everything else by normalised match."""
+
+    name = "vqa"
+
+    def __init__(self, rel_tol: float = 0.0, abs_tol: float = 0.0, key: str | None = None) -> None:
+        super().__init__(key)
+        self.numeric = NumericScorer(rel_tol=rel_tol, abs_tol=abs_tol, key=self.key)
+        self.text = NormalizedMatchScorer(key=self.key)
+
+    def _is_numeric(self, sample: Sample) -> bool:
+        if sample.metadata.get("answer_type") == "numeric":
+            return True
+        first = sample.answer[0] if isinstance(sample.answer, list) and sample.answer else sample.answer
+        return isinstance(first, (int, float)) and not isinstance(first, bool)
+
+    def check_answer(self, sample: Sample) -> None:
+        (self.numeric if self._is_numeric(sample) else self.text).check_answer(sample)
+
+    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+        out = (self.numeric if self._is_numeric(sample) else self.text).score(prediction, sample)
+        out.details["mode"] = "numeric" if self._is_numeric(sample) else "normalized"
+        return out
+
+
+class MatchAccuracy(Metric):
+    """Accuracy of string answers under ``mode`` exact / normalized / numeric, synchronised across processes.
+
+    ``update(preds, targets)`` takes model outputs and references (a reference may be a list of
+    acceptable answers).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(
+        self,
+        mode: Literal["exact", "normalized", "numeric"] = "normalized",
+        rel_tol: float = 0.0,
+        abs_tol: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("exact", "normalized", "numeric"):
+            raise ValueError(f"mode={mode!r}; valid: exact, normalized, numeric")
+        self.mode, self.rel_tol, self.abs_tol = mode, rel_tol, abs_tol
+        self.add_state("hits", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def _hit(self, pred: str, target: Any) -> bool:
+        refs = reference_answers(target)
+        text = extract_answer(pred)
+        if self.mode == "exact":
+            return exact_match(text, refs)
+        if self.mode == "normalized":
+            return normalized_match(text, refs)
+        return any(numeric_match(text, r, rel_tol=self.rel_tol, abs_tol=self.abs_tol) for r in refs)
+
+    def update(self, preds: Sequence[str], targets: Sequence[Any]) -> None:
+        """Accumulate a batch."""
+        if len(preds) != len(targets):
+            raise ValueError(f"{len(preds)} predictions but {len(targets)} references")
+        self.hits += sum(self._hit(p, t) for p, t in zip(preds, targets, strict=True))
+        self.total += len(preds)
+
+    def compute(self) -> torch.Tensor:
+        """Accuracy (0 when nothing was seen)."""
+        return self.hits.double() / self.total.clamp(min=1)

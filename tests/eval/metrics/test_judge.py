@@ -1,0 +1,122 @@
+"""The LLM judge against a real loopback OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from glmkit.eval.metrics.judge import (
+    JudgeScorer,
+    LLMJudge,
+    VerdictParseError,
+    parse_endpoint,
+    parse_verdict,
+)
+from glmkit.eval.sample import Sample
+from tests.helpers.openai_server import ScriptedOpenAIServer, reply
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ('{"score": 1}', 1.0),
+        ('Reasoning first. {"score": 0}', 0.0),
+        ('```json\n{"verdict": "incorrect"}\n```', 0.0),
+        ('{"correct": true}', 1.0),
+        ("Score: 7/10", 0.7),
+        ("score = 0.25", 0.25),
+        ("[[CORRECT]]", 1.0),
+        ("Verdict: no", 0.0),
+        ("Yes.", 1.0),
+        ("<think>hmm, is it correct?</think>INCORRECT", 0.0),
+        ("1", 1.0),
+    ],
+)
+def test_parse_verdict(text: str, score: float) -> None:
+    assert parse_verdict(text) == pytest.approx(score)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "The answer might be correct or incorrect.", '{"score": 3}', "Score: 12", "banana"],
+)
+def test_parse_verdict_rejects_garbage(text: str) -> None:
+    with pytest.raises(VerdictParseError):
+        parse_verdict(text)
+
+
+def test_scale() -> None:
+    assert parse_verdict('{"score": 8}', scale=10) == pytest.approx(0.8)
+
+
+def test_parse_endpoint() -> None:
+    assert parse_endpoint("http://h:8000/v1@glm-4.5v") == ("http://h:8000/v1", "glm-4.5v")
+    assert parse_endpoint("http://h:8000/v1/") == ("http://h:8000/v1", "default")
+    assert parse_endpoint("https://user@h/v1") == (
+        "https://user@h/v1",
+        "default",
+    )  # '@' in a path is no model
+    with pytest.raises(ValueError, match="must start with http"):
+        parse_endpoint("h:8000/v1@m")
+
+
+SAMPLE = Sample("s", "What colour is the car?", ["red"], metadata={"answer_zh": "红色"})
+
+
+def _judge_by_content(body: dict[str, Any]) -> dict[str, Any]:
+    prompt = body["messages"][-1]["content"]
+    verdict = 1 if "Candidate answer: crimson red" in prompt else 0
+    return reply(content=f'{{"score": {verdict}}}')
+
+
+def test_valid_verdicts_and_request() -> None:
+    with ScriptedOpenAIServer([_judge_by_content]) as srv:
+        scorer = JudgeScorer(judge_url=f"{srv.base_url}@judge-7b", backoff=0.01)
+        good = scorer.score("<|begin_of_box|>crimson red<|end_of_box|>", SAMPLE)
+        bad = scorer.score("blue", SAMPLE)
+        body = srv.requests[0]
+    assert good.scores == {"llm_judge": 1.0} and good.failure is None
+    assert bad.scores == {"llm_judge": 0.0} and bad.failure is None
+    assert body["model"] == "judge-7b" and body["temperature"] == 0.0
+    prompt = body["messages"][-1]["content"]
+    assert "What colour is the car?" in prompt and "red" in prompt and "红色" in prompt
+    assert good.details["judge_model"] == "scripted"  # the id the server reports is recorded
+    assert scorer.describe()["failures"] == 0 and scorer.describe()["calls"] == 2
+
+
+def test_garbage_verdict_falls_back_and_is_counted() -> None:
+    with ScriptedOpenAIServer([reply(content="I like turtles")]) as srv:
+        scorer = JudgeScorer(judge_url=srv.base_url, fallback_score=0.25, max_attempts=2, backoff=0.01)
+        out = scorer.score("red", SAMPLE)
+        asked = len(srv.requests)
+    assert out.scores == {"llm_judge": 0.25}
+    assert out.failure is not None and "unparseable judge reply" in out.failure and "turtles" in out.failure
+    assert asked == 2  # re-asked once before falling back
+    assert scorer.judge.failures == 1
+
+
+def test_http_500_then_success_is_retried() -> None:
+    with ScriptedOpenAIServer([500, reply(content='{"score": 1}')]) as srv:
+        scorer = JudgeScorer(judge_url=srv.base_url, http_retries=2, backoff=0.01)
+        out = scorer.score("red", SAMPLE)
+        asked = len(srv.requests)
+    assert out.scores == {"llm_judge": 1.0} and out.failure is None
+    assert asked == 2
+
+
+def test_unreachable_judge_records_reason() -> None:
+    with ScriptedOpenAIServer([503]) as srv:
+        judge = LLMJudge(srv.base_url, http_retries=1, backoff=0.01)
+        verdict = judge.judge("q", "a", "b")
+    assert verdict.score == 0.0
+    assert (
+        verdict.failure is not None and "judge request failed" in verdict.failure and "503" in verdict.failure
+    )
+
+
+def test_requires_endpoint_and_template_placeholders() -> None:
+    with pytest.raises(ValueError, match="--judge-url"):
+        JudgeScorer()
+    with pytest.raises(ValueError, match=r"\{prediction\}"):
+        LLMJudge("http://127.0.0.1:9/v1", template="Q: {question} R: {reference}")

@@ -1,0 +1,101 @@
+"""VQA matching: extraction, normalisation, numbers with commas and percentages, tolerances."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glmkit.eval.metrics.text import extract_answer, normalize_vqa
+from glmkit.eval.metrics.vqa import (
+    ExactMatchScorer,
+    MatchAccuracy,
+    NormalizedMatchScorer,
+    NumericScorer,
+    VQAScorer,
+    VQASoftScorer,
+    numeric_match,
+    parse_number,
+    parse_numbers,
+)
+from glmkit.eval.sample import Sample
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think>maybe 3</think>so <|begin_of_box|>4<|end_of_box|>", "4"),
+        ("<answer> blue </answer>", "blue"),
+        (r"thus \boxed{\frac{1}{2}} done", r"\frac{1}{2}"),
+        ("<think>long thoughts</think> Paris", "Paris"),
+        ("plain", "plain"),
+    ],
+)
+def test_extract_answer(text: str, expected: str) -> None:
+    assert extract_answer(text) == expected
+
+
+def test_normalize_vqa() -> None:
+    assert normalize_vqa("The  Two Dogs!") == "2 dogs"
+    assert normalize_vqa("1,000 people") == "1000 people"
+    assert normalize_vqa("3.5 kg.") == "3.5 kg"
+    assert normalize_vqa("It's a cat") == "its cat"
+    assert normalize_vqa("dont") == normalize_vqa("don't")
+
+
+def test_parse_numbers() -> None:
+    assert [n.value for n in parse_numbers("1,234.5 and -3 and .5 and 2e3")] == [1234.5, -3, 0.5, 2000]
+    assert parse_number("about 45% of them").percent
+    assert parse_number("45 percent").value == 45 and parse_number("45 percent").percent
+    assert parse_number("$1,200").value == 1200
+    assert parse_number("between 2019-2020").value == 2020  # the hyphen is not a minus sign
+    assert parse_number("three apples").value == 3
+    assert parse_number("none given", which="first").value == 0
+    assert parse_number("no digits") is None
+    assert parse_number(True) is None
+    assert parse_number(7).value == 7
+
+
+def test_numeric_match_tolerances_and_percent() -> None:
+    assert numeric_match("The answer is 42", 42)
+    assert not numeric_match("41", 42)
+    assert numeric_match("41", 42, abs_tol=1)
+    assert numeric_match("104", 100, rel_tol=0.05) and not numeric_match("106", 100, rel_tol=0.05)
+    assert numeric_match("45%", "0.45") and numeric_match("0.45", "45%") and numeric_match("45%", 45)
+    assert not numeric_match("4500", "45%")  # only the direction the percent sign allows
+    assert not numeric_match("45%", "0.45", percent_equivalence=False)
+    assert numeric_match("1,234", "1234") and numeric_match("0.1", 0.1 + 1e-12)
+    assert not numeric_match("0", 5, rel_tol=0.05) and numeric_match("0", 0, rel_tol=0.05)
+    assert not numeric_match("no number", 3)
+
+
+def test_scorers() -> None:
+    s = Sample("s", "q", ["Blue", "navy"])
+    assert ExactMatchScorer().score(" Blue ", s).scores["exact_match"] == 1.0
+    assert ExactMatchScorer().score("blue", s).scores["exact_match"] == 0.0
+    assert NormalizedMatchScorer().score("The blue.", s).scores["normalized_match"] == 1.0
+    assert NormalizedMatchScorer().score("it is blue", s).scores["normalized_match"] == 0.0
+    assert NormalizedMatchScorer(contains=True).score("it is blue", s).scores["normalized_match"] == 1.0
+    assert NormalizedMatchScorer(contains=True).score("bluest", s).scores["normalized_match"] == 0.0
+    chart = Sample("c", "q", 80, metadata={"rel_tol": 0.05})
+    assert NumericScorer().score("about 83", chart).scores["numeric"] == 1.0
+    assert NumericScorer().score("85", chart).scores["numeric"] == 0.0
+    with pytest.raises(ValueError, match="holds no number"):
+        NumericScorer().check_answer(Sample("x", "q", "blue"))
+    vqa = VQAScorer()
+    assert vqa.score("two", Sample("n", "q", 2)).scores["vqa"] == 1.0
+    assert vqa.score("2", Sample("t", "q", "two")).scores["vqa"] == 1.0  # normalised text path
+    assert vqa.score("Red.", Sample("t", "q", "red")).details["mode"] == "normalized"
+    humans = Sample("h", "q", ["cat"] * 2 + ["kitten"] * 8)
+    assert VQASoftScorer().score("cat", humans).scores["vqa_soft"] == pytest.approx(2 / 3)
+    assert VQASoftScorer().score("kitten", humans).scores["vqa_soft"] == 1.0
+
+
+def test_match_accuracy_torchmetric() -> None:
+    metric = MatchAccuracy(mode="numeric", rel_tol=0.05)
+    metric.update(["100", "50%", "abc"], [102, "0.5", 3])
+    assert metric.compute().item() == pytest.approx(2 / 3)
+    metric = MatchAccuracy(mode="normalized")
+    metric.update(["The Cat"], [["cat", "dog"]])
+    assert metric.compute() == torch.tensor(1.0, dtype=torch.float64)
+    with pytest.raises(ValueError, match="mode='fuzzy'"):
+        MatchAccuracy(mode="fuzzy")  # type: ignore[arg-type]
