@@ -145,3 +145,36 @@ def test_tiny_run_learns(recipe_factory) -> None:
     losses = _losses(run_dir)
     first, last = [losses[s] for s in range(5)], [losses[s] for s in range(25, 30)]
     assert sum(last) / 5 < 0.7 * sum(first) / 5, (first, last)
+
+
+def test_validate_test_and_predict_subcommands(tmp_path: Path) -> None:
+    from tests.stages.conftest import tiny_recipe, write_recipe
+
+    cfg = tiny_recipe(tmp_path / "run", max_steps=2)
+    (tmp_path / "run").mkdir()
+    cfg["trainer"]["limit_val_batches"] = 1
+    cfg["data"]["init_args"]["val_samples"] = 4
+    recipe = write_recipe(tmp_path / "r.yaml", cfg)
+    assert main(["fit", "--config", str(recipe)]) == 0
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert main(["validate", "--config", str(recipe), "--ckpt_path", ckpt]) == 0
+    assert main(["test", "--config", str(recipe), "--ckpt_path", ckpt, "--trainer.limit_test_batches=1"]) == 0
+    logged = "".join(p.read_text() for p in (tmp_path / "run").glob("logs/version_*/metrics.csv"))
+    assert "val/siglip2/cosine" in logged and "test/dinov3/loss" in logged
+    # the checkpoint carries the recipe's components, so it rebuilds the stage on its own
+    stage = MIMDistill.load_from_checkpoint(ckpt)
+    assert set(stage.teachers) == {"siglip2", "dinov3"}
+    out = stage.predict_step({"image": torch.rand(2, 3, 64, 64), "index": torch.tensor([0, 1])}, 0)
+    assert out["patch_tokens"].shape == (2, 16, stage.encoder.embed_dim) and out["embedding"].shape == (2, 96)
+
+
+def test_skipped_images_are_counted_and_warned_once() -> None:
+    stage = _stage()
+    logged: list[tuple[str, float]] = []
+    stage.log = lambda name, value, **kw: logged.append((name, value))  # type: ignore[method-assign]
+    batch = {"skipped": ["/data/a.jpg (truncated)", "/data/b.jpg (not an image)"]}
+    with pytest.warns(UserWarning, match="skipped unreadable image: /data/a.jpg") as record:
+        stage._report_skipped(batch, 4)
+        stage._report_skipped({"skipped": ["/data/a.jpg (truncated)"]}, 4)
+    assert logged == [("data/skipped_images", 2.0), ("data/skipped_images", 1.0)]
+    assert len([w for w in record if "a.jpg" in str(w.message)]) == 1

@@ -165,6 +165,14 @@ class ImageDataModule(L.LightningDataModule):
             return []
         return self._loader(self.val_set, train=False)
 
+    def test_dataloader(self) -> ResumableDataLoader | list:
+        """The held-out images of validation, for ``glmkit test``."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> ResumableDataLoader | list:
+        """The held-out images of validation, for ``glmkit predict``."""
+        return self.val_dataloader()
+
     def state_dict(self) -> dict[str, Any]:
         """The training loader's position, saved in checkpoints under this class's name."""
         if self._train_loader is not None:

@@ -184,10 +184,24 @@ class MIMDistill(pl.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """The same losses on held-out images with a fixed mask per batch."""
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Validation's losses, logged under ``test/``."""
+        self._evaluate(batch, batch_idx, "test")
+
+    def _evaluate(self, batch: Mapping[str, Any], batch_idx: int, prefix: str) -> None:
         images = batch["image"]
         mask = self.draw_mask(images.shape[0], self.student_grid(images), split="val", step=batch_idx)
         metrics = self.distill(images, mask)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, sync_dist=True, batch_size=images.shape[0])
+        self.log_dict(
+            {f"{prefix}/{k}": v for k, v in metrics.items()}, sync_dist=True, batch_size=images.shape[0]
+        )
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Student features of unmasked images: patch tokens and their mean (an image embedding)."""
+        tokens = self.encoder((batch["image"] - self.image_mean) / self.image_std).patch_tokens
+        return {"index": batch["index"], "patch_tokens": tokens, "embedding": tokens.mean(1)}
 
     def _report_skipped(self, batch: Mapping[str, Any], batch_size: int) -> None:
         """Count unreadable images the loader skipped and warn about each file once."""
