@@ -98,6 +98,8 @@ def _cmd_plugins(argv: list[str]) -> int:
 def _cmd_eval(argv: list[str]) -> int:
     from glmkit.eval.cli import main as eval_main
 
+    _print_report(load_plugins())  # plugins may register benchmarks, metrics and adapters
+
     return eval_main(argv)
 
 
@@ -106,6 +108,7 @@ def _cmd_tools(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
+    _print_report(load_plugins())  # plugins may register tools
     if argv[0] == "serve":
         from glmkit.agent.mcp_server import main as serve_main
 
