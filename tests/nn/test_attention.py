@@ -1,0 +1,135 @@
+"""Attention backends against a naive softmax reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from glmkit.nn.attention import (
+    ATTENTION_BACKENDS,
+    attention,
+    expand_attention_mask,
+    is_xformers_available,
+    xformers_attention,
+)
+from glmkit.registry import RegistryError, registry
+
+
+def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None):
+    """softmax(q kᵀ / sqrt(d)) v in float64; mask is [B, 1|H, Nq, Nk] bool, True = attend."""
+    q, k, v = q.double(), k.double(), v.double()
+    logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # fully masked rows -> 0
+    return probs @ v
+
+
+def qkv(batch: int = 2, heads: int = 3, n: int = 7, dim: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, n, dim, generator=g) for _ in range(3)]
+
+
+def test_backends_registered() -> None:
+    assert registry("attention") is ATTENTION_BACKENDS
+    assert {"sdpa", "xformers"} <= set(ATTENTION_BACKENDS.names())
+
+
+def test_sdpa_matches_naive_without_mask() -> None:
+    q, k, v = qkv()
+    out = attention(q, k, v)
+    torch.testing.assert_close(out.double(), naive_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_sdpa_key_padding_mask_matches_naive() -> None:
+    q, k, v = qkv(n=6)
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    out = attention(q, k, v, attn_mask=valid)
+    ref = naive_attention(q, k, v, valid[:, None, None, :])
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    # the masked keys do not matter: change them and valid queries' outputs stay
+    k2, v2 = k.clone(), v.clone()
+    k2[1, :, 4:] = 100.0
+    v2[1, :, 4:] = -100.0
+    out2 = attention(q, k2, v2, attn_mask=valid)
+    torch.testing.assert_close(out2, out)
+    assert not torch.allclose(attention(q, k2, v2), attention(q, k, v))  # and without the mask they do
+
+
+def test_sdpa_general_block_diagonal_mask() -> None:
+    q, k, v = qkv(batch=1, n=6)
+    seg = torch.tensor([0, 0, 0, 1, 1, 1])
+    mask = (seg[:, None] == seg[None, :])[None, None]  # [1, 1, 6, 6] packed sequences
+    out = attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out.double(), naive_attention(q, k, v, mask), atol=1e-5, rtol=1e-5)
+    # each packed segment equals attention over that segment alone
+    alone = attention(q[:, :, 3:], k[:, :, 3:], v[:, :, 3:])
+    torch.testing.assert_close(out[:, :, 3:], alone, atol=1e-6, rtol=1e-5)
+
+
+def test_fully_masked_row_gives_zeros_not_nan() -> None:
+    q, k, v = qkv(batch=1, n=4)
+    mask = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., 2, :] = False
+    out = attention(q, k, v, attn_mask=mask)
+    assert torch.isfinite(out).all()
+    assert (out[:, :, 2] == 0).all()
+
+
+def test_mask_errors_name_the_problem() -> None:
+    q, k, v = qkv(n=5)
+    with pytest.raises(TypeError, match="bool"):
+        attention(q, k, v, attn_mask=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"\[B, Nk\] = \[2, 5\]"):
+        attention(q, k, v, attn_mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        attention(q, k, v, attn_mask=torch.ones(2, 1, 5, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="3 dims"):
+        attention(q, k, v, attn_mask=torch.ones(2, 5, 5, dtype=torch.bool))
+
+
+def test_expand_key_padding_mask_is_a_broadcast_view() -> None:
+    q, k, _ = qkv(n=5)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    assert expand_attention_mask(valid, q, k).shape == (2, 1, 1, 5)
+    assert expand_attention_mask(None, q, k) is None
+
+
+def test_unknown_backend_suggests_closest() -> None:
+    q, k, v = qkv()
+    with pytest.raises(RegistryError, match="Did you mean 'sdpa'"):
+        attention(q, k, v, backend="sdpaa")
+
+
+def test_xformers_on_cpu_names_the_fallback() -> None:
+    q, k, v = qkv()
+    with pytest.raises(RuntimeError, match="attn_backend='sdpa'"):
+        xformers_attention(q, k, v)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not is_xformers_available(), reason="needs xformers")
+@pytest.mark.parametrize("masked", [False, True])
+def test_xformers_matches_sdpa_on_cuda(masked: bool) -> None:
+    q, k, v = (t.cuda().half() for t in qkv(n=37, dim=64))
+    valid = torch.ones(2, 37, dtype=torch.bool, device="cuda")
+    valid[1, 30:] = False
+    mask = valid if masked else None
+    out = attention(q, k, v, attn_mask=mask, backend="xformers")
+    ref = attention(q, k, v, attn_mask=mask, backend="sdpa")
+    torch.testing.assert_close(out, ref, atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sdpa_on_cuda_with_padding_matches_naive() -> None:
+    q, k, v = (t.cuda() for t in qkv(n=33, dim=64))
+    valid = torch.ones(2, 33, dtype=torch.bool, device="cuda")
+    valid[0, 20:] = False
+    out = attention(q, k, v, attn_mask=valid)
+    torch.testing.assert_close(
+        out.double(), naive_attention(q, k, v, valid[:, None, None]), atol=1e-4, rtol=1e-4
+    )
