@@ -52,37 +52,18 @@ def _read_metrics(run_dir: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("recipe", QUICKSTARTS, ids=lambda p: p.name)
-def test_quickstart_runs_end_to_end(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The quickstart recipe as shipped, shortened to a few steps (the full run is the slow test)."""
+def test_quickstart_runs_end_to_end_and_learns(
+    recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quickstart recipe as shipped (about 30 s here): it saves its outputs and it learns."""
     monkeypatch.chdir(tmp_path)  # the recipe writes under ./runs
-    assert (
-        main(
-            [
-                "fit",
-                "--config",
-                str(recipe),
-                "--trainer.max_steps=4",
-                "--trainer.val_check_interval=4",
-                "--trainer.log_every_n_steps=2",
-            ]
-        )
-        == 0
-    )
+    assert main(["fit", "--config", str(recipe)]) == 0
     run_dir = tmp_path / "runs" / "quickstart_stage1"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "metrics.png").stat().st_size > 10_000
     encoder = CogViT.from_pretrained(run_dir / "encoder")
     assert encoder(torch.rand(1, 3, 224, 224)).patch_tokens.shape == (1, 196, encoder.embed_dim)
     rows = _read_metrics(run_dir)
-    assert any(r.get("val/siglip2/cosine") for r in rows) and any(r.get("train/dinov3/cosine") for r in rows)
-
-
-@pytest.mark.slow
-def test_full_quickstart_learns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The unmodified quickstart: validation cosine similarity to both teachers rises."""
-    monkeypatch.chdir(tmp_path)
-    assert main(["fit", "--config", str(ROOT / "recipes/quickstart/stage1_tiny.yaml")]) == 0
-    rows = _read_metrics(tmp_path / "runs" / "quickstart_stage1")
     for teacher in ("siglip2", "dinov3"):
         vals = [float(r[f"val/{teacher}/cosine"]) for r in rows if r.get(f"val/{teacher}/cosine")]
-        assert len(vals) == 2 and vals[1] > vals[0] + 0.01, (teacher, vals)
+        assert len(vals) == 3 and vals[-1] > vals[0] + 0.02, (teacher, vals)
