@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,3 +113,107 @@ def test_eval_imports_without_lightning() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _crop_then_answer(fmt: str, bodies: list[dict[str, Any]]):
+    """A policy that crops once, written in ``fmt``'s text syntax, then answers."""
+    from glmkit.agent.formats import ToolCall, get_tool_call_format
+
+    call = ToolCall("crop_image", {"image": "img_0", "bbox": [0, 0, 500, 500]})
+
+    def policy(body: dict[str, Any]) -> dict[str, Any]:
+        bodies.append(body)
+        if len(bodies) == 1:
+            return reply(content=get_tool_call_format(fmt).render_call(call))
+        return reply(content="<|begin_of_box|>unknown<|end_of_box|>")
+
+    return policy
+
+
+@pytest.mark.parametrize("fmt", ["hermes", "glm45"])
+def test_tool_format_reaches_the_agent_model(tmp_path: Path, fmt: str) -> None:
+    bodies: list[dict[str, Any]] = []
+    out = tmp_path / "o"
+    args = ["-b", "demo-imagemining", "--limit", "1", "--out", str(out), "-q", "--tool-format", fmt]
+    with ScriptedOpenAIServer([_crop_then_answer(fmt, bodies)]) as srv:
+        assert main([*args, "-m", f"agent:{srv.base_url}@m"]) == 0
+    record = json.loads((out / "samples.jsonl").read_text().splitlines()[0])
+    # The call written as text was parsed and run; the tools went into the prompt, not the API field.
+    assert record["tool_calls"] == 1 and record["tools_used"] == ["crop_image"] and record["turns"] == 2
+    assert "tools" not in bodies[0]
+    assert "<tools>" in bodies[0]["messages"][0]["content"]
+
+
+def test_tool_format_default_is_native_and_bad_names_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bodies: list[dict[str, Any]] = []
+    with ScriptedOpenAIServer([lambda body: bodies.append(body) or reply(content="x")]) as srv:
+        args = ["-b", "demo-imagemining", "--limit", "1", "-q", "-m", f"agent:{srv.base_url}@m"]
+        assert main([*args, "--out", str(tmp_path / "o")]) == 0
+        assert bodies[0]["tools"]  # openai: the native tools parameter
+        assert main([*args, "--out", str(tmp_path / "o2"), "--tool-format", "hermse"]) == 2
+        assert "Did you mean 'hermes'" in capsys.readouterr().err
+    oracle = ["-b", "demo-ocr", "-m", "oracle", "--limit", "1", "-q", "--out", str(tmp_path / "o3")]
+    assert main([*oracle, "--tool-format", "hermes"]) == 0
+    assert "--tool-format is unused" in capsys.readouterr().out
+
+
+@pytest.fixture
+def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A module on sys.path that registers a benchmark, a metric and an adapter; unregistered afterwards."""
+    from glmkit.eval import BENCHMARKS, MODEL_ADAPTERS
+    from glmkit.eval.metrics import METRICS
+
+    name = f"glmkit_test_plugin_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(
+        "from glmkit.eval import BENCHMARKS, MODEL_ADAPTERS, Benchmark\n"
+        "from glmkit.eval.adapters import ModelAdapter, Prediction\n"
+        "from glmkit.eval.metrics import METRICS\n"
+        "from glmkit.eval.metrics.vqa import ExactMatchScorer\n\n"
+        f"@METRICS.register('{name}_metric')\n"
+        "class PluginExactMatch(ExactMatchScorer):\n"
+        f"    name = '{name}_metric'\n\n"
+        f"@BENCHMARKS.register('{name}_bench')\n"
+        "def bench():\n"
+        f"    return Benchmark('{name}_bench', [('{name}_metric', {{}})], description='from a plugin')\n\n"
+        f"@MODEL_ADAPTERS.register('{name}_model')\n"
+        "class PluginYes(ModelAdapter):\n"
+        f"    name = '{name}_model'\n\n"
+        "    def predict(self, request):\n"
+        "        return Prediction('yes')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    for reg, key in ((BENCHMARKS, "bench"), (METRICS, "metric"), (MODEL_ADAPTERS, "model")):
+        reg._entries.pop(f"{name}_{key}", None)
+    sys.modules.pop(name, None)
+
+
+def test_import_registers_benchmarks_metrics_and_adapters(
+    tmp_path: Path, plugin_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench, model = f"{plugin_module}_bench", f"{plugin_module}_model"
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": 1, "question": "q", "answer": "yes"}) + "\n")
+    assert main(["-b", bench, "-m", model, "--data", str(data), "-q"]) == 2  # not imported: unknown
+    assert f"unknown benchmarks {bench!r}" in capsys.readouterr().err
+    out = tmp_path / "o"
+    args = ["--import", "json", "--import", plugin_module, "-b", bench, "-m", model]
+    assert main([*args, "--data", str(data), "--out", str(out), "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overall"]["scores"] == {f"{plugin_module}_metric": 1.0}
+    assert main(["--import", plugin_module, "--list"]) == 0
+    assert bench in capsys.readouterr().out
+
+
+def test_import_failures_name_the_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["--import", "no_such_module_xyz", "--list"]) == 2
+    assert "--import no_such_module_xyz: no module named 'no_such_module_xyz'" in capsys.readouterr().err
+    (tmp_path / "broken_plugin_xyz.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["--import", "broken_plugin_xyz", "--list"]) == 2
+    assert "--import broken_plugin_xyz: importing it failed: RuntimeError: boom" in capsys.readouterr().err
+    sys.modules.pop("broken_plugin_xyz", None)

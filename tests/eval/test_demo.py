@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from PIL import Image
 
 from glmkit.eval.adapters import ConstantAdapter, OracleAdapter, RandomAdapter
 from glmkit.eval.benchmark import get_benchmark, run_benchmark
-from glmkit.eval.demo import make_demo
+from glmkit.eval.demo import make_demo, serial_code
 from glmkit.eval.metrics.design2code import chromium_unavailable_reason
 
 SIZES = {"demo-grounding": 8, "demo-pointing": 8, "demo-ocr": 6, "demo-vqa": 6, "demo-imagemining": 6}
@@ -44,6 +46,22 @@ def test_generation_is_deterministic_and_valid(tmp_path: Path) -> None:
     assert make_demo("demo-vqa", tmp_path / "c", n=6, seed=4).read_text() != a.read_text()
     with pytest.raises(KeyError, match="unknown demo"):
         make_demo("demo-nope", tmp_path)
+
+
+def test_serial_codes_have_no_vowels_and_are_deterministic(tmp_path: Path) -> None:
+    codes = [serial_code(random.Random(seed)) for seed in range(2000)]
+    assert codes == [serial_code(random.Random(seed)) for seed in range(2000)]
+    assert all(re.fullmatch(r"[A-Z0-9]{3}-[A-Z0-9]{3}", code) for code in codes)
+    used = set("".join(codes).replace("-", ""))
+    assert not used & set("AEIOUY")  # cannot spell a word
+    assert not used & set("0134")  # no O/I look-alikes, no leetspeak vowels
+    # The demos' codes come from it: OCR's "code" rows and ImageMining's "crop" rows.
+    ocr = make_demo("demo-ocr", tmp_path / "ocr", n=30)
+    mining = make_demo("demo-imagemining", tmp_path / "mining", n=30)
+    rows = [json.loads(line) for path in (ocr, mining) for line in path.read_text().splitlines()]
+    answers = [r["answer"] for r in rows if r["category"] in ("code", "crop")]
+    assert len(answers) == 20 and not set("".join(answers)) & set("AEIOUY0134")
+    assert make_demo("demo-imagemining", tmp_path / "again", n=30).read_text() == mining.read_text()
 
 
 def test_imagemining_demo_ships_a_search_index_with_the_facts(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ import pytest
 from PIL import Image
 
 from glmkit.eval.benchmark import get_benchmark
-from glmkit.eval.imagemining import ImageMiningScorer, parse_imagemining_row, rule_hit, tool_use_breakdown
+from glmkit.eval.imagemining import (
+    ImageMiningScorer,
+    parse_imagemining_row,
+    rule_hit,
+    scorer_label,
+    tool_use_breakdown,
+)
 from glmkit.eval.sample import DataError, Sample, load_samples
 from tests.helpers.openai_server import ScriptedOpenAIServer, reply
 
@@ -93,3 +99,29 @@ def test_tool_use_breakdown() -> None:
     assert out["accuracy_with_tools"] == 0.5 and out["samples_with_tools"] == 2
     assert out["accuracy_without_tools"] == 1.0
     assert out["calls_per_tool"] == {"crop_image": 3, "search_web_text": 1}
+
+
+def test_summary_md_and_printed_table_name_the_scorer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from glmkit.eval.cli import main
+
+    base = ["-b", "demo-imagemining", "-m", "oracle", "--limit", "2", "-q"]
+    assert main([*base, "--out", str(tmp_path / "rule")]) == 0
+    assert "scorer: rule (no --judge-url)" in capsys.readouterr().out
+    assert "- scorer: rule (no --judge-url)" in (tmp_path / "rule" / "summary.md").read_text()
+    summary = json.loads((tmp_path / "rule" / "summary.json").read_text())
+    assert summary["extra"]["scorer"] == "rule (no --judge-url)"
+    with ScriptedOpenAIServer([reply(content='{"score": 1}')]) as srv:
+        judged = ["--out", str(tmp_path / "judge"), "--judge-url", f"{srv.base_url}@judge-7b"]
+        assert main([*base, *judged]) == 0
+    # The model id the judge's replies report (the scripted server answers as "scripted").
+    assert "scorer: judge (scripted)" in capsys.readouterr().out
+    assert "- scorer: judge (scripted)" in (tmp_path / "judge" / "summary.md").read_text()
+
+
+def test_scorer_label_reports_a_mixed_resume() -> None:
+    rule = {"metric_details": {"m": {"scorer": "rule"}}}
+    judge = {"attempts": [{"metric_details": {"m": {"scorer": "judge", "judge_model": "j"}}}]}
+    assert scorer_label([rule, judge], "m") == "judge (j) and rule (no --judge-url)"
+    assert scorer_label([{"error": "model: boom"}], "m") == "none (no sample was scored)"

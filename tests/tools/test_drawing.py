@@ -205,3 +205,13 @@ def test_clip_segment():
     assert clip_segment((-50, 5), (50, 5), (10, 10), margin=0) == ((0.0, 5.0), (9.0, 5.0))
     assert clip_segment((-50, -5), (50, -5), (10, 10), margin=0) is None
     assert clip_segment((2, 2), (3, 3), (10, 10)) == ((2, 2), (3, 3))
+
+
+def test_summaries_use_singular_and_plural(context):
+    box = {"bbox": [100, 100, 400, 400]}
+    one = DrawBoundingBoxesTool()({"image": "img_1", "boxes": [box]}, context)
+    assert one.text.startswith("Drew 1 box on img_1")
+    two = DrawBoundingBoxesTool()({"image": "img_1", "boxes": [box, box]}, context)
+    assert two.text.startswith("Drew 2 boxes on img_1")
+    points = DrawPointMarkersTool()({"image": "img_1", "points": [{"point": [5, 5]}] * 2}, context)
+    assert points.text.startswith("Drew 2 points on img_1")

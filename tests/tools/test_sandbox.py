@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -9,7 +10,12 @@ import time
 import pytest
 
 from glmkit.tools.base import ToolContext
-from glmkit.tools.sandbox import PythonTool, SandboxLimits, network_isolation, run_python
+from glmkit.tools.sandbox import (
+    PythonTool,
+    SandboxLimits,
+    process_isolation,
+    run_python,
+)
 
 FAST = SandboxLimits(cpu_seconds=5, wall_seconds=15, memory_mb=512)
 
@@ -76,6 +82,55 @@ def test_children_are_killed_with_the_process_group(tmp_path):
     assert not marker.exists()
 
 
+# Forks twice and leaves the session, so killing the process group misses the grandchild; it closes
+# its output pipes so that the call does not wait for them, and writes a file two seconds later.
+DOUBLE_FORK = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.close(1); os.close(2)
+        time.sleep(2)
+        open('escaped', 'w').write('x')
+    os._exit(0)
+print('parent done')
+"""
+
+
+def test_a_double_forked_setsid_process_does_not_outlive_the_call(tmp_path):
+    runs = {mode: run_python(DOUBLE_FORK, tmp_path / mode, FAST, mode) for mode in ("auto", "audit_hook")}
+    assert all(run.wall_seconds < 1.5 for run in runs.values())  # the call returned before the write
+    time.sleep(3)
+    for mode, run in runs.items():
+        assert not (tmp_path / mode / "escaped").exists(), f"{mode}: {run.process_isolation}"
+    assert runs["auto"].process_isolation == process_isolation()
+    hooked = runs["audit_hook"]
+    assert hooked.process_isolation == "audit_hook" and hooked.status == "error"
+    assert "starting processes is disabled" in hooked.stderr and "(os.fork)" in hooked.stderr
+
+
+@pytest.mark.skipif(process_isolation() != "pid_namespace", reason="unprivileged PID namespaces unavailable")
+def test_pid_namespace_mode_lets_the_code_fork_and_reports_signal_deaths(tmp_path):
+    code = (
+        "import os\npid = os.fork()\nif pid == 0: os._exit(7)\nprint(os.waitpid(pid, 0)[1] >> 8, os.getpid())"
+    )
+    run = run_python(code, tmp_path, FAST)
+    assert run.status == "ok" and run.stdout.split() == ["7", "2"]  # the namespace's init is pid 1
+    killed = run_python("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", tmp_path, FAST)
+    assert killed.status == "killed" and killed.exit_code == -15
+
+
+@pytest.mark.skipif(process_isolation() != "pid_namespace", reason="unprivileged PID namespaces unavailable")
+@pytest.mark.skipif(os.geteuid() == 0, reason="the kernel exempts a host root user from RLIMIT_NPROC")
+def test_process_count_is_limited(tmp_path):
+    code = (
+        "import os, time\nn = 0\ntry:\n    for _ in range(50):\n        if os.fork() == 0:\n"
+        "            time.sleep(5); os._exit(0)\n        n += 1\nexcept OSError as exc:\n    print(n, exc.errno)"
+    )
+    run = run_python(code, tmp_path, SandboxLimits(max_processes=8, wall_seconds=3))
+    assert run.stdout.split()[1] == "11" and int(run.stdout.split()[0]) < 8  # EAGAIN
+
+
 def test_memory_bomb_is_refused(ctx):
     result = PythonTool(SandboxLimits(memory_mb=256))(
         {"code": "x = bytearray(2 * 1024**3)\nprint('allocated')"}, ctx
@@ -136,10 +191,19 @@ def test_audit_hook_mode_refuses_starting_programs(ctx):
     code = "import subprocess; subprocess.run(['true'])"
     result = PythonTool(FAST, isolation="audit_hook")({"code": code}, ctx)
     assert result.data["network_isolation"] == "audit_hook"
-    assert "starting programs is disabled" in result.text
+    assert result.data["process_isolation"] == "audit_hook"
+    assert "starting processes is disabled" in result.text
 
 
-@pytest.mark.skipif(network_isolation() != "namespace", reason="unprivileged network namespaces unavailable")
+def test_audit_hook_mode_refuses_multiprocessing_spawn(ctx):
+    # multiprocessing's spawn start method reaches _posixsubprocess.fork_exec without an audit event.
+    code = "import multiprocessing as mp\np = mp.get_context('spawn').Process(target=print)\np.start()"
+    result = PythonTool(FAST, isolation="audit_hook")({"code": code}, ctx)
+    assert result.data["status"] == "error"
+    assert "starting processes is disabled in the glmkit python sandbox (fork_exec)" in result.text
+
+
+@pytest.mark.skipif(process_isolation() != "pid_namespace", reason="unprivileged namespaces unavailable")
 def test_namespace_blocks_a_child_process_that_has_no_audit_hook(ctx, tcp_listener):
     port, accepted = tcp_listener
     inner = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)"
@@ -178,6 +242,15 @@ def test_per_call_directories(ctx):
     tool({"code": "open('state.txt', 'w').write('1')"}, ctx)
     second = tool({"code": "import os; print(os.path.exists('state.txt'))"}, ctx)
     assert "False" in second.text
+
+
+def test_description_says_whether_the_working_directory_persists():
+    persistent = PythonTool().schema()["function"]["description"]
+    fresh = PythonTool(per_call_dir=True).schema()["function"]["description"]
+    assert "persists between calls" in persistent and "new, empty working directory" not in persistent
+    assert "nothing persists between calls" in fresh and "directory persists" not in fresh
+    assert PythonTool.description == persistent  # the class attribute is untouched
+    assert "per_call_dir=True" in (PythonTool.__doc__ or "")
 
 
 def test_isolation_argument_is_checked():

@@ -198,3 +198,17 @@ def test_empty_queries_are_refused(index):
     assert not result.ok and "no searchable words" in result.error
     result = SearchWebTextTool(index_path=index)({"query": ""}, ToolContext())
     assert not result.ok and "query" in result.error
+
+
+def test_hit_counts_read_in_singular_and_plural(index):
+    ctx = ToolContext()
+    one = SearchWebTextTool(index_path=index)({"query": "highest mountain", "k": 1}, ctx)
+    assert one.text.startswith("1 result for 'highest mountain':")
+    two = SearchWebTextTool(index_path=index)({"query": "tower", "k": 2}, ctx)
+    assert two.text.startswith("2 results for 'tower':")
+    image = SearchImagesTool(index_path=index)({"query": "green grass circle", "k": 1}, ctx)
+    assert image.text.startswith("1 image for 'green grass circle':")
+    page = SearchWebByImageTool(index_path=index)({"image": image.image_ids[0], "k": 1}, ctx)
+    assert page.text.startswith(f"1 page with similar images for {image.image_ids[0]}:")
+    none = SearchWebTextTool(index_path=index)({"query": "zebra"}, ctx)
+    assert none.text == "No results found for 'zebra'."

@@ -3,14 +3,19 @@
 One JSON object per line, each with ``event``, ``run`` (a run id, so several runs can share a file)
 and ``time``. Events, in order of appearance:
 
-``start``        tools, limits, format and model of the run
-``image``        an image entered the run: ``image_id``, ``path`` (PNG saved beside the log), size, source
+``start``        ``tools`` (names), ``tool_format``, ``model`` (its class name), ``max_turns``,
+                 ``max_tokens``, ``token_budget_field``
+``image``        an image entered the run: ``image_id``, ``path`` (PNG saved beside the log),
+                 ``width``, ``height``, ``source`` (``"question"`` or ``"tool:<name>"``)
 ``request``      ``turn`` and the ``messages`` sent (after the context policy)
 ``assistant``    ``turn``, the assistant ``message``, ``finish_reason``, ``usage``
-``parse_error``  ``turn``, ``id``, ``reason``, ``raw`` of a malformed call
+``parse_error``  ``turn``, ``id``, ``reason``, ``raw`` of a malformed call (``reason`` is
+                 ``"finish_reason=length"`` and ``raw`` empty for a call cut off by the token limit)
 ``tool_call``    ``turn``, ``id``, ``name``, ``arguments``
-``tool_result``  ``turn``, ``id``, ``name``, ``text``, ``error``, ``image_ids``, ``image_paths``, ``seconds``
-``stop``         ``reason``, ``turns``, ``final_answer``, ``tool_calls``, ``usage``, ``error``
+``tool_result``  ``turn``, ``id``, ``name``, ``text``, ``error``, ``image_ids``, ``image_paths``,
+                 ``files`` (paths the tool wrote), ``data`` (the tool's structured result), ``seconds``
+``stop``         ``reason``, ``turns``, ``final_answer``, ``tool_calls`` (count per tool name), ``usage``,
+                 ``parse_errors``, ``tool_errors`` (counts), ``error``
 
 Images never enter the log as pixels: an image part is written as ``{"type": "image", "image_id",
 "path"}`` and a ``data:`` URL is replaced by a note of its length. The PNGs go to

@@ -454,13 +454,25 @@ def build_adapter(spec: str, **options: Any) -> ModelAdapter:
 
     ``options`` go to the adapter's constructor (e.g. ``temperature`` for ``openai``).
     """
-    import inspect
+    name, arg = split_spec(spec)
+    cls = MODEL_ADAPTERS.get(name)
+    # Options an adapter does not take (a temperature for the oracle) are dropped.
+    accepted = adapter_options(name)
+    return cls.from_spec(arg, **{k: v for k, v in options.items() if k in accepted and v is not None})
 
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``(adapter name, argument)`` of a ``--model`` spec; a bare http(s) URL means ``openai``."""
     spec = spec.strip()
     if spec.startswith(("http://", "https://")):
         spec = "openai:" + spec
     name, _, arg = spec.partition(":")
+    return name, arg
+
+
+def adapter_options(name: str) -> set[str]:
+    """The keyword options the adapter registered as ``name`` accepts (constructor and ``spec_options``)."""
+    import inspect
+
     cls = MODEL_ADAPTERS.get(name)
-    # Options an adapter does not take (a temperature for the oracle) are dropped.
-    accepted = set(inspect.signature(cls.__init__).parameters) | set(getattr(cls, "spec_options", ()))
-    return cls.from_spec(arg, **{k: v for k, v in options.items() if k in accepted and v is not None})
+    return set(inspect.signature(cls.__init__).parameters) | set(getattr(cls, "spec_options", ()))

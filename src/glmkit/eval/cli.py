@@ -7,6 +7,8 @@ Examples::
     glmkit eval --benchmark demo-vqa --model openai:http://localhost:8000/v1@glm-4.5v --workers 8
     glmkit eval --benchmark refcoco --data refcoco_val.jsonl --model openai:http://host/v1@m --resume
     glmkit eval --benchmark demo-imagemining --model agent:http://host/v1@m --judge-url http://host/v1@judge
+    glmkit eval --benchmark demo-imagemining --model agent:http://host/v1@glm-4.5v --tool-format glm45
+    glmkit eval --import my_benchmarks --benchmark my-bench --model oracle
 
 Exit status: 0 when the run completed (per-sample failures are reported in the results), 1 when
 the run could not start or every sample failed, 2 for bad arguments.
@@ -15,8 +17,10 @@ the run could not start or every sample failed, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, help="sampling temperature (openai / agent models)")
     parser.add_argument("--max-tokens", type=int, help="max tokens per reply (openai models)")
     parser.add_argument("--max-turns", type=int, help="max model turns per sample (agent models)")
+    parser.add_argument(
+        "--tool-format",
+        metavar="{openai,hermes,glm45}",
+        help="how an agent model writes tool calls: openai (native tool_calls, the default), hermes "
+        "(<tool_call>{json}</tool_call> in the text), glm45 (GLM XML in the text) or another registered "
+        "tool-call format (agent models)",
+    )
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so the benchmarks, metrics and adapters it registers can be named "
+        "(repeatable; MODULE must be importable, e.g. its directory on PYTHONPATH)",
+    )
     parser.add_argument("--list", action="store_true", help="list benchmarks and model adapters, then exit")
     parser.add_argument("--quiet", "-q", action="store_true", help="no per-sample progress lines")
     return parser
@@ -85,15 +105,36 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
+def import_modules(modules: list[str]) -> str | None:
+    """Import each module in order (they register components); the first failure as a message, or None."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and (exc.name == module or module.startswith(exc.name + ".")):
+                return f"--import {module}: no module named {exc.name!r} (is its directory on PYTHONPATH?)"
+            return f"--import {module}: {type(exc).__name__}: {exc}"
+        except Exception as exc:
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            return f"--import {module}: importing it failed: {last}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``glmkit eval``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
 
     from glmkit.eval import build_adapter, get_benchmark, run_benchmark
+    from glmkit.eval.adapters import adapter_options, split_spec
     from glmkit.eval.benchmark import print_summary
     from glmkit.registry import RegistryError
 
+    # Before any name is resolved: the modules may register benchmarks, metrics and adapters.
+    error = import_modules(args.imports)
+    if error:
+        print(f"glmkit eval: {error}", file=sys.stderr)
+        return 2
     if args.list:
         print(list_text())
         return 0
@@ -115,10 +156,22 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.model.startswith("agent:") and args.max_tokens is not None:
             options["max_tokens_per_turn"] = options.pop("max_tokens")
+        if args.tool_format is not None:
+            from glmkit.agent.formats import TOOL_CALL_FORMATS
+
+            TOOL_CALL_FORMATS.get(args.tool_format)  # an unknown name fails here, with suggestions
+            options["tool_format"] = args.tool_format
         adapter = build_adapter(args.model, **options)
+        adapter_name = split_spec(args.model)[0]
     except (RegistryError, ValueError, TypeError) as exc:
         print(f"glmkit eval: {exc}", file=sys.stderr)
         return 2
+
+    if args.tool_format is not None and "tool_format" not in adapter_options(adapter_name):
+        print(
+            f"glmkit eval: note: model adapter {adapter_name!r} takes no tool-call format; --tool-format "
+            "is unused (it applies to agent models)"
+        )
 
     if args.judge_url and not _takes_judge(benchmark):
         print(
@@ -148,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     print_summary(result.summary)
+    scorer = (result.summary.get("extra") or {}).get("scorer")
+    if scorer:  # judge or rule fallback: say which, beside the table, not only in summary.json
+        print(f"scorer: {scorer}")
     overall = result.summary["overall"]
     print(
         f"results: {result.out_dir} ({overall['n']} samples, {overall['errors']} errors, {result.skipped} resumed)"

@@ -221,13 +221,17 @@ def make_pointing(out_dir: Path, n: int = 12, seed: int = 0) -> Path:
     return _write_jsonl(out_dir / "demo-pointing.jsonl", rows)
 
 
-def _code(rng: random.Random) -> str:
-    letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-    digits = "23456789"
+# No vowels (Y included), so that a code cannot spell a word ("SEX-VAX"); no digits that read as
+# vowels in leetspeak (0 O, 1 I, 3 E, 4 A), which also drops the look-alikes 0/O and 1/I.
+CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ" + "256789"
+
+
+def serial_code(rng: random.Random) -> str:
+    """A code such as ``"K7T-9ZB"``: two groups of three characters from :data:`CODE_ALPHABET`."""
     return (
-        "".join(rng.choice(letters + digits) for _ in range(3))
+        "".join(rng.choice(CODE_ALPHABET) for _ in range(3))
         + "-"
-        + "".join(rng.choice(letters + digits) for _ in range(3))
+        + "".join(rng.choice(CODE_ALPHABET) for _ in range(3))
     )
 
 
@@ -243,7 +247,7 @@ def make_ocr(out_dir: Path, n: int = 12, seed: int = 0) -> Path:
         if category == "word":
             text = rng.choice(WORDS).capitalize()
         elif category == "code":
-            text = _code(rng)
+            text = serial_code(rng)
         else:
             text = " ".join(rng.sample(WORDS, 4)).capitalize() + "."
         size_px = rng.randint(22, 34)
@@ -510,7 +514,7 @@ def make_imagemining(out_dir: Path, n: int = 9, seed: int = 0) -> Path:
         )
         tiny = font(9)
         if category == "crop":
-            code = _code(rng)
+            code = serial_code(rng)
             text = f"SN {code}"
             question = (
                 f"What is the serial number printed in small text in the {corner} corner? Give the code only."

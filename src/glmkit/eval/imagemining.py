@@ -10,7 +10,9 @@ accuracy of samples answered with and without tools.
 Scoring: with a judge endpoint (``--judge-url``) an LLM judge sees the question, the English
 answer and the Chinese answer (``answer_zh``), because ImageMining publishes no scorer. Without
 one, a rule fallback counts a hit when the normalised reference appears as whole words in the
-normalised answer (or the Chinese reference appears verbatim); the summary says which scorer ran.
+normalised answer (or the Chinese reference appears verbatim). Which scorer ran (and the judge's
+model) is named in the summary's ``extra.scorer``, so in ``summary.json``, ``summary.md`` and the
+table ``glmkit eval`` prints.
 
 The raw ImageMining ``data.jsonl`` (``id``, ``image`` under ``images/``, ``question``,
 ``answer``, ``question_zh``, ``answer_zh``, ``category_l1``, ``category_l2``,
@@ -91,6 +93,9 @@ def rule_hit(prediction: str, sample: Sample) -> bool:
     return bool(zh) and str(zh).strip() in text
 
 
+RULE_SCORER = "rule (no --judge-url)"
+
+
 @METRICS.register("imagemining")
 class ImageMiningScorer(SampleMetric):
     """Judge-scored answer correctness when ``judge_url`` is set, else the :func:`rule_hit` fallback.
@@ -125,7 +130,7 @@ class ImageMiningScorer(SampleMetric):
     def describe(self) -> dict[str, Any]:
         if self.judge is not None:
             return {**self.judge.describe(), "name": self.name, "scorer": "judge"}
-        return {**super().describe(), "scorer": "rule (no --judge-url)"}
+        return {**super().describe(), "scorer": RULE_SCORER}
 
 
 def tool_use_breakdown(records: list[dict[str, Any]], primary: str) -> dict[str, Any]:
@@ -153,6 +158,24 @@ def tool_use_breakdown(records: list[dict[str, Any]], primary: str) -> dict[str,
     }
 
 
+def scorer_label(records: list[dict[str, Any]], primary: str) -> str:
+    """Which scorer scored ``records``: ``"judge (MODEL)"``, the rule fallback, or both (a mixed resume)."""
+    labels: set[str] = set()
+    for record in records:
+        for scored in (record, *record.get("attempts", [])):
+            details = (scored.get("metric_details") or {}).get(primary) or {}
+            if details.get("scorer") == "judge":
+                labels.add(f"judge ({details.get('judge_model') or 'unknown model'})")
+            elif details.get("scorer") == "rule":
+                labels.add(RULE_SCORER)
+    return " and ".join(sorted(labels)) or "none (no sample was scored)"
+
+
+def imagemining_summary(records: list[dict[str, Any]], primary: str) -> dict[str, Any]:
+    """The summary's ``extra``: the scorer that ran, then :func:`tool_use_breakdown`."""
+    return {"scorer": scorer_label(records, primary), **tool_use_breakdown(records, primary)}
+
+
 def imagemining_benchmark(
     name: str = "imagemining",
     data: str | Path | None = None,
@@ -170,7 +193,7 @@ def imagemining_benchmark(
         system_prompt=AGENT_SYSTEM_PROMPT,
         tools=tools,
         parse_row=parse_imagemining_row,
-        summary_extra=tool_use_breakdown,
+        summary_extra=imagemining_summary,
         description=description,
     )
 

@@ -192,9 +192,9 @@ def _item_fields(items: list[dict[str, Any]]) -> tuple[list[str | None], list[st
     return [it.get("label") or None for it in items], [it.get("color") or None for it in items]
 
 
-def _summary(kind: str, n: int, image: str, labels: Sequence[str | None]) -> str:
+def _summary(kind: str, n: int, image: str, labels: Sequence[str | None], plural: str | None = None) -> str:
     named = [lab for lab in labels if lab]
-    text = f"Drew {n} {kind}{'' if n == 1 else 's'} on {image}"
+    text = f"Drew {n} {kind if n == 1 else plural or kind + 's'} on {image}"
     return text + (f" (labels: {', '.join(dict.fromkeys(named))})" if named else "")
 
 
@@ -250,7 +250,7 @@ class DrawBoundingBoxesTool(Tool):
         for box, color, label in zip(pixel_boxes, colors, labels, strict=True):
             draw_label(draw, (box[0], box[1]), label or "", color, font, size)
         return ToolResult(
-            text=_summary("box", len(boxes), image, labels),
+            text=_summary("box", len(boxes), image, labels, plural="boxes"),
             images=[canvas],
             data={"pixel_boxes": [list(b) for b in pixel_boxes], "colors": [list(c) for c in colors]},
         )

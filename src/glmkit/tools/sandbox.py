@@ -13,9 +13,20 @@ timeout kills the whole process group:
 - **network**: when util-linux ``unshare`` can create a user + network namespace (probed once, see
   :func:`network_isolation`), the child runs in an empty network namespace: no interface but a
   down loopback. Otherwise it gets only an audit hook that refuses socket connects, binds, sends and
-  name lookups, and also refuses starting programs (``subprocess``, ``os.system``, ``exec*``),
-  which would escape the hook. The hook is installed in both modes so refusals read the same.
-  Audit hooks are not a security boundary (``ctypes`` can call libc directly); the namespace is.
+  name lookups. The hook is installed in both modes so refusals read the same. Audit hooks are not
+  a security boundary (``ctypes`` can call libc directly); the namespace is.
+- **processes** (see :func:`process_isolation`): a process that forks and calls ``setsid()``
+  leaves the process group, so killing the group alone would let it outlive the call. Where
+  ``unshare`` can also create a PID namespace, the child runs as that namespace's init and the
+  code in a child of it; when the code ends or the call is killed, the init exits and the kernel
+  kills every process left in the namespace. ``RLIMIT_NPROC`` (``max_processes``) then bounds
+  fork bombs: inside a user namespace it counts the sandbox's own tasks (threads included), not
+  all of the user's, but the kernel exempts a host root user, so it bounds nothing when glmkit runs
+  as root. Without a PID namespace the audit hook instead refuses ``os.fork``/``os.forkpty`` and
+  starting programs (``subprocess``, ``os.system``, ``exec*``, ``posix_spawn``,
+  ``multiprocessing``), which would escape both the hook and the wall-clock kill; no
+  ``RLIMIT_NPROC`` is set there, because outside a user namespace it counts every process of the
+  user.
 
 Files the code creates or changes in the working directory are returned, images among them as
 images. Not provided: filesystem isolation beyond the working directory as cwd and HOME.
@@ -41,12 +52,12 @@ from glmkit.tools.net import read_image_file
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 
-# Runs inside the child: set limits, install the audit hook, read the code from stdin, execute it
-# (echoing the value of a final expression, as a notebook would) and print a traceback without the
-# bootstrap's own frame.
+# Runs inside the child: read the code from stdin, set limits, act as init when it is alone in a PID
+# namespace, install the audit hook, execute the code (echoing the value of a final expression, as a
+# notebook would) and print a traceback without the bootstrap's own frames.
 _BOOTSTRAP = r"""
 import ast, os, resource, sys, traceback
-cpu, mem, fsize, nofile, strict = (int(v) for v in sys.argv[1:6])
+cpu, mem, fsize, nofile, nproc, strict, status_fd = (int(v) for v in sys.argv[1:8])
 code = sys.stdin.read()
 sys.stdin.close()
 sys.stdin = open(os.devnull)
@@ -62,18 +73,46 @@ _limit(resource.RLIMIT_AS, mem, mem)
 _limit(resource.RLIMIT_FSIZE, fsize, fsize)
 _limit(resource.RLIMIT_NOFILE, nofile, nofile)
 _limit(resource.RLIMIT_CORE, 0, 0)
+if nproc > 0:
+    _limit(resource.RLIMIT_NPROC, nproc, nproc)
+
+if os.getpid() == 1:
+    # Init of a fresh PID namespace. The kernel drops signals to an init that has no handler for
+    # them (SIGXCPU, a self-kill), so the code runs in a child and this process only reports the
+    # child's wait status on status_fd (unshare's own relaying of a signal death is unreliable).
+    # When it exits, the kernel kills every process left in the namespace.
+    child = os.fork()
+    if child:
+        while True:
+            pid, status = os.wait()  # also reaps orphans the code left behind
+            if pid == child:
+                break
+        try:
+            os.write(status_fd, str(status).encode())
+        finally:
+            os._exit(0)
+os.close(status_fd)
 
 _NET = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
                   "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"})
-_SPAWN = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.forkpty",
-                    "pty.spawn"})
+_SPAWN = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                    "os.forkpty", "pty.spawn"})
 
 def _hook(event, args, _net=_NET, _spawn=_SPAWN, _strict=bool(strict)):
     if event in _net:
         raise PermissionError("network access is disabled in the glmkit python sandbox (" + event + ")")
     if _strict and event in _spawn:
-        raise PermissionError("starting programs is disabled in the glmkit python sandbox (" + event + ")")
+        raise PermissionError("starting processes is disabled in the glmkit python sandbox (" + event + ")")
 
+if strict:
+    # multiprocessing's spawn and forkserver call this directly, without an audit event.
+    import _posixsubprocess
+
+    def _fork_exec(*args, **kwargs):
+        raise PermissionError("starting processes is disabled in the glmkit python sandbox (fork_exec)")
+
+    _posixsubprocess.fork_exec = _fork_exec
+    del _fork_exec, _posixsubprocess
 sys.addaudithook(_hook)
 del _hook, _limit
 namespace = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -91,7 +130,10 @@ except BaseException as exc:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != "<code>":
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb)
+    report = traceback.TracebackException(type(exc), exc, tb)
+    # The audit hook's frame is the sandbox's, not the code's.
+    report.stack = traceback.StackSummary.from_list([f for f in report.stack if f.filename != "<string>"])
+    sys.stderr.write("".join(report.format()))
     sys.stderr.flush()
     os._exit(1)
 """
@@ -107,6 +149,7 @@ class SandboxLimits:
     max_output_chars: int = 20_000
     max_file_mb: int = 64
     max_open_files: int = 256
+    max_processes: int = 64  # RLIMIT_NPROC, set only inside a user namespace (see the module docstring)
     max_returned_files: int = 20
     max_returned_images: int = 8
     max_image_pixels: int = 25_000_000
@@ -123,6 +166,7 @@ class SandboxRun:
     wall_seconds: float
     network_isolation: str
     files: list[Path] = field(default_factory=list)
+    process_isolation: str = "audit_hook"
 
     def summary(self, limits: SandboxLimits) -> str:
         """One status line for the model."""
@@ -137,14 +181,25 @@ class SandboxRun:
         return f"[killed by signal {-(self.exit_code or 0)} (memory exhausted or crashed)]"
 
 
+# Tried in order; the first that runs a trivial program wins. A user namespace comes first: then
+# even a root parent gives the child no capability over the host's namespaces. --kill-child makes
+# unshare's death (the wall-clock kill) kill the namespace's init, and with it the namespace;
+# --mount-proc (refused in some containers) shows the code only its own processes.
+_NAMESPACE_FLAGS = (
+    ("--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"),
+    ("--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"),
+    ("--user", "--map-root-user", "--net"),
+    ("--net", "--pid", "--fork", "--kill-child"),
+    ("--net",),
+)
+
+
 @lru_cache(maxsize=1)
 def _namespace_prefix() -> tuple[str, ...] | None:
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
-    # A user namespace first: then even a root parent gives the child no capability over the host
-    # network namespace. Plain --net works only with real privileges.
-    for flags in (("--user", "--map-root-user", "--net"), ("--net",)):
+    for flags in _NAMESPACE_FLAGS:
         command = (unshare, *flags, "--")
         try:
             probe = subprocess.run(
@@ -160,6 +215,12 @@ def _namespace_prefix() -> tuple[str, ...] | None:
 def network_isolation() -> str:
     """``"namespace"`` when children get an empty network namespace, else ``"audit_hook"``."""
     return "namespace" if _namespace_prefix() is not None else "audit_hook"
+
+
+def process_isolation() -> str:
+    """``"pid_namespace"`` when the code's descendants die with it, else ``"audit_hook"`` (no forking)."""
+    prefix = _namespace_prefix()
+    return "pid_namespace" if prefix is not None and "--pid" in prefix else "audit_hook"
 
 
 class _CappedReader(threading.Thread):
@@ -211,6 +272,21 @@ def _exited(pid: int) -> bool:
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
+def _read_status(fd: int) -> int | None:
+    """The exit code a PID-namespace init wrote to ``fd`` (closed here), or None if it wrote none."""
+    try:
+        os.set_blocking(fd, False)
+        raw = os.read(fd, 64)
+    except (BlockingIOError, OSError):
+        raw = b""
+    finally:
+        os.close(fd)
+    try:
+        return os.waitstatus_to_exitcode(int(raw)) if raw else None
+    except ValueError:
+        return None
+
+
 ISOLATION_MODES = ("auto", "namespace", "audit_hook")
 
 
@@ -219,8 +295,10 @@ def run_python(
 ) -> SandboxRun:
     """Execute ``code`` in a limited child interpreter with ``workdir`` as cwd and HOME.
 
-    ``isolation`` picks the network barrier: ``"auto"`` (a namespace when available),
-    ``"namespace"`` (required; an error when unavailable) or ``"audit_hook"`` (hook only).
+    ``isolation`` picks the barrier: ``"auto"`` (namespaces when available), ``"namespace"``
+    (required; an error when unavailable) or ``"audit_hook"`` (hook only, so no forking either).
+    Processes are contained by a PID namespace whenever the namespace prefix has one; otherwise the
+    hook refuses to fork (see the module docstring and ``SandboxRun.process_isolation``).
     """
     limits = limits or SandboxLimits()
     if isolation not in ISOLATION_MODES:
@@ -231,15 +309,21 @@ def run_python(
             "network namespaces are unavailable here (util-linux unshare missing or not permitted)"
         )
     mode = "namespace" if prefix is not None else "audit_hook"
+    pid_namespace = prefix is not None and "--pid" in prefix
+    # RLIMIT_NPROC counts per user namespace; outside one it would count every process of the user.
+    nproc = limits.max_processes if prefix is not None and "--user" in prefix else 0
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     before = _snapshot(workdir)
+    status_read, status_write = os.pipe()
     args = [
         str(limits.cpu_seconds),
         str(limits.memory_mb * 1024 * 1024),
         str(limits.max_file_mb * 1024 * 1024),
         str(limits.max_open_files),
-        "0" if prefix is not None else "1",
+        str(nproc),
+        "0" if pid_namespace else "1",
+        str(status_write),
     ]
     env = {
         "PATH": os.defpath,
@@ -253,16 +337,23 @@ def run_python(
         ),
     }
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [*(prefix or ()), sys.executable, "-I", "-c", _BOOTSTRAP, *args],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        close_fds=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            [*(prefix or ()), sys.executable, "-I", "-c", _BOOTSTRAP, *args],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=(status_write,),
+        )
+    except BaseException:
+        os.close(status_read)
+        raise
+    finally:
+        os.close(status_write)
     cap = limits.max_output_chars
     readers = [_CappedReader(proc.stdout, cap), _CappedReader(proc.stderr, cap)]
     for reader in readers:
@@ -283,6 +374,9 @@ def run_python(
         os.killpg(proc.pid, signal.SIGKILL)
     exit_code = proc.wait()
     wall = time.monotonic() - start
+    reported = _read_status(status_read)
+    if reported is not None:  # the namespace init's report of the code's own process
+        exit_code = reported
     for reader in readers:
         reader.join(timeout=5)
     if timed_out:
@@ -305,12 +399,25 @@ def run_python(
         wall_seconds=wall,
         network_isolation=mode,
         files=changed,
+        process_isolation="pid_namespace" if pid_namespace else "audit_hook",
     )
 
 
 @TOOLS.register("python")
 class PythonTool(Tool):
-    """Run Python code in a sandboxed child process; files it writes come back as results."""
+    """Run Python code in a sandboxed child process; files it writes come back as results.
+
+    The working directory is the context's scratch directory, so by default its files persist
+    between calls of one conversation (one :class:`ToolContext`). With ``per_call_dir=True`` every
+    call starts in a fresh, empty subdirectory ``python_<n>`` of it instead, and the description the
+    model reads says so.
+
+    Args:
+        limits: resource limits (:class:`SandboxLimits`); a call's ``timeout_s`` can only lower the
+            wall-clock limit.
+        per_call_dir: a fresh working directory for every call instead of a persistent one.
+        isolation: ``"auto"``, ``"namespace"`` or ``"audit_hook"`` (see :func:`run_python`).
+    """
 
     name = "python"
     description = (
@@ -318,6 +425,10 @@ class PythonTool(Tool):
         "limits. Print what you want to see; the value of a final expression is printed too. The working "
         "directory persists between calls of this conversation; files you create there are returned "
         "(images as images). numpy, PIL and matplotlib (Agg backend) are available."
+    )
+    per_call_description = description.replace(
+        "The working directory persists between calls of this conversation;",
+        "Every call starts in a new, empty working directory (nothing persists between calls);",
     )
     parameters = object_schema(
         {
@@ -343,6 +454,8 @@ class PythonTool(Tool):
             raise ValueError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATION_MODES)}")
         self.limits = limits or SandboxLimits()
         self.per_call_dir = per_call_dir
+        if per_call_dir:  # the model must not be told that its files persist
+            self.description = self.per_call_description  # type: ignore[misc]
         self.isolation = isolation
 
     def run(self, context: ToolContext, code: str, timeout_s: float | None = None, **_: Any) -> ToolResult:
@@ -383,6 +496,7 @@ class PythonTool(Tool):
                 "status": result.status,
                 "exit_code": result.exit_code,
                 "network_isolation": result.network_isolation,
+                "process_isolation": result.process_isolation,
                 "wall_seconds": round(result.wall_seconds, 3),
                 "workdir": str(workdir),
             },

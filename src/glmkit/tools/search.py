@@ -355,10 +355,11 @@ class _SearchTool(Tool):
         return self._provider
 
 
-def _format_hits(hits: list[SearchHit], what: str, query: str) -> str:
+def _format_hits(hits: list[SearchHit], what: tuple[str, str], query: str) -> str:
+    """The hits as a numbered list; ``what`` is the (singular, plural) noun for one hit."""
     if not hits:
-        return f"No {what} found for {query}."
-    lines = [f"{len(hits)} {what} for {query}:"]
+        return f"No {what[1]} found for {query}."
+    lines = [f"{len(hits)} {what[0] if len(hits) == 1 else what[1]} for {query}:"]
     for i, hit in enumerate(hits, 1):
         lines.append(f"{i}. {hit.title}\n   URL: {hit.url}" + (f"\n   {hit.snippet}" if hit.snippet else ""))
     return "\n".join(lines)
@@ -390,7 +391,8 @@ class SearchWebTextTool(_SearchTool):
             raise ToolError(f"query {query!r} contains no searchable words")
         hits = self.provider().search_text(query, int(k))
         return ToolResult(
-            text=_format_hits(hits, "results", repr(query)), data={"hits": [asdict(h) for h in hits]}
+            text=_format_hits(hits, ("result", "results"), repr(query)),
+            data={"hits": [asdict(h) for h in hits]},
         )
 
 
@@ -408,7 +410,7 @@ class SearchWebByImageTool(_SearchTool):
     def run(self, context: ToolContext, image: str, k: int = 5, **_: Any) -> ToolResult:
         """Search with the image ``image`` and list the hits."""
         hits = self.provider().search_by_image(context.get_image(image), int(k))
-        text = _format_hits(hits, "pages with similar images", image)
+        text = _format_hits(hits, ("page with similar images", "pages with similar images"), image)
         if hits:
             text += "\n(similarity: " + ", ".join(f"{i}: {h.score:.3f}" for i, h in enumerate(hits, 1)) + ")"
         return ToolResult(text=text, data={"hits": [asdict(h) for h in hits]})
@@ -445,7 +447,7 @@ class SearchImagesTool(_SearchTool):
             img.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
             images.append(img)
             kept.append(hit)
-        text = _format_hits(kept, "images", repr(query))
+        text = _format_hits(kept, ("image", "images"), repr(query))
         if kept:
             text += "\n(the new images below are in the same order)"
         return ToolResult(text=text, images=images, data={"hits": [asdict(h) for h in kept]})

@@ -13,6 +13,7 @@ from glmkit.eval.metrics.vqa import (
     NumericScorer,
     VQAScorer,
     VQASoftScorer,
+    is_numeral,
     numeric_match,
     parse_number,
     parse_numbers,
@@ -88,6 +89,30 @@ def test_scorers() -> None:
     humans = Sample("h", "q", ["cat"] * 2 + ["kitten"] * 8)
     assert VQASoftScorer().score("cat", humans).scores["vqa_soft"] == pytest.approx(2 / 3)
     assert VQASoftScorer().score("kitten", humans).scores["vqa_soft"] == 1.0
+
+
+def test_vqa_compares_a_numeral_string_reference_by_value_with_the_tolerance() -> None:
+    # ChartQA's relaxed accuracy converts string targets to float, and its references are strings.
+    from glmkit.eval.benchmark import BENCHMARKS
+
+    (chartqa,) = BENCHMARKS.build("chartqa").build_metrics()
+    for answer in ("45", ["45"], " 1,234 ", "45%"):
+        sample = Sample("c", "q", answer)
+        out = chartqa.score("46" if answer != " 1,234 " else "1,200", sample)
+        assert out.scores["vqa"] == 1.0 and out.details["mode"] == "numeric", answer
+    assert chartqa.score("48", Sample("c", "q", "45")).scores["vqa"] == 0.0  # 6.7% off
+    assert chartqa.score("0.46", Sample("c", "q", "45%")).scores["vqa"] == 1.0
+    assert VQAScorer().score("45.0", Sample("c", "q", "45")).scores["vqa"] == 1.0  # by value, not text
+
+
+def test_vqa_keeps_non_numeral_string_references_as_text() -> None:
+    vqa = VQAScorer(rel_tol=0.05)
+    for answer in ("45 apples", "two", ["45", "forty-five"], "red"):
+        assert vqa.score("46 apples", Sample("t", "q", answer)).details["mode"] == "normalized", answer
+    assert vqa.score("46 apples", Sample("t", "q", "45 apples")).scores["vqa"] == 0.0
+    assert vqa.score("forty-five", Sample("t", "q", ["45", "forty-five"])).scores["vqa"] == 1.0
+    assert all(is_numeral(v) for v in ("-3.5", "$12", "1e5", "45 percent", 7, 0.5))
+    assert not any(is_numeral(v) for v in ("4.5.6", "", "45 apples", True, None))
 
 
 def test_match_accuracy_torchmetric() -> None:

@@ -7,7 +7,9 @@ with each reference; the best reference counts.
 Numbers are parsed with thousands separators (``1,234.5``), signs, currency symbols, exponents and
 percent signs. Numeric tolerance is ``|pred - ref| <= max(abs_tol, rel_tol * |ref|)``; ChartQA's
 "relaxed accuracy" is ``rel_tol=0.05``. A percentage on one side only (``45%`` vs ``0.45``) also
-matches its fraction when ``percent_equivalence`` is on.
+matches its fraction when ``percent_equivalence`` is on. A reference that is a numeral written as a
+string (``"45"``, ``"1,234"``, ``"45%"``) is a number too, as in ChartQA's official relaxed accuracy,
+which converts string targets to float; other strings are compared as text.
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ def parse_number(text: Any, which: Literal["first", "last"] = "last") -> ParsedN
     if not numbers:
         return None
     return numbers[-1] if which == "last" else numbers[0]
+
+
+def is_numeral(value: Any) -> bool:
+    """True for a JSON number or a string that is one number and nothing else (``" 1,234.5 "``, ``"45%"``)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()) is not None
 
 
 def numeric_match(
@@ -198,8 +209,12 @@ class NumericScorer(SampleMetric):
 
 @METRICS.register("vqa")
 class VQAScorer(SampleMetric):
-    """Mixed VQA: numeric answers (JSON numbers, or ``metadata.answer_type == "numeric"``) are
-    compared with :class:`NumericScorer` tolerances, everything else by normalised match."""
+    """Mixed VQA: numeric answers are compared with :class:`NumericScorer` tolerances, everything else
+    by normalised match.
+
+    A sample is numeric when ``metadata.answer_type == "numeric"`` or every reference is a numeral:
+    a JSON number or a string holding one number only (``"45"``, ``"3.5%"``; see :func:`is_numeral`).
+    """
 
     name = "vqa"
 
@@ -211,8 +226,8 @@ class VQAScorer(SampleMetric):
     def _is_numeric(self, sample: Sample) -> bool:
         if sample.metadata.get("answer_type") == "numeric":
             return True
-        first = sample.answer[0] if isinstance(sample.answer, list) and sample.answer else sample.answer
-        return isinstance(first, (int, float)) and not isinstance(first, bool)
+        refs = sample.answer if isinstance(sample.answer, list) else [sample.answer]
+        return bool(refs) and all(is_numeral(ref) for ref in refs)
 
     def check_answer(self, sample: Sample) -> None:
         (self.numeric if self._is_numeric(sample) else self.text).check_answer(sample)
