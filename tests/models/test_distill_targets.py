@@ -80,3 +80,33 @@ def test_mlp_adaptor_shapes_and_output_layer_name() -> None:
     assert any(n.startswith("out.") for n, _ in head.named_parameters())
     with pytest.raises(ValueError, match="num_layers >= 1"):
         MLPAdaptor(4, 4, num_layers=0)
+
+
+def _phis_rank(rank: int, world: int, init_file: str, chunks: list[torch.Tensor], out: dict) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        norm = PHISNorm(chunks[rank].shape[-1], estimate_steps=1).train()
+        norm(chunks[rank].unsqueeze(0))
+        out[rank] = (norm.mean.clone(), norm.transform.clone())
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_phis_statistics_are_all_reduced_across_ranks(tmp_path) -> None:
+    """Every rank of a 2-process gloo group normalises exactly like one process over all data."""
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    data = torch.randn(2, 500, 8) * torch.linspace(0.5, 4, 8) + 1.0
+    single = PHISNorm(8, estimate_steps=1).train()
+    single(data.reshape(1, 1000, 8))
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_phis_rank, args=(2, str(tmp_path / "init"), list(data), out), nprocs=2, join=True)
+    for rank in range(2):
+        mean, transform = out[rank]
+        assert torch.allclose(mean, single.mean, atol=1e-5)
+        assert torch.allclose(transform, single.transform, atol=1e-4)

@@ -173,8 +173,9 @@ def test_skipped_images_are_counted_and_warned_once() -> None:
     logged: list[tuple[str, float]] = []
     stage.log = lambda name, value, **kw: logged.append((name, value))  # type: ignore[method-assign]
     batch = {"skipped": ["/data/a.jpg (truncated)", "/data/b.jpg (not an image)"]}
-    with pytest.warns(UserWarning, match="skipped unreadable image: /data/a.jpg") as record:
+    with pytest.warns(UserWarning, match="skipped unreadable image: /data/") as record:
         stage._report_skipped(batch, 4)
         stage._report_skipped({"skipped": ["/data/a.jpg (truncated)"]}, 4)
     assert logged == [("data/skipped_images", 2.0), ("data/skipped_images", 1.0)]
-    assert len([w for w in record if "a.jpg" in str(w.message)]) == 1
+    messages = [str(w.message) for w in record]
+    assert sum("a.jpg" in m for m in messages) == 1 and sum("b.jpg" in m for m in messages) == 1
