@@ -28,13 +28,17 @@ def _names(module: nn.Module, group: dict) -> set[str]:
 
 def test_routing_sends_hidden_matrices_to_muon_and_the_rest_to_adamw() -> None:
     toy = Toy()
-    groups = {g["name"]: g for g in muon_param_groups(toy, weight_decay=0.1)}
+    groups = {g["name"]: g for g in muon_param_groups(toy)}
     assert _names(toy, groups["muon"]) == {"block.1.weight", "block.3.weight", "adaptor.body.1.weight"}
     assert _names(toy, groups["adamw"]) == {"patch_embed.weight", "adaptor.out.weight"}
     no_decay = _names(toy, groups["adamw_no_decay"])
     assert "mask_token" in no_decay and "block.0.weight" in no_decay and "block.1.bias" in no_decay
-    assert groups["muon"]["use_fallback"] is False and groups["adamw"]["use_fallback"] is True
-    assert groups["adamw_no_decay"]["weight_decay"] == 0.0 and groups["muon"]["weight_decay"] == 0.1
+    assert groups["muon"]["use_muon"] is True and groups["muon"]["use_fallback"] is False
+    assert groups["adamw"]["use_muon"] is False and groups["adamw"]["use_fallback"] is True
+    # decayed groups take the optimizer's weight_decay; the no-decay group pins 0
+    assert groups["adamw_no_decay"]["weight_decay"] == 0.0 and "weight_decay" not in groups["muon"]
+    opt = Muon(list(groups.values()), lr=0.01, weight_decay=0.1)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.1, 0.0]
     # frozen parameters (teachers) are never optimised
     all_ids = {id(p) for g in groups.values() for p in g["params"]}
     assert id(toy.frozen.weight) not in all_ids
@@ -44,9 +48,7 @@ def test_routing_sends_hidden_matrices_to_muon_and_the_rest_to_adamw() -> None:
 def test_per_module_groups_carry_their_settings() -> None:
     vision, text = Toy(), nn.Linear(4, 4)
     groups = muon_param_groups(
-        {"vision": vision, "text": text},
-        weight_decay=0.1,
-        settings={"text": {"lr": 1e-4, "weight_decay": 0.0}},
+        {"vision": vision, "text": text}, settings={"text": {"lr": 1e-4, "weight_decay": 0.0}}
     )
     by_name = {g["name"]: g for g in groups}
     assert set(by_name) == {
@@ -82,3 +84,22 @@ def test_timm_muon_steps_both_kinds_and_orthogonalises_muon_updates() -> None:
         return (s.max() / s.min()).item()
 
     assert condition(delta) < condition(grad) / 4
+
+
+def test_patterns_are_anchored_so_blocks_named_like_heads_stay_with_muon() -> None:
+    model = nn.Module()
+    model.mtp_heads = nn.ModuleList([nn.Sequential(nn.Linear(8, 8))])
+    model.token_mixer = nn.Linear(8, 8)
+    model.head = nn.Linear(8, 4)
+    groups = {g["name"]: g for g in muon_param_groups(model)}
+    assert _names(model, groups["muon"]) == {"mtp_heads.0.0.weight", "token_mixer.weight"}
+    assert _names(model, groups["adamw"]) == {"head.weight"}
+
+
+def test_root_coverage_names_parameters_left_out() -> None:
+    root = nn.Module()
+    root.vision = nn.Linear(4, 4)
+    root.logit_scale = nn.Parameter(torch.zeros(()))
+    with pytest.raises(ValueError, match=r"never be optimised: \['logit_scale'\]"):
+        muon_param_groups({"vision": root.vision}, root=root)
+    assert muon_param_groups({"vision": root.vision, "loss": root}, root=root)

@@ -41,5 +41,10 @@ def test_errors_name_the_problem() -> None:
         build_scheduler(opt, -1, Constant())
     with pytest.raises(KeyError, match="no schedule for param group 'group0'"):
         build_scheduler(opt, 10, {"vision": Constant()})
+    named = torch.optim.SGD(
+        [{"params": [torch.nn.Parameter(torch.zeros(1))], "name": "vision_proj/muon"}], lr=1.0
+    )
+    with pytest.raises(KeyError, match="module 'vision_proj'"):  # exact module names, not prefixes
+        build_scheduler(named, 10, {"vision": Constant()})
     with pytest.raises(ValueError, match="min_lr_ratio"):
         WarmupCosine(min_lr_ratio=2.0)

@@ -14,9 +14,10 @@ QUICKSTART = ROOT / "recipes" / "quickstart" / "stage1_tiny.yaml"
 
 
 def tiny_recipe(
-    run_dir: Path, *, max_steps: int, image_size: int = 64, batch_size: int = 4
+    run_dir: Path, *, max_steps: int, image_size: int = 64, batch_size: int = 4, **trainer_args: Any
 ) -> dict[str, Any]:
-    """The quickstart recipe shrunk to 64 px images and a few steps, writing under ``run_dir``."""
+    """The quickstart recipe shrunk to 64 px images and a few steps, writing under ``run_dir``;
+    ``trainer_args`` are extra Trainer arguments (``accumulate_grad_batches``, ``precision``, ...)."""
     cfg = copy.deepcopy(yaml.safe_load(QUICKSTART.read_text()))
     trainer = cfg["trainer"]
     trainer.update(
@@ -27,6 +28,7 @@ def tiny_recipe(
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=str(run_dir),
+        **trainer_args,
     )
     trainer["logger"]["init_args"]["save_dir"] = str(run_dir)
     callbacks = {c["class_path"].rsplit(".", 1)[-1]: c["init_args"] for c in trainer["callbacks"]}

@@ -43,7 +43,8 @@ def test_distill_step_trains_student_adaptors_and_mask_token_but_not_teachers() 
     assert stage.mask_token.grad is not None and stage.mask_token.grad.abs().sum() > 0
     assert all(p.grad is not None for p in stage.encoder.parameters() if p.requires_grad)
     assert all(p.grad is not None for p in stage.adaptors.parameters())
-    assert all(p.grad is None and not p.requires_grad for p in stage.teachers.parameters())
+    teacher_params = [p for t in stage.teachers.values() for p in t.parameters()]
+    assert teacher_params and all(p.grad is None and not p.requires_grad for p in teacher_params)
 
 
 def test_loss_only_sees_masked_positions() -> None:
@@ -61,11 +62,14 @@ def test_loss_only_sees_masked_positions() -> None:
     assert torch.allclose(stage.distill(images, mask)["loss"], base)
 
 
-def test_masks_are_a_function_of_seed_step_and_rank() -> None:
+def test_masks_are_a_function_of_seed_step_and_rank(monkeypatch: pytest.MonkeyPatch) -> None:
     stage = _stage()
     a = stage.draw_mask(4, (8, 8), split="train", step=5)
     assert torch.equal(a, stage.draw_mask(4, (8, 8), split="train", step=5))
     assert not torch.equal(a, stage.draw_mask(4, (8, 8), split="train", step=6))
+    assert not torch.equal(a, _stage(seed=1).draw_mask(4, (8, 8), split="train", step=5))
+    monkeypatch.setattr(MIMDistill, "global_rank", property(lambda self: 1))
+    assert not torch.equal(a, stage.draw_mask(4, (8, 8), split="train", step=5))
 
 
 def test_teachers_are_left_out_of_checkpoint_and_optimizer() -> None:
@@ -80,7 +84,7 @@ def test_teachers_are_left_out_of_checkpoint_and_optimizer() -> None:
     stage._trainer = _Trainer()  # configure_optimizers only reads max_steps
     optimizer = stage.configure_optimizers()["optimizer"]
     optimised = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    assert not optimised & {id(p) for p in stage.teachers.parameters()}
+    assert not optimised & {id(p) for t in stage.teachers.values() for p in t.parameters()}
     trainable = {id(p) for p in stage.parameters() if p.requires_grad}
     assert optimised == trainable
     muon = [g for g in optimizer.param_groups if not g["use_fallback"]]
@@ -102,14 +106,39 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
 
 
-def test_resumed_run_reproduces_uninterrupted_losses(recipe_factory) -> None:
-    straight, straight_dir = recipe_factory("straight", max_steps=6)
+RESUME_VARIANTS = {
+    "plain": {},
+    # micro-batch seeding, stochastic depth drawn from the reseeded RNG, PHI-S frozen mid-run
+    "accumulation_droppath_phis": {"accumulate_grad_batches": 2, "drop_path": 0.3, "phis": 2},
+}
+
+
+@pytest.mark.parametrize("variant", list(RESUME_VARIANTS))
+def test_resumed_run_reproduces_uninterrupted_losses(variant: str, tmp_path: Path) -> None:
+    from tests.stages.conftest import tiny_recipe, write_recipe
+
+    options = dict(RESUME_VARIANTS[variant])
+    accumulate = options.pop("accumulate_grad_batches", 1)
+
+    def recipe(name: str, steps: int) -> tuple[Path, Path]:
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        cfg = tiny_recipe(run_dir, max_steps=steps, accumulate_grad_batches=accumulate)
+        model = cfg["model"]["init_args"]
+        if "drop_path" in options:
+            model["encoder"]["init_args"]["drop_path_rate"] = options["drop_path"]
+        if "phis" in options:
+            model["target_norm"] = "phis"
+            model["target_norm_args"] = {"estimate_steps": options["phis"]}
+        return write_recipe(tmp_path / f"{name}.yaml", cfg), run_dir
+
+    straight, straight_dir = recipe("straight", 6)
     assert main(["fit", "--config", str(straight)]) == 0
-    first, first_dir = recipe_factory("first_half", max_steps=3)
+    first, first_dir = recipe("first_half", 3)
     assert main(["fit", "--config", str(first)]) == 0
     ckpt = first_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
-    resumed, resumed_dir = recipe_factory("resumed", max_steps=6)
+    resumed, resumed_dir = recipe("resumed", 6)
     assert main(["fit", "--config", str(resumed), "--ckpt_path", str(ckpt)]) == 0
     expected = _losses(straight_dir)
     got = {**_losses(first_dir), **_losses(resumed_dir)}
@@ -121,6 +150,76 @@ def test_resumed_run_reproduces_uninterrupted_losses(recipe_factory) -> None:
     b = CogViT.from_pretrained(resumed_dir / "encoder")
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.allclose(pa, pb, atol=1e-6), name
+
+
+def test_gradient_accumulation_draws_a_new_mask_per_micro_batch(tmp_path: Path) -> None:
+    from tests.stages.conftest import tiny_recipe, write_recipe
+
+    seen: list[torch.Tensor] = []
+    original = MIMDistill.draw_mask
+
+    def spy(self, *args, **kwargs):
+        mask = original(self, *args, **kwargs)
+        if kwargs.get("split") == "train":
+            seen.append(mask.clone())
+        return mask
+
+    (tmp_path / "run").mkdir()
+    cfg = tiny_recipe(tmp_path / "run", max_steps=2, accumulate_grad_batches=2)
+    MIMDistill.draw_mask = spy  # type: ignore[method-assign]
+    try:
+        assert main(["fit", "--config", str(write_recipe(tmp_path / "r.yaml", cfg))]) == 0
+    finally:
+        MIMDistill.draw_mask = original  # type: ignore[method-assign]
+    assert len(seen) == 4 and not torch.equal(seen[0], seen[1]) and not torch.equal(seen[2], seen[3])
+
+
+def test_real_teacher_widths_with_phis_block_masks_and_bf16_mixed(tmp_path: Path) -> None:
+    """The real recipe's shapes: teachers 1152 (SigLIP2 so400m) and 1024 (DINOv3 ViT-L) wide, PHI-S
+    on a width without a Hadamard matrix, block masks, bf16-mixed autocast; targets stay float32."""
+    from tests.stages.conftest import tiny_recipe, write_recipe
+
+    (tmp_path / "run").mkdir()
+    cfg = tiny_recipe(tmp_path / "run", max_steps=2, precision="bf16-mixed")
+    model = cfg["model"]["init_args"]
+    model["teachers"]["siglip2"]["init_args"] = {
+        "config": {
+            "hidden_size": 1152,
+            "intermediate_size": 256,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 16,
+            "patch_size": 16,
+            "num_patches": 16,
+        },
+        "image_size": 64,
+        "dtype": "bfloat16",
+    }
+    model["teachers"]["dinov3"]["init_args"] = {
+        "config": {
+            "hidden_size": 1024,
+            "intermediate_size": 256,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 16,
+            "patch_size": 16,
+            "image_size": 64,
+            "num_register_tokens": 4,
+        },
+        "image_size": 64,
+        "dtype": "bfloat16",
+    }
+    model["masking"] = {"class_path": "glmkit.data.masking.BlockMask", "init_args": {"ratio": 0.35}}
+    model["target_norm"] = "phis"
+    model["target_norm_args"] = {"estimate_steps": 1}
+    assert main(["fit", "--config", str(write_recipe(tmp_path / "r.yaml", cfg))]) == 0
+    losses = _losses(tmp_path / "run")
+    assert sorted(losses) == [0, 1] and all(0 < v < 10 for v in losses.values())
+    stage = MIMDistill.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    for norm in stage.target_norms.values():
+        assert norm.ready and norm.sum_outer.dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        targets = stage.teacher_targets(torch.rand(2, 3, 64, 64), (4, 4))
+    assert {t.dtype for t in targets.values()} == {torch.float32}
+    assert targets["siglip2"].shape == (2, 16, 1152) and targets["dinov3"].shape == (2, 16, 1024)
 
 
 @pytest.mark.distributed
@@ -173,9 +272,9 @@ def test_skipped_images_are_counted_and_warned_once() -> None:
     logged: list[tuple[str, float]] = []
     stage.log = lambda name, value, **kw: logged.append((name, value))  # type: ignore[method-assign]
     batch = {"skipped": ["/data/a.jpg (truncated)", "/data/b.jpg (not an image)"]}
-    with pytest.warns(UserWarning, match="skipped unreadable image: /data/") as record:
+    with pytest.warns(UserWarning, match="rank 0 skipped unreadable image: /data/") as record:
         stage._report_skipped(batch, 4)
         stage._report_skipped({"skipped": ["/data/a.jpg (truncated)"]}, 4)
-    assert logged == [("data/skipped_images", 2.0), ("data/skipped_images", 1.0)]
+    assert logged == [("data/skipped_images", 2.0), ("data/skipped_images", 3.0)]  # a running total
     messages = [str(w.message) for w in record]
     assert sum("a.jpg" in m for m in messages) == 1 and sum("b.jpg" in m for m in messages) == 1

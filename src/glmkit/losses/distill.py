@@ -72,7 +72,8 @@ class CombinedDistillLoss(DistillLoss):
     """A weighted sum of distillation losses, e.g. ``{"cosine": 1.0, "smooth_l1": 1.0}``.
 
     Args:
-        terms: registered loss names (or ``DistillLoss`` modules) mapped to their weights.
+        terms: registered loss names mapped to their weights; each term is built with its
+            defaults (write a registered subclass to change a term's arguments).
     """
 
     def __init__(self, terms: dict[str, float]) -> None:

@@ -80,6 +80,8 @@ class PHISNorm(TargetNorm):
 
     def __init__(self, dim: int, estimate_steps: int = 100, eps: float = 1e-6) -> None:
         super().__init__(dim)
+        if estimate_steps < 1:
+            raise ValueError(f"PHISNorm needs estimate_steps >= 1, got {estimate_steps}")
         self.estimate_steps = estimate_steps
         self.eps = eps
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
@@ -88,13 +90,16 @@ class PHISNorm(TargetNorm):
         self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("transform", torch.eye(dim))
-        hadamard = _hadamard(dim)
-        self.fixed_rotation = hadamard is not None
-        self.register_buffer("rotation", hadamard if hadamard is not None else torch.eye(dim))
+
+    @property
+    def ready(self) -> bool:
+        """True once the statistics are estimated and the transform is frozen."""
+        return int(self.steps_seen) >= self.estimate_steps
 
     @torch.no_grad()
     def update(self, features: Tensor) -> None:
-        """Accumulate statistics of ``features [..., D]`` (all ranks) and refresh the transform."""
+        """Accumulate statistics of ``features [..., D]`` (summed over ranks); on the last
+        estimation step, compute and freeze the transform."""
         x = features.reshape(-1, self.dim).double()
         stats = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0), (x.T @ x).flatten()])
         if dist.is_available() and dist.is_initialized():
@@ -103,22 +108,41 @@ class PHISNorm(TargetNorm):
         self.sum += stats[1 : 1 + self.dim]
         self.sum_outer += stats[1 + self.dim :].view(self.dim, self.dim)
         self.steps_seen += 1
+        if self.ready:
+            self._freeze()
+
+    def _freeze(self) -> None:
         mean = self.sum / self.count
         cov = self.sum_outer / self.count - torch.outer(mean, mean)
         eigvals, eigvecs = torch.linalg.eigh(cov)
         eigvals = eigvals.clamp_min(0)
         alpha = eigvals.mean().sqrt().clamp_min(self.eps)
-        if not self.fixed_rotation:
-            self.rotation.copy_(_equalising_rotation(eigvals / alpha**2).T.float())
+        rotation = _hadamard(self.dim)
+        if rotation is None:
+            rotation = _equalising_rotation(eigvals / alpha**2).T
+        rotation = rotation.to(eigvecs)
         self.mean.copy_(mean.float())
         # y = H U^T (x - mu) / alpha, stored as a matrix acting on row vectors: (x - mu) @ T
-        self.transform.copy_((eigvecs @ self.rotation.double().T / alpha).float())
+        self.transform.copy_((eigvecs @ rotation.T / alpha).float())
 
     def forward(self, features: Tensor) -> Tensor:
-        """Normalise; while estimating (training only), first fold this batch into the statistics."""
-        if self.training and int(self.steps_seen) < self.estimate_steps:
+        """Normalise; while estimating (training only), fold this batch into the statistics.
+
+        Until the transform is frozen the output is not yet normalised: the stage gives such a
+        teacher loss weight 0 (see ``ready``).
+        """
+        if self.training and not self.ready:
             self.update(features)
         return (features.float() - self.mean) @ self.transform
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        # Move the statistics with the module but never cast them: a bf16 copy of a float64 running
+        # sum loses every update (300 + 1 == 300 in bf16).
+        keep = {name: buf for name, buf in self._buffers.items() if buf is not None}
+        super()._apply(fn, recurse)
+        for name, buf in keep.items():
+            self._buffers[name] = buf.to(device=self._buffers[name].device)
+        return self
 
 
 def _hadamard(dim: int) -> Tensor | None:
@@ -136,12 +160,13 @@ def _equalising_rotation(variances: Tensor) -> Tensor:
 
     Each Givens rotation in the plane of one channel above the mean and one below sets the first
     exactly to the mean (possible because the mean lies between the 2x2 block's eigenvalues), so
-    ``dim - 1`` rotations suffice.
+    ``dim - 1`` rotations suffice; each touches two rows and two columns only (O(dim) work).
     """
+    n = len(variances)
     m = torch.diag(variances.double())
-    q = torch.eye(len(variances), dtype=torch.float64)
+    q = torch.eye(n, dtype=torch.float64, device=variances.device)
     target = variances.double().mean()
-    for _ in range(len(variances) - 1):
+    for _ in range(n - 1):
         d = torch.diagonal(m) - target
         i, j = int(d.argmax()), int(d.argmin())
         if d[i] <= 1e-12 * target:
@@ -151,9 +176,12 @@ def _equalising_rotation(variances: Tensor) -> Tensor:
         radius = torch.sqrt(half_diff**2 + b**2)
         phi = torch.atan2(b, half_diff)
         theta = (phi + torch.acos(((target - (a + c) / 2) / radius).clamp(-1, 1))) / 2
-        g = torch.eye(len(variances), dtype=torch.float64)
-        g[i, i] = g[j, j] = torch.cos(theta)
-        g[i, j], g[j, i] = -torch.sin(theta), torch.sin(theta)
-        m = g.T @ m @ g
-        q = q @ g
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        # m <- G^T m G and q <- q G for the rotation G in the (i, j) plane
+        mi, mj = m[:, i].clone(), m[:, j].clone()
+        m[:, i], m[:, j] = cos * mi + sin * mj, -sin * mi + cos * mj
+        ri, rj = m[i, :].clone(), m[j, :].clone()
+        m[i, :], m[j, :] = cos * ri + sin * rj, -sin * ri + cos * rj
+        qi, qj = q[:, i].clone(), q[:, j].clone()
+        q[:, i], q[:, j] = cos * qi + sin * qj, -sin * qi + cos * qj
     return q

@@ -21,15 +21,23 @@ from typing import Any
 from torch import nn
 
 DEFAULT_FALLBACK_PATTERNS: tuple[str, ...] = (
-    "*patch_embed*",
-    "*token*",
+    "*patch_embed.*",
+    "*embed_tokens.*",
+    "*embeddings.*",
+    "*mask_token",
+    "*cls_token",
+    "*reg_token",
     "*.out.*",
-    "*head*",
-    "*embeddings*",
+    "head.*",
+    "*.head.*",
+    "lm_head.*",
+    "*.lm_head.*",
 )
-"""Names of 2-D weights that still go to AdamW: pixel/token embeddings, output layers, tokens."""
+"""Names of 2-D weights that still go to AdamW: pixel and token embeddings, learned tokens, output
+layers. Anchored at dots so that e.g. an MTP module's blocks (``mtp_heads.0.attn.qkv.weight``) or a
+``token_mixer`` stay with Muon."""
 
-DEFAULT_NO_DECAY_PATTERNS: tuple[str, ...] = ("*token*", "*pos_embed*")
+DEFAULT_NO_DECAY_PATTERNS: tuple[str, ...] = ("*mask_token", "*cls_token", "*reg_token", "*pos_embed*")
 """Names excluded from weight decay besides every parameter with fewer than 2 dimensions."""
 
 
@@ -40,30 +48,34 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 def muon_param_groups(
     modules: nn.Module | Mapping[str, nn.Module],
     *,
-    weight_decay: float = 0.0,
     fallback_patterns: Sequence[str] = DEFAULT_FALLBACK_PATTERNS,
     no_decay_patterns: Sequence[str] = DEFAULT_NO_DECAY_PATTERNS,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
+    root: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
     """Split trainable parameters into Muon and AdamW groups.
 
     A parameter goes to Muon when it has exactly two dimensions and its qualified name matches
-    none of ``fallback_patterns``; every other parameter gets ``use_fallback=True`` (AdamW).
-    Parameters with fewer than two dimensions or matching ``no_decay_patterns`` get no weight
-    decay. Frozen parameters (``requires_grad=False``) are left out, which keeps frozen teachers
-    out of the optimizer.
+    none of ``fallback_patterns``; every other parameter is routed to AdamW. Each group says so
+    explicitly (``use_muon`` / ``use_fallback``), so the optimizer's own shape heuristic never
+    moves a parameter. Parameters with fewer than two dimensions or matching ``no_decay_patterns``
+    get ``weight_decay=0``; decayed groups take the optimizer's ``weight_decay`` (one value, set in
+    the recipe's optimizer) unless ``settings`` gives one. Frozen parameters
+    (``requires_grad=False``) are left out, which keeps frozen teachers out of the optimizer.
 
     Args:
         modules: one module, or named modules (``{"vision": ..., "text": ...}``) whose groups are
             named ``"<module>/muon"``, ``"<module>/adamw"`` and ``"<module>/adamw_no_decay"``.
-        weight_decay: decay of the decayed groups, unless ``settings`` overrides it.
         fallback_patterns: ``fnmatch`` patterns of 2-D weights that still go to AdamW.
         no_decay_patterns: ``fnmatch`` patterns of parameters exempt from decay.
         settings: per-module extra group keys (``lr``, ``weight_decay``, ...), by module name.
+        root: the module that owns all of ``modules``; if given, every trainable parameter of
+            ``root`` must fall in some group, or a ``ValueError`` names the ones left out (a
+            temperature or bias outside the named modules would otherwise never train).
 
     Returns:
-        Param groups (empty ones dropped), each with ``name``, ``params``, ``use_fallback`` and
-        ``weight_decay`` keys plus the module's settings.
+        Param groups (empty ones dropped), each with ``name``, ``params``, ``use_muon`` and
+        ``use_fallback`` keys plus ``weight_decay`` where it is fixed and the module's settings.
     """
     named = {"": modules} if isinstance(modules, nn.Module) else dict(modules)
     settings = dict(settings or {})
@@ -74,7 +86,6 @@ def muon_param_groups(
     seen: set[int] = set()
     for module_name, module in named.items():
         extra = dict(settings.get(module_name, {}))
-        decay = extra.pop("weight_decay", weight_decay)
         buckets: dict[str, list[nn.Parameter]] = {"muon": [], "adamw": [], "adamw_no_decay": []}
         for name, param in module.named_parameters():
             if not param.requires_grad or id(param) in seen:  # shared params are stepped once
@@ -90,13 +101,16 @@ def muon_param_groups(
         for kind, params in buckets.items():
             if not params:
                 continue
-            groups.append(
-                {
-                    **extra,
-                    "name": prefix + kind,
-                    "params": params,
-                    "use_fallback": kind != "muon",
-                    "weight_decay": 0.0 if kind == "adamw_no_decay" else decay,
-                }
+            group = {**extra, "name": prefix + kind, "params": params}
+            group.update(use_muon=kind == "muon", use_fallback=kind != "muon")
+            if kind == "adamw_no_decay":
+                group["weight_decay"] = 0.0
+            groups.append(group)
+    if root is not None:
+        missing = [n for n, p in root.named_parameters() if p.requires_grad and id(p) not in seen]
+        if missing:
+            raise ValueError(
+                f"trainable parameters outside the modules {sorted(named)} would never be optimised: "
+                f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; add their module to the routing"
             )
     return groups

@@ -36,7 +36,7 @@ class Schedule:
 class WarmupCosine(Schedule):
     """Linear warmup from 0, then cosine decay to ``min_lr_ratio`` of the peak at ``total_steps``.
 
-    ``factor(s) = s / warmup`` for ``s < warmup``, else
+    ``factor(s) = (s + 1) / (warmup + 1)`` for ``s < warmup`` (never exactly 0), else
     ``min + (1 - min) * (1 + cos(pi * (s - warmup) / (total - warmup))) / 2``.
     """
 
@@ -74,8 +74,8 @@ def build_scheduler(
 ) -> LambdaLR:
     """A ``LambdaLR`` with one lambda per param group.
 
-    ``schedule`` is one schedule for all groups, or a mapping from group-name prefixes (the module
-    names of :func:`~glmkit.optim.muon_param_groups`) to schedules; the longest matching prefix wins.
+    ``schedule`` is one schedule for all groups, or a mapping from module names (the part of a
+    group's name before ``/``, as :func:`~glmkit.optim.muon_param_groups` names them) to schedules.
     """
     if total_steps <= 0:
         raise ValueError(
@@ -92,7 +92,9 @@ def build_scheduler(
 def _schedule_for(group_name: str, schedule: Schedule | Mapping[str, Schedule]) -> Schedule:
     if isinstance(schedule, Schedule):
         return schedule
-    matches = [prefix for prefix in schedule if group_name.startswith(prefix)]
-    if not matches:
-        raise KeyError(f"no schedule for param group {group_name!r}; schedules given for {sorted(schedule)}")
-    return schedule[max(matches, key=len)]
+    module = group_name.split("/", 1)[0]
+    if module not in schedule:
+        raise KeyError(
+            f"no schedule for param group {group_name!r} (module {module!r}); schedules given for {sorted(schedule)}"
+        )
+    return schedule[module]

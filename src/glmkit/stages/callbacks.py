@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
 
 class ExportEncoder(pl.Callback):
@@ -21,14 +22,23 @@ class ExportEncoder(pl.Callback):
         self.dirpath = dirpath
         self.attribute = attribute
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Gather the full weights on every rank, export on rank 0."""
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Check before training, not after it, that the encoder can be exported."""
+        self._encoder(pl_module)
+
+    def _encoder(self, pl_module: pl.LightningModule) -> nn.Module:
         encoder = getattr(pl_module, self.attribute, None)
         if encoder is None or not hasattr(encoder, "save_pretrained") or not hasattr(encoder, "init_args"):
             raise AttributeError(
                 f"ExportEncoder: {type(pl_module).__name__}.{self.attribute} is missing or has no "
-                "save_pretrained() / init_args to export with"
+                "save_pretrained() / init_args to export with; remove ExportEncoder from the recipe's "
+                "callbacks or give the encoder those two members (see docs/plugins.md)"
             )
+        return encoder
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Gather the full weights on every rank, export on rank 0."""
+        encoder = self._encoder(pl_module)
         state = trainer.strategy.lightning_module_state_dict()  # a collective under FSDP
         if not trainer.is_global_zero:
             return

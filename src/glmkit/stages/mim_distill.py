@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from glmkit.data.masking import MaskGenerator, RandomMask
@@ -30,22 +29,24 @@ from glmkit.losses import CosineDistillLoss, DistillLoss
 from glmkit.models.adaptors import MLPAdaptor
 from glmkit.models.distill_targets import TARGET_NORMS, resample_to_grid
 from glmkit.models.teachers import Teacher
+from glmkit.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
 from glmkit.optim import DEFAULT_FALLBACK_PATTERNS, WarmupCosine, muon_param_groups
 from glmkit.optim.schedules import Schedule
 from glmkit.registry import registry
 
-# Frozen teachers stay in eval mode on purpose (DINOv3 jitters RoPE coordinates in train mode).
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-
 STAGES = registry("stages", "training stages (LightningModules)")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _seed_for(*parts: int | str) -> int:
-    """A stable 63-bit seed from the parts (Python's ``hash`` is salted per process)."""
-    return zlib.crc32("/".join(map(str, parts)).encode()) | (len(parts) << 32)
+    """A stable seed from the parts (Python's ``hash`` is salted per process): a CRC-32 of them."""
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 @STAGES.register("mim_distill")
@@ -61,16 +62,25 @@ class MIMDistill(pl.LightningModule):
         masking: mask generator over the student grid (default: random, 35%).
         loss: distillation loss on masked tokens (default: cosine).
         target_norm: registered target normalisation (``layernorm``, ``phis``, ``none``).
+        target_norm_args: keyword arguments of the target normalisation (e.g. PHI-S's
+            ``estimate_steps``). A teacher whose normalisation is still estimating its statistics
+            (PHI-S) gets loss weight 0 until they are frozen, so no adaptor chases a moving target.
         adaptor_hidden_dim: hidden width of the adaptor MLPs (default: max of the two widths).
         adaptor_layers: Linear layers per adaptor.
-        optimizer: optimizer factory called on the Muon/AdamW param groups
+        optimizer: optimizer factory called on the Muon/AdamW param groups; its
+            ``weight_decay`` applies to the decayed groups (norms, biases and tokens never decay)
             (default ``timm.optim.Muon(lr=1e-3, weight_decay=0.05)``).
         schedule: learning-rate schedule over ``trainer.max_steps`` (default: warmup + cosine).
-        weight_decay: decay for decayed groups (norms, biases and tokens never decay).
         fallback_patterns: names of 2-D weights that go to AdamW rather than Muon.
         image_mean: normalisation of the student's input (images arrive in [0, 1]).
         image_std: see ``image_mean``.
-        seed: seed of the mask draws, which depend only on (seed, step, rank) for exact resume.
+        seed: seed of every random draw of a training step (masks, stochastic depth), which
+            depend only on (seed, micro-batch count, rank), so a resumed run draws exactly what an
+            uninterrupted one does.
+
+    Teachers are kept outside the module tree (a plain dict, moved to the batch's device on first
+    use): they are never saved in checkpoints, never reach the optimizer, are not broadcast by
+    DDP and are not flattened or sharded by FSDP together with the student.
     """
 
     def __init__(
@@ -81,11 +91,11 @@ class MIMDistill(pl.LightningModule):
         masking: MaskGenerator | None = None,
         loss: DistillLoss | None = None,
         target_norm: str = "layernorm",
+        target_norm_args: dict[str, Any] | None = None,
         adaptor_hidden_dim: int | None = None,
         adaptor_layers: int = 2,
         optimizer: OptimizerCallable | None = None,
         schedule: Schedule | None = None,
-        weight_decay: float = 0.05,
         fallback_patterns: Sequence[str] = DEFAULT_FALLBACK_PATTERNS,
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
@@ -105,7 +115,7 @@ class MIMDistill(pl.LightningModule):
         from_recipe = _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=None if from_recipe else ["encoder", "teachers", "masking", "loss"])
         self.encoder = encoder
-        self.teachers = nn.ModuleDict(teachers)
+        self.teachers: dict[str, Teacher] = dict(teachers)  # deliberately not a ModuleDict
         self.teacher_weights = {name: float(weights.get(name, 1.0)) for name in teachers}
         self.masking = masking if masking is not None else RandomMask(0.35)
         self.loss = loss if loss is not None else CosineDistillLoss()
@@ -119,15 +129,18 @@ class MIMDistill(pl.LightningModule):
             }
         )
         norm_cls = TARGET_NORMS.get(target_norm)
-        self.target_norms = nn.ModuleDict({name: norm_cls(t.embed_dim) for name, t in teachers.items()})
+        norm_args = dict(target_norm_args or {})
+        self.target_norms = nn.ModuleDict(
+            {name: norm_cls(t.embed_dim, **norm_args) for name, t in teachers.items()}
+        )
         self.optimizer_factory = optimizer
         self.schedule = schedule if schedule is not None else WarmupCosine(warmup_steps=0)
-        self.weight_decay = weight_decay
         self.fallback_patterns = tuple(fallback_patterns)
         self.register_buffer("image_mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
         self.seed = seed
         self._warned_files: set[str] = set()
+        self._skipped_total = 0
 
     # ----------------------------------------------------------------------------------- pieces
     def student_grid(self, images: Tensor) -> tuple[int, int]:
@@ -137,12 +150,19 @@ class MIMDistill(pl.LightningModule):
 
     @torch.no_grad()
     def teacher_targets(self, images: Tensor, grid: tuple[int, int]) -> dict[str, Tensor]:
-        """Normalised teacher features on the student grid, ``{name: [B, h*w, D_t]}``."""
+        """Normalised teacher features on the student grid, ``{name: [B, h*w, D_t]}``.
+
+        Autocast is off here: each teacher runs in its own ``dtype`` and the targets, their
+        normalisation and its statistics stay in float32/float64 under ``bf16-mixed``.
+        """
         targets = {}
-        for name, teacher in self.teachers.items():
-            out = teacher(images)
-            feats = resample_to_grid(out.features.float(), tuple(out.grid_size), grid)
-            targets[name] = self.target_norms[name](feats)
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            for name, teacher in self.teachers.items():
+                if _device_of(teacher) != images.device:
+                    teacher.to(images.device)
+                out = teacher(images)
+                feats = resample_to_grid(out.features.float(), tuple(out.grid_size), grid)
+                targets[name] = self.target_norms[name](feats).float()
         return targets
 
     def draw_mask(self, batch_size: int, grid: tuple[int, int], *, split: str, step: int) -> Tensor:
@@ -164,17 +184,28 @@ class MIMDistill(pl.LightningModule):
             loss = self.loss(pred, target)
             metrics[f"{name}/loss"] = loss
             metrics[f"{name}/cosine"] = F.cosine_similarity(pred.detach().float(), target, dim=-1).mean()
-            total = total + self.teacher_weights[name] * loss
+            # weight 0 (but still in the graph) while the target normalisation is estimating
+            ready = float(getattr(self.target_norms[name], "ready", True))
+            total = total + ready * self.teacher_weights[name] * loss
         metrics["loss"] = total
         return metrics
 
     # ------------------------------------------------------------------------------- lightning
+    def _micro_step(self) -> int:
+        """Training batches seen so far, restored on resume (unlike ``global_step``, it counts
+        every micro-batch under gradient accumulation)."""
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.total.ready)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seed the global RNG from (seed, micro-batch, rank): stochastic depth and anything else
+        drawn in the step is then the same in a resumed run, and differs across ranks."""
+        torch.manual_seed(_seed_for(self.seed, "rng", self._micro_step(), self.global_rank))
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """Encode the masked images, predict each teacher's features, log per-teacher metrics."""
         images = batch["image"]
-        mask = self.draw_mask(
-            images.shape[0], self.student_grid(images), split="train", step=self.global_step
-        )
+        grid = self.student_grid(images)
+        mask = self.draw_mask(images.shape[0], grid, split="train", step=self._micro_step())
         metrics = self.distill(images, mask)
         size = images.shape[0]
         self.log_dict({f"train/{k}": v for k, v in metrics.items()}, batch_size=size)
@@ -206,23 +237,29 @@ class MIMDistill(pl.LightningModule):
     def _report_skipped(self, batch: Mapping[str, Any], batch_size: int) -> None:
         """Count unreadable images the loader skipped and warn about each file once."""
         skipped = list(batch.get("skipped") or [])
-        self.log("data/skipped_images", float(len(skipped)), reduce_fx="sum", batch_size=batch_size)
+        self._skipped_total += len(skipped)
+        # a running total summed over ranks, so no count is lost between logging steps
+        self.log(
+            "data/skipped_images",
+            float(self._skipped_total),
+            reduce_fx="sum",
+            sync_dist=True,
+            batch_size=batch_size,
+        )
         for item in skipped:
             if item not in self._warned_files:
                 self._warned_files.add(item)
-                rank_zero_warn(f"skipped unreadable image: {item}")
+                warnings.warn(f"rank {self.global_rank} skipped unreadable image: {item}", stacklevel=2)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """One Muon optimizer with an AdamW fallback per group, and a per-step schedule."""
-        groups = muon_param_groups(
-            self, weight_decay=self.weight_decay, fallback_patterns=self.fallback_patterns
-        )
+        groups = muon_param_groups(self, fallback_patterns=self.fallback_patterns)
         if self.optimizer_factory is not None:
             optimizer = self.optimizer_factory(groups)
         else:
             from timm.optim import Muon
 
-            optimizer = Muon(groups, lr=1e-3, weight_decay=self.weight_decay)
+            optimizer = Muon(groups, lr=1e-3, weight_decay=0.05)
         max_steps = self.trainer.max_steps if self._trainer is not None else -1
         if max_steps is None or max_steps <= 0:
             raise ValueError(

@@ -389,14 +389,16 @@ class CogViT(nn.Module):
                 nn.init.trunc_normal_(token, std=0.02)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Switch activation checkpointing of every block on or off."""
+        """Switch activation checkpointing of every block on or off (recorded for export)."""
         self.grad_checkpointing = enable
+        self.init_args["grad_checkpointing"] = enable
 
     def set_attn_backend(self, name: str) -> None:
         """Switch every block to the attention backend registered as ``name``."""
         get_attention_backend(name)
         for block in self.blocks:
             block.attn.attn_backend = name
+        self.init_args["attn_backend"] = name  # an export records the backend in use
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names conventionally excluded from weight decay (prefix tokens)."""
