@@ -16,7 +16,6 @@ import math
 from typing import Any, ClassVar
 
 import torch
-from einops import rearrange
 from torch import Tensor
 
 from glmkit.models.teachers.base import TEACHERS, DType, Teacher, check_layer, torch_dtype
@@ -28,6 +27,7 @@ from glmkit.models.teachers.hf_loading import (
     resolve_source,
     select_hidden_state,
 )
+from glmkit.nn.patch_embed import patchify_pixels
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -48,11 +48,6 @@ def _classes(model_type: str, where: str) -> tuple[Any, Any]:
         f"SigLIP2Teacher: {where} has model_type {model_type!r}; "
         f"valid: {', '.join(_NAFLEX_TYPES + _FIXED_TYPES)}"
     )
-
-
-def patchify(pixels: Tensor, patch_size: int) -> Tensor:
-    """``[B, C, H, W]`` -> ``[B, (H/p)*(W/p), p*p*C]`` in the (ph, pw, C) order of the SigLIP2 processor."""
-    return rearrange(pixels, "b c (h ph) (w pw) -> b (h w) (ph pw c)", ph=patch_size, pw=patch_size)
 
 
 @TEACHERS.register("siglip2")
@@ -138,7 +133,9 @@ class SigLIP2Teacher(Teacher):
             h, w = self.grid_size
             run = functools.partial(
                 self.model,
-                pixel_values=patchify(pixels, self.patch_size),  # B, h*w, p*p*C
+                pixel_values=patchify_pixels(
+                    pixels, self.patch_size
+                ),  # B, h*w, p*p*C: the processor's (ph, pw, C) order
                 # one fixed-size image each: no padding, every patch valid
                 pixel_attention_mask=torch.ones(b, h * w, dtype=torch.int32, device=pixels.device),
                 spatial_shapes=torch.tensor([[h, w]], dtype=torch.long, device=pixels.device).expand(b, 2),
