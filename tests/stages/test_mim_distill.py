@@ -258,6 +258,10 @@ def test_validate_test_and_predict_subcommands(tmp_path: Path) -> None:
     ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert main(["validate", "--config", str(recipe), "--ckpt_path", ckpt]) == 0
     assert main(["test", "--config", str(recipe), "--ckpt_path", ckpt, "--trainer.limit_test_batches=1"]) == 0
+    assert (
+        main(["predict", "--config", str(recipe), "--ckpt_path", ckpt, "--trainer.limit_predict_batches=1"])
+        == 0
+    )
     logged = "".join(p.read_text() for p in (tmp_path / "run").glob("logs/version_*/metrics.csv"))
     assert "val/siglip2/cosine" in logged and "test/dinov3/loss" in logged
     # the checkpoint carries the recipe's components, so it rebuilds the stage on its own

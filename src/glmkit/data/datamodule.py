@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning as L
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 
 from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
 from glmkit.data.mixture import ImageMixture
@@ -169,9 +170,21 @@ class ImageDataModule(L.LightningDataModule):
         """The held-out images of validation, for ``glmkit test``."""
         return self.val_dataloader()
 
-    def predict_dataloader(self) -> ResumableDataLoader | list:
-        """The held-out images of validation, for ``glmkit predict``."""
-        return self.val_dataloader()
+    def predict_dataloader(self) -> DataLoader | list:
+        """The held-out images of validation, for ``glmkit predict``.
+
+        A plain ``DataLoader``: prediction needs no resume, and Lightning re-wraps its sampler to
+        track the indices of each prediction.
+        """
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            self.val_set,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_images,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """The training loader's position, saved in checkpoints under this class's name."""
