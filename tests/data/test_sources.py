@@ -268,6 +268,16 @@ def test_tar_shards_brace_pattern_and_random_access(tmp_path):
     assert source.describe(5) == f"{tmp_path / 'shard-001.tar'}:sample0101"
 
 
+def test_tar_shards_keep_the_most_recently_used_descriptors_open(tmp_path):
+    make_shards(tmp_path)  # 3 shards of 4 samples
+    source = TarShards(str(tmp_path / "shard-{000..002}.tar"))
+    source._MAX_OPEN_FILES = 2
+    for i in (0, 4, 0, 8):  # shards 0, 1, 0 again, then 2: shard 1 is the least recently used
+        source.load(i)
+    assert list(source._fds) == [0, 2]
+    source.close()
+
+
 def test_tar_shards_glob_list_and_pickle(tmp_path):
     colours = make_shards(tmp_path, n_shards=2, per_shard=2)
     by_glob = TarShards(str(tmp_path / "shard-*.tar"))

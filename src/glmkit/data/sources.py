@@ -339,7 +339,7 @@ class TarShards(ImageSource):
             (``None``: full size); see :func:`decode_image`.
     """
 
-    _MAX_OPEN_FILES = 64
+    _MAX_OPEN_FILES = 256  # an LRU of open shard descriptors per process
 
     def __init__(self, urls: str | list[str], draft_size: int | None = None) -> None:
         self.shards = expand_urls(urls)
@@ -388,11 +388,12 @@ class TarShards(ImageSource):
         # Descriptors are per process: a forked DataLoader worker must not share its parent's.
         if os.getpid() != self._pid:
             self._fds, self._pid = {}, os.getpid()
-        fd = self._fds.get(shard_id)
+        fd = self._fds.pop(shard_id, None)
         if fd is None:
-            if len(self._fds) >= self._MAX_OPEN_FILES:
+            if len(self._fds) >= self._MAX_OPEN_FILES:  # least recently used goes first
                 os.close(self._fds.pop(next(iter(self._fds))))
-            fd = self._fds[shard_id] = os.open(self.shards[shard_id], os.O_RDONLY)
+            fd = os.open(self.shards[shard_id], os.O_RDONLY)
+        self._fds[shard_id] = fd  # (re)insert as the most recently used
         return fd
 
     def close(self) -> None:
