@@ -74,17 +74,44 @@ def test_window_grows_then_slides_turn_by_turn():
         assert kept == expected
 
 
-def test_chunked_removal_changes_the_prefix_only_every_chunk_images():
-    policy = ImageWindowPolicy(keep_last=3, chunk=5)
+@pytest.mark.parametrize(("keep_last", "chunk"), [(3, 5), (1, 4), (0, 3), (4, 1)])
+def test_chunked_removal_changes_the_prefix_only_every_chunk_images(keep_last, chunk):
+    policy = ImageWindowPolicy(keep_last=keep_last, chunk=chunk)
     previous: list[str] = []
     for turns in range(1, 21):
         messages = trajectory(turns)
         omitted = [p["image_id"] for _, _, p in policy.omitted(messages)]
-        assert len(omitted) % 5 == 0 or len(omitted) == turns
+        kept = kept_ids(policy.apply(messages))
+        assert len(omitted) % chunk == 0
         assert omitted[: len(previous)] == previous  # an omitted image never comes back
-        assert len(omitted) - len(previous) in (0, 5) or len(omitted) == turns
-        assert turns - len(omitted) <= 3
+        assert len(omitted) - len(previous) in (0, chunk)
+        # between keep_last and keep_last + chunk - 1 tool images stay (all of them while fewer)
+        assert min(turns, keep_last) <= turns - len(omitted) <= keep_last + chunk - 1
+        if keep_last:
+            assert kept[-1] == f"img_{turns}"  # the newest tool image is never hidden
         previous = omitted
+
+
+def test_chunk_rounding_never_hides_the_newest_images():
+    # two tool images, keep_last=1, chunk=4: dropping one would break the chunk, so none goes
+    assert kept_ids(ImageWindowPolicy(keep_last=1, chunk=4).apply(trajectory(2))) == [
+        "img_0",
+        "img_1",
+        "img_2",
+    ]
+    assert kept_ids(ImageWindowPolicy(keep_last=1, chunk=4).apply(trajectory(5))) == ["img_0", "img_5"]
+
+
+def test_token_budget_in_chunks_goes_below_keep_last_only_as_far_as_needed():
+    # 100 tokens per image; the question image costs 100, so 350 leaves room for two tool images
+    policy = ImageWindowPolicy(keep_last=3, chunk=5, max_image_tokens=350)
+    # 7 tool images: the window alone drops none (4 < 5); the budget needs 5 gone, a whole chunk
+    assert kept_ids(policy.apply(trajectory(7, size=(280, 280)))) == ["img_0", "img_6", "img_7"]
+    # 4 tool images: the budget needs 2 gone; rounding up to 5 would hide all, so only 2 go
+    assert kept_ids(policy.apply(trajectory(4, size=(280, 280)))) == ["img_0", "img_3", "img_4"]
+    # keep_last=1 and a budget needing one drop: rounding stops at keep_last (3 of 4 dropped)
+    policy = ImageWindowPolicy(keep_last=1, chunk=5, max_image_tokens=450)
+    assert kept_ids(policy.apply(trajectory(4, size=(280, 280)))) == ["img_0", "img_4"]
 
 
 def test_token_budget_drops_more_old_images():

@@ -16,6 +16,7 @@ from glmkit.agent.formats import (
     encode_glm_value,
     get_tool_call_format,
     schema_types,
+    think_spans,
     tool_parameter_schemas,
 )
 from glmkit.registry import RegistryError
@@ -231,6 +232,57 @@ def test_malformed_text_calls_become_errors_and_good_calls_survive(fmt, bad, rea
     assert error.raw.strip() in bad
     observation = error.observation()
     assert observation.startswith("Error: invalid tool call") and error.raw in observation
+
+
+BOTH_FORMATS = pytest.mark.parametrize(
+    "fmt", [HermesToolCallFormat(), Glm45ToolCallFormat()], ids=["hermes", "glm45"]
+)
+
+
+@BOTH_FORMATS
+def test_tool_call_tags_inside_think_are_reasoning_and_later_calls_still_parse(fmt):
+    good = fmt.render_call(ToolCall("search", {"query": "cats", "count": 2}))
+    thought = "<think>I will emit a <tool_call> block, maybe <tool_call>search then get_time</think>"
+    for text in (thought + "\n" + good, thought + good + "\n<think>done? <tool_call></think>Done."):
+        parsed = fmt.parse_text(text, SCHEMAS)
+        assert parsed.items == [ToolCall("search", {"query": "cats", "count": 2})]
+        assert parsed.content.startswith(thought)
+    # a complete call written inside the reasoning is still only reasoning
+    parsed = fmt.parse_text("<think>" + good + "</think>The answer is 42.", SCHEMAS)
+    assert parsed.items == [] and parsed.content.endswith("The answer is 42.")
+
+
+@BOTH_FORMATS
+def test_think_opened_by_the_template_or_cut_off(fmt):
+    good = fmt.render_call(ToolCall("get_time", {}))
+    # the prompt ended with '<think>', so the reply only closes it
+    parsed = fmt.parse_text("plan: <tool_call> get_time</think>\n" + good, SCHEMAS)
+    assert parsed.calls == [ToolCall("get_time", {})] and not parsed.errors
+    # the reply was cut off while reasoning
+    assert fmt.parse_text("<think>first " + good, SCHEMAS).items == []
+
+
+@BOTH_FORMATS
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "Use the `<tool_call>` tag format to call tools. The answer is 42.",
+        "Write <tool_call> and then the call; The answer is 42.",
+        "The answer is 42. <tool_call>",
+    ],
+)
+def test_a_tool_call_tag_mentioned_in_prose_is_text(fmt, prose):
+    parsed = fmt.parse_text(prose, SCHEMAS)
+    assert parsed.items == [] and parsed.content == prose
+    good = fmt.render_call(ToolCall("get_time", {}))
+    parsed = fmt.parse_text(prose + "\n" + good, SCHEMAS)
+    assert parsed.items == [ToolCall("get_time", {})] and parsed.content == prose
+
+
+def test_think_spans():
+    assert think_spans("a<think>b</think>c<think>d") == [(1, 17), (18, 26)]
+    assert think_spans("x</think>y<think>z</think>") == [(0, 9), (10, 26)]
+    assert think_spans("no reasoning") == []
 
 
 def test_a_broken_call_does_not_swallow_the_next_one():

@@ -327,3 +327,54 @@ def test_extra_reply_fields_are_kept_in_the_history_but_not_sent():
     assert result.messages[1]["reasoning_content"] == "thinking..."
     sent = requests[1]["messages"][1]
     assert sent["role"] == "assistant" and "reasoning_content" not in sent
+
+
+def raw_completion(message, usage=None):
+    """A chat-completion body whose fields may be malformed (the server's script sends it as is)."""
+    return {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
+
+
+@pytest.mark.parametrize("message", [None, "hi", ["hi"]])
+def test_a_reply_without_a_message_object_is_a_model_error(message):
+    result, requests = run_scripted([raw_completion(message)])
+    assert result.stop_reason == "model_error" and result.turns == 0 and len(requests) == 1
+    assert "ChatClientError" in result.error and "message must be an object" in result.error
+
+
+def test_a_custom_model_returning_a_non_dict_message_is_a_model_error():
+    from glmkit.agent.client import ChatCompletion
+
+    class BadModel:
+        tool_format = OpenAIChatModel(base_url="http://127.0.0.1:9/v1").tool_format
+
+        def chat(self, messages, tools=None):
+            return ChatCompletion(message=None)
+
+    result = AgentLoop(BadModel(), toy_tools()).run("hi")
+    assert (
+        result.stop_reason == "model_error"
+        and "BadModel.chat returned a message of type NoneType" in result.error
+    )
+
+
+def test_non_numeric_usage_is_ignored_not_fatal():
+    first = reply(tool_calls=[tool_call("echo", {"text": "a"}, "c1")])
+    first["usage"] = {
+        "prompt_tokens": "n/a",
+        "completion_tokens": None,
+        "total_tokens": "12",
+        "prompt_tokens_details": {"cached_tokens": 3},
+    }
+    second = raw_completion({"role": "assistant", "content": "done"}, usage=["not", "a", "dict"])
+    result, _ = run_scripted([first, second])
+    assert result.stop_reason == "answer" and result.final_answer == "done"
+    assert result.usage == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 12}
+
+
+def test_an_image_part_without_an_id_is_a_clear_error():
+    history = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (4, 4))}]}]
+    model = OpenAIChatModel(base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(
+        ValueError, match=r"question message 0 \(user\) has an image part without an 'image_id'"
+    ):
+        AgentLoop(model, toy_tools(), system_prompt="Be brief.").run(history)

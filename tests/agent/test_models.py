@@ -131,19 +131,96 @@ def test_prompt_has_tool_schemas_and_image_placeholders(tokenizer, tiny_llama):
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
-def test_chat_generates_with_usage_and_finish_reason(tokenizer, tiny_llama):
-    model = TransformersChatModel(tiny_llama, tokenizer, max_new_tokens=6)
+def test_chat_generates_with_usage_and_length_finish(tokenizer, tiny_llama):
+    # min_new_tokens keeps EOS out, so the reply runs into max_new_tokens
+    model = TransformersChatModel(
+        tiny_llama, tokenizer, max_new_tokens=6, generation_kwargs={"min_new_tokens": 6}
+    )
     messages = [{"role": "user", "content": "hi"}]
     completion = model.chat(messages, [EchoTool().schema()])
     prompt_tokens = len(tokenizer(model.render_prompt(messages, [EchoTool().schema()]))["input_ids"])
     assert isinstance(completion, ChatCompletion)
     assert completion.message["role"] == "assistant" and isinstance(completion.content, str)
-    assert completion.usage["prompt_tokens"] == prompt_tokens
-    assert 1 <= completion.usage["completion_tokens"] <= 6
-    assert completion.usage["total_tokens"] == prompt_tokens + completion.usage["completion_tokens"]
-    assert completion.finish_reason in ("stop", "length")
-    if completion.finish_reason == "length":
-        assert completion.usage["completion_tokens"] == 6
+    assert completion.usage == {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 6,
+        "total_tokens": prompt_tokens + 6,
+    }
+    assert completion.finish_reason == "length"
+    assert len(tokenizer(completion.content, add_special_tokens=False)["input_ids"]) >= 1
+
+
+def test_chat_stops_at_eos_and_drops_it_from_the_content(tokenizer, tiny_llama):
+    # forced_eos_token_id makes the last allowed token EOS
+    kwargs = {"min_new_tokens": 5, "forced_eos_token_id": tokenizer.eos_token_id}
+    model = TransformersChatModel(tiny_llama, tokenizer, max_new_tokens=6, generation_kwargs=kwargs)
+    completion = model.chat([{"role": "user", "content": "hi"}])
+    assert completion.finish_reason == "stop"
+    assert completion.usage["completion_tokens"] == 6
+    assert "<|im_end|>" not in completion.content
+
+
+class StopTokenLM:
+    """Appends scripted token ids, like a GLM-4.5 checkpoint whose generation_config lists extra stop ids."""
+
+    def __init__(self, new_ids, eos_token_id):
+        from types import SimpleNamespace
+
+        self.new_ids = new_ids
+        self.generation_config = SimpleNamespace(eos_token_id=eos_token_id)
+        self.generate_kwargs = {}
+
+    def generate(self, input_ids, attention_mask=None, **kwargs):
+        import torch
+
+        self.generate_kwargs = kwargs
+        return torch.cat([input_ids, torch.tensor([self.new_ids])], dim=1)
+
+
+@pytest.fixture(scope="module")
+def glm_tokenizer(tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|observation|>"]})
+    return tok
+
+
+@pytest.mark.parametrize("config_eos", ["list", "int"])
+def test_glm_stop_tokens_from_generation_config_finish_a_tool_call(glm_tokenizer, config_eos):
+    tok = glm_tokenizer
+    observation = tok.convert_tokens_to_ids("<|observation|>")
+    endoftext = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert observation != tok.eos_token_id
+    call = Glm45ToolCallFormat().render_call(ToolCall("echo", {"text": "hi", "times": 2}))
+    ids = tok(call, add_special_tokens=False)["input_ids"] + [observation]
+    eos = (
+        [endoftext, tok.convert_tokens_to_ids("<|user|>"), observation]
+        if config_eos == "list"
+        else observation
+    )
+    lm = StopTokenLM(ids, eos)
+    model = TransformersChatModel(lm, tok, tool_format="glm45", max_new_tokens=len(ids))
+    completion = model.chat([{"role": "user", "content": "hi"}], [EchoTool().schema()])
+    assert completion.finish_reason == "stop"
+    assert completion.content == call  # the stop token is not content
+    assert completion.usage["completion_tokens"] == len(ids)
+    # generate is told about every stop id, the tokenizer's EOS included
+    assert set(lm.generate_kwargs["eos_token_id"]) >= {observation, tok.eos_token_id}
+    result = AgentLoop(model, [EchoTool()], max_turns=1).run("Say hi twice.")
+    assert result.tool_calls == {"echo": 1} and result.parse_errors == 0
+
+
+def test_finish_reason_without_a_stop_token_depends_on_the_token_count(glm_tokenizer):
+    tok = glm_tokenizer
+    ids = tok("It is red.", add_special_tokens=False)["input_ids"]
+    # fewer tokens than allowed: something else (a stop string) ended generation
+    short = TransformersChatModel(StopTokenLM(ids, None), tok, max_new_tokens=len(ids) + 1)
+    completion = short.chat([{"role": "user", "content": "hi"}])
+    assert completion.finish_reason == "stop" and completion.content == "It is red."
+    full = TransformersChatModel(StopTokenLM(ids, None), tok, max_new_tokens=len(ids))
+    completion = full.chat([{"role": "user", "content": "hi"}])
+    assert completion.finish_reason == "length" and completion.content == "It is red."
 
 
 def test_from_pretrained_loads_a_saved_checkpoint(tmp_path, tokenizer, tiny_llama):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -135,13 +136,39 @@ def _parse_completion(response: httpx.Response, url: str) -> ChatCompletion:
     try:
         data = response.json()
         choice = data["choices"][0]
-        return ChatCompletion(
-            message=choice["message"],
-            finish_reason=choice.get("finish_reason"),
-            usage=data.get("usage") or {},
-            raw=data,
-        )
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        message = choice["message"]
+        finish_reason = choice.get("finish_reason")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ChatClientError(
             f"malformed chat completion from {url} ({type(exc).__name__}: {exc}): {response.text[:500]}"
         ) from None
+    if not isinstance(message, dict):
+        raise ChatClientError(
+            f"malformed chat completion from {url}: choices[0].message must be an object, "
+            f"got {type(message).__name__}: {response.text[:500]}"
+        )
+    usage = data.get("usage")
+    return ChatCompletion(
+        message=message,
+        finish_reason=finish_reason,
+        usage=usage if isinstance(usage, dict) else {},
+        raw=data,
+    )
+
+
+def usage_count(value: Any) -> int:
+    """A token count from a ``usage`` field: ints, floats and numeric strings count, anything else is 0.
+
+    Servers disagree on ``usage`` (nulls, strings, nested detail objects); a bad field must not end a run.
+    """
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int | float):
+        return int(value) if math.isfinite(value) else 0
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return 0
+        return int(number) if math.isfinite(number) else 0
+    return 0

@@ -88,10 +88,13 @@ class ImageWindowPolicy:
     Args:
         keep_last: tool images kept in full, newest first.
         keep_question_images: never replace the question's images.
-        chunk: replace images in multiples of ``chunk`` (rounded up), so the request prefix, and
-            a server's prefix cache, changes once every ``chunk`` new images instead of every turn.
+        chunk: replace images ``chunk`` at a time, so the request prefix, and a server's prefix
+            cache, changes once every ``chunk`` new images instead of every turn; between
+            ``keep_last`` and ``keep_last + chunk - 1`` tool images are then kept.
         max_image_tokens: optional budget for the kept images (estimated by :func:`image_tokens`);
-            more old tool images are replaced until the kept ones fit. Question images always stay.
+            more old tool images are replaced until the kept ones fit, also in whole chunks where
+            that still leaves ``keep_last``; only the budget goes below ``keep_last``. Question
+            images always stay.
         placeholder: text that replaces an image; ``{image_id}``, ``{width}`` and ``{height}`` are filled in.
         pixels_per_token: passed to :func:`image_tokens`.
     """
@@ -126,14 +129,19 @@ class ImageWindowPolicy:
         tools = [r for r in refs if r[0] >= first_assistant]
         if not self.keep_question_images:
             tools, question = question + tools, []
-        n_drop = max(0, len(tools) - self.keep_last)
+        # Whole chunks only, rounded down: the window keeps keep_last .. keep_last + chunk - 1 images,
+        # so the newest tool image is never hidden by the rounding.
+        n_drop = max(0, len(tools) - self.keep_last) // self.chunk * self.chunk
         if self.max_image_tokens is not None:
             cost = [image_tokens(r[2].get("image"), self.pixels_per_token) for r in tools]
             fixed = sum(image_tokens(r[2].get("image"), self.pixels_per_token) for r in question)
-            while n_drop < len(tools) and fixed + sum(cost[n_drop:]) > self.max_image_tokens:
-                n_drop += 1
-        if n_drop:
-            n_drop = min(len(tools), math.ceil(n_drop / self.chunk) * self.chunk)
+            need = n_drop
+            while need < len(tools) and fixed + sum(cost[need:]) > self.max_image_tokens:
+                need += 1
+            if need > n_drop:
+                # The budget may go below keep_last; rounding its count up to a chunk may not.
+                rounded = math.ceil(need / self.chunk) * self.chunk
+                n_drop = min(rounded, max(need, len(tools) - self.keep_last))
         return tools[:n_drop]
 
     def apply(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

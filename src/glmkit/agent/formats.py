@@ -30,6 +30,7 @@ int). A string value cannot contain the literal ``</arg_value>``; a Hermes JSON 
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 ARG_KEY_OPEN, ARG_KEY_CLOSE = "<arg_key>", "</arg_key>"
 ARG_VALUE_OPEN, ARG_VALUE_CLOSE = "<arg_value>", "</arg_value>"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _RAW_LIMIT = 2000  # characters of a malformed call quoted back to the model
 
 
@@ -401,22 +403,47 @@ class TextToolCallFormat(ToolCallFormat):
     ) -> tuple[ToolCall | ToolCallError, int]:
         """Parse the call whose ``<tool_call>`` begins at ``start``; return it and the index after it."""
 
+    @abstractmethod
+    def _starts_call(self, text: str, body: int) -> bool:
+        """Whether the text at ``body`` (just after ``<tool_call>`` and any whitespace) begins a call."""
+
     def parse_text(self, text: str, tools: Any = None) -> ParsedMessage:
-        """Find every ``<tool_call>`` block in ``text``; the rest is the message's content."""
+        """Find every ``<tool_call>`` block in ``text``; the rest is the message's content.
+
+        A ``<tool_call>`` inside ``<think>...</think>`` is reasoning, not a call, and so is a tag
+        mentioned in prose (one that neither starts a call nor is closed by ``</tool_call>``); both
+        stay in the content.
+        """
         schemas = tool_parameter_schemas(tools)
         parsed = ParsedMessage()
         content: list[str] = []
-        pos = 0
+        spans = think_spans(text)
+        pos = search = 0
         while True:
-            start = text.find(TOOL_CALL_OPEN, pos)
+            start = _find_outside(text, TOOL_CALL_OPEN, search, spans)
             if start < 0:
                 content.append(text[pos:])
                 break
+            if not self._opens_call(text, start):
+                search = start + len(TOOL_CALL_OPEN)
+                continue
             content.append(text[pos:start])
             item, pos = self._parse_block(text, start, schemas)
+            search = pos
             parsed.items.append(item)
         parsed.content = "".join(content).strip()
         return parsed
+
+    def _opens_call(self, text: str, start: int) -> bool:
+        """A ``<tool_call>`` at ``start`` opens a call when the call syntax follows it, or when a
+        ``</tool_call>`` closes it before the next ``<tool_call>``: the model meant a call, and the
+        parse error tells it what is wrong. Otherwise it is a tag mentioned in the text."""
+        body = _skip_ws(text, start + len(TOOL_CALL_OPEN))
+        if self._starts_call(text, body):
+            return True
+        close = text.find(TOOL_CALL_CLOSE, body)
+        nxt = text.find(TOOL_CALL_OPEN, body)
+        return close >= 0 and (nxt < 0 or close < nxt)
 
     def parse_message(self, message: Mapping[str, Any], tools: Any = None) -> ParsedMessage:
         """Parse the calls written in the message's text, after any a server already parsed into
@@ -479,6 +506,36 @@ class TextToolCallFormat(ToolCallFormat):
         return len(text) if end < 0 else end + len(TOOL_CALL_CLOSE)
 
 
+def think_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each ``<think>...</think>`` block in ``text``.
+
+    A ``</think>`` before any ``<think>`` closes reasoning that the chat template opened in the
+    prompt (Qwen3 thinking models), so the span starts at 0; an unclosed ``<think>`` runs to the end
+    (the reply was cut off while reasoning).
+    """
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    first_close, first_open = text.find(THINK_CLOSE), text.find(THINK_OPEN)
+    if first_close >= 0 and (first_open < 0 or first_close < first_open):
+        pos = first_close + len(THINK_CLOSE)
+        spans.append((0, pos))
+    while (start := text.find(THINK_OPEN, pos)) >= 0:
+        end = text.find(THINK_CLOSE, start + len(THINK_OPEN))
+        pos = len(text) if end < 0 else end + len(THINK_CLOSE)
+        spans.append((start, pos))
+    return spans
+
+
+def _find_outside(text: str, needle: str, pos: int, spans: Sequence[tuple[int, int]]) -> int:
+    """The first ``needle`` at or after ``pos`` that is not inside one of ``spans`` (-1 if none)."""
+    while (i := text.find(needle, pos)) >= 0:
+        span = next(((a, b) for a, b in spans if a <= i < b), None)
+        if span is None:
+            return i
+        pos = span[1]
+    return -1
+
+
 def _skip_ws(text: str, i: int) -> int:
     while i < len(text) and text[i].isspace():
         i += 1
@@ -506,6 +563,10 @@ class HermesToolCallFormat(TextToolCallFormat):
             "<tool_call></tool_call> tags, one block per call:\n"
             '<tool_call>\n{"name": "<function name>", "arguments": {<arguments as JSON>}}\n</tool_call>'
         )
+
+    def _starts_call(self, text: str, body: int) -> bool:
+        """A Hermes call is a JSON object."""
+        return text.startswith("{", body)
 
     def _parse_block(
         self, text: str, start: int, schemas: dict[str, dict[str, Any]] | None
@@ -554,6 +615,10 @@ class HermesToolCallFormat(TextToolCallFormat):
         return ToolCall(name, arguments), stop
 
 
+# A function name, then the end of its line, an argument or the end of the call (or of the text).
+_GLM_CALL_START = re.compile(r"\w[\w.\-]*[ \t]*(?:\r?\n|<arg_key>|</tool_call>|$)")
+
+
 @TOOL_CALL_FORMATS.register("glm45")
 class Glm45ToolCallFormat(TextToolCallFormat):
     """GLM-4.5 XML calls: ``<tool_call>NAME`` then ``<arg_key>k</arg_key><arg_value>v</arg_value>`` pairs.
@@ -590,6 +655,10 @@ class Glm45ToolCallFormat(TextToolCallFormat):
             "<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n<arg_value>{arg-value-1}</arg_value>\n"
             "<arg_key>{arg-key-2}</arg_key>\n<arg_value>{arg-value-2}</arg_value>\n...\n</tool_call>"
         )
+
+    def _starts_call(self, text: str, body: int) -> bool:
+        """A GLM call starts with a function name ending the line or followed by ``<arg_key>``."""
+        return _GLM_CALL_START.match(text, body) is not None
 
     def _parse_block(
         self, text: str, start: int, schemas: dict[str, dict[str, Any]] | None

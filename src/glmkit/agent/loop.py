@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from glmkit.agent.client import usage_count
 from glmkit.agent.context import ContextPolicy, get_context_policy, image_ref
 from glmkit.agent.formats import ToolCall, ToolCallError
 from glmkit.agent.models import ChatModel
@@ -191,13 +192,19 @@ class AgentLoop:
                 logger.log("request", turn=turn, messages=logger.sanitize_messages(request))
             try:
                 completion = self.model.chat(request, schemas)
+                if not isinstance(completion.message, Mapping):
+                    raise TypeError(
+                        f"{type(self.model).__name__}.chat returned a message of type "
+                        f"{type(completion.message).__name__}; expected a dict"
+                    )
             except Exception as exc:  # an endpoint failure ends the run; the result says why
                 error = f"{type(exc).__name__}: {exc}"
                 stop = "model_error"
                 turn -= 1
                 break
+            reported = completion.usage if isinstance(completion.usage, Mapping) else {}
             for key in USAGE_KEYS:
-                usage[key] += int((completion.usage or {}).get(key) or 0)
+                usage[key] += usage_count(reported.get(key))
             message = _assistant_message(completion.message)
             parsed = fmt.parse_message(message, self.tool_parameter_schemas())
             _fill_call_ids(message, parsed.items, turn)
@@ -268,15 +275,20 @@ class AgentLoop:
         else:
             if images:
                 raise ValueError("pass images inside the messages when question is a list of messages")
-            messages.extend(dict(m) for m in question)
-            for msg in messages:  # make the ids of message images known to the tools
+            given = [dict(m) for m in question]
+            for index, msg in enumerate(given):  # make the ids of message images known to the tools
                 for part in msg.get("content") if isinstance(msg.get("content"), list) else ():
-                    if (
-                        isinstance(part, dict)
-                        and part.get("type") == "image"
-                        and part.get("image") is not None
-                    ):
-                        context.images.setdefault(part["image_id"], part["image"])
+                    if not (isinstance(part, dict) and part.get("type") == "image"):
+                        continue
+                    image_id = part.get("image_id")
+                    if not isinstance(image_id, str) or not image_id:
+                        raise ValueError(
+                            f"question message {index} ({msg.get('role')}) has an image part without an "
+                            f"'image_id' (keys: {sorted(part)}); build image parts with image_ref(image_id, image)"
+                        )
+                    if part.get("image") is not None:
+                        context.images.setdefault(image_id, part["image"])
+            messages.extend(given)
         return messages
 
     def _respond(

@@ -217,10 +217,16 @@ class TransformersChatModel:
             text_messages, tokenize=False, add_generation_prompt=True, **extra
         )
 
+    def stop_token_ids(self) -> set[int]:
+        """Ids that end a reply: ``tokenizer.eos_token_id`` and ``model.generation_config.eos_token_id``
+        (an int or a list; GLM-4.5 lists ``<|endoftext|>``, ``<|user|>`` and ``<|observation|>``)."""
+        config = getattr(self.model, "generation_config", None)
+        return _token_ids(self.tokenizer.eos_token_id) | _token_ids(getattr(config, "eos_token_id", None))
+
     def chat(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> ChatCompletion:
-        """Generate one reply; it stops at EOS or after ``max_new_tokens``."""
+        """Generate one reply; it stops at a stop token (see :meth:`stop_token_ids`) or after ``max_new_tokens``."""
         import torch
 
         prompt = self.render_prompt(messages, tools)
@@ -228,20 +234,31 @@ class TransformersChatModel:
         device = getattr(self.model, "device", None)
         if device is not None:
             encoded = {k: v.to(device) for k, v in encoded.items()}
+        stop_ids = self.stop_token_ids()
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        kwargs = dict(self.generation_kwargs)
+        if stop_ids and "eos_token_id" not in kwargs:
+            kwargs["eos_token_id"] = sorted(stop_ids)
+        stop_ids |= _token_ids(kwargs.get("eos_token_id"))
         with torch.no_grad():
             output = self.model.generate(
-                **encoded, max_new_tokens=self.max_new_tokens, pad_token_id=pad, **self.generation_kwargs
+                **encoded, max_new_tokens=self.max_new_tokens, pad_token_id=pad, **kwargs
             )
         prompt_len = encoded["input_ids"].shape[1]
         new_ids = output[0, prompt_len:].tolist()
-        finish = "length"
-        if eos is not None and eos in new_ids:
-            new_ids = new_ids[: new_ids.index(eos) + 1]
+        # GLM-4.5 ends a tool-call turn on <|observation|> and an answer on <|user|>: both are listed
+        # in generation_config.eos_token_id, not in tokenizer.eos_token_id.
+        stop_at = next((i for i, t in enumerate(new_ids) if t in stop_ids), None)
+        if stop_at is not None:
+            new_ids = new_ids[: stop_at + 1]
+            text_ids = new_ids[:-1]  # the stop token is not content
             finish = "stop"
-        # Special tokens are kept: '<tool_call>' is a special token in some vocabularies. Only EOS goes.
-        text_ids = new_ids[:-1] if finish == "stop" else new_ids
+        else:
+            text_ids = new_ids
+            # fewer tokens than allowed: another stopping criterion (a stop string, ...) ended it
+            finish = "stop" if len(new_ids) < self.max_new_tokens else "length"
+        # Special tokens are kept: '<tool_call>' is a special token in some vocabularies.
         text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
         usage = {
             "prompt_tokens": int(prompt_len),
@@ -250,3 +267,12 @@ class TransformersChatModel:
         }
         message = {"role": "assistant", "content": text}
         return ChatCompletion(message=message, finish_reason=finish, usage=usage, raw={"prompt": prompt})
+
+
+def _token_ids(value: Any) -> set[int]:
+    """A token id, a list of them or ``None`` as a set of ints."""
+    if value is None:
+        return set()
+    if isinstance(value, int):
+        return {value}
+    return {int(v) for v in value if v is not None}

@@ -109,3 +109,20 @@ def test_torchmetric_matches_pure_function_and_merges() -> None:
     b.update(preds[2:], targets[2:])
     a.merge_state(b)  # the reduction used across processes
     assert a.compute().item() == pytest.approx(0.5)
+
+
+def test_boxes_inside_thinking_are_not_scored() -> None:
+    sample = Sample("s", "q", [100, 100, 200, 200], metadata={"image_size": [1000, 1000]})
+    scorer = GroundingScorer()
+    right = (
+        "<think>The cup is at [500,500,700,700]; no, smaller.</think>"
+        "<answer><|begin_of_box|>[[100,100,200,200]]<|end_of_box|></answer>"
+    )
+    assert scorer.score(right, sample).scores == {"grounding": 1.0, "grounding.iou": 1.0}
+    # A correct box drafted in the reasoning does not rescue a wrong final answer.
+    wrong = "<think>maybe [[100,100,200,200]]</think><|begin_of_box|>[[500,500,700,700]]<|end_of_box|>"
+    assert scorer.score(wrong, sample).scores["grounding"] == 0.0
+    # The template opened <think> in the prompt: only the text after </think> is the answer.
+    assert (
+        scorer.score("draft [500,500,700,700]</think> [100,100,200,200]", sample).scores["grounding"] == 1.0
+    )

@@ -120,3 +120,25 @@ def test_requires_endpoint_and_template_placeholders() -> None:
         JudgeScorer()
     with pytest.raises(ValueError, match=r"\{prediction\}"):
         LLMJudge("http://127.0.0.1:9/v1", template="Q: {question} R: {reference}")
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ('{"score": 7}', 0.7),  # a raw number is on the judge's scale
+        ('{"score": "7"}', 0.7),
+        ('{"score": "7/10"}', 0.7),  # a fraction is already normalised
+        ('{"verdict": "correct"}', 1.0),  # verdict words and booleans are 0/1 at any scale
+        ('{"verdict": "wrong"}', 0.0),
+        ('{"correct": true}', 1.0),
+        ("Score: 7/10", 0.7),
+        ("Score: 7", 0.7),
+        ("[[CORRECT]]", 1.0),
+        ("Yes.", 1.0),
+        ("3/10", 0.3),
+        ("3", 0.3),
+        ("hmm, 2 or 9?</think>9", 0.9),
+    ],
+)
+def test_scale_divides_only_raw_numbers(text: str, score: float) -> None:
+    assert parse_verdict(text, scale=10) == pytest.approx(score)

@@ -80,3 +80,21 @@ def test_torchmetric_mean_ned() -> None:
     assert metric.compute().item() == pytest.approx((3 / 7 + 0) / 2)
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         metric.update(["a", "b"], ["a"])
+
+
+def test_ocr_metrics_ignore_thinking() -> None:
+    sample = Sample("s", "q", "EXIT")
+    ocrbench = OCRBenchScorer()
+    # The reference appears only while reasoning: no hit.
+    assert ocrbench.score("<think>it could read EXIT or ENTRY</think>ENTRY", sample).scores["ocrbench"] == 0.0
+    assert (
+        ocrbench.score("reads EXIT?</think><|begin_of_box|>ENTRY<|end_of_box|>", sample).scores["ocrbench"]
+        == 0.0
+    )
+    assert ocrbench.score("<think>hmm, ENTRY?</think>The sign says EXIT", sample).scores["ocrbench"] == 1.0
+    thinking = "<think>ENTRY?</think><|begin_of_box|>EXIT<|end_of_box|>"
+    assert EditDistanceScorer().score(thinking, sample).scores["ocr_ned"] == 1.0
+    assert (
+        EditDistanceScorer(extract=False).score("<think>ENTRY?</think>EXIT", sample).scores["ocr_ned"] == 1.0
+    )
+    assert ANLSScorer().score(thinking, sample).scores["anls"] == 1.0

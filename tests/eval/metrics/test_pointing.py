@@ -70,3 +70,14 @@ def test_torchmetric() -> None:
         torch.tensor([[5.0, 5.0], [50.0, 5.0], [float("nan"), 1.0]]), torch.tensor([[0, 0, 10, 10]] * 3)
     )
     assert metric.compute().item() == pytest.approx(1 / 3)
+
+
+def test_points_inside_thinking_are_not_scored() -> None:
+    sample = Sample("s", "q", {"box": [100, 100, 200, 200]}, metadata={"image_size": [1000, 1000]})
+    scorer = PointingScorer()
+    out = scorer.score(
+        "<think>first guess (600, 600) is the plate</think><|begin_of_box|>[[150,150]]<|end_of_box|>", sample
+    )
+    assert out.scores == {"pointing": 1.0, "pointing.all_points": 1.0}
+    wrong = "<think>it is at (150, 150)</think><answer>(600, 600)</answer>"
+    assert scorer.score(wrong, sample).scores == {"pointing": 0.0, "pointing.all_points": 0.0}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from glmkit.eval.metrics.base import SampleMetric
 from glmkit.eval.metrics.text import extract_answer, normalize_vqa
 from glmkit.eval.metrics.vqa import (
     ExactMatchScorer,
@@ -124,3 +125,24 @@ def test_match_accuracy_torchmetric() -> None:
     assert metric.compute() == torch.tensor(1.0, dtype=torch.float64)
     with pytest.raises(ValueError, match="mode='fuzzy'"):
         MatchAccuracy(mode="fuzzy")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("scorer", "answer"),
+    [
+        (ExactMatchScorer(), "blue"),
+        (ExactMatchScorer(extract=False), "blue"),
+        (NormalizedMatchScorer(), "blue"),
+        (VQASoftScorer(), ["blue"] * 3),
+        (NumericScorer(), "4"),
+        (VQAScorer(), "4"),
+    ],
+)
+def test_vqa_scorers_ignore_thinking(scorer: SampleMetric, answer: str | list[str]) -> None:
+    ref = answer[0] if isinstance(answer, list) else answer
+    wrong = "7" if ref == "4" else "red"
+    sample = Sample("s", "q", answer)
+    right_after_draft = f"<think>is it {wrong}? <answer>{wrong}</answer></think>{ref}"
+    assert scorer.score(right_after_draft, sample).scores[scorer.key] == 1.0
+    draft_right = f"I guess {ref}</think>{wrong}"
+    assert scorer.score(draft_right, sample).scores[scorer.key] == 0.0

@@ -2,7 +2,8 @@
 
 Both the reference page and the generated page are rendered in headless Chromium (Debian's
 ``chromium`` + ``chromedriver`` through Selenium; one browser reused for a whole run, network
-requests blocked so offline rendering is deterministic). For each page we take a full-page
+requests blocked so offline rendering is deterministic; generated HTML is loaded from a ``data:``
+URL so that it cannot embed local files). For each page we take a full-page
 screenshot and, with JavaScript, the visible text blocks (one block per element holding text,
 its bounding box and its computed text colour). Then:
 
@@ -382,7 +383,9 @@ class ChromiumRenderer:
     Selenium Manager never runs: the chromedriver path is passed to the ``Service`` explicitly and
     the browser binary is set, so nothing is downloaded. Each renderer uses a fresh profile
     directory, removed on :meth:`close`. Network requests (http, https, ws) are blocked, so
-    generated pages that pull CDN assets render the same offline and cannot reach the network.
+    generated pages that pull CDN assets render the same offline and cannot reach the network;
+    untrusted HTML (:meth:`render_html`) cannot read local files either. Start, render and close
+    hold one lock, so one renderer may be shared by scoring threads (renders run one at a time).
 
     Args:
         width / height: viewport in CSS pixels (the page is captured at full height, up to ``max_height``).
@@ -406,11 +409,14 @@ class ChromiumRenderer:
         self.block_network = block_network
         self._driver: Any = None
         self._profile: str | None = None
-        self._tmp: str | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def start(self) -> ChromiumRenderer:
         """Launch the browser (idempotent); raises ``RuntimeError`` naming what is missing."""
+        with self._lock:
+            return self._start()
+
+    def _start(self) -> ChromiumRenderer:
         if self._driver is not None:
             return self
         reason = chromium_unavailable_reason(self.chromium, self.chromedriver)
@@ -420,7 +426,6 @@ class ChromiumRenderer:
         from selenium.webdriver.chrome.service import Service
 
         self._profile = tempfile.mkdtemp(prefix="glmkit-chromium-profile-")
-        self._tmp = tempfile.mkdtemp(prefix="glmkit-chromium-pages-")
         options = webdriver.ChromeOptions()
         options.binary_location = self.chromium
         for flag in (
@@ -440,21 +445,24 @@ class ChromiumRenderer:
                     "Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*"]}
                 )
         except Exception:
-            self.close()
+            self._close()
             raise
         return self
 
     def close(self) -> None:
-        """Quit the browser and remove its profile and page files."""
+        """Quit the browser and remove its profile directory (waits for a render in progress)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._driver is not None:
             try:
                 self._driver.quit()
             finally:
                 self._driver = None
-        for path in (self._profile, self._tmp):
-            if path:
-                shutil.rmtree(path, ignore_errors=True)
-        self._profile = self._tmp = None
+        if self._profile:
+            shutil.rmtree(self._profile, ignore_errors=True)
+        self._profile = None
 
     def __enter__(self) -> ChromiumRenderer:
         return self.start()
@@ -469,14 +477,29 @@ class ChromiumRenderer:
         )
 
     def render_file(self, path: str | Path) -> PageRender:
-        """Render a local HTML file (relative assets resolve against its directory)."""
+        """Render a trusted local HTML file (relative assets resolve against its directory)."""
+        return self._render(Path(path).resolve().as_uri())
+
+    def render_html(self, html: str) -> PageRender:
+        """Render an untrusted HTML string.
+
+        The page is loaded from a ``data:`` URL, so its origin is opaque and Chromium refuses every
+        ``file://`` load it asks for (iframes, images, stylesheets): a generated page cannot put
+        local files into its screenshot or text. Relative URLs do not resolve.
+        """
+        encoded = base64.b64encode(html.encode("utf-8")).decode("ascii")
+        return self._render(f"data:text/html;charset=utf-8;base64,{encoded}")
+
+    def _render(self, url: str) -> PageRender:
         from PIL import Image
 
+        # One lock around start, render and the close after a failure: with several scoring
+        # threads, a failure in one must not quit the browser while another is rendering.
         with self._lock:
-            self.start()
+            self._start()
             try:
                 self._viewport(self.height)
-                self._driver.get(Path(path).resolve().as_uri())
+                self._driver.get(url)
                 page_height = int(self._driver.execute_script(_PAGE_HEIGHT_JS) or self.height)
                 page_height = min(max(page_height, self.height), self.max_height)
                 self._viewport(page_height)
@@ -484,7 +507,7 @@ class ChromiumRenderer:
                 shot = self._driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
             except Exception:
                 # A page that hangs (an endless script) can leave the tab unusable: start afresh next time.
-                self.close()
+                self._close()
                 raise
         image = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB"))
         blocks = [
@@ -500,18 +523,6 @@ class ChromiumRenderer:
             if b.get("w", 0) > 0 and b.get("h", 0) > 0
         ]
         return PageRender(blocks, int(image.shape[1]), int(image.shape[0]), image)
-
-    def render_html(self, html: str) -> PageRender:
-        """Render an HTML string (written to a temporary file first)."""
-        self.start()
-        assert self._tmp is not None
-        fd, name = tempfile.mkstemp(suffix=".html", dir=self._tmp)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        try:
-            return self.render_file(name)
-        finally:
-            os.unlink(name)
 
 
 # -------------------------------------------------------------------------------------- metric

@@ -6,8 +6,10 @@ in a 0-1000 space (x/W*1000, y/H*1000); other models emit pixels. The coordinate
 prediction and of the reference are explicit settings here: public harnesses that guess the space
 from the magnitude of the numbers misread small images and tiny boxes.
 
-Only the **first** box of a prediction is scored; taking the best of several boxes (or of several
-readings of one box) would be an oracle.
+Only the **first** box of the final-answer span is scored (:func:`~glmkit.eval.metrics.text.answer_span`:
+thinking removed, then the last ``<|begin_of_box|>`` or ``<answer>`` span, else the whole reply);
+taking the best of several boxes (or of several readings of one box) would be an oracle, and a
+box drafted inside ``<think>`` is not the answer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from torchmetrics import Metric
 
 from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric
-from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX
+from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
 from glmkit.eval.sample import Sample
 
 CoordSpace = Literal["norm1000", "norm1", "pixels"]
@@ -164,7 +166,7 @@ class GroundingScorer(SampleMetric):
 
     def score(self, prediction: str, sample: Sample) -> MetricOutput:
         ref, ref_space = _reference_box(sample, self.answer_space)
-        pred = parse_box(prediction)
+        pred = parse_box(answer_span(prediction))
         if pred is None:
             return self._out(0.0, {"parsed_box": None}, iou=0.0)
         # The image size is only needed when a normalised space is involved.

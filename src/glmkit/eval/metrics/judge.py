@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
-from glmkit.eval.metrics.text import extract_answer
+from glmkit.eval.metrics.text import extract_answer, strip_thinking
 from glmkit.eval.sample import Sample
 
 DEFAULT_TEMPLATE = """You are grading a model's answer to a question about one or more images.
@@ -36,7 +36,6 @@ The candidate is correct when it states the same fact as the reference (wording,
 and formatting may differ; extra explanation is fine; a different or hedged final answer is not).
 Reply with only a JSON object: {{"score": 1}} if the candidate is correct, {{"score": 0}} if it is not."""
 
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _SCORE_RE = re.compile(
     r"\b(?:score|rating|grade)\s*[:=]\s*\**\s*([-+]?\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?))?", re.I
 )
@@ -72,7 +71,8 @@ def _verdict_word(word: str) -> float | None:
     return None
 
 
-def _from_json(text: str) -> float | None:
+def _from_json(text: str, scale: float) -> float | None:
+    """The score of the first JSON object with a verdict, normalised to [0, 1] (see :func:`parse_verdict`)."""
     decoder = json.JSONDecoder()
     for start in [m.start() for m in re.finditer(r"\{", text)]:
         try:
@@ -84,9 +84,9 @@ def _from_json(text: str) -> float | None:
         for key in ("score", "rating", "grade"):
             value = obj.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
+                return float(value) / scale
             if isinstance(value, str) and _FRACTION_RE.match(value):
-                return _fraction(value)
+                return _fraction(value, scale)
         for key in ("verdict", "judgement", "judgment", "correct", "answer"):
             value = obj.get(key)
             if isinstance(value, bool):
@@ -96,11 +96,12 @@ def _from_json(text: str) -> float | None:
     return None
 
 
-def _fraction(text: str) -> float:
+def _fraction(text: str, scale: float) -> float:
+    """``"7/10"`` -> 0.7 (already normalised); a bare number ``"7"`` is a raw score, divided by ``scale``."""
     m = _FRACTION_RE.match(text)
     assert m is not None
     value = float(m.group(1))
-    return value / float(m.group(2)) if m.group(2) else value
+    return value / float(m.group(2)) if m.group(2) else value / scale
 
 
 def parse_verdict(text: str, scale: float = 1.0) -> float:
@@ -108,16 +109,15 @@ def parse_verdict(text: str, scale: float = 1.0) -> float:
 
     Accepted, in order: a JSON object with ``score`` (or ``verdict``/``correct``), ``Score: 7/10`` or
     ``Score: 0.8``, ``[[CORRECT]]`` / ``Verdict: yes``, or a reply that is a single verdict word or
-    number. Raw scores are divided by ``scale`` (10 for a 0-10 judge) unless written as a fraction.
+    number. Only raw numbers are divided by ``scale`` (10 for a 0-10 judge): a fraction such as
+    ``7/10`` is already normalised and verdict words or booleans are 0 or 1 at any scale.
     Anything else raises :class:`VerdictParseError`; prose that merely mentions 'correct' is not
     guessed at.
     """
-    body = _THINK.sub("", text or "").strip()
+    body = strip_thinking(text).strip()
     if not body:
         raise VerdictParseError("empty judge reply")
-    score = _from_json(body)
-    if score is not None:
-        score /= scale
+    score = _from_json(body, scale)
     if score is None:
         m = _SCORE_RE.search(body)
         if m:
@@ -129,8 +129,7 @@ def parse_verdict(text: str, scale: float = 1.0) -> float:
     if score is None:
         bare = body.strip(" \t\n.!*`\"'").lower()
         if _FRACTION_RE.match(bare):
-            m = _FRACTION_RE.match(bare)
-            score = float(m.group(1)) / (float(m.group(2)) if m.group(2) else scale)
+            score = _fraction(bare, scale)
         else:
             score = _verdict_word(bare)
     if score is None:
@@ -298,7 +297,7 @@ class JudgeScorer(SampleMetric):
         reference_answers(sample.answer)
 
     def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction) if self.extract else str(prediction or "")
+        text = extract_answer(prediction) if self.extract else strip_thinking(prediction)
         verdict = self.judge.judge(sample.question, reference_text(sample), text)
         out = self._out(
             verdict.score,

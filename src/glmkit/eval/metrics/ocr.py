@@ -14,7 +14,7 @@ import torch
 from torchmetrics import Metric
 
 from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
-from glmkit.eval.metrics.text import extract_answer, levenshtein, normalize_whitespace
+from glmkit.eval.metrics.text import extract_answer, levenshtein, normalize_whitespace, strip_thinking
 from glmkit.eval.sample import Sample
 
 WhitespaceMode = Literal["keep", "collapse", "remove"]
@@ -63,7 +63,8 @@ class EditDistanceScorer(SampleMetric):
     Args:
         lowercase: compare case-insensitively.
         whitespace: ``collapse`` runs to one space, ``remove`` all whitespace, or ``keep`` as is.
-        extract: score the final answer (see :func:`extract_answer`) rather than the whole output.
+        extract: score the final answer (see :func:`extract_answer`) rather than the whole output
+            (thinking is removed either way).
     """
 
     name = "ocr_ned"
@@ -85,7 +86,7 @@ class EditDistanceScorer(SampleMetric):
         reference_answers(sample.answer)
 
     def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction) if self.extract else str(prediction or "")
+        text = extract_answer(prediction) if self.extract else strip_thinking(prediction)
         neds = [
             normalized_edit_distance(text, ref, lowercase=self.lowercase, whitespace=self.whitespace)
             for ref in reference_answers(sample.answer)
@@ -117,7 +118,10 @@ class ANLSScorer(SampleMetric):
 
 @METRICS.register("ocrbench")
 class OCRBenchScorer(SampleMetric):
-    """OCRBench's hit: some reference is a substring of the lowercased prediction.
+    """OCRBench's hit: some reference is a substring of the lowercased final answer.
+
+    The final answer is :func:`extract_answer`'s (thinking removed; the box / answer span if any),
+    so a reference that appears only in the reasoning is no hit.
 
     For the handwritten-maths category (``category`` in ``case_sensitive_categories``) spaces are
     removed and case is kept, as OCRBench does. Substring matching rewards verbose answers; pair it
@@ -138,7 +142,7 @@ class OCRBenchScorer(SampleMetric):
         reference_answers(sample.answer)
 
     def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        pred = str(prediction or "")
+        pred = extract_answer(prediction)
         refs = reference_answers(sample.answer)
         if sample.category in self.case_sensitive_categories:
             pred_n = "".join(pred.split())
@@ -146,7 +150,7 @@ class OCRBenchScorer(SampleMetric):
         else:
             pred_n = pred.lower().strip().replace("\n", " ")
             hit = any(r.lower().strip().replace("\n", " ") in pred_n for r in refs)
-        return self._out(float(hit))
+        return self._out(float(hit), {"extracted": pred})
 
 
 class NormalizedEditDistance(Metric):

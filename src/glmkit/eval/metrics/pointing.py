@@ -1,7 +1,8 @@
 """Pointing accuracy: is the predicted point inside the target box or mask (report section 5, PointBench).
 
-The first predicted point is scored (PointBench's binary accuracy); ``pointing.all_points`` is the
-fraction of all predicted points that land in the target. Points are read in an explicit
+The first predicted point of the final-answer span is scored (PointBench's binary accuracy; the
+span is :func:`~glmkit.eval.metrics.text.answer_span`, so points inside ``<think>`` do not count);
+``pointing.all_points`` is the fraction of all its points that land in the target. Points are read in an explicit
 coordinate space (0-1000 for GLM-V); a 0-1000 value that maps to x == W is clamped to W-1, and any
 other point outside the image is a miss. Masks are binarised at > 127, as PointBench does.
 """
@@ -17,7 +18,7 @@ from torchmetrics import Metric
 
 from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric
 from glmkit.eval.metrics.grounding import COORD_SPACES, CoordSpace, to_pixels
-from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX
+from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
 from glmkit.eval.sample import Sample
 
 Point = tuple[float, float]
@@ -119,7 +120,7 @@ class PointingScorer(SampleMetric):
 
     def score(self, prediction: str, sample: Sample) -> MetricOutput:
         kind, target = self._target(sample)
-        points = parse_points(prediction)
+        points = parse_points(answer_span(prediction))
         if not points:
             return self._out(0.0, {"parsed_points": []}, all_points=0.0)
         size = (1, 1) if self.pred_space == "pixels" else sample.image_size()

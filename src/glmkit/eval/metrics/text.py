@@ -11,6 +11,28 @@ END_BOX = "<|end_of_box|>"
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_THINK_OPEN = re.compile(r"<think>", re.I)
+_THINK_CLOSE = re.compile(r"</think>", re.I)
+
+
+def strip_thinking(text: str | None) -> str:
+    """``text`` without its reasoning: every ``<think>...</think>`` block is removed.
+
+    Chat templates that open ``<think>`` in the prompt leave a reply that starts inside the block, so
+    everything before a remaining ``</think>`` is reasoning too; a ``<think>`` that is never closed
+    (a truncated generation) runs to the end of the text. Boxes, points and answers written while
+    thinking are drafts, not the answer (GLM-4.1V-Thinking emits ``<think>...</think><answer>...``).
+    """
+    if text is None:
+        return ""
+    text = _THINK.sub("", str(text))
+    closes = list(_THINK_CLOSE.finditer(text))
+    if closes:
+        text = text[closes[-1].end() :]
+    opened = _THINK_OPEN.search(text)
+    if opened:
+        text = text[: opened.start()]
+    return text
 
 
 def _boxed_contents(text: str) -> str | None:
@@ -29,15 +51,14 @@ def _boxed_contents(text: str) -> str | None:
     return None
 
 
-def extract_answer(text: str) -> str:
-    """The final answer inside a model output.
+def answer_span(text: str | None) -> str:
+    """The final-answer span of a model output, with thinking removed (see :func:`strip_thinking`).
 
-    Order: the last ``<|begin_of_box|>...<|end_of_box|>`` span (GLM), the last ``<answer>...</answer>``,
-    the last ``\\boxed{...}``; otherwise the text with any ``<think>...</think>`` removed.
+    The last ``<|begin_of_box|>...<|end_of_box|>`` span (GLM) if any, else the last
+    ``<answer>...</answer>``, else the whole remaining text. Grounding and pointing parse
+    coordinates from this span; OCR and VQA metrics compare it (after :func:`extract_answer`).
     """
-    if text is None:
-        return ""
-    text = str(text)
+    text = strip_thinking(text)
     if BEGIN_BOX in text:
         tail = text[text.rfind(BEGIN_BOX) + len(BEGIN_BOX) :]
         end = tail.find(END_BOX)
@@ -45,10 +66,22 @@ def extract_answer(text: str) -> str:
     tags = _ANSWER_TAG.findall(text)
     if tags:
         return tags[-1].strip()
+    return text.strip()
+
+
+def extract_answer(text: str | None) -> str:
+    """The final answer inside a model output.
+
+    Thinking is removed first; then the last ``<|begin_of_box|>...<|end_of_box|>`` span (GLM), the
+    last ``<answer>...</answer>``, the last ``\\boxed{...}``; otherwise the remaining text.
+    """
+    text = strip_thinking(text)
+    if BEGIN_BOX in text or _ANSWER_TAG.search(text):
+        return answer_span(text)
     boxed = _boxed_contents(text)
     if boxed is not None:
         return boxed.strip()
-    return _THINK.sub("", text).strip()
+    return text.strip()
 
 
 def normalize_whitespace(text: str) -> str:

@@ -1,7 +1,7 @@
 """VQA answer matching: exact, normalised (VQA-eval style), soft VQA accuracy, numeric tolerance.
 
-All scorers first take the final answer out of the model output (GLM's ``<|begin_of_box|>`` span,
-``<answer>``, ``\\boxed{}``; see :func:`~glmkit.eval.metrics.text.extract_answer`), then compare it
+All scorers first take the final answer out of the model output (thinking removed, then GLM's
+``<|begin_of_box|>`` span, ``<answer>``, ``\\boxed{}``; see :func:`~glmkit.eval.metrics.text.extract_answer`), then compare it
 with each reference; the best reference counts.
 
 Numbers are parsed with thousands separators (``1,234.5``), signs, currency symbols, exponents and
@@ -23,7 +23,7 @@ import torch
 from torchmetrics import Metric
 
 from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
-from glmkit.eval.metrics.text import extract_answer, normalize_vqa
+from glmkit.eval.metrics.text import extract_answer, normalize_vqa, strip_thinking
 from glmkit.eval.sample import Sample
 
 _NUMBER_RE = re.compile(
@@ -129,7 +129,7 @@ class ExactMatchScorer(SampleMetric):
         reference_answers(sample.answer)
 
     def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction) if self.extract else str(prediction or "")
+        text = extract_answer(prediction) if self.extract else strip_thinking(prediction)
         return self._out(float(exact_match(text, reference_answers(sample.answer))), {"extracted": text})
 
 
