@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import ipaddress
+import threading
 import time
+import tracemalloc
+import zlib
 
 import pytest
 from PIL import Image
@@ -20,6 +24,7 @@ from glmkit.tools.net import (
     pin_address,
     policy_for,
     refusal_reason,
+    resolve,
 )
 
 from .conftest import Route, png_header_only
@@ -147,6 +152,41 @@ def test_unresolvable_host_is_a_fetch_error():
 
     with pytest.raises(FetchError, match="cannot resolve host 'nowhere.test'"):
         fetch("http://nowhere.test/", NetworkPolicy(resolver=fail))
+
+
+def test_a_hanging_resolver_times_out_with_the_host_named():
+    release = threading.Event()
+
+    def slow(host, port):
+        release.wait(10)
+        return ["93.184.216.34"]
+
+    policy = NetworkPolicy(resolver=slow, connect_timeout=0.3)
+    start = time.monotonic()
+    try:
+        with pytest.raises(FetchError, match=r"resolving host 'slow.test' took longer than 0.3 s"):
+            fetch("http://slow.test/", policy)
+        assert time.monotonic() - start < 1.5
+        with pytest.raises(FetchError, match="'slow.test' took longer than 0.1 s"):
+            resolve("slow.test", 80, policy, timeout=0.1)
+    finally:
+        release.set()
+    fast = NetworkPolicy(resolver=lambda host, port: ["93.184.216.34", "93.184.216.34"])
+    assert [str(ip) for ip in resolve("fast.test", 80, fast, timeout=1)] == ["93.184.216.34"]
+
+
+def test_total_timeout_also_bounds_resolution():
+    release = threading.Event()
+    policy = NetworkPolicy(
+        resolver=lambda h, p: release.wait(10) and [], connect_timeout=5, total_timeout=0.3
+    )
+    start = time.monotonic()
+    try:
+        with pytest.raises(FetchError, match="resolving host 'slow.test'"):
+            fetch("http://slow.test/", policy)
+    finally:
+        release.set()
+    assert time.monotonic() - start < 1.5
 
 
 # ---- real fetches against loopback servers ---------------------------------------------------
@@ -287,3 +327,56 @@ def test_transparency_is_kept():
     buf = io.BytesIO()
     Image.new("RGBA", (4, 4), (1, 2, 3, 4)).save(buf, "PNG")
     assert decode_image(buf.getvalue()).mode == "RGBA"
+
+
+# ---- content encodings -----------------------------------------------------------------------
+
+
+def test_identity_is_requested_and_compressed_bodies_are_still_decoded(server):
+    text = b"<p>" + b"hello " * 1000 + b"</p>"
+    server.routes["/gz"] = Route(body=gzip.compress(text), headers={"Content-Encoding": "gzip"})
+    server.routes["/zlib"] = Route(body=zlib.compress(text), headers={"Content-Encoding": "deflate"})
+    raw = zlib.compressobj(wbits=-15)
+    server.routes["/raw"] = Route(
+        body=raw.compress(text) + raw.flush(), headers={"Content-Encoding": "deflate"}
+    )
+    for path in ("/gz", "/zlib", "/raw"):
+        assert fetch(server.url(path), server.policy()).content == text, path
+    assert all(headers["accept-encoding"] == "identity" for _, headers in server.requests)
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br"])
+def test_undecodable_encodings_are_refused(server, encoding):
+    server.routes["/enc"] = Route(body=b"\x00" * 100, headers={"Content-Encoding": encoding})
+    with pytest.raises(FetchError, match=f"Content-Encoding '{encoding}'.*only identity, gzip"):
+        fetch(server.url("/enc"), server.policy())
+
+
+def test_corrupt_gzip_is_a_fetch_error(server):
+    server.routes["/bad"] = Route(body=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+    with pytest.raises(FetchError, match="corrupt gzip body"):
+        fetch(server.url("/bad"), server.policy())
+
+
+def test_gzip_bomb_is_refused_within_bounded_memory(server):
+    limit = 2_000_000
+    bomb = gzip.compress(b"\x00" * 64_000_000, compresslevel=9)  # ~60 KB that inflates to 64 MB
+    server.routes["/bomb"] = Route(body=bomb, headers={"Content-Encoding": "gzip"})
+    server.routes["/small"] = Route(body=b"x" * 1000)
+
+    def peak(path):
+        error = None
+        tracemalloc.start()
+        try:
+            fetch(server.url(path), server.policy(max_bytes=limit))
+        except FetchError as exc:
+            error = exc
+        finally:
+            used = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        return used, error
+
+    baseline, _ = peak("/small")  # the client itself (TLS context, ...)
+    used, error = peak("/bomb")
+    assert error is not None and "more than the limit of 2000000 bytes (after gzip decoding)" in str(error)
+    assert used - baseline < 3 * limit, f"peak {used / 1e6:.1f} MB, baseline {baseline / 1e6:.1f} MB"

@@ -13,8 +13,10 @@ from glmkit.tools.base import ToolContext
 from glmkit.tools.sandbox import (
     PythonTool,
     SandboxLimits,
+    _searchable_by,
     process_isolation,
     run_python,
+    user_isolation,
 )
 
 FAST = SandboxLimits(cpu_seconds=5, wall_seconds=15, memory_mb=512)
@@ -35,12 +37,13 @@ def test_stdout_stderr_and_final_expression(ctx):
 
 
 def test_exception_text_is_returned_without_sandbox_frames(ctx):
-    result = PythonTool(FAST)({"code": "def f():\n    return 1 / 0\nf()"}, ctx)
+    result = PythonTool(FAST)({"code": "print('before')\ndef f():\n    return 1 / 0\nf()"}, ctx)
     assert result.ok  # a failing program is a normal observation, not a tool error
     assert result.data["status"] == "error" and result.data["exit_code"] == 1
     assert "ZeroDivisionError: division by zero" in result.text
-    assert 'File "<code>", line 2, in f' in result.text
+    assert 'File "<code>", line 3, in f' in result.text
     assert "<string>" not in result.text  # the bootstrap's own frame is hidden
+    assert "--- stdout ---\nbefore" in result.text  # printed before the error, flushed despite os._exit
 
 
 def test_syntax_errors_are_reported(ctx):
@@ -121,7 +124,9 @@ def test_pid_namespace_mode_lets_the_code_fork_and_reports_signal_deaths(tmp_pat
 
 
 @pytest.mark.skipif(process_isolation() != "pid_namespace", reason="unprivileged PID namespaces unavailable")
-@pytest.mark.skipif(os.geteuid() == 0, reason="the kernel exempts a host root user from RLIMIT_NPROC")
+@pytest.mark.skipif(
+    user_isolation() == "root", reason="the kernel exempts host root from RLIMIT_NPROC (no setpriv)"
+)
 def test_process_count_is_limited(tmp_path):
     code = (
         "import os, time\nn = 0\ntry:\n    for _ in range(50):\n        if os.fork() == 0:\n"
@@ -256,3 +261,44 @@ def test_description_says_whether_the_working_directory_persists():
 def test_isolation_argument_is_checked():
     with pytest.raises(ValueError, match="audit_hook"):
         PythonTool(isolation="docker")
+
+
+ROOT_ONLY = pytest.mark.skipif(
+    os.geteuid() != 0 or not user_isolation().startswith("dropped"),
+    reason="needs glmkit running as root with util-linux setpriv",
+)
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("isolation", ["auto", "audit_hook"])
+def test_root_runs_the_code_as_an_unprivileged_user(tmp_path, isolation):
+    outside = tmp_path / "outside"  # root-owned, 0755: only root may write here
+    outside.mkdir()
+    code = (
+        "import os\nprint(os.getuid(), os.getgid(), os.getgroups())\n"
+        "open('inside.txt', 'w').write('ok')\n"
+        f"open({str(outside / 'x')!r}, 'w').write('escaped')"
+    )
+    limits = SandboxLimits(cpu_seconds=5, wall_seconds=15, memory_mb=512, run_as_uid=65534, run_as_gid=65534)
+    run = run_python(code, tmp_path / "work", limits, isolation)
+    assert run.status == "error" and "PermissionError" in run.stderr, run.stderr
+    assert run.stdout.split("\n")[0] == "65534 65534 []"
+    assert not (outside / "x").exists()
+    assert [p.name for p in run.files] == ["inside.txt"] and run.files[0].read_text() == "ok"
+    assert run.files[0].stat().st_uid == 65534
+    assert run.user_isolation in ("dropped", "dropped_read_all")
+
+
+@ROOT_ONLY
+def test_tool_reports_the_user_isolation(ctx):
+    result = PythonTool(FAST)({"code": "import os; os.getuid()"}, ctx)
+    assert "65534" in result.text and result.data["user_isolation"].startswith("dropped")
+
+
+def test_searchable_by_checks_every_parent(tmp_path):
+    closed = tmp_path / "closed"
+    (closed / "work").mkdir(parents=True)
+    closed.chmod(0o700)
+    assert not _searchable_by(closed / "work", 65534, 65534)
+    closed.chmod(0o711)
+    assert _searchable_by(closed / "work", 65534, 65534) == _searchable_by(tmp_path / "x", 65534, 65534)

@@ -4,15 +4,19 @@ A URL a model writes is untrusted. :func:`fetch` therefore
 
 1. accepts only ``http`` and ``https`` URLs, with no credentials, whitespace, backslashes or
    control characters (parser differentials such as ``http://127.0.0.1\\@1.1.1.1``);
-2. resolves the host itself and refuses it if *any* address is not globally routable
+2. resolves the host itself, within ``connect_timeout`` (a resolver that hangs does not hang the
+   call), and refuses it if *any* address is not globally routable
    (:func:`refusal_reason`: loopback, private, link-local, multicast, reserved, unspecified,
    CGNAT, documentation and benchmark ranges, and IPv4 hidden in IPv6 mapped / 6to4 / Teredo);
 3. connects to the checked address itself (the URL is rewritten to the IP, the ``Host`` header
    and TLS SNI keep the name, so certificates are still verified against the name), which
    means a second DNS answer (rebinding) is never used;
 4. follows redirects by hand, repeating 1-3 for every hop *before* sending it, up to a hop limit;
-5. streams the body and stops at a byte limit (decoded bytes, so gzip bombs stop too), with
-   connect, read and total time limits, and ignores proxy variables (a proxy would bypass 3).
+5. streams the body and stops at a byte limit, with connect, read and total time limits, and
+   ignores proxy variables (a proxy would bypass 3). It asks for ``Accept-Encoding: identity``; a
+   server that compresses anyway (gzip, deflate) is decoded here with the output capped at the
+   limit, so a gzip bomb never takes more than about ``max_bytes`` of memory; other encodings
+   (br, zstd, ...) are refused.
 
 :func:`decode_image` checks an image's header size against a pixel limit before decoding it.
 
@@ -27,8 +31,10 @@ import io
 import ipaddress
 import os
 import socket
+import threading
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -192,19 +198,44 @@ def _default_port(url: httpx.URL) -> int:
     return url.port or (443 if url.scheme == "https" else 80)
 
 
-def resolve(host: str, port: int, policy: NetworkPolicy) -> list[IPAddress]:
-    """All addresses of ``host`` (an IP literal resolves to itself)."""
+def _lookup(host: str, port: int, policy: NetworkPolicy) -> list[str]:
+    if policy.resolver is not None:
+        return list(policy.resolver(host, port))
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def resolve(host: str, port: int, policy: NetworkPolicy, timeout: float | None = None) -> list[IPAddress]:
+    """All addresses of ``host`` (an IP literal resolves to itself), within ``timeout`` seconds.
+
+    ``getaddrinfo`` has no timeout of its own, so the lookup runs in a daemon thread; on timeout
+    the call raises :class:`FetchError` and the thread is left to finish on its own (a daemon, so it
+    never holds up interpreter exit). ``timeout`` defaults to ``policy.connect_timeout``.
+    """
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
+    timeout = policy.connect_timeout if timeout is None else timeout
+    outcome: list[object] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append(_lookup(host, port, policy))
+        except BaseException as exc:  # handed to the caller
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(max(timeout, 0.0)):
+        raise FetchError(f"resolving host {host!r} took longer than {timeout:g} s; gave up")
+    answers = outcome[0]
     try:
-        if policy.resolver is not None:
-            answers = list(policy.resolver(host, port))
-        else:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            answers = [info[4][0] for info in infos]
-        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in answers]
+        if isinstance(answers, BaseException):
+            raise answers
+        addresses = [ipaddress.ip_address(str(a).split("%", 1)[0]) for a in answers]  # type: ignore[attr-defined]
     except (OSError, UnicodeError, ValueError) as exc:
         raise FetchError(f"cannot resolve host {host!r}: {exc}") from None
     if not addresses:
@@ -212,11 +243,12 @@ def resolve(host: str, port: int, policy: NetworkPolicy) -> list[IPAddress]:
     return list(dict.fromkeys(addresses))
 
 
-def pin_address(url: httpx.URL, policy: NetworkPolicy) -> IPAddress:
-    """Resolve ``url``'s host, refuse it if any address is non-global, return the address to dial."""
+def pin_address(url: httpx.URL, policy: NetworkPolicy, timeout: float | None = None) -> IPAddress:
+    """Resolve ``url``'s host (within ``timeout``, see :func:`resolve`), refuse it if any address is
+    non-global, return the address to dial."""
     port = _default_port(url)
     host = _ascii_host(url)
-    addresses = resolve(host, port, policy)
+    addresses = resolve(host, port, policy, timeout)
     for ip in addresses:
         reason = refusal_reason(ip)
         if reason is not None and not policy.endpoint_allowed(ip, port):
@@ -275,12 +307,17 @@ def fetch(url: str, policy: NetworkPolicy | None = None, *, accept: str = "*/*")
             if time.monotonic() > deadline:
                 raise FetchError(f"{url} took longer than {policy.total_timeout:g} s in total (redirects)")
             target = check_url(current, policy)
-            ip = pin_address(target, policy)
+            ip = pin_address(target, policy, min(policy.connect_timeout, deadline - time.monotonic()))
             hops.append(str(target))
             request = client.build_request(
                 "GET",
                 target.copy_with(host=str(ip)),
-                headers={"Host": _host_header(target), "User-Agent": policy.user_agent, "Accept": accept},
+                headers={
+                    "Host": _host_header(target),
+                    "User-Agent": policy.user_agent,
+                    "Accept": accept,
+                    "Accept-Encoding": "identity",  # compressed bodies are decoded by _read_limited only
+                },
                 extensions={"sni_hostname": _ascii_host(target)},
             )
             try:
@@ -313,23 +350,74 @@ def fetch(url: str, policy: NetworkPolicy | None = None, *, accept: str = "*/*")
     raise FetchError(f"too many redirects (more than {policy.max_redirects}) starting from {url}")
 
 
+DECODED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
+
+
+class _CappedDecoder:
+    """Decodes a gzip or deflate body chunk by chunk, never producing more than ``limit + 1`` bytes.
+
+    httpx's own decoders inflate each raw chunk completely before the caller can count it (a
+    200 KB gzip chunk can become hundreds of MB); ``zlib``'s ``max_length`` stops inside a chunk.
+    """
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding, self.limit = encoding, limit
+        # gzip: wbits 16+15 (gzip header); deflate: zlib-wrapped as RFC 9110 says, raw as some servers send.
+        self.zlib = zlib.decompressobj(31 if encoding in ("gzip", "x-gzip") else 15)
+        self.started = False
+
+    def feed(self, data: bytes, produced: int) -> list[bytes]:
+        """Decoded pieces of ``data``, stopping once ``produced`` + their size exceeds the limit."""
+        if self.encoding == "identity":
+            return [data]
+        pieces = []
+        while data:
+            try:
+                piece = self.zlib.decompress(data, self.limit - produced + 1)
+            except zlib.error:
+                if self.started or self.encoding != "deflate":
+                    raise
+                self.zlib = zlib.decompressobj(-15)  # raw deflate, without the zlib wrapper
+                continue
+            self.started = True
+            pieces.append(piece)
+            produced += len(piece)
+            if produced > self.limit or self.zlib.eof:
+                break
+            data = self.zlib.unconsumed_tail
+        return pieces
+
+
 def _read_limited(response: httpx.Response, policy: NetworkPolicy, deadline: float, url: str) -> bytes:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > policy.max_bytes:
         raise FetchError(f"{url} is {int(declared)} bytes, above the limit of {policy.max_bytes} bytes")
-    chunks, total = [], 0
+    encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
+    if encoding not in DECODED_ENCODINGS:
+        raise FetchError(
+            f"{url} sent Content-Encoding {encoding!r}, which is not decoded here "
+            f"(only {', '.join(DECODED_ENCODINGS)}); download stopped"
+        )
+    decoder = _CappedDecoder(encoding, policy.max_bytes)
+    chunks: list[bytes] = []
+    total = 0
     try:
-        for chunk in response.iter_bytes():
-            total += len(chunk)
-            if total > policy.max_bytes:
-                raise FetchError(
-                    f"{url} sent more than the limit of {policy.max_bytes} bytes; download stopped"
-                )
+        for raw in response.iter_raw():  # undecoded: the decoder caps what compression expands to
+            for chunk in decoder.feed(raw, total):
+                total += len(chunk)
+                if total > policy.max_bytes:
+                    raise FetchError(
+                        f"{url} sent more than the limit of {policy.max_bytes} bytes"
+                        + (f" (after {encoding} decoding)" if encoding != "identity" else "")
+                        + "; download stopped"
+                    )
+                chunks.append(chunk)
             if time.monotonic() > deadline:
                 raise FetchError(
                     f"{url} took longer than {policy.total_timeout:g} s in total; download stopped"
                 )
-            chunks.append(chunk)
+    except zlib.error as exc:
+        raise FetchError(f"{url} sent a corrupt {encoding} body: {exc}") from None
     except httpx.TimeoutException:
         raise FetchError(f"timed out reading {url} (no data for {policy.read_timeout:g} s)") from None
     except httpx.HTTPError as exc:

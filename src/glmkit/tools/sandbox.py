@@ -21,15 +21,27 @@ timeout kills the whole process group:
   code in a child of it; when the code ends or the call is killed, the init exits and the kernel
   kills every process left in the namespace. ``RLIMIT_NPROC`` (``max_processes``) then bounds
   fork bombs: inside a user namespace it counts the sandbox's own tasks (threads included), not
-  all of the user's, but the kernel exempts a host root user, so it bounds nothing when glmkit runs
-  as root. Without a PID namespace the audit hook instead refuses ``os.fork``/``os.forkpty`` and
-  starting programs (``subprocess``, ``os.system``, ``exec*``, ``posix_spawn``,
+  all of the user's. Without a PID namespace the audit hook instead refuses ``os.fork``/``os.forkpty``
+  and starting programs (``subprocess``, ``os.system``, ``exec*``, ``posix_spawn``,
   ``multiprocessing``), which would escape both the hook and the wall-clock kill; no
-  ``RLIMIT_NPROC`` is set there, because outside a user namespace it counts every process of the
-  user.
+  ``RLIMIT_NPROC`` is set there for an ordinary host user, because outside a user namespace it
+  counts every process of the user.
+- **user** (see :func:`user_isolation`): when glmkit runs as root, the code must not run as host
+  root (write access to the whole filesystem, and the kernel exempts root from ``RLIMIT_NPROC``).
+  The child then switches to an unprivileged uid/gid (``SandboxLimits.run_as_uid``/``run_as_gid``,
+  default nobody/nogroup 65534) with util-linux ``setpriv`` (no supplementary groups,
+  ``no_new_privs`` so setuid programs cannot raise it back), after root has created the network and
+  PID namespaces (a user namespace is not needed then). The working directory is chowned to that
+  uid. Where the interpreter or the working directory cannot be reached by that uid (a Python
+  under a ``0700`` ``/root``, a scratch directory under a ``0700`` temporary directory), the child
+  keeps exactly one capability, ``CAP_DAC_READ_SEARCH``: it can then read every file, as before,
+  but writes only where the uid may. ``RLIMIT_NPROC`` applies to the unprivileged uid and counts
+  all of its processes on the host, so concurrent sandboxes share ``max_processes`` unless each
+  worker uses its own uid. Without ``setpriv`` the code still runs as root (``"root"``).
 
 Files the code creates or changes in the working directory are returned, images among them as
-images. Not provided: filesystem isolation beyond the working directory as cwd and HOME.
+images. Not provided: filesystem isolation beyond the working directory as cwd and HOME, and
+beyond the unprivileged uid's own permissions when glmkit runs as root.
 """
 
 from __future__ import annotations
@@ -134,7 +146,11 @@ except BaseException as exc:
     # The audit hook's frame is the sandbox's, not the code's.
     report.stack = traceback.StackSummary.from_list([f for f in report.stack if f.filename != "<string>"])
     sys.stderr.write("".join(report.format()))
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # os._exit skips the flush; what was printed must come back
+        try:
+            stream.flush()
+        except Exception:
+            pass
     os._exit(1)
 """
 
@@ -149,7 +165,9 @@ class SandboxLimits:
     max_output_chars: int = 20_000
     max_file_mb: int = 64
     max_open_files: int = 256
-    max_processes: int = 64  # RLIMIT_NPROC, set only inside a user namespace (see the module docstring)
+    max_processes: int = 64  # RLIMIT_NPROC: in a user namespace or as run_as_uid (see the module docstring)
+    run_as_uid: int = 65534  # used only when glmkit runs as root (nobody)
+    run_as_gid: int = 65534  # nogroup
     max_returned_files: int = 20
     max_returned_images: int = 8
     max_image_pixels: int = 25_000_000
@@ -167,6 +185,7 @@ class SandboxRun:
     network_isolation: str
     files: list[Path] = field(default_factory=list)
     process_isolation: str = "audit_hook"
+    user_isolation: str = "host_user"  # see user_isolation()
 
     def summary(self, limits: SandboxLimits) -> str:
         """One status line for the model."""
@@ -192,14 +211,94 @@ _NAMESPACE_FLAGS = (
     ("--net", "--pid", "--fork", "--kill-child"),
     ("--net",),
 )
+_ROOT_NAMESPACE_FLAGS = (("--net", "--pid", "--fork", "--kill-child", "--mount-proc"), *_NAMESPACE_FLAGS[3:])
+_READ_SEARCH = "dac_read_search"
 
 
-@lru_cache(maxsize=1)
-def _namespace_prefix() -> tuple[str, ...] | None:
+@lru_cache(maxsize=8)
+def _drop_commands(uid: int, gid: int) -> dict[str, tuple[str, ...]]:
+    """``setpriv`` prefixes that switch root to ``uid:gid`` and work here, by user-isolation mode.
+
+    ``"dropped"`` keeps no capability; ``"dropped_read_all"`` keeps ``CAP_DAC_READ_SEARCH`` for an
+    interpreter or working directory the uid cannot reach. Each is probed once: the interpreter must
+    start under it and find its own installation (``sys.prefix``).
+    """
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        return {}
+    base = (setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs")
+    keep = f"-all,+{_READ_SEARCH}"
+    variants = {
+        "dropped": (*base, "--inh-caps=-all", "--bounding-set=-all", "--"),
+        "dropped_read_all": (
+            *base,
+            f"--inh-caps={keep}",
+            f"--ambient-caps={keep}",
+            f"--bounding-set={keep}",
+            "--",
+        ),
+    }
+    working = {}
+    for mode, command in variants.items():
+        try:
+            probe = subprocess.run(
+                [*command, sys.executable, "-I", "-c", "import sys; print(sys.prefix)"],
+                capture_output=True,
+                timeout=20,
+                cwd="/",
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if probe.returncode == 0 and probe.stdout.decode(errors="replace").strip() == sys.prefix:
+            working[mode] = command
+    return working
+
+
+def _searchable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether ``uid:gid`` (no capabilities, no supplementary groups) can traverse every parent of ``path``."""
+    for parent in path.parents:
+        info = parent.stat()
+        if info.st_uid == uid:
+            bit = 0o100
+        elif info.st_gid == gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not info.st_mode & bit:
+            return False
+    return True
+
+
+def _user_plan(limits: SandboxLimits, workdir: Path | None) -> tuple[str, tuple[str, ...]]:
+    """The user-isolation mode and the ``setpriv`` prefix (empty when none) for one call."""
+    if os.geteuid() != 0:
+        return "host_user", ()
+    commands = _drop_commands(limits.run_as_uid, limits.run_as_gid)
+    reachable = workdir is None or _searchable_by(workdir, limits.run_as_uid, limits.run_as_gid)
+    for mode in ("dropped", "dropped_read_all") if reachable else ("dropped_read_all",):
+        if mode in commands:
+            return mode, commands[mode]
+    return "root", ()
+
+
+def user_isolation(limits: SandboxLimits | None = None) -> str:
+    """Who runs the code: ``"host_user"`` (glmkit is not root), ``"dropped"`` / ``"dropped_read_all"``
+    (root switched to ``run_as_uid``, the latter able to read every file) or ``"root"`` (no ``setpriv``).
+
+    For a working directory the uid cannot reach, a call reports ``"dropped_read_all"`` instead of
+    ``"dropped"`` (``SandboxRun.user_isolation``).
+    """
+    return _user_plan(limits or SandboxLimits(), None)[0]
+
+
+@lru_cache(maxsize=2)
+def _namespace_prefix(user_namespace: bool = True) -> tuple[str, ...] | None:
+    # Without a user namespace (root switching to an unprivileged uid afterwards) root itself creates
+    # the namespaces; a user namespace mapping only root would make that switch impossible.
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
-    for flags in _NAMESPACE_FLAGS:
+    for flags in _NAMESPACE_FLAGS if user_namespace else _ROOT_NAMESPACE_FLAGS:
         command = (unshare, *flags, "--")
         try:
             probe = subprocess.run(
@@ -212,14 +311,18 @@ def _namespace_prefix() -> tuple[str, ...] | None:
     return None
 
 
+def _default_prefix() -> tuple[str, ...] | None:
+    return _namespace_prefix(user_namespace=user_isolation() in ("host_user", "root"))
+
+
 def network_isolation() -> str:
     """``"namespace"`` when children get an empty network namespace, else ``"audit_hook"``."""
-    return "namespace" if _namespace_prefix() is not None else "audit_hook"
+    return "namespace" if _default_prefix() is not None else "audit_hook"
 
 
 def process_isolation() -> str:
     """``"pid_namespace"`` when the code's descendants die with it, else ``"audit_hook"`` (no forking)."""
-    prefix = _namespace_prefix()
+    prefix = _default_prefix()
     return "pid_namespace" if prefix is not None and "--pid" in prefix else "audit_hook"
 
 
@@ -303,17 +406,21 @@ def run_python(
     limits = limits or SandboxLimits()
     if isolation not in ISOLATION_MODES:
         raise ToolError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATION_MODES)}")
-    prefix = _namespace_prefix() if isolation != "audit_hook" else None
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    user_mode, drop = _user_plan(limits, workdir)
+    if drop:  # the unprivileged uid writes only here
+        os.chown(workdir, limits.run_as_uid, limits.run_as_gid)
+    prefix = _namespace_prefix(user_namespace=not drop) if isolation != "audit_hook" else None
     if isolation == "namespace" and prefix is None:
         raise ToolError(
             "network namespaces are unavailable here (util-linux unshare missing or not permitted)"
         )
     mode = "namespace" if prefix is not None else "audit_hook"
     pid_namespace = prefix is not None and "--pid" in prefix
-    # RLIMIT_NPROC counts per user namespace; outside one it would count every process of the user.
-    nproc = limits.max_processes if prefix is not None and "--user" in prefix else 0
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    # RLIMIT_NPROC counts per user namespace; outside one it would count every process of the host
+    # user, which is acceptable only for the dedicated unprivileged uid.
+    nproc = limits.max_processes if drop or (prefix is not None and "--user" in prefix) else 0
     before = _snapshot(workdir)
     status_read, status_write = os.pipe()
     args = [
@@ -339,7 +446,7 @@ def run_python(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [*(prefix or ()), sys.executable, "-I", "-c", _BOOTSTRAP, *args],
+            [*(prefix or ()), *drop, sys.executable, "-I", "-c", _BOOTSTRAP, *args],
             cwd=workdir,
             env=env,
             stdin=subprocess.PIPE,
@@ -400,6 +507,7 @@ def run_python(
         network_isolation=mode,
         files=changed,
         process_isolation="pid_namespace" if pid_namespace else "audit_hook",
+        user_isolation=user_mode,
     )
 
 
@@ -497,6 +605,7 @@ class PythonTool(Tool):
                 "exit_code": result.exit_code,
                 "network_isolation": result.network_isolation,
                 "process_isolation": result.process_isolation,
+                "user_isolation": result.user_isolation,
                 "wall_seconds": round(result.wall_seconds, 3),
                 "workdir": str(workdir),
             },
