@@ -13,7 +13,7 @@ from PIL import Image
 from glmkit.eval.adapters import ConstantAdapter, OracleAdapter, RandomAdapter
 from glmkit.eval.benchmark import get_benchmark, run_benchmark
 from glmkit.eval.demo import make_demo, serial_code
-from glmkit.eval.metrics.design2code import chromium_unavailable_reason
+from glmkit.eval.render import chromium_unavailable_reason
 
 SIZES = {"demo-grounding": 8, "demo-pointing": 8, "demo-ocr": 6, "demo-vqa": 6, "demo-imagemining": 6}
 

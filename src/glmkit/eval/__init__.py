@@ -3,6 +3,8 @@
 - :mod:`~glmkit.eval.metrics`: grounding, pointing, OCR, VQA matching, LLM judge, pass@k and
   Design2Code-style UI-to-code metrics (registry ``metrics``);
 - :mod:`~glmkit.eval.benchmark`: the benchmark registry (``benchmarks``), runner and result files;
+- :mod:`~glmkit.eval.benchmarks`: the built-in benchmarks over user data (refcoco, ocrbench, ...);
+- :mod:`~glmkit.eval.render`: the headless-Chromium page renderer (screenshots and text blocks);
 - :mod:`~glmkit.eval.adapters`: model adapters (registry ``model_adapters``);
 - :mod:`~glmkit.eval.imagemining`: multi-step tool-use evaluation;
 - :mod:`~glmkit.eval.demo`: procedurally generated offline demo benchmarks;
@@ -11,7 +13,7 @@
 Nothing here imports Lightning or the training stages.
 """
 
-from glmkit.eval import demo, imagemining, metrics
+from glmkit.eval import benchmarks, demo, imagemining, metrics
 from glmkit.eval.adapters import (
     MODEL_ADAPTERS,
     AgentAdapter,
@@ -46,6 +48,7 @@ __all__ = [
     "Request",
     "RunResult",
     "Sample",
+    "benchmarks",
     "build_adapter",
     "demo",
     "get_benchmark",

@@ -27,14 +27,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from glmkit.eval.benchmark import (
-    BENCHMARKS,
-    GROUNDING_PROMPT,
-    POINTING_PROMPT,
-    SHORT_PROMPT,
-    UI2CODE_PROMPT,
-    Benchmark,
-)
+from glmkit.eval.benchmark import BENCHMARKS, Benchmark
+from glmkit.eval.benchmarks import GROUNDING_PROMPT, POINTING_PROMPT, SHORT_PROMPT, UI2CODE_PROMPT
 from glmkit.eval.imagemining import imagemining_benchmark
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -410,7 +404,7 @@ def _mock_screenshot(html: str, size: tuple[int, int] = (640, 480)) -> Image.Ima
 
 def make_ui2code(out_dir: Path, n: int = 6, seed: int = 0) -> Path:
     """Simple web pages (landing pages and articles): the reference HTML and its screenshot."""
-    from glmkit.eval.metrics.design2code import ChromiumRenderer, chromium_unavailable_reason
+    from glmkit.eval.render import ChromiumRenderer, chromium_unavailable_reason
 
     rng = random.Random(seed + 4)
     out_dir = Path(out_dir)
