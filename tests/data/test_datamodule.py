@@ -6,11 +6,11 @@ import lightning as L
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from glmkit.data import ImageDataModule, ProceduralImages
 from tests.data.test_mixture import Solid
+from tests.helpers.distributed import run_on_ranks
 
 BATCHES_PER_EPOCH = 4
 
@@ -179,34 +179,25 @@ def test_built_from_a_recipe_with_class_paths():
     assert dm.train_set.weights == pytest.approx({"natural": 0.9, "science": 0.1})
 
 
-def _rank_worker(rank: int, world: int, folder: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
-    try:
-        dm = datamodule(samples_per_epoch=3 * 5 * world + 1)  # 5 batches per rank, one sample dropped
-        batches = [b["index"].tolist() for b in dm.train_dataloader()]
-        # resume on every rank from the same (rank 0) state, as Lightning does under DDP
-        loader = dm.train_dataloader()
-        it = iter(loader)
-        head = [next(it)["index"].tolist() for _ in range(2)]
-        state = [loader.state_dict()]
-        dist.broadcast_object_list(state, src=0)
-        resumed = datamodule(samples_per_epoch=3 * 5 * world + 1)
-        resumed.load_state_dict({"train_loader": state[0]})
-        tail = [b["index"].tolist() for b in resumed.train_dataloader()]
-        with open(os.path.join(folder, f"rank{rank}.json"), "w") as fh:
-            json.dump({"batches": batches, "resumed": head + tail}, fh)
-    finally:
-        dist.destroy_process_group()
+def _rank_batches(rank: int, world: int) -> dict:
+    dm = datamodule(samples_per_epoch=3 * 5 * world + 1)  # 5 batches per rank, one sample dropped
+    batches = [b["index"].tolist() for b in dm.train_dataloader()]
+    # resume on every rank from the same (rank 0) state, as Lightning does under DDP
+    loader = dm.train_dataloader()
+    it = iter(loader)
+    head = [next(it)["index"].tolist() for _ in range(2)]
+    state = [loader.state_dict()]
+    dist.broadcast_object_list(state, src=0)
+    resumed = datamodule(samples_per_epoch=3 * 5 * world + 1)
+    resumed.load_state_dict({"train_loader": state[0]})
+    tail = [b["index"].tolist() for b in resumed.train_dataloader()]
+    return {"batches": batches, "resumed": head + tail}
 
 
 @pytest.mark.distributed
 def test_ranks_read_disjoint_slices_with_equal_batch_counts(tmp_path):
-    world = 2
     # fork: the children inherit the imported modules instead of re-importing torch and Lightning
-    mp.start_processes(
-        _rank_worker, args=(world, str(tmp_path)), nprocs=world, join=True, start_method="fork"
-    )
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
+    results = run_on_ranks(_rank_batches, 2, tmp_path, start_method="fork")
     counts = [len(r["batches"]) for r in results]
     assert counts == [5, 5]
     per_rank = [{i for b in r["batches"] for i in b} for r in results]

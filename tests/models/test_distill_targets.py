@@ -7,6 +7,7 @@ import torch
 
 from glmkit.models.adaptors import MLPAdaptor
 from glmkit.models.distill_targets import LayerNormTarget, PHISNorm, resample_to_grid
+from tests.helpers.distributed import run_on_ranks
 
 
 def test_resample_identity_and_constant_fields() -> None:
@@ -82,31 +83,19 @@ def test_mlp_adaptor_shapes_and_output_layer_name() -> None:
         MLPAdaptor(4, 4, num_layers=0)
 
 
-def _phis_rank(rank: int, world: int, init_file: str, chunks: list[torch.Tensor], out: dict) -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        norm = PHISNorm(chunks[rank].shape[-1], estimate_steps=1).train()
-        norm(chunks[rank].unsqueeze(0))
-        out[rank] = (norm.mean.clone(), norm.transform.clone())
-    finally:
-        dist.destroy_process_group()
+def _phis_stats(rank: int, world: int, chunks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    norm = PHISNorm(chunks[rank].shape[-1], estimate_steps=1).train()
+    norm(chunks[rank].unsqueeze(0))
+    return norm.mean.clone(), norm.transform.clone()
 
 
 @pytest.mark.distributed
 def test_phis_statistics_are_all_reduced_across_ranks(tmp_path) -> None:
     """Every rank of a 2-process gloo group normalises exactly like one process over all data."""
-    import torch.multiprocessing as mp
-
     torch.manual_seed(0)
     data = torch.randn(2, 500, 8) * torch.linspace(0.5, 4, 8) + 1.0
     single = PHISNorm(8, estimate_steps=1).train()
     single(data.reshape(1, 1000, 8))
-    manager = mp.Manager()
-    out = manager.dict()
-    mp.spawn(_phis_rank, args=(2, str(tmp_path / "init"), list(data), out), nprocs=2, join=True)
-    for rank in range(2):
-        mean, transform = out[rank]
+    for mean, transform in run_on_ranks(_phis_stats, 2, tmp_path, list(data)):
         assert torch.allclose(mean, single.mean, atol=1e-5)
         assert torch.allclose(transform, single.transform, atol=1e-4)

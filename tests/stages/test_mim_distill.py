@@ -16,6 +16,7 @@ from glmkit.data.masking import RandomMask
 from glmkit.models.encoders import CogViT
 from glmkit.models.teachers import DINOv3Teacher, SigLIP2Teacher
 from glmkit.stages import MIMDistill
+from tests.helpers.distributed import run_on_ranks
 
 
 def _stage(**kwargs) -> MIMDistill:
@@ -284,36 +285,27 @@ def test_skipped_images_are_counted_and_warned_once() -> None:
     assert sum("a.jpg" in m for m in messages) == 1 and sum("b.jpg" in m for m in messages) == 1
 
 
-def _fsdp_rank(rank: int, world: int, init_file: str, out: dict) -> None:
-    import torch.distributed as dist
+def _fsdp_state_keys(rank: int, world: int) -> list[str]:
     from torch.distributed.fsdp import FullStateDictConfig, StateDictType
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        stage = MIMDistill(
-            encoder=CogViT(preset="tiny"),
-            teachers={"dinov3": DINOv3Teacher(preset="tiny", image_size=64, dtype="bfloat16")},
-        )
-        wrapped = FSDP(stage, device_id=torch.device("cpu"), use_orig_params=True)
-        config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
-        with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT, config):
-            state = wrapped.state_dict()
-        if rank == 0:
-            out["keys"] = sorted(state)
-    finally:
-        dist.destroy_process_group()
+    torch.manual_seed(0)
+    stage = MIMDistill(
+        encoder=CogViT(preset="tiny"),
+        teachers={"dinov3": DINOv3Teacher(preset="tiny", image_size=64, dtype="bfloat16")},
+    )
+    wrapped = FSDP(stage, device_id=torch.device("cpu"), use_orig_params=True)
+    config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
+    with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT, config):
+        state = wrapped.state_dict()
+    return sorted(state)
 
 
 @pytest.mark.distributed
 def test_stage_shards_with_fsdp_on_two_cpu_processes(tmp_path: Path) -> None:
     """Lightning's FSDP needs CUDA, so this wraps the stage with torch FSDP on gloo directly: the
     bf16 teacher is not flattened with the fp32 student, and the full state dict has no teacher."""
-    import torch.multiprocessing as mp
-
-    out = mp.Manager().dict()
-    mp.spawn(_fsdp_rank, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
-    keys = out["keys"]
+    keys, others = run_on_ranks(_fsdp_state_keys, 2, tmp_path)
+    assert others == []  # rank0_only: the full state dict is gathered on rank 0 alone
     assert any(k.startswith("encoder.") for k in keys) and "mask_token" in keys
     assert not any("teacher" in k for k in keys)
