@@ -17,7 +17,6 @@ import json
 import os
 import re
 import struct
-import tarfile
 import warnings
 import zlib
 from abc import ABC, abstractmethod
@@ -28,13 +27,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from glmkit.data.tar_index import TAR_IMAGE_EXTENSIONS, index_shards
 from glmkit.registry import registry
 
 DATASETS = registry("datasets", "data sources")
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-# WebDataset members that hold the image of a sample, in order of preference.
-TAR_IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 
 # What PIL raises for files that are not (complete, sane) images. DecompressionBombWarning is turned
 # into an error while decoding: an image that large is a waste for a 224-pixel pipeline at best.
@@ -327,8 +325,8 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
 class TarShards(ImageSource):
     """WebDataset-format tar shards read map-style, like ``wids``.
 
-    Construction scans each shard's headers once with :mod:`tarfile` and records, per sample (members
-    grouped by basename key, ``dir/key.ext``), the offset and size of its image member
+    Construction reads each shard's index, a cached or fresh walk of its tar headers that records, per
+    sample (members grouped by basename key, ``dir/key.ext``), the offset and size of its image member
     (``.jpg``/``.jpeg``/``.png``/``.webp``). ``load`` then reads those bytes with one ``pread``, so
     any index can be read in any order; that is what makes exact mid-epoch resume possible.
 
@@ -337,19 +335,24 @@ class TarShards(ImageSource):
             of them. Shards must be uncompressed tar files on a local or mounted filesystem.
         draft_size: decode JPEGs at a reduced scale that keeps both sides >= this many pixels
             (``None``: full size); see :func:`decode_image`.
+        index_cache: where the header scan of each shard is cached (see :mod:`glmkit.data.tar_index`):
+            ``True`` beside the shard as ``<shard>.idx.json``, a folder path there, ``False`` nowhere.
+            A cached index is used while the shard's size and modification time are unchanged.
     """
 
     _MAX_OPEN_FILES = 256  # an LRU of open shard descriptors per process
 
-    def __init__(self, urls: str | list[str], draft_size: int | None = None) -> None:
+    def __init__(
+        self, urls: str | list[str], draft_size: int | None = None, index_cache: bool | str = True
+    ) -> None:
         self.shards = expand_urls(urls)
         self.draft_size = draft_size
         shard_ids: list[int] = []
         offsets: list[int] = []
         sizes: list[int] = []
         self.keys: list[str] = []
-        for shard_id, path in enumerate(self.shards):
-            for key, offset, size in _index_shard(path):
+        for shard_id, index in enumerate(index_shards(self.shards, index_cache)):
+            for key, offset, size in index:
                 shard_ids.append(shard_id)
                 offsets.append(offset)
                 sizes.append(size)
@@ -414,32 +417,3 @@ class TarShards(ImageSource):
 
     def __repr__(self) -> str:
         return f"TarShards(shards={len(self.shards)}, samples={len(self)})"
-
-
-def _index_shard(path: str) -> list[tuple[str, int, int]]:
-    """(key, data offset, size) of the preferred image member of each sample in one shard."""
-    samples: dict[str, dict[str, tuple[int, int]]] = {}
-    try:
-        with tarfile.open(path, mode="r:") as archive:
-            for member in archive:
-                archive.members = []  # headers are not needed again; keep memory flat on big shards
-                if not member.isfile():
-                    continue
-                folder, base = os.path.split(member.name)
-                if base.startswith(".") or "." not in base:
-                    continue
-                stem, ext = base.split(".", 1)
-                key = f"{folder}/{stem}" if folder else stem
-                samples.setdefault(key, {})[ext.lower()] = (member.offset_data, member.size)
-    except tarfile.ReadError as exc:
-        raise ValueError(
-            f"{path!r} is not an uncompressed tar archive ({exc}); TarShards reads members by offset, "
-            "so shards must be plain .tar files"
-        ) from None
-    out = []
-    for key, members in samples.items():
-        for ext in TAR_IMAGE_EXTENSIONS:
-            if ext in members:
-                out.append((key, *members[ext]))
-                break
-    return out
