@@ -28,6 +28,18 @@ def test_combined_is_weighted_sum() -> None:
     assert torch.allclose(combined, expected)
 
 
+def test_combined_terms_take_their_own_arguments() -> None:
+    a, b = torch.randn(5, 8) * 3, torch.randn(5, 8) * 3
+    combined = CombinedDistillLoss({"cosine": 1.0, "smooth_l1": {"weight": 0.5, "beta": 0.25}})
+    expected = CosineDistillLoss()(a, b) + 0.5 * F.smooth_l1_loss(a, b, beta=0.25)
+    assert torch.allclose(combined(a, b), expected)
+    assert not torch.allclose(combined(a, b), CombinedDistillLoss({"cosine": 1.0, "smooth_l1": 0.5})(a, b))
+    with pytest.raises(ValueError, match="term 'smooth_l1' needs a 'weight'"):
+        CombinedDistillLoss({"smooth_l1": {"beta": 0.5}})
+    with pytest.raises(TypeError, match="term 'mse': .*unexpected keyword argument 'beta'"):
+        CombinedDistillLoss({"mse": {"weight": 1.0, "beta": 0.5}})
+
+
 def test_shape_mismatch_and_unknown_term_errors() -> None:
     with pytest.raises(ValueError, match=r"same shape, got \(3, 4\) and \(3, 5\)"):
         MSEDistillLoss()(torch.zeros(3, 4), torch.zeros(3, 5))

@@ -8,6 +8,9 @@ as in RADIO/AM-RADIO's feature matching.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -72,16 +75,28 @@ class CombinedDistillLoss(DistillLoss):
     """A weighted sum of distillation losses, e.g. ``{"cosine": 1.0, "smooth_l1": 1.0}``.
 
     Args:
-        terms: registered loss names mapped to their weights; each term is built with its
-            defaults (write a registered subclass to change a term's arguments).
+        terms: registered loss names mapped to their weight, or to a mapping with ``weight`` and the
+            term's own arguments: ``{"cosine": 1.0, "smooth_l1": {"weight": 1.0, "beta": 0.5}}``.
     """
 
-    def __init__(self, terms: dict[str, float]) -> None:
+    def __init__(self, terms: dict[str, float | dict[str, Any]]) -> None:
         super().__init__()
         if not terms:
             raise ValueError("CombinedDistillLoss needs at least one term, e.g. {'cosine': 1.0}")
-        self.weights = dict(terms)
-        self.terms = nn.ModuleDict({name: LOSSES.build(name) for name in terms})
+        self.weights: dict[str, float] = {}
+        built = {}
+        for name, spec in terms.items():
+            kwargs = dict(spec) if isinstance(spec, Mapping) else {"weight": spec}
+            if "weight" not in kwargs:
+                raise ValueError(
+                    f"CombinedDistillLoss term {name!r} needs a 'weight' next to its arguments, got {spec!r}"
+                )
+            self.weights[name] = float(kwargs.pop("weight"))
+            try:
+                built[name] = LOSSES.build(name, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"CombinedDistillLoss term {name!r}: {exc}") from None
+        self.terms = nn.ModuleDict(built)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """Weighted sum of the terms."""

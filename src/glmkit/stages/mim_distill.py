@@ -21,7 +21,6 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
 from glmkit.data.masking import MaskGenerator, RandomMask
@@ -33,6 +32,11 @@ from glmkit.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
 from glmkit.optim import DEFAULT_FALLBACK_PATTERNS, WarmupCosine, muon_param_groups
 from glmkit.optim.schedules import Schedule
 from glmkit.registry import registry
+
+try:  # set by LightningCLI while it builds the model; Lightning 2.6 has no public accessor for it
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+except ImportError:  # a Lightning without it: recipes' checkpoints then keep no component config
+    _given_hyperparameters = None
 
 STAGES = registry("stages", "training stages (LightningModules)")
 
@@ -112,7 +116,7 @@ class MIMDistill(pl.LightningModule):
             )
         # Under the CLI the recipe's config is stored (so load_from_checkpoint rebuilds every
         # component); built in Python, the injected modules are left out rather than pickled.
-        from_recipe = _given_hyperparameters.get() is not None
+        from_recipe = _given_hyperparameters is not None and _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=None if from_recipe else ["encoder", "teachers", "masking", "loss"])
         self.encoder = encoder
         self.teachers: dict[str, Teacher] = dict(teachers)  # deliberately not a ModuleDict
