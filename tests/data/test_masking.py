@@ -78,3 +78,6 @@ def test_other_errors():
         RandomMask()(2, (0, 4), gen(0))
     with pytest.raises(ValueError, match="grid_size must be a pair"):
         BlockMask()(2, 14, gen(0))
+    for mask_gen in (RandomMask(0.05), BlockMask(0.05)):  # 0.45 tokens rounds to none: a NaN loss
+        with pytest.raises(ValueError, match=r"mask ratio 0.05 masks no token of a 3x3 patch grid"):
+            mask_gen(2, (3, 3), gen(0))

@@ -108,6 +108,19 @@ def test_grid_tables_are_cached_and_match_coordinates() -> None:
     assert rope.for_grid(3, 4, num_prefix_tokens=2)[0] is not cos
 
 
+def test_dtype_casts_keep_frequencies_in_float32() -> None:
+    """model.to(bfloat16) must not round the frequencies: at coordinate 63 bf16 rounding moves the
+    angles by about 0.01 rad."""
+    reference = RotaryEmbedding2D(64).for_grid(64, 64)
+    rope = RotaryEmbedding2D(64)
+    rope.for_grid(64, 64)  # a cached table must not survive the cast either
+    rope.to(torch.bfloat16)
+    assert rope.inv_freq.dtype == torch.float32
+    for got, want in zip(rope.for_grid(64, 64), reference, strict=True):
+        assert torch.equal(got, want)
+    assert torch.nn.Sequential(RotaryEmbedding2D(16)).half()[0].inv_freq.dtype == torch.float32
+
+
 def test_grid_coords_are_row_major_y_x() -> None:
     assert grid_coords(2, 3).tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
 

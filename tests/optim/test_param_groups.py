@@ -96,6 +96,17 @@ def test_patterns_are_anchored_so_blocks_named_like_heads_stay_with_muon() -> No
     assert _names(model, groups["adamw"]) == {"head.weight"}
 
 
+def test_adaptor_output_layer_goes_to_adamw_named_or_nested() -> None:
+    adaptor = MLPAdaptor(8, 16, num_layers=2)
+    named = {g["name"]: g for g in muon_param_groups({"projector": adaptor})}
+    assert "out.weight" in _names(adaptor, named["projector/adamw"])
+    assert "out.weight" not in _names(adaptor, named["projector/muon"])
+    parent = nn.Module()
+    parent.projector = adaptor
+    nested = {g["name"]: g for g in muon_param_groups(parent)}
+    assert "projector.out.weight" in _names(parent, nested["adamw"])
+
+
 def test_root_coverage_names_parameters_left_out() -> None:
     root = nn.Module()
     root.vision = nn.Linear(4, 4)

@@ -48,3 +48,6 @@ def test_errors_name_the_problem() -> None:
         build_scheduler(named, 10, {"vision": Constant()})
     with pytest.raises(ValueError, match="min_lr_ratio"):
         WarmupCosine(min_lr_ratio=2.0)
+    for schedule in (WarmupCosine, Constant):  # a negative warmup would give negative learning rates
+        with pytest.raises(ValueError, match="warmup_steps must be >= 0, got -2"):
+            schedule(warmup_steps=-2)

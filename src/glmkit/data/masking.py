@@ -48,7 +48,13 @@ class MaskGenerator(ABC):
     def num_masked(self, grid_size: tuple[int, int]) -> int:
         """Number of masked tokens per image on a ``grid_size`` patch grid: ``round(ratio * h * w)``."""
         h, w = _check_grid(1, grid_size)
-        return round(self.ratio * h * w)
+        count = round(self.ratio * h * w)
+        if count == 0:  # the loss over masked tokens would be a mean over nothing: NaN
+            raise ValueError(
+                f"mask ratio {self.ratio} masks no token of a {h}x{w} patch grid; raise the ratio to at "
+                f"least {0.5 / (h * w):.3g} or use larger images"
+            )
+        return count
 
     @abstractmethod
     def __call__(

@@ -12,10 +12,16 @@ model adapter over it and writes, in the output directory:
   > 1 every attempt and the pass@k counts). A crash inside one sample (model or metric) is
   recorded in that sample's record and the run goes on; a crash of the whole process loses only
   the samples in flight. ``resume=True`` skips ids that already have a successful record and
-  retries the ones that failed; when a file holds an id twice, the last record wins.
+  retries the ones that failed; when a file holds an id twice, the last record wins. A last line
+  torn by a crash is repaired before anything is appended (see :func:`glmkit.jsonl.repair_torn_tail`).
 * ``summary.json`` and ``summary.md``: overall and per-category means, error and failure counts,
   latency, tool use, pass@k. Headline (un-dotted) scores count a crashed sample as 0; dotted
   sub-scores (``grounding.iou``) are means over the samples that were scored.
+
+A sample's ``error`` means it has no score at all: its model call, every metric or (with
+``num_samples`` > 1) every attempt failed. With several attempts, failures of some of them are
+listed under ``attempt_errors`` instead; such a sample counts as done for ``resume`` and its failed
+attempts count as incorrect (score 0, not passing), as in :func:`evaluate_sample`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from glmkit.eval.metrics.base import METRICS, SampleMetric
 from glmkit.eval.metrics.passk import pass_at_k_table
 from glmkit.eval.sample import DataError, RowParser, Sample, load_samples, parse_sample
+from glmkit.jsonl import dumps_utf8, json_line, repair_torn_tail
 from glmkit.registry import registry
 
 if TYPE_CHECKING:
@@ -47,6 +54,11 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 
 MetricSpec = tuple[str, dict[str, Any]]
+
+# Sub-scores that are distances (lower is better), by metric name, for metrics that do not declare
+# them with a ``lower_is_better`` attribute of their own.
+LOWER_IS_BETTER: dict[str, tuple[str, ...]] = {"ocr_ned": ("ned",)}
+LOWER_IS_BETTER_LABEL = "(lower is better)"
 
 
 @dataclass
@@ -215,7 +227,15 @@ def evaluate_sample(
     num_samples: int = 1,
 ) -> dict[str, Any]:
     """Run the adapter on one sample ``num_samples`` times and score every attempt; never raises
-    for model or metric failures (they are recorded)."""
+    for model or metric failures (they are recorded).
+
+    With ``num_samples`` > 1 an attempt whose model call or metric crashed is a failed attempt: it
+    counts as incorrect (not among the ``c`` correct of ``pass``, whose ``n`` stays
+    ``num_samples``, so pass@k is not inflated by dropping it) and as 0 in the headline scores,
+    while dotted sub-scores average the scored attempts only. The record's ``error`` is set only
+    when no attempt was scored; failures of some attempts go to ``attempt_errors`` (one
+    ``"attempt I: ..."`` line each, the attempt itself keeps its ``error`` and ``traceback``).
+    """
     from glmkit.eval.adapters import Request
 
     prompt = benchmark.format_prompt(sample)
@@ -260,7 +280,7 @@ def evaluate_sample(
     else:
         scored = [a for a in attempts if "error" not in a]
         keys = sorted({k for a in scored for k in a.get("scores", {})})
-        record["prediction"] = attempts[0].get("prediction")
+        record["prediction"] = (scored or attempts)[0].get("prediction")
         # As across samples: headline scores count a failed attempt as 0, sub-scores average the scored ones.
         record["scores"] = {
             k: sum(a["scores"].get(k, 0.0) for a in scored) / (len(scored) if "." in k else num_samples)
@@ -283,12 +303,11 @@ def evaluate_sample(
         failures = {k: v for a in attempts for k, v in a.get("metric_failures", {}).items()}
         if failures:
             record["metric_failures"] = failures
-        if len(scored) < len(attempts):
-            record["error"] = f"{len(attempts) - len(scored)} of {num_samples} attempts failed: " + next(
-                a["error"] for a in attempts if "error" in a
-            )
-            if not scored:
-                record["scores"] = {}
+        if not scored:
+            record["error"] = f"all {num_samples} attempts failed: " + attempts[0]["error"]
+            record["scores"] = {}
+        elif len(scored) < len(attempts):
+            record["attempt_errors"] = [f"attempt {i}: {a['error']}" for i, a in enumerate(attempts) if "error" in a]
     return record
 
 
@@ -336,7 +355,24 @@ def _group_summary(records: list[dict[str, Any]], score_keys: list[str], with_to
             [r["pass"]["n"] for r in pass_records], [r["pass"]["c"] for r in pass_records]
         )
         group["pass_at_k"] = {f"pass@{k}": v for k, v in table.items()}
+    attempt_records = [r for r in records if "attempts" in r]
+    if attempt_records:
+        # Every failed attempt, whether or not its sample still got a score (those are in "errors").
+        group["attempts"] = sum(len(r["attempts"]) for r in attempt_records)
+        group["failed_attempts"] = sum(1 for r in attempt_records for a in r["attempts"] if "error" in a)
     return group
+
+
+def lower_is_better_keys(metrics: Sequence[SampleMetric]) -> list[str]:
+    """Score keys that are distances (lower is better): a metric's ``lower_is_better`` sub-score
+    names if it declares them, else those listed in :data:`LOWER_IS_BETTER` for its name."""
+    keys = []
+    for metric in metrics:
+        names = getattr(metric, "lower_is_better", None)
+        if names is None:
+            names = LOWER_IS_BETTER.get(metric.name, ())
+        keys += [f"{metric.key}.{name}" for name in names]
+    return keys
 
 
 def summarize(
@@ -356,6 +392,7 @@ def summarize(
         **(extra or {}),
         "primary": metrics[0].key if metrics else None,
         "score_keys": keys,
+        "lower_is_better": [k for k in lower_is_better_keys(metrics) if k in keys],
         "overall": _group_summary(records, keys, with_tools),
         "categories": {cat: _group_summary(rs, keys, with_tools) for cat, rs in sorted(by_cat.items())},
         "metrics": [m.describe() for m in metrics],
@@ -372,13 +409,16 @@ def _fmt(value: Any, pct: bool = True) -> str:
 
 
 def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the summary table (scores in percent)."""
+    """Header and rows of the summary table (scores in percent; a distance column, where lower is
+    better, says so in its label)."""
     keys = summary["score_keys"]
+    lower = set(summary.get("lower_is_better", ()))
     overall = summary["overall"]
     tools = "tool_calls" in overall
     passk = list(overall.get("pass_at_k", {}))
     subs = [k.split(".", 1)[1] for k in keys if "." in k]
     labels = [k.split(".", 1)[1] if "." in k and subs.count(k.split(".", 1)[1]) == 1 else k for k in keys]
+    labels = [f"{label} {LOWER_IS_BETTER_LABEL}" if k in lower else label for k, label in zip(keys, labels)]
     header = ["split", "n", "errors", *labels, *passk, "latency s"]
     if tools:
         header += ["tool calls", "turns", "tool use"]
@@ -403,24 +443,37 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _notes(summary: dict[str, Any]) -> list[str]:
+    """Lines printed under the table: metric fallbacks and failed attempts."""
+    overall = summary["overall"]
+    notes = []
+    failures = overall.get("metric_failures")
+    if failures:
+        notes.append(
+            "Metric failures (fallback scores used): " + ", ".join(f"{k}: {v}" for k, v in failures.items())
+        )
+    if overall.get("failed_attempts"):
+        notes.append(
+            f"Failed attempts (counted as incorrect): {overall['failed_attempts']} of {overall['attempts']}"
+        )
+    return notes
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The summary as a markdown document (title, table, failure notes)."""
     header, rows = summary_rows(summary)
+    intro = "Scores in percent (higher is better unless a column says otherwise); "
     lines = [
         f"# {summary.get('benchmark', 'benchmark')} - {summary.get('model', {}).get('spec', '')}",
         "",
-        "Scores in percent; headline scores count crashed samples as 0.",
+        intro + "headline scores count crashed samples as 0.",
         "",
         "| " + " | ".join(header) + " |",
         "| " + " | ".join("---" for _ in header) + " |",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    failures = summary["overall"].get("metric_failures")
-    if failures:
-        lines += [
-            "",
-            "Metric failures (fallback scores used): " + ", ".join(f"{k}: {v}" for k, v in failures.items()),
-        ]
+    for note in _notes(summary):
+        lines += ["", note]
     tools = summary["overall"].get("tools_used")
     if tools:
         lines += ["", "Samples using each tool: " + ", ".join(f"{k}: {v}" for k, v in tools.items())]
@@ -449,11 +502,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     if not console.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
         console = Console(width=max(console.width, 160))
     console.print(table)
-    failures = summary["overall"].get("metric_failures")
-    if failures:
-        console.print(
-            "metric failures (fallback scores used): " + ", ".join(f"{k}: {v}" for k, v in failures.items())
-        )
+    for note in _notes(summary):
+        console.print(note, markup=False, highlight=False)
 
 
 # -------------------------------------------------------------------------------------- runner
@@ -502,6 +552,9 @@ def run_benchmark(
         samples = benchmark.load(data_path, metrics)
         if limit is not None:
             samples = samples[: max(0, limit)]
+        if resume:
+            # Appending after a torn last line would merge the next record into it and lose it.
+            repair_torn_tail(samples_path)
         existing = read_records(samples_path) if resume else {}
         if not resume and samples_path.exists():
             samples_path.unlink()
@@ -522,10 +575,10 @@ def run_benchmark(
                     "scores": {},
                     "error": f"harness: {type(exc).__name__}: {exc}",
                 }
-            line = json.dumps(record, ensure_ascii=False, default=str)
+            line = json_line(record, default=str)
             with lock:
                 with samples_path.open("a", encoding="utf-8") as fh:
-                    fh.write(line + "\n")
+                    fh.write(line)
                     fh.flush()
                 new_records[sample.id] = record
                 if progress:
@@ -557,6 +610,7 @@ def run_benchmark(
     summary = summarize(ordered, metrics, extra)
     if benchmark.summary_extra is not None:
         summary["extra"] = benchmark.summary_extra(ordered, metrics[0].key)
-    (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
-    (out / SUMMARY_MD).write_text(summary_markdown(summary), encoding="utf-8")
+    (out / SUMMARY_JSON).write_text(dumps_utf8(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    # Categories and names come from the data, which may escape a lone surrogate too.
+    (out / SUMMARY_MD).write_text(summary_markdown(summary), encoding="utf-8", errors="backslashreplace")
     return RunResult(summary, ordered, out, skipped=len(samples) - len(pending))

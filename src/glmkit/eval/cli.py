@@ -205,8 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     if scorer:  # judge or rule fallback: say which, beside the table, not only in summary.json
         print(f"scorer: {scorer}")
     overall = result.summary["overall"]
+    # "errors" counts samples without any score; with --k > 1 a sample whose other attempts were
+    # scored is not an error, its failed attempts are counted separately (as incorrect).
+    failed_attempts = (
+        f", {overall['failed_attempts']} of {overall['attempts']} attempts failed"
+        if overall.get("failed_attempts")
+        else ""
+    )
     print(
-        f"results: {result.out_dir} ({overall['n']} samples, {overall['errors']} errors, {result.skipped} resumed)"
+        f"results: {result.out_dir} ({overall['n']} samples, {overall['errors']} errors{failed_attempts}, "
+        f"{result.skipped} resumed)"
     )
     if overall["n"] and overall["errors"] == overall["n"]:
         print("glmkit eval: every sample failed; see the 'error' field in samples.jsonl", file=sys.stderr)

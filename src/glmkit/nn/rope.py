@@ -41,11 +41,14 @@ class RotaryEmbedding2D(nn.Module):
             raise ValueError(f"rope theta must be positive, got {theta}")
         self.head_dim = head_dim
         self.theta = float(theta)
-        quarter = head_dim // 4
-        inv_freq = self.theta ** (-torch.arange(quarter, dtype=torch.float64) / quarter)
         # Not persistent: derived from (head_dim, theta), so checkpoints stay free of it.
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+        self.register_buffer("inv_freq", self._frequencies(), persistent=False)
         self._grid_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def _frequencies(self, device: torch.device | None = None) -> Tensor:
+        quarter = self.head_dim // 4
+        inv_freq = self.theta ** (-torch.arange(quarter, dtype=torch.float64, device=device) / quarter)
+        return inv_freq.float()
 
     def forward(self, coords: Tensor, num_prefix_tokens: int = 0) -> tuple[Tensor, Tensor]:
         """Cos and sin for ``coords``, shaped to broadcast against token-major ``[B, N, heads, head_dim]``.
@@ -95,7 +98,12 @@ class RotaryEmbedding2D(nn.Module):
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> RotaryEmbedding2D:
         self._grid_cache.clear()  # device/dtype moves invalidate cached tables
-        return super()._apply(fn, recurse)
+        super()._apply(fn, recurse)
+        # Follow device moves but not dtype casts: model.to(bfloat16) or bf16-true precision would
+        # round the frequencies, an error that grows with the patch coordinate on large grids.
+        if self.inv_freq.dtype != torch.float32:
+            self.inv_freq = self._frequencies(self.inv_freq.device)
+        return self
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, theta={self.theta:g}"

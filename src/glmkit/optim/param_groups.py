@@ -27,6 +27,7 @@ DEFAULT_FALLBACK_PATTERNS: tuple[str, ...] = (
     "*mask_token",
     "*cls_token",
     "*reg_token",
+    "out.*",
     "*.out.*",
     "head.*",
     "*.head.*",

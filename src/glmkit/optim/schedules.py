@@ -62,6 +62,8 @@ class Constant(Schedule):
     """Optional linear warmup, then a constant learning rate."""
 
     def __init__(self, warmup_steps: int = 0) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self.warmup_steps = warmup_steps
 
     def factor(self, step: int, total_steps: int) -> float:
