@@ -125,6 +125,25 @@ def test_context_keeps_a_bounded_number_of_images():
     assert [im.size[0] for im in server.context.images.values()] == [4, 5, 6]
 
 
+def test_trimmed_image_ids_are_never_reused():
+    # Old code issued len(images) as the next id, so after trimming a client holding an old id
+    # silently got a newer image under it.
+    server = ToolServer(toy_tools(), max_images=3)
+    _, results = call_all(
+        server,
+        [("make_image", {"width": 2 + i}) for i in range(8)] + [("image_size", {"image": "img_0"})],
+    )
+    made, stale = results[:8], results[8]
+    issued = [r.structured_content["image_ids"][0] for r in made]
+    assert issued == [f"img_{i}" for i in range(8)]
+    assert list(server.context.images) == ["img_5", "img_6", "img_7"]
+    # Each surviving id still names the image it was issued for.
+    assert [server.context.images[i].size[0] for i in issued[5:]] == [7, 8, 9]
+    assert stale.is_error
+    assert "'img_0' is no longer available" in stale.content[0].text
+    assert "img_5, img_6, img_7" in stale.content[0].text
+
+
 def test_reserved_argument_name_is_refused():
     from tests.agent.toy_tools import EchoTool
 

@@ -20,6 +20,7 @@ from glmkit.eval.adapters import (
     Request,
     as_prediction,
     build_adapter,
+    trajectory_file_name,
 )
 from glmkit.eval.benchmark import Benchmark, get_benchmark, run_benchmark
 from glmkit.eval.demo import make_imagemining
@@ -195,7 +196,50 @@ def test_agent_adapter_runs_tools_and_records_counts(tmp_path: Path) -> None:
     extra = result.summary["extra"]
     assert extra["calls_per_tool"] == {"crop_image": 2, "search_web_text": 2}
     assert extra["accuracy_with_tools"] == 1.0
-    assert (tmp_path / "out" / "trajectories" / "mine-000.jsonl").is_file()
+    assert (tmp_path / "out" / "trajectories" / trajectory_file_name("mine-000")).is_file()
+
+
+class _AnswerAtOnce:
+    """A chat model that answers 'cat' without calling a tool."""
+
+    def __init__(self) -> None:
+        from glmkit.agent.formats import get_tool_call_format
+
+        self.tool_format = get_tool_call_format("openai")
+
+    def chat(self, messages: list[dict[str, Any]], tools: Any = None) -> Any:
+        from glmkit.agent.client import ChatCompletion
+
+        return ChatCompletion(message={"role": "assistant", "content": "cat"}, finish_reason="stop", usage={})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_agent_trajectories_keep_every_attempt_of_every_sample(tmp_path: Path, workers: int) -> None:
+    # Old code unlinked "<safe id>.jsonl" on every attempt (only the last of k survived), and the
+    # ids "a/b" and "a_b" both became "a_b.jsonl", clobbering each other.
+    from glmkit.agent.trajectory import read_trajectory
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    rows = [
+        {"id": sid, "question": f"q {sid}", "images": ["x.png"], "answer": "cat"} for sid in ("a/b", "a_b")
+    ]
+    data = tmp_path / "b.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench = Benchmark("t", [("exact_match", {})], tools=[("crop_image", {})])
+    out = tmp_path / "out"
+    adapter = AgentAdapter(_AnswerAtOnce())
+    run_benchmark(bench, adapter, out, data=data, num_samples=3, workers=workers)
+    # A second run over the same directory starts each sample's file afresh (once, not per attempt).
+    run_benchmark(bench, adapter, out, data=data, num_samples=3, workers=workers, overwrite=True)
+    names = {sid: trajectory_file_name(sid) for sid in ("a/b", "a_b")}
+    assert len(set(names.values())) == 2 and all(n.startswith("a_b-") for n in names.values())
+    assert sorted(p.name for p in (out / "trajectories").glob("*.jsonl")) == sorted(names.values())
+    for sid, name in names.items():
+        events = read_trajectory(out / "trajectories" / name)
+        assert len({e["run"] for e in events}) == 3
+        questions = [e["messages"][-1]["content"][-1]["text"] for e in events if e["event"] == "request"]
+        assert questions == [f"q {sid}"] * 3
+    assert trajectory_file_name("A") != trajectory_file_name("a")  # case-insensitive file systems
 
 
 def test_agent_model_error_is_a_sample_error(tmp_path: Path) -> None:

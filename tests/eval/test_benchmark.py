@@ -15,6 +15,8 @@ from glmkit.eval.benchmark import (
     read_records,
     run_benchmark,
     summarize,
+    summary_markdown,
+    summary_rows,
 )
 from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric
 from glmkit.eval.sample import DataError, Sample
@@ -138,6 +140,60 @@ def test_interrupted_run_keeps_finished_samples_and_resumes(tmp_path: Path) -> N
     assert result.summary["overall"]["scores"]["exact_match"] == 1.0
 
 
+def test_resume_after_a_torn_last_line_loses_no_record(tmp_path: Path) -> None:
+    # Old code appended the next record to the fragment: one merged, unreadable line, and the
+    # sample was lost for good (every later --resume ran it again and lost it again).
+    data = _data(tmp_path, n=6)
+    out = tmp_path / "out"
+    run_benchmark(BENCH, Scripted(), out, data=data, limit=4)
+    path = out / SAMPLES_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3]) + lines[3][:40])  # crash in the middle of writing q3
+    with pytest.warns(UserWarning, match=r"samples\.jsonl: its last line 4 .* cut short by a crash"):
+        result = run_benchmark(BENCH, Scripted(), out, data=data, resume=True)
+    assert result.skipped == 3 and len(result.records) == 6
+    assert sorted(read_records(path)) == [f"q{i}" for i in range(6)]
+    assert len(path.read_text().splitlines()) == 6
+    adapter = Scripted()
+    again = run_benchmark(BENCH, adapter, out, data=data, resume=True)
+    assert again.skipped == 6 and adapter.seen == []
+
+
+def test_resume_keeps_a_complete_last_record_missing_its_newline(tmp_path: Path) -> None:
+    data = _data(tmp_path, n=3)
+    out = tmp_path / "out"
+    run_benchmark(BENCH, Scripted(), out, data=data, limit=2)
+    path = out / SAMPLES_FILE
+    path.write_text(path.read_text().rstrip("\n"))
+    adapter = Scripted()
+    with pytest.warns(UserWarning, match="lacked a newline"):
+        result = run_benchmark(BENCH, adapter, out, data=data, resume=True)
+    assert adapter.seen == ["q2"] and result.skipped == 2
+    assert sorted(read_records(path)) == ["q0", "q1", "q2"]
+
+
+LONE_SURROGATE = json.loads('"EXIT \\ud83d"')  # an emoji cut by max_tokens, as response.json() gives it
+
+
+def test_lone_surrogate_in_a_prediction_is_written_and_reads_back(tmp_path: Path) -> None:
+    class Cut(ModelAdapter):
+        name = "cut-test"
+
+        def predict(self, request: Request) -> Prediction:
+            return Prediction(LONE_SURROGATE)
+
+    bench = Benchmark("toy", [("exact_match", {})], prompt="Q: {question}")
+    out = tmp_path / "out"
+    result = run_benchmark(bench, Cut(), out, data=_data(tmp_path, n=2))  # UnicodeEncodeError before
+    raw = (out / SAMPLES_FILE).read_bytes().decode("utf-8")
+    assert "\\ud83d" in raw
+    records = read_records(out / SAMPLES_FILE)
+    assert [r["prediction"] for r in records.values()] == [LONE_SURROGATE] * 2
+    assert [r["prediction"] for r in result.records] == [LONE_SURROGATE] * 2
+    summary = json.loads((out / "summary.json").read_bytes().decode("utf-8"))
+    assert summary["overall"]["n"] == 2 and summary == result.summary
+
+
 def test_truncated_last_line_is_ignored_on_resume(tmp_path: Path) -> None:
     data = _data(tmp_path, n=3)
     out = tmp_path / "out"
@@ -145,7 +201,8 @@ def test_truncated_last_line_is_ignored_on_resume(tmp_path: Path) -> None:
     with (out / SAMPLES_FILE).open("a") as fh:
         fh.write('{"id": "q2", "predic')  # a write cut short by a crash
     adapter = Scripted()
-    result = run_benchmark(BENCH, adapter, out, data=data, resume=True)
+    with pytest.warns(UserWarning, match="cut short"):
+        result = run_benchmark(BENCH, adapter, out, data=data, resume=True)
     assert adapter.seen == ["q2"] and len(result.records) == 3
 
 
@@ -254,5 +311,63 @@ def test_failed_attempt_counts_as_wrong_in_pass_at_k(tmp_path: Path) -> None:
     (rec,) = result.records
     assert rec["pass"] == {"n": 2, "c": 1}
     assert rec["scores"]["exact_match"] == 0.5  # the failed attempt counts as 0
-    assert rec["error"].startswith("1 of 2 attempts failed: model: ConnectionError")
+    assert "error" not in rec  # a sample with a scored attempt is no error
+    assert rec["attempt_errors"] == ["attempt 1: model: ConnectionError: endpoint dropped"]
     assert result.summary["overall"]["pass_at_k"]["pass@2"] == 1.0
+
+
+class EveryFourthCallFails(ModelAdapter):
+    """A transient endpoint failure on every 4th call (the reviewer's flaky model)."""
+
+    name = "every-fourth-test"
+
+    def __init__(self, fail_all: set[str] = frozenset()) -> None:
+        self.calls = 0
+        self.fail_all = set(fail_all)
+        self.seen: list[str] = []
+
+    def predict(self, request: Request) -> Prediction:
+        self.calls += 1
+        self.seen.append(request.sample.id)
+        if self.calls % 4 == 0 or request.sample.id in self.fail_all:
+            raise RuntimeError("HTTP 503 (transient)")
+        return Prediction(str(request.sample.answer))
+
+
+def test_partly_failed_attempts_are_not_sample_errors(tmp_path: Path) -> None:
+    # Old code set "error" on a sample when any of its k attempts failed: 3 samples x 4 attempts
+    # with one failure each counted as 3 errors (the CLI said every sample failed), and --resume
+    # ran every such sample again.
+    data = _data(tmp_path, n=4)
+    out = tmp_path / "out"
+    result = run_benchmark(BENCH, EveryFourthCallFails(fail_all={"q3"}), out, data=data, num_samples=4)
+    recs = {r["id"]: r for r in result.records}
+    for sid in ("q0", "q1", "q2"):
+        assert "error" not in recs[sid] and len(recs[sid]["attempt_errors"]) == 1
+        assert recs[sid]["pass"] == {"n": 4, "c": 3}  # the failed attempt counts as incorrect
+        assert recs[sid]["scores"]["exact_match"] == pytest.approx(0.75)
+        assert recs[sid]["prediction"] == str(int(sid[1:]) + 1)
+    assert recs["q3"]["error"].startswith("all 4 attempts failed: model: RuntimeError: HTTP 503")
+    assert recs["q3"]["scores"] == {} and recs["q3"]["pass"] == {"n": 4, "c": 0}
+    overall = result.summary["overall"]
+    assert overall["errors"] == 1
+    assert (overall["attempts"], overall["failed_attempts"]) == (16, 7)
+    assert overall["pass_at_k"]["pass@1"] == pytest.approx(9 / 16)
+    assert "Failed attempts (counted as incorrect): 7 of 16" in (out / "summary.md").read_text()
+    # Resume runs only the sample that has no score.
+    adapter = EveryFourthCallFails()
+    again = run_benchmark(BENCH, adapter, out, data=data, num_samples=4, resume=True)
+    assert set(adapter.seen) == {"q3"} and again.skipped == 3
+    assert again.summary["overall"]["errors"] == 0
+
+
+def test_distance_sub_scores_are_labelled_lower_is_better(tmp_path: Path) -> None:
+    bench = Benchmark("ocr", [("ocr_ned", {}), ("exact_match", {})], prompt="Q: {question}")
+    # Answers "1".."4", prediction "1": distances 0, 1, 1, 1.
+    result = run_benchmark(bench, ConstantAdapter("1"), tmp_path / "o", data=_data(tmp_path, n=4))
+    assert result.summary["lower_is_better"] == ["ocr_ned.ned"]
+    header, rows = summary_rows(result.summary)
+    assert header[3:6] == ["ocr_ned", "exact_match", "ned (lower is better)"]
+    assert rows[0][:6] == ["overall", "4", "0", "25.0", "25.0", "75.0"]
+    md = summary_markdown(result.summary)
+    assert "| ned (lower is better) |" in md and "higher is better unless a column says otherwise" in md

@@ -79,6 +79,45 @@ def test_every_sample_failing_exits_1(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 1 and "every sample failed" in capsys.readouterr().err
 
 
+FLAKY_MODEL = """
+import itertools
+
+_calls = itertools.count()
+
+
+def model(question, images):
+    if next(_calls) % 4 == 3:  # a transient endpoint failure on every 4th call
+        raise RuntimeError("HTTP 503 (transient)")
+    return "EXIT"
+
+
+def down(question, images):
+    raise RuntimeError("HTTP 503 (down)")
+"""
+
+
+def test_k_with_some_failed_attempts_is_not_every_sample_failing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Old code: one failed attempt made the whole sample an error, so 9/12 good attempts still
+    # printed "every sample failed" and exited 1.
+    (tmp_path / "flaky_cli_model.py").write_text(FLAKY_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "flaky_cli_model", raising=False)
+    base = ["-b", "demo-ocr", "--k", "4", "--limit", "3", "-q"]
+    code = main([*base, "-m", "local:flaky_cli_model:model", "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert code == 0 and "every sample failed" not in captured.err
+    assert "3 samples, 0 errors, 3 of 12 attempts failed" in captured.out
+    assert "ned (lower is better)" in captured.out
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["overall"]["errors"] == 0 and summary["overall"]["failed_attempts"] == 3
+    # With every attempt failing, every sample is an error and the exit status says so.
+    code = main([*base, "-m", "local:flaky_cli_model:down", "--out", str(tmp_path / "o2")])
+    assert code == 1 and "every sample failed" in capsys.readouterr().err
+    sys.modules.pop("flaky_cli_model", None)
+
+
 def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-b", "demo-orc", "-m", "oracle"]) == 2
     assert "Did you mean 'demo-ocr'" in capsys.readouterr().err

@@ -82,6 +82,26 @@ def test_private_network_opt_in_is_off_by_default():
     assert ctx.network_policy is None
 
 
+def test_image_ids_are_unique_after_drops_and_dropped_ids_say_so():
+    from PIL import Image
+
+    from glmkit.tools.base import ToolError
+
+    ctx = ToolContext()
+    ctx.images["img_1"] = Image.new("RGB", (1, 1))  # set directly, as a question image would be
+    issued = [ctx.add_image(Image.new("RGB", (2 + i, 1))) for i in range(3)]
+    assert issued == ["img_2", "img_3", "img_4"]
+    ctx.drop_image("img_2")
+    ctx.drop_image("img_3")
+    later = [ctx.add_image(Image.new("RGB", (9, 1))) for _ in range(3)]
+    assert later == ["img_5", "img_6", "img_7"]  # len(images) would have reissued img_2 and img_3
+    assert len(set(issued + later)) == 6
+    with pytest.raises(ToolError, match=r"image id 'img_2' is no longer available: it was dropped"):
+        ctx.get_image("img_2")
+    with pytest.raises(ToolError, match=r"unknown image id 'img_99'; available images: img_1, img_4"):
+        ctx.get_image("img_99")
+
+
 def test_tools_import_without_lightning_or_stages():
     code = (
         "import sys, glmkit.tools; "

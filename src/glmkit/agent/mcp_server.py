@@ -12,7 +12,8 @@ mapping an image id to a file path, a ``data:`` URL or bare base64. They are dec
 decompression-bomb checks of :mod:`glmkit.tools.net`) into the server's tool context before the
 call, so ``{"input_images": {"img_0": "/tmp/a.png"}, "image": "img_0", "bbox": [...]}`` crops
 ``/tmp/a.png``. Images a tool returns stay in the context under the ids it reports, so later
-calls can chain on them; the context keeps the newest ``max_images``.
+calls can chain on them; the context keeps the newest ``max_images``. Ids are never reused: a
+call naming an image that was dropped gets an error saying so (send it again via ``input_images``).
 
 Run ``python -m glmkit.agent.mcp_server --tools crop_image,draw_image_bounding_boxes`` (or
 ``glmkit tools serve``) to serve on stdio; all logging goes to stderr.
@@ -191,9 +192,10 @@ class ToolServer:
         return types.CallToolResult(content=content, structured_content=structured, is_error=not result.ok)
 
     def _trim_images(self) -> None:
+        # drop_image retires the id: a client holding it gets a clear error, never another image.
         excess = len(self.context.images) - self.max_images
         for image_id in list(self.context.images)[: max(0, excess)]:
-            del self.context.images[image_id]
+            self.context.drop_image(image_id)
 
 
 def _structured(result: ToolResult) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glmkit.agent.context import is_image_ref
+from glmkit.jsonl import json_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -48,10 +49,10 @@ class TrajectoryLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(self, event: str, **fields: Any) -> None:
-        """Append one event."""
+        """Append one event (a lone surrogate in model text is written as a ``\\uXXXX`` escape)."""
         record = {"event": event, "run": self.run_id, "time": round(time.time(), 3), **fields}
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(_jsonable(record), ensure_ascii=False) + "\n")
+            fh.write(json_line(_jsonable(record)))
 
     def save_image(self, image_id: str, image: Image.Image, source: str = "") -> str:
         """Save ``image`` once as a PNG, log an ``image`` event, and return its path relative to the log."""

@@ -28,6 +28,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import random
+import shutil
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -335,7 +337,10 @@ class AgentAdapter(ModelAdapter):
         max_turns / max_tokens: the loop's budgets.
         system_prompt: overrides the benchmark's system prompt.
         context_policy: image-history policy name or instance (see :mod:`glmkit.agent.context`).
-        save_trajectories: write each sample's trajectory to ``out_dir/trajectories/<id>.jsonl``.
+        save_trajectories: write each sample's trajectories to ``out_dir/trajectories/<name>.jsonl``,
+            where :func:`trajectory_file_name` makes ``<name>`` from the id (every attempt of the
+            sample is a run of its own in that file; a sample run again by ``--resume`` starts the
+            file afresh).
     """
 
     name = "agent"
@@ -362,6 +367,8 @@ class AgentAdapter(ModelAdapter):
         self.trajectory_dir: Path | None = None
         self.spec = spec or f"agent:{type(model).__name__}"
         self._tool_instances: list[Any] = []
+        self._started: set[str] = set()  # ids whose trajectory file this run has already cleared
+        self._started_lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, arg: str, **options: Any) -> ModelAdapter:
@@ -404,6 +411,8 @@ class AgentAdapter(ModelAdapter):
         if self.save_trajectories and out_dir is not None:
             self.trajectory_dir = out_dir / "trajectories"
             self.trajectory_dir.mkdir(parents=True, exist_ok=True)
+        with self._started_lock:
+            self._started.clear()
 
     def predict(self, request: Request) -> Prediction:
         from glmkit.agent.loop import AgentLoop
@@ -420,10 +429,8 @@ class AgentAdapter(ModelAdapter):
         )
         path = None
         if self.trajectory_dir is not None:
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.sample.id)
-            path = self.trajectory_dir / f"{safe}.jsonl"
-            if path.exists():
-                path.unlink()  # a retried sample starts a fresh trajectory
+            path = self.trajectory_dir / trajectory_file_name(request.sample.id)
+            self._start_trajectory(request.sample.id, path)
         result = loop.run(request.prompt, request.sample.load_images(), trajectory_path=path)
         if result.stop_reason == "model_error":
             raise RuntimeError(f"agent model failed after {result.turns} turn(s): {result.error}")
@@ -441,12 +448,33 @@ class AgentAdapter(ModelAdapter):
             },
         )
 
+    def _start_trajectory(self, sample_id: str, path: Path) -> None:
+        """Clear what an earlier run left for this sample, once: later attempts append their runs.
+
+        The attempts of one sample run one after another (``evaluate_sample``), and different
+        samples write different files, so with ``workers`` > 1 only this bookkeeping needs the lock.
+        """
+        with self._started_lock:
+            if sample_id in self._started:
+                return
+            self._started.add(sample_id)
+        path.unlink(missing_ok=True)  # a sample retried by --resume starts a fresh trajectory
+        shutil.rmtree(path.parent / f"{path.stem}_images", ignore_errors=True)
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
             "tools": [getattr(t, "name", str(t)) for t in self._tool_instances],
             "max_turns": self.max_turns,
         }
+
+
+def trajectory_file_name(sample_id: str) -> str:
+    """``<id with unsafe characters as _>-<8 hex digits of its SHA-1>.jsonl``: readable, and distinct
+    for ids that sanitise alike (``a/b`` and ``a_b``) or differ only in case."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)[:48]
+    digest = hashlib.sha1(sample_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe}-{digest}.jsonl"
 
 
 def build_adapter(spec: str, **options: Any) -> ModelAdapter:

@@ -307,7 +307,9 @@ def evaluate_sample(
             record["error"] = f"all {num_samples} attempts failed: " + attempts[0]["error"]
             record["scores"] = {}
         elif len(scored) < len(attempts):
-            record["attempt_errors"] = [f"attempt {i}: {a['error']}" for i, a in enumerate(attempts) if "error" in a]
+            record["attempt_errors"] = [
+                f"attempt {i}: {a['error']}" for i, a in enumerate(attempts) if "error" in a
+            ]
     return record
 
 
@@ -418,7 +420,10 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     passk = list(overall.get("pass_at_k", {}))
     subs = [k.split(".", 1)[1] for k in keys if "." in k]
     labels = [k.split(".", 1)[1] if "." in k and subs.count(k.split(".", 1)[1]) == 1 else k for k in keys]
-    labels = [f"{label} {LOWER_IS_BETTER_LABEL}" if k in lower else label for k, label in zip(keys, labels)]
+    labels = [
+        f"{label} {LOWER_IS_BETTER_LABEL}" if k in lower else label
+        for k, label in zip(keys, labels, strict=True)
+    ]
     header = ["split", "n", "errors", *labels, *passk, "latency s"]
     if tools:
         header += ["tool calls", "turns", "tool use"]

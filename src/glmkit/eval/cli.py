@@ -51,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--judge-url", help="LLM judge endpoint http://host/v1@model (for judge-scored benchmarks)"
     )
-    parser.add_argument("--k", type=int, default=1, help="attempts per sample; > 1 reports pass@k")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=1,
+        help="attempts per sample; > 1 reports pass@k (a failed attempt counts as incorrect)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="samples evaluated concurrently (API models)")
     parser.add_argument("--temperature", type=float, help="sampling temperature (openai / agent models)")
     parser.add_argument("--max-tokens", type=int, help="max tokens per reply (openai models)")

@@ -61,21 +61,36 @@ class ToolContext:
     ``allow_private_network`` exists for the project's own tests, which serve pages on loopback;
     everything else must leave it ``False``. ``network_policy`` (a
     :class:`glmkit.tools.net.NetworkPolicy`) overrides it with finer limits when set.
+
+    An id is never handed out twice, even after :meth:`drop_image` (the MCP server drops old images
+    to bound memory): a caller still holding a dropped id gets an error that says so, never a
+    different image under the same id.
     """
 
     images: dict[str, Image.Image] = field(default_factory=dict)
     workdir: Path | None = None
     allow_private_network: bool = False
     network_policy: NetworkPolicy | None = None
+    # The next index (shared by all prefixes) and the dropped ids: both only grow, so ids stay unique.
+    _next_index: int = field(default=0, init=False, repr=False)
+    _dropped: set[str] = field(default_factory=set, init=False, repr=False)
 
     def add_image(self, image: Image.Image, prefix: str = "img") -> str:
-        """Store ``image`` under a fresh id and return the id."""
-        idx = len(self.images)
-        while f"{prefix}_{idx}" in self.images:
+        """Store ``image`` under a fresh id (``<prefix>_<n>``, ``n`` increasing) and return the id."""
+        # Never below the number of stored images, which keeps the numbering of images set directly
+        # in ``images`` (question images, MCP input_images); ids taken or dropped are skipped.
+        idx = max(self._next_index, len(self.images))
+        while f"{prefix}_{idx}" in self.images or f"{prefix}_{idx}" in self._dropped:
             idx += 1
+        self._next_index = idx + 1
         image_id = f"{prefix}_{idx}"
         self.images[image_id] = image
         return image_id
+
+    def drop_image(self, image_id: str) -> None:
+        """Forget the image stored as ``image_id``; its id is not reused and asking for it is an error."""
+        del self.images[image_id]
+        self._dropped.add(image_id)
 
     def get_image(self, image_id: str) -> Image.Image:
         """The image stored as ``image_id``, or a :class:`ToolError` naming the known ids."""
@@ -83,6 +98,11 @@ class ToolContext:
             return self.images[image_id]
         except KeyError:
             known = ", ".join(self.images) or "none"
+            if image_id in self._dropped:
+                raise ToolError(
+                    f"image id {image_id!r} is no longer available: it was dropped to keep the number of "
+                    f"stored images bounded; send the image again. Available images: {known}"
+                ) from None
             raise ToolError(f"unknown image id {image_id!r}; available images: {known}") from None
 
     def scratch_dir(self) -> Path:

@@ -31,6 +31,19 @@ from tests.helpers.openai_server import ScriptedOpenAIServer, reply
         ("Yes.", 1.0),
         ("<think>hmm, is it correct?</think>INCORRECT", 0.0),
         ("1", 1.0),
+        # Markdown emphasis, booleans, fences and punctuation (all fell back to 0 before the fix).
+        ("**Score**: 1", 1.0),
+        ("**Score:** 1", 1.0),
+        ("Score: **0**", 0.0),
+        ("**Verdict**: correct", 1.0),
+        ("__Verdict__ = wrong", 0.0),
+        ("Verdict: **Correct**.", 1.0),
+        ('```json\n{"score": true}\n```', 1.0),
+        ('```json\n{"score": false}\n```', 0.0),
+        ("```\n1\n```", 1.0),
+        ('{"correct": "Yes."}', 1.0),
+        ('{"score": "Incorrect!"}', 0.0),
+        ("{'score': 1}", 1.0),
     ],
 )
 def test_parse_verdict(text: str, score: float) -> None:
@@ -39,7 +52,16 @@ def test_parse_verdict(text: str, score: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "The answer might be correct or incorrect.", '{"score": 3}', "Score: 12", "banana"],
+    [
+        "",
+        "The answer might be correct or incorrect.",
+        '{"score": 3}',
+        "Score: 12",
+        "banana",
+        "**Score**: 12",
+        "```\n```",
+        "subscore: 1",
+    ],
 )
 def test_parse_verdict_rejects_garbage(text: str) -> None:
     with pytest.raises(VerdictParseError):
@@ -48,6 +70,8 @@ def test_parse_verdict_rejects_garbage(text: str) -> None:
 
 def test_scale() -> None:
     assert parse_verdict('{"score": 8}', scale=10) == pytest.approx(0.8)
+    assert parse_verdict('{"score": true}', scale=10) == 1.0  # a boolean is a verdict at any scale
+    assert parse_verdict("**Rating**: 7", scale=10) == pytest.approx(0.7)
 
 
 def test_parse_endpoint() -> None:

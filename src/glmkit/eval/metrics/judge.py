@@ -16,6 +16,7 @@ The judge's model id (as the server reports it) is recorded with each verdict.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import threading
@@ -36,11 +37,22 @@ The candidate is correct when it states the same fact as the reference (wording,
 and formatting may differ; extra explanation is fine; a different or hedged final answer is not).
 Reply with only a JSON object: {{"score": 1}} if the candidate is correct, {{"score": 0}} if it is not."""
 
+# Markdown emphasis may wrap the keyword, the separator or the value: "**Score**: 1", "**Score:** 1",
+# "Score: **1**", "__Verdict__ = correct" (hence no \b before the keyword: "_" is a word character).
+_EMPHASIS = r"[*_]*"
 _SCORE_RE = re.compile(
-    r"\b(?:score|rating|grade)\s*[:=]\s*\**\s*([-+]?\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?))?", re.I
+    rf"(?<![A-Za-z0-9])(?:score|rating|grade){_EMPHASIS}\s*[:=]\s*{_EMPHASIS}\s*([-+]?\d+(?:\.\d+)?)\s*"
+    r"(?:/\s*(\d+(?:\.\d+)?))?",
+    re.I,
 )
 _FRACTION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?))?\s*$")
-_VERDICT_TAG_RE = re.compile(r"(?:\[\[\s*([A-Za-z]+)\s*\]\]|\bverdict\s*[:=]\s*\**\s*([A-Za-z]+))", re.I)
+_VERDICT_TAG_RE = re.compile(
+    rf"(?:\[\[\s*([A-Za-z]+)\s*\]\]|(?<![A-Za-z0-9])verdict{_EMPHASIS}\s*[:=]\s*{_EMPHASIS}\s*([A-Za-z]+))",
+    re.I,
+)
+_FENCE_RE = re.compile(r"^```[\w-]*[ \t]*\n?(.*?)\n?```$", re.S)
+# Punctuation and emphasis around a verdict word: "Yes.", "**Correct**", "`true`".
+_WORD_STRIP = " \t\n.,;:!?*_`\"'"
 _POSITIVE = {"correct", "yes", "true", "right", "pass"}
 _NEGATIVE = {"incorrect", "no", "false", "wrong", "fail"}
 
@@ -63,7 +75,7 @@ def parse_endpoint(spec: str) -> tuple[str, str]:
 
 
 def _verdict_word(word: str) -> float | None:
-    word = word.strip().lower()
+    word = word.strip(_WORD_STRIP).lower()
     if word in _POSITIVE:
         return 1.0
     if word in _NEGATIVE:
@@ -78,15 +90,19 @@ def _from_json(text: str, scale: float) -> float | None:
         try:
             obj, _ = decoder.raw_decode(text[start:])
         except json.JSONDecodeError:
-            continue
+            obj = _python_dict(text[start:])
         if not isinstance(obj, dict):
             continue
         for key in ("score", "rating", "grade"):
             value = obj.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, bool):  # {"score": true}: a verdict, 0 or 1 at any scale
+                return float(value)
+            if isinstance(value, (int, float)):
                 return float(value) / scale
             if isinstance(value, str) and _FRACTION_RE.match(value):
                 return _fraction(value, scale)
+            if isinstance(value, str) and _verdict_word(value) is not None:
+                return _verdict_word(value)
         for key in ("verdict", "judgement", "judgment", "correct", "answer"):
             value = obj.get(key)
             if isinstance(value, bool):
@@ -94,6 +110,17 @@ def _from_json(text: str, scale: float) -> float | None:
             if isinstance(value, str) and _verdict_word(value) is not None:
                 return _verdict_word(value)
     return None
+
+
+def _python_dict(text: str) -> Any:
+    """A flat Python dict literal at the start of ``text`` (``{'score': 1}``, single quotes), else ``None``."""
+    m = re.match(r"\{[^{}]*\}", text)
+    if m is None:
+        return None
+    try:
+        return ast.literal_eval(m.group(0))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def _fraction(text: str, scale: float) -> float:
@@ -107,14 +134,20 @@ def _fraction(text: str, scale: float) -> float:
 def parse_verdict(text: str, scale: float = 1.0) -> float:
     """Read a score in [0, 1] from a judge reply.
 
-    Accepted, in order: a JSON object with ``score`` (or ``verdict``/``correct``), ``Score: 7/10`` or
-    ``Score: 0.8``, ``[[CORRECT]]`` / ``Verdict: yes``, or a reply that is a single verdict word or
-    number. Only raw numbers are divided by ``scale`` (10 for a 0-10 judge): a fraction such as
-    ``7/10`` is already normalised and verdict words or booleans are 0 or 1 at any scale.
-    Anything else raises :class:`VerdictParseError`; prose that merely mentions 'correct' is not
-    guessed at.
+    Accepted, in order: a JSON object with ``score`` (a number, fraction string, boolean or
+    verdict word) or ``verdict``/``correct`` (a boolean or verdict word), also inside a fenced code
+    block or written as a Python dict; ``Score: 7/10`` or ``Score: 0.8``; ``[[CORRECT]]`` /
+    ``Verdict: yes``; or a reply that is a single verdict word or number. Markdown emphasis around
+    the keyword or value (``**Score**: 1``, ``Verdict: **Correct**``) and punctuation after a verdict
+    word (``"Yes."``) are ignored. Only raw numbers are divided by ``scale`` (10 for a 0-10 judge):
+    a fraction such as ``7/10`` is already normalised and verdict words or booleans are 0 or 1 at
+    any scale. Anything else raises :class:`VerdictParseError`; prose that merely mentions
+    'correct' is not guessed at.
     """
     body = strip_thinking(text).strip()
+    fenced = _FENCE_RE.match(body)
+    if fenced:  # a reply that is one fenced block: judge its content
+        body = fenced.group(1).strip()
     if not body:
         raise VerdictParseError("empty judge reply")
     score = _from_json(body, scale)
