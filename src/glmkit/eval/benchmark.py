@@ -55,9 +55,6 @@ SUMMARY_MD = "summary.md"
 
 MetricSpec = tuple[str, dict[str, Any]]
 
-# Sub-scores that are distances (lower is better), by metric name, for metrics that do not declare
-# them with a ``lower_is_better`` attribute of their own.
-LOWER_IS_BETTER: dict[str, tuple[str, ...]] = {"ocr_ned": ("ned",)}
 LOWER_IS_BETTER_LABEL = "(lower is better)"
 
 
@@ -366,15 +363,8 @@ def _group_summary(records: list[dict[str, Any]], score_keys: list[str], with_to
 
 
 def lower_is_better_keys(metrics: Sequence[SampleMetric]) -> list[str]:
-    """Score keys that are distances (lower is better): a metric's ``lower_is_better`` sub-score
-    names if it declares them, else those listed in :data:`LOWER_IS_BETTER` for its name."""
-    keys = []
-    for metric in metrics:
-        names = getattr(metric, "lower_is_better", None)
-        if names is None:
-            names = LOWER_IS_BETTER.get(metric.name, ())
-        keys += [f"{metric.key}.{name}" for name in names]
-    return keys
+    """Score keys that are distances (lower is better): each metric's ``lower_is_better`` sub-scores."""
+    return [f"{metric.key}.{name}" for metric in metrics for name in getattr(metric, "lower_is_better", ())]
 
 
 def summarize(

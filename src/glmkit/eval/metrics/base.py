@@ -40,6 +40,8 @@ class SampleMetric(ABC):
     """
 
     name: ClassVar[str]
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
+    """Sub-score names that are distances, so summaries label their columns."""
 
     def __init__(self, key: str | None = None) -> None:
         self.key = key or self.name

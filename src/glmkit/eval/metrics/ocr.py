@@ -68,6 +68,7 @@ class EditDistanceScorer(SampleMetric):
     """
 
     name = "ocr_ned"
+    lower_is_better = ("ned",)
 
     def __init__(
         self,
