@@ -73,6 +73,28 @@ def test_phis_freezes_after_estimate_steps_and_round_trips_state() -> None:
     clone.load_state_dict(norm.state_dict())
     x = torch.randn(1, 5, 8)
     assert torch.equal(clone.eval()(x), norm.eval()(x))
+    assert clone.ready and torch.equal(clone.sum_outer, norm.sum_outer)
+    with pytest.raises(
+        ValueError,
+        match=r"statistic 'sum' of the checkpoint has shape \[8\], but this PHISNorm\(dim=4\) needs \[4\]",
+    ):
+        PHISNorm(4).load_state_dict(norm.state_dict())
+
+
+def test_phis_statistics_are_never_cast() -> None:
+    """A bf16 copy of a float64 running sum loses updates (300 + 1 == 300 in bf16); casts of the
+    module (model.to(bfloat16), FSDP's buffer_dtype) must leave the statistics alone."""
+    norm = PHISNorm(4, estimate_steps=3).train()
+    norm(torch.randn(1, 300, 4))
+    norm.to(torch.bfloat16)
+    norm(torch.randn(1, 1, 4))
+    assert norm.count.dtype == norm.sum_outer.dtype == torch.float64 and float(norm.count) == 301
+    assert norm.transform.dtype == torch.float32
+    assert not list(norm.buffers())  # nothing a buffer caster could reach
+    with torch.device("meta"):
+        lazy = PHISNorm(4)
+    lazy.to_empty(device="cpu")
+    assert torch.equal(lazy.transform, torch.eye(4)) and float(lazy.count) == 0
 
 
 def test_mlp_adaptor_shapes_and_output_layer_name() -> None:

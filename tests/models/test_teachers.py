@@ -340,6 +340,11 @@ def test_preprocessing_statistics_and_resize():
     # an image already at the teacher's size is not resampled
     x = torch.rand(1, 3, 64, 64)
     torch.testing.assert_close(sig.preprocess(x), x * 2 - 1)
+    # casting the teacher leaves its statistics in float32 (bf16 would turn 0.485 into 0.484375)
+    expected = dino.preprocess(grey)
+    dino.to(torch.bfloat16)
+    assert dino.mean.dtype == dino.std.dtype == torch.float32
+    assert torch.equal(dino.preprocess(grey), expected)
 
 
 @pytest.mark.parametrize(

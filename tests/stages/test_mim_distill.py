@@ -285,27 +285,68 @@ def test_skipped_images_are_counted_and_warned_once() -> None:
     assert sum("a.jpg" in m for m in messages) == 1 and sum("b.jpg" in m for m in messages) == 1
 
 
-def _fsdp_state_keys(rank: int, world: int) -> list[str]:
-    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+class _DistillStep(torch.nn.Module):
+    """Runs the stage's loss through ``forward``, the way Lightning's strategies call training_step."""
+
+    def __init__(self, stage: MIMDistill) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.stage.distill(images, mask)["loss"]
+
+
+def _fsdp_bf16_mixed_steps(rank: int, world: int) -> dict:
+    from torch.distributed.fsdp import FullStateDictConfig, MixedPrecision, StateDictType
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     torch.manual_seed(0)
     stage = MIMDistill(
         encoder=CogViT(preset="tiny"),
         teachers={"dinov3": DINOv3Teacher(preset="tiny", image_size=64, dtype="bfloat16")},
+        target_norm="phis",
+        target_norm_args={"estimate_steps": 2},
     )
-    wrapped = FSDP(stage, device_id=torch.device("cpu"), use_orig_params=True)
+    # what Lightning's FSDP strategy passes under precision="bf16-mixed": buffers cast to bf16 too
+    bf16 = MixedPrecision(
+        param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, buffer_dtype=torch.bfloat16
+    )
+    wrapped = FSDP(
+        _DistillStep(stage), device_id=torch.device("cpu"), use_orig_params=True, mixed_precision=bf16
+    )
+    generator = torch.Generator().manual_seed(rank)
+    for step in range(3):
+        images = torch.rand(2, 3, 64, 64, generator=generator)
+        wrapped(images, stage.draw_mask(2, (4, 4), split="train", step=step)).backward()
+    norm = stage.target_norms["dinov3"]
     config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
     with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT, config):
         state = wrapped.state_dict()
-    return sorted(state)
+    return {
+        "keys": sorted(state),
+        "phis_state": state.get("stage.target_norms.dinov3._extra_state"),
+        "count": float(norm.count),
+        "dtypes": (norm.sum_outer.dtype, norm.transform.dtype, stage.encoder.rope.inv_freq.dtype),
+        "transform": norm.transform.clone(),
+    }
 
 
 @pytest.mark.distributed
-def test_stage_shards_with_fsdp_on_two_cpu_processes(tmp_path: Path) -> None:
-    """Lightning's FSDP needs CUDA, so this wraps the stage with torch FSDP on gloo directly: the
-    bf16 teacher is not flattened with the fp32 student, and the full state dict has no teacher."""
-    keys, others = run_on_ranks(_fsdp_state_keys, 2, tmp_path)
-    assert others == []  # rank0_only: the full state dict is gathered on rank 0 alone
-    assert any(k.startswith("encoder.") for k in keys) and "mask_token" in keys
+def test_stage_shards_with_fsdp_bf16_mixed_on_two_cpu_processes(tmp_path: Path) -> None:
+    """Lightning's FSDP needs CUDA, so this wraps the stage with torch FSDP on gloo directly, with the
+    mixed precision Lightning's ``bf16-mixed`` uses (buffers cast to bf16): the bf16 teacher is not
+    flattened with the fp32 student, PHI-S keeps float64 statistics summed over both ranks, RoPE
+    keeps float32 frequencies, and the full state dict has PHI-S's statistics but no teacher."""
+    first, second = run_on_ranks(_fsdp_bf16_mixed_steps, 2, tmp_path)
+    assert first["dtypes"] == second["dtypes"] == (torch.float64, torch.float32, torch.float32)
+    assert first["count"] == second["count"] == 2 * 2 * 2 * 16  # estimate steps x ranks x images x tokens
+    assert torch.equal(first["transform"], second["transform"])
+    # rank0_only: parameters and buffers are gathered on rank 0 alone (extra state passes through)
+    assert not any(k.startswith("stage.encoder.") for k in second["keys"])
+    keys = first["keys"]
+    assert any(k.startswith("stage.encoder.") for k in keys) and "stage.mask_token" in keys
     assert not any("teacher" in k for k in keys)
+    assert (
+        first["phis_state"]["sum_outer"].dtype == torch.float64
+        and int(first["phis_state"]["steps_seen"]) == 2
+    )

@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glmkit.nn.fixed_precision import target_device
 from glmkit.registry import registry
 
 TARGET_NORMS = registry("target_norms", "per-teacher normalisation of distillation targets")
@@ -74,9 +75,13 @@ class PHISNorm(TargetNorm):
     which gives the same per-channel unit variance.
 
     Statistics are accumulated over the first ``estimate_steps`` training batches (all-reduced
-    across ranks so every rank normalises identically) and then frozen; they live in buffers, so
-    they are saved with the checkpoint and a resumed run normalises exactly as before.
+    across ranks so every rank normalises identically) and then frozen. They are saved with the
+    checkpoint as the module's extra state, so a resumed run normalises exactly as before. They are
+    not buffers: casts (``.to(bfloat16)``, FSDP's ``buffer_dtype`` under ``bf16-mixed``) would
+    round the float64 running sums, so they only ever follow the module's device.
     """
+
+    _STATISTICS = ("count", "sum", "sum_outer", "steps_seen", "mean", "transform")
 
     def __init__(self, dim: int, estimate_steps: int = 100, eps: float = 1e-6) -> None:
         super().__init__(dim)
@@ -84,12 +89,16 @@ class PHISNorm(TargetNorm):
             raise ValueError(f"PHISNorm needs estimate_steps >= 1, got {estimate_steps}")
         self.estimate_steps = estimate_steps
         self.eps = eps
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
-        self.register_buffer("sum", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("sum_outer", torch.zeros(dim, dim, dtype=torch.float64))
-        self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("transform", torch.eye(dim))
+        self._reset_statistics(None)
+
+    def _reset_statistics(self, device: torch.device | None) -> None:
+        dim = self.dim
+        self.count = torch.zeros((), dtype=torch.float64, device=device)
+        self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.sum_outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+        self.steps_seen = torch.zeros((), dtype=torch.long, device=device)
+        self.mean = torch.zeros(dim, device=device)
+        self.transform = torch.eye(dim, device=device)
 
     @property
     def ready(self) -> bool:
@@ -135,13 +144,32 @@ class PHISNorm(TargetNorm):
             self.update(features)
         return (features.float() - self.mean) @ self.transform
 
+    def get_extra_state(self) -> dict[str, Tensor]:
+        """The statistics, for the checkpoint."""
+        return {name: getattr(self, name) for name in self._STATISTICS}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        """Restore the statistics of a checkpoint, checking they fit this module's width."""
+        missing = [name for name in self._STATISTICS if name not in state]
+        if missing:
+            raise KeyError(f"PHISNorm checkpoint state lacks {missing}; it holds {sorted(state)}")
+        for name in self._STATISTICS:
+            current, value = getattr(self, name), state[name]
+            if tuple(value.shape) != tuple(current.shape):
+                raise ValueError(
+                    f"PHISNorm statistic {name!r} of the checkpoint has shape {list(value.shape)}, but this "
+                    f"PHISNorm(dim={self.dim}) needs {list(current.shape)}: was the teacher changed?"
+                )
+            setattr(self, name, value.to(device=current.device, dtype=current.dtype).clone())
+
     def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
-        # Move the statistics with the module but never cast them: a bf16 copy of a float64 running
-        # sum loses every update (300 + 1 == 300 in bf16).
-        keep = {name: buf for name, buf in self._buffers.items() if buf is not None}
         super()._apply(fn, recurse)
-        for name, buf in keep.items():
-            self._buffers[name] = buf.to(device=self._buffers[name].device)
+        device = target_device(fn, self.mean)
+        if self.mean.is_meta:  # built on the meta device: nothing to keep
+            self._reset_statistics(device)
+        else:
+            for name in self._STATISTICS:
+                setattr(self, name, getattr(self, name).to(device))
         return self
 
 

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from glmkit.nn.fixed_precision import target_device
+
 
 class RotaryEmbedding2D(nn.Module):
     """Cos/sin tables for axial 2D RoPE from integer (y, x) patch coordinates.
@@ -41,8 +43,9 @@ class RotaryEmbedding2D(nn.Module):
             raise ValueError(f"rope theta must be positive, got {theta}")
         self.head_dim = head_dim
         self.theta = float(theta)
-        # Not persistent: derived from (head_dim, theta), so checkpoints stay free of it.
-        self.register_buffer("inv_freq", self._frequencies(), persistent=False)
+        # A plain attribute, not a buffer: derived from (head_dim, theta), so checkpoints stay free of
+        # it, and out of reach of dtype casts and FSDP's buffer casting (see nn/fixed_precision.py).
+        self.inv_freq = self._frequencies()
         self._grid_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     def _frequencies(self, device: torch.device | None = None) -> Tensor:
@@ -97,12 +100,10 @@ class RotaryEmbedding2D(nn.Module):
         return cached
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> RotaryEmbedding2D:
-        self._grid_cache.clear()  # device/dtype moves invalidate cached tables
+        self._grid_cache.clear()  # device moves invalidate cached tables
         super()._apply(fn, recurse)
-        # Follow device moves but not dtype casts: model.to(bfloat16) or bf16-true precision would
-        # round the frequencies, an error that grows with the patch coordinate on large grids.
-        if self.inv_freq.dtype != torch.float32:
-            self.inv_freq = self._frequencies(self.inv_freq.device)
+        # Follow the module's device, never its dtype; recomputed, so to_empty() loses nothing either.
+        self.inv_freq = self._frequencies(target_device(fn, self.inv_freq))
         return self
 
     def extra_repr(self) -> str:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glmkit.nn.fixed_precision import target_device
 from glmkit.registry import registry
 
 TEACHERS = registry("teachers", "frozen teacher models for distillation")
@@ -139,11 +140,10 @@ class Teacher(nn.Module):
         self.final_norm = final_norm
         self.persistent = persistent
         self.dtype_name = dtype
-        # B, C, H, W broadcastable; not persistent: they follow from the constructor arguments
-        self.register_buffer(
-            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        # [1, C, 1, 1], float32 whatever the teacher's dtype: plain attributes, not buffers, so that
+        # casting the teacher never rounds them (see nn/fixed_precision.py); they follow its device.
+        self._stats = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+        self._place_stats(None)
         self.model = model.to(torch_dtype(dtype))
         self.model.requires_grad_(False)
         self.train(False)
@@ -162,6 +162,16 @@ class Teacher(nn.Module):
         """Stay in eval mode whatever ``mode`` is: a teacher never trains, and DINOv3 must not
         randomise its RoPE coordinates (which it does in train mode)."""
         return super().train(False)
+
+    def _place_stats(self, device: torch.device | None) -> None:
+        mean, std = self._stats
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        super()._apply(fn, recurse)
+        self._place_stats(target_device(fn, self.mean))
+        return self
 
     def preprocess(self, images: Tensor) -> Tensor:
         """Float images ``[B, 3, H, W]`` in [0, 1] -> normalised pixels at ``image_size`` (float32).
