@@ -50,3 +50,13 @@ def test_registered_class_names_are_unique() -> None:
 def test_tools_command_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tools", "frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("list [KIND] [PATTERN]", "plugins", "eval --benchmark", "tools serve"):
+        assert command in out
+    assert "{fit,validate,test,predict}" in out  # LightningCLI's help follows

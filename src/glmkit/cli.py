@@ -129,11 +129,28 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+COMMANDS_HELP = """\
+glmkit: train, evaluate and serve native multimodal agent models.
+
+Commands of glmkit itself:
+  list [KIND] [PATTERN]   registered components (encoders, losses, tools, metrics, ...)
+  plugins                 installed glmkit plugins and whether they loaded
+  eval --benchmark NAME --model SPEC
+                          run an evaluation benchmark (glmkit eval --help)
+  tools serve | export-skills
+                          the tool chain over MCP (stdio), or as agent skill folders
+
+Training runs through Lightning's subcommands, fit | validate | test | predict --config RECIPE:
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``glmkit`` console script."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in COMMANDS:
         return COMMANDS[args[0]](args[1:])
+    if not args or args[0] in ("-h", "--help"):
+        print(COMMANDS_HELP)  # then LightningCLI's own help of the training subcommands
     # Plugins and glmkit's components must be imported before the parser is built, so that short
     # class names in a recipe resolve.
     _print_report(import_all())

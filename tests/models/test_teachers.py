@@ -400,6 +400,8 @@ def test_errors_name_the_problem(ckpts, tmp_path):
         SigLIP2Teacher(str(empty))
     with pytest.raises(ValueError, match="timm has no model 'vit_tiny_patch16_2244'. Did you mean"):
         TimmTeacher("vit_tiny_patch16_2244")
+    with pytest.raises(ValueError, match="image_size=256 disagrees with model_kwargs img_size=224"):
+        TimmTeacher(preset="tiny", image_size=256, model_kwargs={"img_size": 224})
     with pytest.raises(ValueError, match="image_size=100 must be a positive multiple of the patch size 16"):
         DINOv3Teacher(preset="tiny", image_size=100)
     teacher = DINOv3Teacher(preset="tiny")

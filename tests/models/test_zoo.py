@@ -149,3 +149,8 @@ def test_hub_id_goes_through_snapshot_download(
     monkeypatch.setattr(huggingface_hub, "snapshot_download", failing)
     with pytest.raises(OSError, match="could not download pretrained export 'zai-org/other'.*offline"):
         load_pretrained("zai-org/other")
+    # a mistyped local run folder looks like a hub id: the error says it is not on disk either
+    with pytest.raises(
+        OSError, match=r"from the Hugging Face hub \(no local directory /.*runs/encodr exists"
+    ):
+        load_pretrained("runs/encodr")

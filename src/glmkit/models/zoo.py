@@ -91,20 +91,22 @@ def resolve_pretrained_dir(path_or_hub_id: str | Path, revision: str | None = No
             )
         return local
     if isinstance(path_or_hub_id, str) and _HUB_ID.match(text):
-        return _download(text, revision)
+        return _download(text, revision, missing_local=local.absolute())
     raise FileNotFoundError(
         f"pretrained directory {local} does not exist (and {text!r} is not a hub id of the form 'org/name')"
     )
 
 
-def _download(repo_id: str, revision: str | None) -> Path:
+def _download(repo_id: str, revision: str | None, missing_local: Path | None = None) -> Path:
     from huggingface_hub import snapshot_download  # network access only on this path
 
     try:
         path = snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
     except Exception as exc:  # offline, unknown repo, gated, ...: one message naming the id
+        # 'runs/encodr' looks like a hub id too: say that no such local directory exists either
+        local_note = f" (no local directory {missing_local} exists either)" if missing_local else ""
         raise OSError(
-            f"could not download pretrained export {repo_id!r} from the Hugging Face hub: {exc}"
+            f"could not download pretrained export {repo_id!r} from the Hugging Face hub{local_note}: {exc}"
         ) from exc
     return Path(path)
 

@@ -106,7 +106,12 @@ class TimmTeacher(Teacher):
             model_kwargs = {**entry["model_kwargs"], **(model_kwargs or {})}
         kwargs: dict[str, Any] = {"num_classes": 0, **(model_kwargs or {})}  # no classifier head
         if image_size is not None:
-            kwargs.setdefault("img_size", image_size)
+            given = kwargs.setdefault("img_size", image_size)
+            if given != image_size:  # the teacher would resize to one size, the model expect another
+                raise ValueError(
+                    f"{name}: image_size={image_size} disagrees with model_kwargs img_size={given}; "
+                    "give one of them"
+                )
         with seeded(seed):
             net = _create(model_name, pretrained, checkpoint, kwargs)
 
