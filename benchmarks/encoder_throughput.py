@@ -12,11 +12,13 @@ Rows:
   timm-vit        timm VisionTransformer, same width/depth/heads/patch/image size, same class and
                   register tokens, learned absolute position embedding, no QK-Norm
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed steps (parameters,
-gradients, optimizer state and activations). On CPU, each model runs ``--memory-steps`` training
-steps in a fresh subprocess; the row shows the peak RSS (``VmHWM`` in /proc/self/status, reset through
-/proc/self/clear_refs after the imports; ``ru_maxrss`` where that is unavailable) minus the RSS just
-before the model is built: parameters, gradients, AdamW state, activations and allocator slack.
+Peak memory: each row runs ``--memory-steps`` training steps in a fresh subprocess of its own (same
+flags, so same device and dtype), so no other row's parameters, gradients or optimizer state are
+resident while it is measured. On CUDA the row shows ``torch.cuda.max_memory_allocated`` minus
+``memory_allocated`` just before the model is built; on CPU the peak RSS (``VmHWM`` in
+/proc/self/status, reset through /proc/self/clear_refs after the imports; ``ru_maxrss`` where that is
+unavailable) minus the RSS just before the model is built. Either way: parameters, gradients, AdamW
+state, activations and the input batch (plus allocator slack on CPU).
 
 Columns: ``step(s)`` median wall time of a step, ``min(s)`` the fastest step, ``cpu(s)`` median
 process CPU time of a step (all threads; less sensitive than wall time to other processes taking
@@ -25,9 +27,12 @@ cores on a shared machine). The ratios below the table compare images/s with tim
 The ``saved MiB`` column counts the distinct storages autograd keeps for backward during one forward
 (parameters excluded): activation memory without allocator or load noise.
 
-FLOPs are analytic: 6 x (matmul weights) x tokens + 12 x depth x B x L^2 x D for attention
-(QK^T and AV, forward 4 B L^2 D per block, backward twice that). MFU is reported on CUDA against
-the H100 SXM dense bf16 peak of 989 TFLOPS (``--peak-tflops`` to change).
+FLOPs are analytic and depend on the shape only, so rows of the same shape get the same count
+whatever modules implement it: patch embedding 4 x (P*P*C*D) x B x N_patches (forward and weight
+gradient; the pixels need no gradient), block matmul weights 6 x weights x B x L, attention
+12 x depth x B x L^2 x D (QK^T and AV, forward 4 B L^2 D per block, backward twice that), with
+L = N_patches + class/register tokens. MFU is reported on CUDA against the H100 SXM dense bf16 peak
+of 989 TFLOPS (``--peak-tflops`` to change).
 
 Example::
 
@@ -37,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -46,6 +52,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
 
 import torch
 from timm.layers import set_fused_attn
@@ -61,31 +68,43 @@ def row_names(args: argparse.Namespace) -> list[str]:
     return ["cogvit"] + ([] if args.no_plain_row else ["cogvit-plain"]) + ["timm-vit"]
 
 
-def build_row(name: str, args: argparse.Namespace) -> tuple[nn.Module, LossFn]:
-    """The model and loss function of one benchmarked row."""
+def row_config(name: str, args: argparse.Namespace) -> CogViTConfig:
+    """The resolved shape of one row; the timm row is described by the same config (RoPE off)."""
     common = {"img_size": args.image_size, "attn_backend": "sdpa"}
     if name == "cogvit":
-        model = CogViT.preset(args.preset, qk_norm=not args.no_qk_norm, rope=not args.no_rope, **common)
-        return model, _cogvit_loss
+        return resolve_config(args.preset, qk_norm=not args.no_qk_norm, rope=not args.no_rope, **common)
     if name == "cogvit-plain":
-        return CogViT.preset(args.preset, qk_norm=False, rope=False, **common), _cogvit_loss
+        return resolve_config(args.preset, qk_norm=False, rope=False, **common)
     if name == "timm-vit":
-        return build_timm(resolve_config(args.preset, **common), args), _timm_loss
+        return resolve_config(args.preset, qk_norm=args.timm_qk_norm, rope=False, **common)
     raise ValueError(f"unknown row {name!r}; rows: {row_names(args)}")
 
 
-def build_timm(cfg: CogViTConfig, args: argparse.Namespace) -> nn.Module:
+def build_row(name: str, args: argparse.Namespace) -> tuple[nn.Module, LossFn]:
+    """The model and loss function of one benchmarked row."""
+    cfg = row_config(name, args)
+    if name == "timm-vit":
+        return build_timm(cfg), _timm_loss
+    return CogViT(preset=args.preset, **asdict(cfg)), _cogvit_loss
+
+
+def build_timm(cfg: CogViTConfig) -> nn.Module:
     """timm VisionTransformer with CogViT's shape, F.sdpa attention and no classifier head."""
+    if cfg.mlp_type != "gelu" or cfg.rope:
+        raise ValueError(
+            f"the timm row needs mlp_type='gelu' and rope=False, got {cfg.mlp_type!r}, {cfg.rope}"
+        )
     set_fused_attn(True)
     model = VisionTransformer(
-        img_size=args.image_size,
+        img_size=cfg.img_size,
         patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans,
         embed_dim=cfg.embed_dim,
         depth=cfg.depth,
         num_heads=cfg.num_heads,
         mlp_ratio=cfg.mlp_ratio,
         qkv_bias=cfg.qkv_bias,
-        qk_norm=args.timm_qk_norm,
+        qk_norm=cfg.qk_norm,
         class_token=cfg.class_token,
         reg_tokens=cfg.num_registers,
         num_classes=0,
@@ -106,15 +125,32 @@ def _timm_loss(model: nn.Module, images: Tensor) -> Tensor:
     return tokens.float().square().mean()
 
 
-def train_flops(
-    model: nn.Module, batch: int, num_patches: int, num_prefix: int, depth: int, dim: int
-) -> float:
-    """Analytic FLOPs of one forward+backward: 6 x matmul weights x tokens + attention matmuls."""
-    tokens = batch * (num_patches + num_prefix)
-    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    seq = num_patches + num_prefix
-    attention = 4 * batch * seq * seq * dim * depth  # forward QK^T and AV
-    return 6.0 * linear * tokens + 3.0 * attention
+def mlp_hidden(cfg: CogViTConfig) -> int:
+    """Hidden width of a block's MLP (SwiGLU: 2/3 of the GELU width, rounded up to a multiple of 8)."""
+    hidden = int(cfg.embed_dim * cfg.mlp_ratio)
+    return -(-int(hidden * 2 / 3) // 8) * 8 if cfg.mlp_type == "swiglu" else hidden
+
+
+def block_matmul_weights(cfg: CogViTConfig) -> int:
+    """Matmul weights of one block: qkv (3 D^2) + output projection (D^2) + MLP (2 or 3 x D x hidden)."""
+    dim = cfg.embed_dim
+    return 4 * dim * dim + (3 if cfg.mlp_type == "swiglu" else 2) * dim * mlp_hidden(cfg)
+
+
+def train_flops(cfg: CogViTConfig, batch: int, image_size: int) -> float:
+    """Analytic FLOPs of one forward+backward, from the shape alone (not from module types).
+
+    Patch embedding: 4 x (P*P*C*D) x B x N_patches (forward 2x + weight gradient 2x; the pixels need no
+    gradient), whether it is a Linear (CogViT) or a stride-P Conv2d (timm). Blocks: 6 x matmul weights
+    x B x L with L = N_patches + prefix tokens. Attention: QK^T and AV, forward 4 B L^2 D per block and
+    backward twice that. Norms, activations, RoPE and biases are not counted.
+    """
+    num_patches = (image_size // cfg.patch_size) ** 2
+    seq = num_patches + int(cfg.class_token) + cfg.num_registers
+    patch_embed = 4 * cfg.patch_size * cfg.patch_size * cfg.in_chans * cfg.embed_dim * batch * num_patches
+    blocks = 6 * cfg.depth * block_matmul_weights(cfg) * batch * seq
+    attention = 12 * cfg.depth * batch * seq * seq * cfg.embed_dim
+    return float(patch_embed + blocks + attention)
 
 
 def autocast_context(args: argparse.Namespace, device: torch.device) -> AbstractContextManager:
@@ -146,27 +182,21 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_interleaved(args: argparse.Namespace, device: torch.device) -> dict[str, dict[str, float]]:
-    """Per-row median step time, images/s and (CUDA) peak memory, steps interleaved across rows."""
+    """Per-row median step time and images/s, steps interleaved across rows (memory: :func:`peak_memory`)."""
     torch.manual_seed(0)
     rows = {name: build_row(name, args) for name in row_names(args)}
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
-    steps, peaks, flops = {}, dict.fromkeys(rows, 0), {}
+    steps = {}
     times: dict[str, list[float]] = {name: [] for name in rows}
     cpu_times: dict[str, list[float]] = {name: [] for name in rows}
-    cfg = resolve_config(args.preset)
-    num_patches = (args.image_size // cfg.patch_size) ** 2
+    flops = {name: train_flops(row_config(name, args), args.batch_size, args.image_size) for name in rows}
     for name, (model, loss_fn) in rows.items():
         model.to(device).train()
         steps[name] = make_step(model, loss_fn, images, args, device)
-        flops[name] = train_flops(
-            model, args.batch_size, num_patches, model.num_prefix_tokens, cfg.depth, cfg.embed_dim
-        )
     names = list(rows)
     for round_index in range(args.warmup + args.steps):
         order = names if round_index % 2 == 0 else names[::-1]
         for name in order:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
             synchronize(device)
             start, cpu_start = time.perf_counter(), time.process_time()
             steps[name]()
@@ -175,8 +205,6 @@ def time_interleaved(args: argparse.Namespace, device: torch.device) -> dict[str
             if round_index >= args.warmup:
                 times[name].append(elapsed)
                 cpu_times[name].append(cpu_elapsed)
-                if device.type == "cuda":
-                    peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated(device))
     results = {}
     for name in names:
         median = statistics.median(times[name])
@@ -190,7 +218,7 @@ def time_interleaved(args: argparse.Namespace, device: torch.device) -> dict[str
             ),
             "images_per_s": args.batch_size / median,
             "tflops": flops[name] / median / 1e12,
-            "peak_mib": peaks[name] / 2**20 if device.type == "cuda" else float("nan"),
+            "peak_mib": float("nan"),  # filled in by peak_memory, one fresh process per row
             "params_m": sum(p.numel() for p in rows[name][0].parameters()) / 1e6,
             "saved_mib": saved_activation_mib(*rows[name], images, args),
         }
@@ -245,22 +273,47 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def memory_probe(args: argparse.Namespace) -> None:
-    """Subprocess body: peak RSS growth of ``--memory-steps`` training steps of one row."""
-    device = torch.device("cpu")
+def _memory_mark(device: torch.device) -> float:
+    """Reset the peak-memory mark and return the memory in use now, in MiB.
+
+    CUDA: the caching allocator's counters (tensors only; the CUDA context and allocator slack are not
+    counted). CPU: the process RSS, whose peak (VmHWM) is reset through /proc/self/clear_refs.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
     _reset_peak_rss()  # imports can leave a transient peak above the steady state
-    before = _rss_mib()
+    return _rss_mib()
+
+
+def _memory_peak(device: torch.device) -> float:
+    """Peak memory in MiB since the last :func:`_memory_mark`."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return _peak_rss_mib()
+
+
+def memory_probe(args: argparse.Namespace) -> None:
+    """Subprocess body: peak memory growth of ``--memory-steps`` training steps of one row.
+
+    The row is the only model this process ever builds, so the peak holds its own parameters,
+    gradients, AdamW state and activations and nothing of the other rows.
+    """
+    device = torch.device(args.device)
+    before = _memory_mark(device)
     torch.manual_seed(0)
     model, loss_fn = build_row(args.memory_probe, args)
-    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
-    step = make_step(model.train(), loss_fn, images, args, device)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    step = make_step(model.to(device).train(), loss_fn, images, args, device)
     for _ in range(args.memory_steps):
         step()
-    print(json.dumps({"peak_mib": _peak_rss_mib() - before}))
+    print(json.dumps({"peak_mib": _memory_peak(device) - before}))
 
 
-def cpu_peak_memory(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
-    """Run :func:`memory_probe` for each row in its own process."""
+def peak_memory(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
+    """Run :func:`memory_probe` for each row in its own process (same flags, so same device and dtype)."""
     peaks = {}
     for name in names:
         cmd = [sys.executable, __file__, *args.argv, "--memory-probe", name]
@@ -289,13 +342,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timm-qk-norm", action="store_true", help="give the timm model QK-Norm too")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
-    parser.add_argument("--memory-steps", type=int, default=2, help="CPU memory probe: steps per subprocess")
-    parser.add_argument("--no-memory", action="store_true", help="skip the CPU memory subprocesses")
+    parser.add_argument(
+        "--memory-steps", type=int, default=2, help="memory probe: steps per subprocess (>= 2: AdamW state)"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-row memory subprocesses")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak for MFU (H100 SXM)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # replayed by the memory subprocesses
+    if args.memory_steps < 1:
+        parser.error(f"--memory-steps must be at least 1, got {args.memory_steps}")
     if args.dtype is None:
         args.dtype = "bf16" if args.device.startswith("cuda") else "fp32"
     return args
@@ -310,13 +367,23 @@ def main(argv: list[str] | None = None) -> None:
         return
     device = torch.device(args.device)
     results = time_interleaved(args, device)
-    if device.type == "cpu" and not args.no_memory:
-        for name, peak in cpu_peak_memory(args, list(results)).items():
+    if not args.no_memory:
+        # the timed models are gone with time_interleaved's frame; hand their cached blocks back to the
+        # driver so the probe subprocesses have the whole device (their counters are per process anyway)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        for name, peak in peak_memory(args, list(results)).items():
             results[name]["peak_mib"] = peak
-    mem_method = (
-        "torch.cuda.max_memory_allocated"
+    measure = (
+        "torch.cuda.max_memory_allocated - memory_allocated"
         if device.type == "cuda"
-        else f"per-row subprocess: peak RSS (VmHWM, reset after imports) - RSS before build, {args.memory_steps} steps"
+        else "peak RSS (VmHWM, reset after imports) - RSS"
+    )
+    mem_method = (
+        "not measured (--no-memory)"
+        if args.no_memory
+        else f"per-row subprocess, {args.memory_steps} steps: {measure} before the build"
     )
     print(
         f"preset={args.preset} batch={args.batch_size} image={args.image_size} dtype={args.dtype} "
