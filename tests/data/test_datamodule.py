@@ -276,3 +276,26 @@ def test_fit_with_and_without_validation(val_samples, expected):
         warnings.simplefilter("ignore")
         trainer(BATCHES_PER_EPOCH, enable_checkpointing=False).fit(model, datamodule(val_samples=val_samples))
     assert model.val == expected and len(model.seen) == BATCHES_PER_EPOCH
+
+
+@pytest.mark.parametrize("val_samples", [0, 7])
+def test_fit_with_overfit_batches(val_samples, tmp_path):
+    # Lightning rebuilds the train loader with a SequentialSampler: it must run as a plain loader,
+    # repeat the same 2 batches every epoch, and its checkpoint must load (a plain loader has no
+    # position to restore, so the resumed run restarts its epoch).
+    model = ValRecorder()
+    every = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=3, save_top_k=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(6, overfit_batches=2, callbacks=[every]).fit(model, datamodule(val_samples=val_samples))
+    assert [idx for idx, _ in model.seen] == [[0, 1, 2], [3, 4, 5]] * 3
+    assert model.seen[:2] == model.seen[2:4] == model.seen[4:]  # the same images, not fresh draws
+    (ckpt,) = list(tmp_path.glob("*step=3.ckpt"))
+    assert torch.load(ckpt, weights_only=False)["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{}]
+    resumed = ValRecorder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(6, overfit_batches=2, enable_checkpointing=False).fit(
+            resumed, datamodule(val_samples=val_samples), ckpt_path=str(ckpt)
+        )
+    assert len(resumed.seen) == 3 and all(batch in model.seen[:2] for batch in resumed.seen)

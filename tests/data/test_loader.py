@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils.data import SequentialSampler
 
 from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
 from glmkit.data.mixture import ImageMixture
@@ -105,7 +106,8 @@ def test_layout_mismatch_is_refused_mid_epoch_only():
     ds = mixture(40)
     state = {"version": 1, "epoch": 0, "batches": 3, "batch_size": 4, "num_replicas": 2, "num_samples": 40}
     with pytest.raises(
-        ValueError, match=r"cannot resume mid-epoch: .*'num_replicas': 2.* differs .*'num_replicas': 1"
+        ValueError,
+        match=r"cannot resume mid-epoch \(batch 3 of 5\): .*'num_replicas': 2.* differs .*'num_replicas': 1",
     ):
         loader(ds).load_state_dict(state)
     # epoch boundaries carry over: nothing consumed, or the whole (5-batch) epoch consumed
@@ -118,6 +120,79 @@ def test_layout_mismatch_is_refused_mid_epoch_only():
     assert list(done) == []
     with pytest.raises(ValueError, match=r"missing \['batches'\]"):
         loader(ds).load_state_dict({k: v for k, v in state.items() if k != "batches"})
+
+
+def plain_loader(data, batch_size, drop_last=False):
+    sampler = ResumableSampler(data, drop_last=drop_last)
+    return ResumableDataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=drop_last)
+
+
+@pytest.mark.parametrize("new_batch_size", [3, 5])
+def test_layout_change_mid_epoch_without_drop_last_is_refused(new_batch_size):
+    # 10 samples in batches of 4: 3 batches (the last one short); 2 consumed is mid-epoch. Floor
+    # division took the epoch to be 2 batches long, so batch size 5 resumed "at the end", losing 8, 9.
+    data = list(range(10))
+    first = plain_loader(data, 4)
+    it = iter(first)
+    assert [next(it).tolist() for _ in range(2)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    state = first.state_dict()
+    assert state["epoch_batches"] == 3 and state["drop_last"] is False
+    with pytest.raises(
+        ValueError,
+        match=r"cannot resume mid-epoch \(batch 2 of 3\): .*'batch_size': 4.* differs from this run's "
+        rf"\{{'batch_size': {new_batch_size}.*'drop_last': False\}}",
+    ):
+        plain_loader(data, new_batch_size).load_state_dict(state)
+    same = plain_loader(data, 4)
+    same.load_state_dict(state)
+    assert [b.tolist() for b in same] == [[8, 9]]
+
+
+def test_layout_change_at_the_end_of_an_epoch_without_drop_last_carries_over():
+    data = list(range(10))
+    first = plain_loader(data, 4)
+    assert len(list(first)) == 3
+    done = plain_loader(data, 5)
+    done.load_state_dict(first.state_dict())
+    assert list(done) == [] and done.state_dict()["batches"] == 2
+
+
+def test_drop_last_change_mid_epoch_is_refused():
+    data = list(range(10))
+    first = plain_loader(data, 4, drop_last=True)
+    it = iter(first)
+    next(it)
+    with pytest.raises(ValueError, match=r"'drop_last': True\}.* differs .*'drop_last': False\}"):
+        plain_loader(data, 4, drop_last=False).load_state_dict(first.state_dict())
+
+
+def test_version_1_states_still_load():
+    # no drop_last / epoch_batches: this loader's drop_last is assumed for the saved layout
+    v1 = {"version": 1, "epoch": 0, "batches": 2, "batch_size": 4, "num_replicas": 1, "num_samples": 10}
+    same = plain_loader(list(range(10)), 4)
+    same.load_state_dict(v1)
+    assert [b.tolist() for b in same] == [[8, 9]]
+    with pytest.raises(ValueError, match=r"cannot resume mid-epoch \(batch 2 of 3\)"):
+        plain_loader(list(range(10)), 5).load_state_dict(v1)
+
+
+def test_other_samplers_give_a_plain_loader():
+    # Lightning rebuilds the train loader with a SequentialSampler for Trainer(overfit_batches=N)
+    data = list(range(6))
+    dl = ResumableDataLoader(data, batch_size=4, sampler=SequentialSampler(data), drop_last=False)
+    assert not dl.resumable
+    assert [b.tolist() for b in dl] == [[0, 1, 2, 3], [4, 5]]
+    assert dl.state_dict() == {}
+    dl.load_state_dict({})  # what it saved: nothing to restore
+    state = {"version": 2, "epoch": 0, "batches": 1, "batch_size": 4, "num_replicas": 1, "num_samples": 6}
+    with pytest.raises(
+        ValueError, match=r"has a SequentialSampler, not a ResumableSampler .*overfit_batches"
+    ):
+        dl.load_state_dict(state)
+    resumable = plain_loader(data, 4)
+    assert resumable.resumable
+    resumable.load_state_dict({})  # a state saved by a plain loader resumes nothing
+    assert len(list(resumable)) == 2
 
 
 def test_loader_errors():

@@ -1,5 +1,9 @@
+import io
 import json
+import os
 import pickle
+import shutil
+import subprocess
 import tarfile
 
 import numpy as np
@@ -12,6 +16,7 @@ from glmkit.data.sources import (
     ImageFolder,
     JsonlManifest,
     TarShards,
+    _to_rgb,
     decode_image,
     expand_braces,
     expand_urls,
@@ -101,6 +106,71 @@ def test_decode_refuses_decompression_bombs(monkeypatch):
         decode_image(data, "bomb")
 
 
+def _assert_ramp(img: Image.Image, min_levels: int = 250) -> None:
+    """An RGB grey ramp from black to white: monotone, nearly every 8-bit level, channels equal."""
+    assert img.mode == "RGB"
+    pixels = np.asarray(img)
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 0] == pixels[..., 2]).all()
+    flat = pixels[..., 0].reshape(-1).astype(int)
+    assert (np.diff(flat) >= 0).all()
+    assert flat[0] == 0 and flat[-1] == 255
+    assert len(np.unique(flat)) >= min_levels
+    assert (flat == 255).mean() < 0.01  # clipping by convert("RGB") made 99.6% of a ramp white
+
+
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+RAMP16 = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_decode_16_bit_ramp_keeps_its_levels(tmp_path, fmt):
+    path = tmp_path / f"ramp.{fmt.lower()}"
+    Image.fromarray(RAMP16).save(path)
+    assert Image.open(path).mode == "I;16"
+    img = decode_image(str(path), path.name)
+    _assert_ramp(img)
+    assert (np.asarray(img)[..., 0] == (RAMP16 >> 8)).all()
+
+
+def test_decode_big_endian_16_bit_tiff():
+    img = Image.frombytes("I;16B", (64, 64), RAMP16.astype(">u2").tobytes())
+    data = _encoded(img, "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "I;16B"
+    decoded = decode_image(data, "ramp16b.tiff")
+    _assert_ramp(decoded)
+    assert (np.asarray(decoded)[..., 0] == (RAMP16 >> 8)).all()
+
+
+@pytest.mark.parametrize(
+    "values, mode",
+    [
+        (np.linspace(0, 1, 64 * 64, dtype=np.float32), "F"),  # float in [0, 1]: scaled by 255
+        (np.linspace(0, 255, 64 * 64, dtype=np.float32), "F"),  # already 8-bit values: kept
+        (np.linspace(-3, 7, 64 * 64, dtype=np.float32), "F"),  # any other range: stretched
+        (np.linspace(0, 65535, 64 * 64).astype(np.int32), "I"),  # 16-bit values: >> 8
+        (np.linspace(-(10**6), 10**6, 64 * 64).astype(np.int32), "I"),  # stretched
+    ],
+)
+def test_decode_float_and_32_bit_images_keep_their_levels(values, mode):
+    img = Image.fromarray(values.reshape(64, 64))
+    assert img.mode == mode
+    _assert_ramp(decode_image(_encoded(img, "TIFF"), f"ramp-{mode}.tiff"))
+    # the in-memory path (no file format in between) takes the same conversion
+    _assert_ramp(_to_rgb(img))
+
+
+def test_decode_float_image_with_nan_is_not_garbage():
+    values = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    values[0, 0] = np.nan
+    pixels = np.asarray(decode_image(_encoded(Image.fromarray(values), "TIFF"), "nan.tiff"))
+    assert pixels[0, 0, 0] == 0 and pixels[-1, -1, 0] == 255 and pixels[8, 0, 0] == 128
+
+
 # -- ImageFolder ---------------------------------------------------------------------------------
 
 
@@ -117,6 +187,32 @@ def test_image_folder_recursive_sorted(tmp_path):
     assert close(mean_colour(folder.load(2)), BLUE)
     assert len(ImageFolder(str(tmp_path), recursive=False)) == 2
     assert ImageFolder(str(tmp_path), extensions=("png",)).files == ["a.png"]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+@pytest.mark.parametrize("absolute", [False, True])
+def test_image_folder_symlink_loop_lists_each_real_file_once(tmp_path, absolute):
+    root = tmp_path / "imgs"
+    write_image(root / "a.png", RED, fmt="PNG")
+    write_image(root / "sub" / "b.png", GREEN, fmt="PNG")
+    # a cycle: sub/up/sub/up/... was walked until the OS refused the path (82 files for 2)
+    os.symlink(root if absolute else "..", root / "sub" / "up")
+    folder = ImageFolder(str(root))
+    assert folder.files == ["a.png", "sub/b.png"]
+    assert close(mean_colour(folder.load(1)), GREEN)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_image_folder_follows_links_that_are_not_loops(tmp_path):
+    write_image(tmp_path / "elsewhere" / "c.png", BLUE, fmt="PNG")
+    root = tmp_path / "imgs"
+    write_image(root / "real" / "a.png", RED, fmt="PNG")
+    os.symlink(tmp_path / "elsewhere", root / "linked")  # outside root: followed
+    os.symlink("real", root / "alias")  # a second path to a folder already listed: once, by its real path
+    os.symlink("../linked", root / "real" / "again")  # a link to a link already followed: once
+    folder = ImageFolder(str(root))
+    assert folder.files == ["linked/c.png", "real/a.png"]
+    assert close(mean_colour(folder.load(0)), BLUE)
 
 
 def test_image_folder_errors(tmp_path):
@@ -210,6 +306,14 @@ def test_jsonl_missing_image_is_bad_image_not_crash(tmp_path):
         ("a.tar", ["a.tar"]),
         ("s-{000..002}.tar", ["s-000.tar", "s-001.tar", "s-002.tar"]),
         ("s-{8..10}.tar", ["s-8.tar", "s-9.tar", "s-10.tar"]),
+        # a bare 0 bound is not zero padding (bash and braceexpand agree); 00 is
+        ("{0..11}", [str(i) for i in range(12)]),
+        ("{00..11}", [f"{i:02d}" for i in range(12)]),
+        ("{-0..2}", ["0", "1", "2"]),
+        ("{-00..2}", ["000", "001", "002"]),
+        ("{-05..1}", ["-05", "-04", "-03", "-02", "-01", "000", "001"]),
+        ("{10..08}", ["10", "09", "08"]),
+        ("{0..0}", ["0"]),
         ("s-{2..0}", ["s-2", "s-1", "s-0"]),
         ("{a,b}-{0..1}", ["a-0", "a-1", "b-0", "b-1"]),
         ("x{a,{b,c}}y", ["xay", "xby", "xcy"]),
@@ -218,6 +322,15 @@ def test_jsonl_missing_image_is_bad_image_not_crash(tmp_path):
 )
 def test_expand_braces(pattern, expected):
     assert expand_braces(pattern) == expected
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize(
+    "pattern", ["s-{0..11}.tar", "{00..11}", "{8..10}", "{-0..2}", "{-1..01}", "{007..9}"]
+)
+def test_expand_braces_matches_bash(pattern):
+    out = subprocess.run(["bash", "-c", f"echo {pattern}"], capture_output=True, text=True, check=True)
+    assert expand_braces(pattern) == out.stdout.split()
 
 
 def test_expand_braces_unbalanced():
@@ -266,6 +379,14 @@ def test_tar_shards_brace_pattern_and_random_access(tmp_path):
     for i in [11, 0, 5, 5, 7]:  # any order, repeats
         assert close(mean_colour(source.load(i)), colours[source.keys[i]])
     assert source.describe(5) == f"{tmp_path / 'shard-001.tar'}:sample0101"
+
+
+def test_tar_shards_unpadded_range_from_zero(tmp_path):
+    for s in range(11):  # s-0.tar ... s-10.tar, as bash writes {0..10}
+        write_shard(tmp_path / f"s-{s}.tar", {f"k{s:02d}.png": image_bytes((10 * s, 0, 0), fmt="PNG")})
+    source = TarShards(str(tmp_path / "s-{0..10}.tar"), index_cache=False)
+    assert source.shards == [str(tmp_path / f"s-{s}.tar") for s in range(11)]
+    assert source.keys == [f"k{s:02d}" for s in range(11)]
 
 
 def test_tar_shards_keep_the_most_recently_used_descriptors_open(tmp_path):

@@ -11,6 +11,10 @@ The skip is applied lazily, at the first ``next()`` of a new iterator: Lightning
 iterator before the checkpoint's loader state arrives (for instance when ``configure_optimizers``
 reads ``trainer.estimated_stepping_batches``, Lightning issue #20550), and by the first ``next()``
 every restore and ``set_epoch`` has happened.
+
+Lightning rebuilds a train loader with a ``SequentialSampler`` for ``Trainer(overfit_batches=N)``;
+with any sampler other than a :class:`ResumableSampler` the loader is a plain, non-resumable
+``DataLoader`` (see :attr:`ResumableDataLoader.resumable`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from collections.abc import Iterator, Sequence, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-STATE_VERSION = 1
+# 2 adds the saved loader's drop_last and epoch length, so a resume can tell mid-epoch from done.
+STATE_VERSION = 2
 
 
 class ResumableSampler(DistributedSampler):
@@ -96,16 +101,20 @@ class ResumableSampler(DistributedSampler):
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` over a :class:`ResumableSampler` that can resume mid-epoch exactly.
 
-    ``state_dict()`` records the epoch and the number of batches handed out by the current
-    iterator; after ``load_state_dict(state)`` the next iterator of the same epoch starts right after
-    them. Any other ``DataLoader`` keyword (``num_workers``, ``collate_fn``, ``pin_memory``, ...) is
-    passed through.
+    ``state_dict()`` records the epoch, the number of batches handed out by the current iterator
+    and the loader layout (batch size, ranks, samples, ``drop_last``, batches per epoch); after
+    ``load_state_dict(state)`` the next iterator of the same epoch starts right after them. Any other
+    ``DataLoader`` keyword (``num_workers``, ``collate_fn``, ``pin_memory``, ...) is passed through.
+
+    Given another ``Sampler`` (Lightning rebuilds the train loader with a ``SequentialSampler`` for
+    ``Trainer(overfit_batches=N)``) it is a plain ``DataLoader``: ``resumable`` is False,
+    ``state_dict()`` is ``{}`` and only an empty state can be loaded.
     """
 
     def __init__(
-        self, dataset: Any, batch_size: int = 1, sampler: ResumableSampler | None = None, **kwargs: Any
+        self, dataset: Any, batch_size: int = 1, sampler: Sampler | None = None, **kwargs: Any
     ) -> None:
-        if not isinstance(sampler, ResumableSampler):
+        if not isinstance(sampler, Sampler):
             raise TypeError(
                 f"ResumableDataLoader needs a ResumableSampler, got {type(sampler).__name__}; "
                 "build one with ResumableSampler(dataset, num_replicas, rank)"
@@ -117,19 +126,26 @@ class ResumableDataLoader(DataLoader):
         if batch_size is None or batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+        self.resumable = isinstance(sampler, ResumableSampler)
         self._batches = 0
-        self._iter_epoch = sampler.epoch
+        self._iter_epoch = sampler.epoch if self.resumable else 0  # type: ignore[attr-defined]
         self._pending: dict[str, Any] | None = None
 
-    def _layout(self) -> dict[str, int]:
+    def _layout(self) -> dict[str, int | bool]:
         return {
             "batch_size": int(self.batch_size),  # type: ignore[arg-type]
             "num_replicas": int(self.sampler.num_replicas),  # type: ignore[attr-defined]
             "num_samples": len(self.dataset),
+            "drop_last": bool(self.drop_last),
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Epoch and batches consumed so far (the same on every rank), plus the loader layout."""
+        """Epoch and batches consumed so far (the same on every rank), plus the loader layout.
+
+        ``{}`` for a plain (non-resumable) loader.
+        """
+        if not self.resumable:
+            return {}
         if self._pending is not None:  # restored but not yet iterated: the restored position stands
             return dict(self._pending)
         return {
@@ -137,35 +153,62 @@ class ResumableDataLoader(DataLoader):
             "epoch": self._iter_epoch,
             "batches": self._batches,
             **self._layout(),
+            "epoch_batches": len(self),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state`` at the next iteration of the same epoch.
+        """Resume from ``state`` at the next iteration of the same epoch (``{}``: nothing to resume).
 
         Raises:
             ValueError: the state is mid-epoch and was saved with another batch size, number of
-                ranks or epoch length, so its position cannot be reproduced.
+                ranks, epoch length or ``drop_last``, so its position cannot be reproduced; or this
+                loader is not resumable and ``state`` holds a position.
         """
-        missing = {"epoch", "batches", *self._layout()} - set(state)
+        if not state:  # what a plain loader saves: no position
+            return
+        if not self.resumable:
+            raise ValueError(
+                f"this ResumableDataLoader has a {type(self.sampler).__name__}, not a ResumableSampler "
+                "(Lightning swaps it in for Trainer(overfit_batches=...)), so it cannot resume the "
+                f"position {state!r}; resume without overfit_batches or from a checkpoint saved with it"
+            )
+        missing = {"epoch", "batches", "batch_size", "num_replicas", "num_samples"} - set(state)
         if missing:
             raise ValueError(f"not a ResumableDataLoader state: missing {sorted(missing)} in {state!r}")
         layout = self._layout()
-        saved = {k: int(state[k]) for k in layout}
+        # Version-1 states lack drop_last and epoch_batches: assume this loader's drop_last.
+        saved = {k: type(v)(state.get(k, v)) for k, v in layout.items()}
         batches = int(state["batches"])
         if saved != layout:
-            saved_len = saved["num_samples"] // saved["num_replicas"] // saved["batch_size"]
+            saved_len = int(state.get("epoch_batches", self._epoch_batches(saved)))
             if 0 < batches < saved_len:
                 raise ValueError(
-                    f"cannot resume mid-epoch: the checkpoint's loader layout {saved} differs from this "
-                    f"run's {layout}. Resume with the same batch size, number of data-parallel ranks and "
-                    "samples per epoch, or from an end-of-epoch checkpoint."
+                    f"cannot resume mid-epoch (batch {batches} of {saved_len}): the checkpoint's loader "
+                    f"layout {saved} differs from this run's {layout} ({len(self)} batches per epoch). "
+                    "Resume with the same batch size, number of data-parallel ranks, samples per epoch "
+                    "and drop_last, or from an end-of-epoch checkpoint."
                 )
             batches = 0 if batches == 0 else len(self)  # an epoch boundary carries over to any layout
-        self._pending = {**state, **layout, "version": STATE_VERSION, "batches": batches}
+        self._pending = {
+            **state,
+            **layout,
+            "version": STATE_VERSION,
+            "batches": batches,
+            "epoch_batches": len(self),
+        }
         # Without Lightning nobody else sets the epoch; Lightning calls set_epoch again before iterating.
         self.sampler.set_epoch(int(state["epoch"]))  # type: ignore[attr-defined]
 
+    def _epoch_batches(self, layout: dict[str, Any]) -> int:
+        """Batches per epoch of a loader with ``layout`` and this loader's sampler ``drop_last``."""
+        n, world, batch = layout["num_samples"], layout["num_replicas"], layout["batch_size"]
+        # DistributedSampler: the uneven tail is dropped or padded to a multiple of the ranks
+        per_rank = n // world if self.sampler.drop_last else math.ceil(n / world)  # type: ignore[attr-defined]
+        return per_rank // batch if layout["drop_last"] else math.ceil(per_rank / batch)
+
     def __iter__(self) -> Iterator[Any]:
+        if not self.resumable:
+            return super().__iter__()
         return self._iterate()
 
     def _iterate(self) -> Iterator[Any]:

@@ -20,7 +20,7 @@ import struct
 import warnings
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from io import BytesIO
 from pathlib import Path
 
@@ -78,12 +78,40 @@ def decode_image(
 def _to_rgb(img: Image.Image) -> Image.Image:
     with contextlib.suppress(Exception):  # a malformed EXIF block is no reason to lose the pixels
         img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I") or img.mode == "F":  # convert("RGB") would clip everything above 255
+        img = _to_8bit(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return img.convert("RGB") if img.mode != "RGB" else img.copy()
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit (``I;16*``), 32-bit integer (``I``) or float (``F``) image rescaled to 8-bit ``L``.
+
+    ``I;16*`` keeps its top 8 bits (``>> 8``). ``I`` and ``F`` go by their value range: ``F`` within
+    [0, 1] is scaled by 255; values within [0, 255] are kept; within [0, 65535] they are read as
+    16-bit (``// 256``); any other range (negative values, larger ones) is stretched linearly from
+    its minimum to its maximum. Non-finite values become 0.
+    """
+    values = np.asarray(img)
+    if img.mode.startswith("I;16"):
+        return Image.fromarray((values.astype(np.uint16) >> 8).astype(np.uint8), "L")
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, 0.0)
+    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    if img.mode == "F" and lo >= 0 and hi <= 1:
+        scaled = np.rint(values * 255)
+    elif lo >= 0 and hi <= 255:
+        scaled = np.rint(values)
+    elif lo >= 0 and hi <= 65535:
+        scaled = np.floor(values / 256)
+    else:  # hi > lo here: the range exceeds [0, 255]
+        scaled = np.rint((values - lo) * (255 / (hi - lo)))
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
 
 
 class ImageSource(ABC):
@@ -120,9 +148,36 @@ def _require_dir(root: str | os.PathLike) -> Path:
     return path
 
 
+def _walk_once(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """``(dirpath, filenames)`` of ``os.walk(root, followlinks=True)``, each real folder once.
+
+    Folders are identified by ``(st_dev, st_ino)``; a child already seen is pruned, which breaks
+    link cycles. Real folders are checked before the links beside them, so of a folder and a link
+    to it in the same parent, the folder's own path is kept.
+    """
+    root_stat = os.stat(root)
+    seen = {(root_stat.st_dev, root_stat.st_ino)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        keep = []
+        for name in sorted(dirnames, key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d)):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:  # vanished since listing
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                keep.append(name)
+        dirnames[:] = sorted(keep)
+        yield dirpath, filenames
+
+
 @DATASETS.register("image_folder")
 class ImageFolder(ImageSource):
     """Every image file under ``root`` (recursively by default), in sorted path order.
+
+    Symbolic links to folders are followed, but each real folder is listed once, under the first
+    path the walk reaches it by, so a link loop (``sub/up -> ..``) or a second link to the same
+    folder adds no images.
 
     Args:
         root: the folder.
@@ -144,8 +199,7 @@ class ImageFolder(ImageSource):
         self.extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
         files: list[str] = []
         if recursive:
-            for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-                dirnames.sort()
+            for dirpath, filenames in _walk_once(self.root):
                 rel = os.path.relpath(dirpath, self.root)
                 files.extend(os.path.normpath(os.path.join(rel, f)) for f in filenames if self._wanted(f))
         else:
@@ -249,7 +303,9 @@ _BRACE_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
 def expand_braces(pattern: str) -> list[str]:
     """Expand shell-style braces: ``a-{000..002}.tar`` and ``{x,y}.tar`` (nesting allowed).
 
-    A numeric range keeps the zero padding of its bounds, as ``braceexpand`` and bash do.
+    A numeric range keeps the zero padding of its bounds, as ``braceexpand`` and bash do: padded to
+    the longer bound when a bound of two or more digits starts with 0 (``{00..10}``), unpadded
+    otherwise (``{0..10}`` gives ``0 1 ... 10``).
     """
     start = pattern.find("{")
     if start < 0:
@@ -265,7 +321,10 @@ def expand_braces(pattern: str) -> list[str]:
     match = _BRACE_RANGE.match(body)
     if match:
         lo, hi = match.groups()
-        width = max(len(lo), len(hi)) if lo.lstrip("-").startswith("0") or hi.startswith("0") else 0
+        # As in bash: pad to the longer bound (sign included) only when a bound of two or more
+        # digits starts with 0; a bare "0" or "-0" is not padding, so {0..10} gives 0 1 ... 10.
+        padded = any(len(d) > 1 and d.startswith("0") for d in (lo.lstrip("-"), hi.lstrip("-")))
+        width = max(len(lo), len(hi)) if padded else 0
         a, b = int(lo), int(hi)
         step = 1 if b >= a else -1
         options = [str(v).zfill(width) for v in range(a, b + step, step)]
