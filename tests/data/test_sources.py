@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glmkit.data.sources import (
-    DATASETS,
-    BadImageError,
-    ImageFolder,
-    JsonlManifest,
-    TarShards,
-    _to_rgb,
-    decode_image,
-    expand_braces,
-    expand_urls,
-)
+from glmkit.data.decode import BadImageError, _to_rgb, decode_image
+from glmkit.data.shard_paths import expand_braces, expand_urls
+from glmkit.data.sources import DATASETS, ImageFolder, JsonlManifest, TarShards
 from tests.data._files import image_bytes, random_bytes, truncated_jpeg, write_image, write_shard
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 220, 20), (20, 20, 220)

@@ -5,20 +5,13 @@ generators (``registry("maskings")``).
 """
 
 from glmkit.data.datamodule import ImageDataModule
+from glmkit.data.decode import BadImageError, decode_image
 from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
 from glmkit.data.masking import MASKINGS, BlockMask, MaskGenerator, RandomMask
 from glmkit.data.mixture import ImageMixture, normalize_weights
 from glmkit.data.procedural import ProceduralImages
-from glmkit.data.sources import (
-    DATASETS,
-    BadImageError,
-    ImageFolder,
-    ImageSource,
-    JsonlManifest,
-    TarShards,
-    decode_image,
-    expand_urls,
-)
+from glmkit.data.shard_paths import expand_urls
+from glmkit.data.sources import DATASETS, ImageFolder, ImageSource, JsonlManifest, TarShards
 from glmkit.data.transforms import EvalTransform, TrainTransform, to_tensor
 
 __all__ = [

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from glmkit.data.sources import BadImageError, ImageSource
+from glmkit.data.decode import BadImageError
+from glmkit.data.sources import ImageSource
 from glmkit.data.transforms import to_tensor
 
 Transform = Callable[[Image.Image, np.random.Generator], torch.Tensor]

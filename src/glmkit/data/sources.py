@@ -12,106 +12,23 @@ A source that cannot decode an image raises :class:`BadImageError`; anything els
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
-import re
-import struct
-import warnings
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from glmkit.data.decode import BadImageError, decode_image
+from glmkit.data.shard_paths import expand_urls
 from glmkit.data.tar_index import TAR_IMAGE_EXTENSIONS, index_shards
 from glmkit.registry import registry
 
 DATASETS = registry("datasets", "data sources")
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-
-# What PIL raises for files that are not (complete, sane) images. DecompressionBombWarning is turned
-# into an error while decoding: an image that large is a waste for a 224-pixel pipeline at best.
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # missing file, truncated data, UnidentifiedImageError
-    ValueError,
-    SyntaxError,  # PIL's PNG/GIF parsers raise it for broken chunks
-    EOFError,
-    struct.error,
-    zlib.error,
-    Image.DecompressionBombError,
-    Image.DecompressionBombWarning,
-)
-
-
-class BadImageError(Exception):
-    """An image that could not be read or decoded; the message names it and says why."""
-
-
-def decode_image(
-    source: str | os.PathLike | bytes, description: str, draft_size: int | None = None
-) -> Image.Image:
-    """Open a path or encoded bytes as an RGB image, raising :class:`BadImageError` on failure.
-
-    Decoding is forced here (``load``) so truncated files fail now, not later inside a transform.
-    EXIF orientation is applied; transparent images are composited on white, not on black. With
-    ``draft_size``, JPEGs are decoded at the smallest 1/2, 1/4 or 1/8 scale whose sides are still
-    >= ``draft_size`` (several times faster on large photos); other formats decode at full size.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            fp = BytesIO(source) if isinstance(source, bytes | bytearray) else source
-            with Image.open(fp) as img:
-                if draft_size and img.format == "JPEG":
-                    img.draft(None, (draft_size, draft_size))
-                img.load()
-                return _to_rgb(img)
-    except _DECODE_ERRORS as exc:
-        raise BadImageError(f"{description}: {type(exc).__name__}: {exc}") from exc
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    with contextlib.suppress(Exception):  # a malformed EXIF block is no reason to lose the pixels
-        img = ImageOps.exif_transpose(img)
-    if img.mode.startswith("I") or img.mode == "F":  # convert("RGB") would clip everything above 255
-        img = _to_8bit(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return img.convert("RGB") if img.mode != "RGB" else img.copy()
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """A 16-bit (``I;16*``), 32-bit integer (``I``) or float (``F``) image rescaled to 8-bit ``L``.
-
-    ``I;16*`` keeps its top 8 bits (``>> 8``). ``I`` and ``F`` go by their value range: ``F`` within
-    [0, 1] is scaled by 255; values within [0, 255] are kept; within [0, 65535] they are read as
-    16-bit (``// 256``); any other range (negative values, larger ones) is stretched linearly from
-    its minimum to its maximum. Non-finite values become 0.
-    """
-    values = np.asarray(img)
-    if img.mode.startswith("I;16"):
-        return Image.fromarray((values.astype(np.uint16) >> 8).astype(np.uint8), "L")
-    values = values.astype(np.float64)
-    finite = np.isfinite(values)
-    values = np.where(finite, values, 0.0)
-    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
-    if img.mode == "F" and lo >= 0 and hi <= 1:
-        scaled = np.rint(values * 255)
-    elif lo >= 0 and hi <= 255:
-        scaled = np.rint(values)
-    elif lo >= 0 and hi <= 65535:
-        scaled = np.floor(values / 256)
-    else:  # hi > lo here: the range exceeds [0, 255]
-        scaled = np.rint((values - lo) * (255 / (hi - lo)))
-    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
 
 
 class ImageSource(ABC):
@@ -295,89 +212,6 @@ class JsonlManifest(ImageSource):
 
     def __repr__(self) -> str:
         return f"JsonlManifest(path={str(self.path)!r}, images={len(self)})"
-
-
-_BRACE_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
-
-
-def expand_braces(pattern: str) -> list[str]:
-    """Expand shell-style braces: ``a-{000..002}.tar`` and ``{x,y}.tar`` (nesting allowed).
-
-    A numeric range keeps the zero padding of its bounds, as ``braceexpand`` and bash do: padded to
-    the longer bound when a bound of two or more digits starts with 0 (``{00..10}``), unpadded
-    otherwise (``{0..10}`` gives ``0 1 ... 10``).
-    """
-    start = pattern.find("{")
-    if start < 0:
-        return [pattern]
-    depth = 0
-    for end in range(start, len(pattern)):
-        depth += {"{": 1, "}": -1}.get(pattern[end], 0)
-        if depth == 0:
-            break
-    else:
-        raise ValueError(f"unbalanced '{{' in shard pattern {pattern!r}")
-    head, body, tail = pattern[:start], pattern[start + 1 : end], pattern[end + 1 :]
-    match = _BRACE_RANGE.match(body)
-    if match:
-        lo, hi = match.groups()
-        # As in bash: pad to the longer bound (sign included) only when a bound of two or more
-        # digits starts with 0; a bare "0" or "-0" is not padding, so {0..10} gives 0 1 ... 10.
-        padded = any(len(d) > 1 and d.startswith("0") for d in (lo.lstrip("-"), hi.lstrip("-")))
-        width = max(len(lo), len(hi)) if padded else 0
-        a, b = int(lo), int(hi)
-        step = 1 if b >= a else -1
-        options = [str(v).zfill(width) for v in range(a, b + step, step)]
-    else:
-        options = _split_top_level(body)
-        if len(options) == 1:  # "{abc}" is literal, as in bash
-            return [f"{head}{{{b}}}{t}" for b in expand_braces(body) for t in expand_braces(tail)]
-    return [out for opt in options for out in expand_braces(head + opt + tail)]
-
-
-def _split_top_level(body: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for ch in body:
-        if ch == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def expand_urls(urls: str | Sequence[str]) -> list[str]:
-    """Local shard paths from brace patterns and globs; every result must exist.
-
-    Remote URLs (``http://``, ``s3://``, ``pipe:``) are refused: map-style reading seeks inside
-    each shard, so shards must be local (or mounted) files.
-    """
-    patterns = [urls] if isinstance(urls, str) else list(urls)
-    if not patterns:
-        raise ValueError("no tar shards given (urls is empty)")
-    paths: list[str] = []
-    for pattern in patterns:
-        if pattern.startswith("file://"):
-            pattern = pattern[len("file://") :]
-        if "://" in pattern or pattern.startswith("pipe:"):
-            raise ValueError(
-                f"shard {pattern!r} is not a local path; TarShards reads members by offset and needs "
-                "local or mounted .tar files"
-            )
-        for expanded in expand_braces(os.path.expanduser(pattern)):
-            if glob.has_magic(expanded):
-                found = sorted(glob.glob(expanded))
-                if not found:
-                    raise FileNotFoundError(f"no tar shards match {expanded!r} (from {pattern!r})")
-                paths.extend(found)
-            elif not os.path.isfile(expanded):
-                origin = "" if expanded == pattern else f" (from {pattern!r})"
-                raise FileNotFoundError(f"tar shard {expanded!r} does not exist{origin}")
-            else:
-                paths.append(expanded)
-    return paths
 
 
 @DATASETS.register("tar_shards")
