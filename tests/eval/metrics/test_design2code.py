@@ -12,7 +12,9 @@ from glmkit.eval.metrics.design2code import (
     block_scores,
     design2code_scores,
     extract_html,
+    join_blocks,
     match_blocks,
+    merge_split_blocks,
     text_similarity,
 )
 from glmkit.eval.render import PageRender, TextBlock, chromium_unavailable_reason
@@ -51,6 +53,28 @@ def test_matching_is_one_to_one_and_drops_weak_pairs() -> None:
     assert match_blocks(ref, []) == []
     assert text_similarity("abcd", "abce") == pytest.approx(0.75)
     assert match_blocks([TextBlock("abcd", 0, 0, 1, 1)], [TextBlock("wxyz", 0, 0, 1, 1)]) == []
+
+
+def test_a_paragraph_split_in_two_is_joined_before_matching() -> None:
+    ref = _page(
+        TextBlock("Our team builds tools for researchers", 0, 0, 400, 20, (0, 0, 0)),
+        TextBlock("Contact", 0, 100, 100, 20),
+    )
+    cand = _page(
+        TextBlock("Our team builds", 0, 0, 200, 20, (0, 0, 0)),
+        TextBlock("tools for researchers", 200, 0, 200, 20, (0, 0, 0)),
+        TextBlock("Contact", 0, 100, 100, 20),
+    )
+    merged = block_scores(ref, cand)
+    assert merged["text"] == pytest.approx(1.0) and merged["matched"] == 2
+    assert merged["block_match"] == pytest.approx(1.0) and merged["position"] == pytest.approx(1.0)
+    plain = block_scores(ref, cand, merge=False)  # half the sentence matched, the other half left over
+    assert plain["text"] < 0.9 and plain["block_match"] < 1.0
+    # blocks that each match their own counterpart are never glued together
+    ref_blocks, cand_blocks = merge_split_blocks(ref.blocks, ref.blocks)
+    assert ref_blocks == ref.blocks and cand_blocks == ref.blocks
+    joined = join_blocks(TextBlock("a", 0, 0, 10, 10, (1, 2, 3)), TextBlock("b", 20, 5, 30, 30, (4, 5, 6)))
+    assert joined == TextBlock("a b", 0, 0, 50, 35, (4, 5, 6))  # union box, the larger block's colour
 
 
 def test_colour_and_empty_pages() -> None:

@@ -22,8 +22,12 @@ its bounding box and its computed text colour). Then:
 * **final**: the mean of the five, as Design2Code's 0.2 x sum. If the reference and the candidate
   both have no text, the four block scores are 1; if only one has text, they are 0.
 
-Unlike Design2Code, blocks are not merged (``find_possible_merge``) and text colour comes from the
-computed style instead of the HTML source; a page that fails to render scores as a blank page.
+Before matching, blocks that one page split and the other did not are joined, as Design2Code's
+``find_possible_merge`` does: neighbouring blocks (consecutive in document order) of either page are
+merged, one pair at a time, while that raises the total similarity of the best matching (a
+paragraph the candidate wrote as two ``<span>`` elements still matches the reference's one). Unlike
+Design2Code, text colour comes from the computed style instead of the HTML source; a page that fails
+to render scores as a blank page.
 
 Rendering lives in :mod:`glmkit.eval.render`, the colour difference in :mod:`glmkit.eval.metrics.color`
 and SSIM in :mod:`glmkit.eval.metrics.visual`; their names stay importable from here.
@@ -32,6 +36,7 @@ and SSIM in :mod:`glmkit.eval.metrics.visual`; their names stay importable from 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 
@@ -69,7 +74,9 @@ __all__ = [
     "color_similarity",
     "design2code_scores",
     "extract_html",
+    "join_blocks",
     "match_blocks",
+    "merge_split_blocks",
     "parse_css_color",
     "srgb_to_lab",
     "ssim",
@@ -81,6 +88,7 @@ __all__ = [
 # ------------------------------------------------------------------------------------- blocks
 
 
+@functools.lru_cache(maxsize=65536)  # block merging asks for the same pairs again and again
 def text_similarity(a: str, b: str) -> float:
     """``difflib.SequenceMatcher`` ratio with the autojunk heuristic off (it misfires at >= 200 chars)."""
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
@@ -114,6 +122,44 @@ def _greedy_assignment(sim: np.ndarray) -> list[tuple[int, int]]:
     return pairs
 
 
+def _matched_similarity(ref: list[TextBlock], cand: list[TextBlock], min_similarity: float) -> float:
+    return sum(s for _, _, s in match_blocks(ref, cand, min_similarity))
+
+
+def join_blocks(a: TextBlock, b: TextBlock) -> TextBlock:
+    """One block from two: texts joined by a space, the union of the boxes, the larger one's colour."""
+    x, y = min(a.x, b.x), min(a.y, b.y)
+    right, bottom = max(a.x + a.w, b.x + b.w), max(a.y + a.h, b.y + b.h)
+    color = a.color if a.w * a.h >= b.w * b.h else b.color
+    return TextBlock(f"{a.text} {b.text}", x, y, right - x, bottom - y, color)
+
+
+def merge_split_blocks(
+    ref: list[TextBlock], cand: list[TextBlock], min_similarity: float = 0.5
+) -> tuple[list[TextBlock], list[TextBlock]]:
+    """Join consecutive blocks of either page while that raises the best matching's total similarity.
+
+    Each round tries every neighbouring pair on both pages and keeps the single merge that helps
+    most; it stops when none helps, so a page's blocks that each match a block of the other page are
+    never glued together. At most ``len(ref) + len(cand)`` rounds.
+    """
+    ref, cand = list(ref), list(cand)
+    best = _matched_similarity(ref, cand, min_similarity)
+    while True:
+        choice = None
+        for side in (0, 1):
+            blocks = (ref, cand)[side]
+            for k in range(len(blocks) - 1):
+                merged = [*blocks[:k], join_blocks(blocks[k], blocks[k + 1]), *blocks[k + 2 :]]
+                pair = (merged, cand) if side == 0 else (ref, merged)
+                total = _matched_similarity(*pair, min_similarity)
+                if total > best + 1e-9:
+                    best, choice = total, pair
+        if choice is None:
+            return ref, cand
+        ref, cand = choice
+
+
 def _norm_area(block: TextBlock, page: PageRender) -> float:
     return (block.w / max(page.width, 1)) * (block.h / max(page.height, 1))
 
@@ -122,21 +168,29 @@ def _centre(block: TextBlock, page: PageRender) -> tuple[float, float]:
     return (block.x + block.w / 2) / max(page.width, 1), (block.y + block.h / 2) / max(page.height, 1)
 
 
-def block_scores(ref: PageRender, cand: PageRender, min_similarity: float = 0.5) -> dict[str, float]:
-    """Block-match, text, position and colour scores of two rendered pages (see the module docstring)."""
+def block_scores(
+    ref: PageRender, cand: PageRender, min_similarity: float = 0.5, merge: bool = True
+) -> dict[str, float]:
+    """Block-match, text, position and colour scores of two rendered pages (see the module docstring).
+
+    ``merge`` first joins blocks that one page split and the other did not (:func:`merge_split_blocks`).
+    """
     if not ref.blocks and not cand.blocks:
         return {"block_match": 1.0, "text": 1.0, "position": 1.0, "color": 1.0, "matched": 0.0}
-    pairs = match_blocks(ref.blocks, cand.blocks, min_similarity)
+    ref_blocks, cand_blocks = ref.blocks, cand.blocks
+    if merge:
+        ref_blocks, cand_blocks = merge_split_blocks(ref_blocks, cand_blocks, min_similarity)
+    pairs = match_blocks(ref_blocks, cand_blocks, min_similarity)
     if not pairs:
         return {"block_match": 0.0, "text": 0.0, "position": 0.0, "color": 0.0, "matched": 0.0}
-    total = sum(_norm_area(b, ref) for b in ref.blocks) + sum(_norm_area(b, cand) for b in cand.blocks)
-    matched = sum(_norm_area(ref.blocks[i], ref) + _norm_area(cand.blocks[j], cand) for i, j, _ in pairs)
+    total = sum(_norm_area(b, ref) for b in ref_blocks) + sum(_norm_area(b, cand) for b in cand_blocks)
+    matched = sum(_norm_area(ref_blocks[i], ref) + _norm_area(cand_blocks[j], cand) for i, j, _ in pairs)
     text = position = color = 0.0
     for i, j, s in pairs:
-        (x1, y1), (x2, y2) = _centre(ref.blocks[i], ref), _centre(cand.blocks[j], cand)
+        (x1, y1), (x2, y2) = _centre(ref_blocks[i], ref), _centre(cand_blocks[j], cand)
         text += s
         position += max(0.0, 1.0 - max(abs(x1 - x2), abs(y1 - y2)))
-        color += color_similarity(ref.blocks[i].color, cand.blocks[j].color)
+        color += color_similarity(ref_blocks[i].color, cand_blocks[j].color)
     n = len(pairs)
     return {
         "block_match": matched / total if total > 0 else 0.0,
@@ -147,9 +201,11 @@ def block_scores(ref: PageRender, cand: PageRender, min_similarity: float = 0.5)
     }
 
 
-def design2code_scores(ref: PageRender, cand: PageRender, min_similarity: float = 0.5) -> dict[str, float]:
+def design2code_scores(
+    ref: PageRender, cand: PageRender, min_similarity: float = 0.5, merge: bool = True
+) -> dict[str, float]:
     """All five Design2Code-style scores and their mean ``final``."""
-    scores = block_scores(ref, cand, min_similarity)
+    scores = block_scores(ref, cand, min_similarity, merge)
     if ref.screenshot is not None and cand.screenshot is not None:
         scores["visual"] = visual_similarity(ref.screenshot, cand.screenshot)
     else:
@@ -194,6 +250,8 @@ class Design2CodeScorer(SampleMetric):
     Scores: ``<key>`` (the mean of the five) and ``<key>.block_match``, ``.text``, ``.position``,
     ``.color``, ``.visual``. The browser starts on first use and is reused; reference renders are
     cached. ``timeout`` is the page-load limit in seconds; a candidate that exceeds it scores as blank.
+    ``merge_blocks`` joins blocks one page split and the other did not before matching (default on,
+    as in Design2Code).
     """
 
     name = "design2code"
@@ -206,6 +264,7 @@ class Design2CodeScorer(SampleMetric):
         height: int = 960,
         min_similarity: float = 0.5,
         timeout: float = 30.0,
+        merge_blocks: bool = True,
         key: str | None = None,
     ) -> None:
         super().__init__(key)
@@ -214,6 +273,7 @@ class Design2CodeScorer(SampleMetric):
             raise RuntimeError(f"the design2code metric renders pages in headless Chromium: {reason}")
         self.renderer = ChromiumRenderer(chromium, chromedriver, width=width, height=height, timeout=timeout)
         self.min_similarity = min_similarity
+        self.merge_blocks = merge_blocks
         self._ref_cache: dict[Path, PageRender] = {}
 
     def check_answer(self, sample: Sample) -> None:
@@ -232,7 +292,7 @@ class Design2CodeScorer(SampleMetric):
         except Exception as exc:  # a broken page scores as blank, and the failure is counted
             failure = f"candidate page failed to render: {type(exc).__name__}: {exc}"
             cand = blank_page(self.renderer.width, self.renderer.height, failure)
-        scores = design2code_scores(ref, cand, self.min_similarity)
+        scores = design2code_scores(ref, cand, self.min_similarity, self.merge_blocks)
         out = self._out(
             scores.pop("final"),
             {
