@@ -92,3 +92,10 @@ def test_many_shards_keep_their_order_across_index_threads(tmp_path):
     source = TarShards(str(tmp_path / "s-*.tar"))
     assert len(source) == sum(1 + i % 3 for i in range(12))
     assert source.describe(len(source) - 1).endswith("s-11.tar:k2")
+
+
+def test_a_bare_glob_over_the_shard_folder_skips_the_sidecars(tmp_path):
+    shard(tmp_path / "shard-0.tar")
+    assert len(TarShards(str(tmp_path / "*"))) == 3  # writes shard-0.tar.idx.json beside the shard
+    assert (tmp_path / "shard-0.tar.idx.json").exists()
+    assert len(TarShards(str(tmp_path / "*"))) == 3  # and the next run does not read it as a shard

@@ -121,3 +121,21 @@ def test_phis_statistics_are_all_reduced_across_ranks(tmp_path) -> None:
     for mean, transform in run_on_ranks(_phis_stats, 2, tmp_path, list(data)):
         assert torch.allclose(mean, single.mean, atol=1e-5)
         assert torch.allclose(transform, single.transform, atol=1e-4)
+
+
+def test_phis_loads_checkpoints_that_kept_statistics_as_buffers() -> None:
+    """Before the statistics became extra state they were six buffers; such checkpoints still load."""
+    norm = PHISNorm(4, estimate_steps=1).train()
+    norm(torch.randn(1, 50, 4) * 2 + 1)
+    legacy = {name: value.clone() for name, value in norm.get_extra_state().items()}
+    clone = PHISNorm(4, estimate_steps=1)
+    clone.load_state_dict(legacy)  # strict
+    assert clone.ready and torch.equal(clone.transform, norm.transform)
+
+
+def test_phis_statistics_follow_the_features_device() -> None:
+    """FSDP moves parameters and buffers to the GPU without ``_apply``; the statistics then move on
+    first use (shown here with the meta device, which needs no GPU)."""
+    norm = PHISNorm(4).eval()
+    out = norm(torch.randn(2, 3, 4, device="meta"))
+    assert out.device.type == "meta" and norm.transform.device.type == "meta"

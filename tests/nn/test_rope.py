@@ -121,6 +121,16 @@ def test_dtype_casts_keep_frequencies_in_float32() -> None:
     assert torch.nn.Sequential(RotaryEmbedding2D(16)).half()[0].inv_freq.dtype == torch.float32
 
 
+def test_frequencies_follow_the_inputs_device() -> None:
+    """FSDP moves parameters and buffers without ``_apply``: the tables follow the inputs instead
+    (shown with the meta device, which needs no GPU)."""
+    rope = RotaryEmbedding2D(16)
+    cos, _ = rope(grid_coords(2, 3, device="meta"))
+    assert cos.device.type == "meta" and rope.inv_freq.device.type == "meta"
+    cos, _ = rope.for_grid(2, 3, device=torch.device("cpu"))
+    assert cos.device.type == "cpu" and rope.inv_freq.dtype == torch.float32
+
+
 def test_grid_coords_are_row_major_y_x() -> None:
     assert grid_coords(2, 3).tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
 

@@ -52,7 +52,7 @@ class MaskGenerator(ABC):
         if count == 0:  # the loss over masked tokens would be a mean over nothing: NaN
             raise ValueError(
                 f"mask ratio {self.ratio} masks no token of a {h}x{w} patch grid; raise the ratio to at "
-                f"least {0.5 / (h * w):.3g} or use larger images"
+                f"least {1 / (h * w):.3g} or use larger images"
             )
         return count
 

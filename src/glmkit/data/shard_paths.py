@@ -11,6 +11,8 @@ import os
 import re
 from collections.abc import Sequence
 
+from glmkit.data.tar_index import INDEX_SUFFIX
+
 _BRACE_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
 
 
@@ -82,7 +84,8 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
             )
         for expanded in expand_braces(os.path.expanduser(pattern)):
             if glob.has_magic(expanded):
-                found = sorted(glob.glob(expanded))
+                # a bare "*" must not pick up the index sidecars TarShards writes beside the shards
+                found = sorted(f for f in glob.glob(expanded) if not f.endswith(INDEX_SUFFIX))
                 if not found:
                     raise FileNotFoundError(f"no tar shards match {expanded!r} (from {pattern!r})")
                 paths.extend(found)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tarfile
+import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -94,7 +95,7 @@ def _write_cached(path: Path, signature: dict[str, int], index: ShardIndex) -> s
     text when the location is not writable, which only costs a rescan next time."""
     keys, offsets, sizes = zip(*index, strict=True) if index else ((), (), ())
     record = {**signature, "keys": list(keys), "offsets": list(offsets), "sizes": list(sizes)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across hosts and threads
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(record, separators=(",", ":")))

@@ -10,6 +10,7 @@ teacher. Without normalisation the teacher with the largest features dominates t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -140,6 +141,8 @@ class PHISNorm(TargetNorm):
         Until the transform is frozen the output is not yet normalised: the stage gives such a
         teacher loss weight 0 (see ``ready``).
         """
+        if self.mean.device != features.device:  # FSDP moves parameters and buffers, not these
+            self._move_statistics(features.device)
         if self.training and not self.ready:
             self.update(features)
         return (features.float() - self.mean) @ self.transform
@@ -162,15 +165,26 @@ class PHISNorm(TargetNorm):
                 )
             setattr(self, name, value.to(device=current.device, dtype=current.dtype).clone())
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
-        super()._apply(fn, recurse)
-        device = target_device(fn, self.mean)
+    def _move_statistics(self, device: torch.device) -> None:
         if self.mean.is_meta:  # built on the meta device: nothing to keep
             self._reset_statistics(device)
         else:
             for name in self._STATISTICS:
                 setattr(self, name, getattr(self, name).to(device))
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        super()._apply(fn, recurse)
+        self._move_statistics(target_device(fn, self.mean))
         return self
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Checkpoints written before the statistics became extra state hold them as six buffers.
+        legacy = [prefix + name for name in self._STATISTICS]
+        if prefix + "_extra_state" not in state_dict and all(key in state_dict for key in legacy):
+            state_dict[prefix + "_extra_state"] = {
+                name: state_dict.pop(key) for name, key in zip(self._STATISTICS, legacy, strict=True)
+            }
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def _hadamard(dim: int) -> Tensor | None:

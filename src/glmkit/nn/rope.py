@@ -70,7 +70,8 @@ class RotaryEmbedding2D(nn.Module):
             raise ValueError(f"coords must be [B, N, 2] or [N, 2] (y, x), got shape {list(coords.shape)}")
         if coords.ndim == 2:
             coords = coords[None]
-        pos = coords.to(device=self.inv_freq.device, dtype=torch.float32)
+        self._follow(coords.device)
+        pos = coords.to(dtype=torch.float32)
         # [B, N, 2, 1] * [quarter] -> [B, N, 2, quarter] -> [B, N, head_dim/2] as (y freqs, x freqs)
         angles = (pos[..., None] * self.inv_freq).flatten(-2)
         angles = torch.cat([angles, angles], dim=-1)  # rotate-half pairs i and i + head_dim/2
@@ -82,12 +83,16 @@ class RotaryEmbedding2D(nn.Module):
             sin = torch.cat([torch.zeros_like(ones), sin], dim=1)
         return cos[:, :, None], sin[:, :, None]
 
-    def for_grid(self, height: int, width: int, num_prefix_tokens: int = 0) -> tuple[Tensor, Tensor]:
+    def for_grid(
+        self, height: int, width: int, num_prefix_tokens: int = 0, device: torch.device | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Cached cos/sin ``[1, num_prefix_tokens + height*width, 1, head_dim]`` for a full grid.
 
         Image batches share one grid, so the tables are computed once per (grid, device) and
-        reused every step.
+        reused every step. ``device``: where the tables are needed (default: where the module is).
         """
+        if device is not None:
+            self._follow(device)
         key = (height, width, num_prefix_tokens, self.inv_freq.device)
         cached = self._grid_cache.get(key)
         if cached is None:
@@ -98,6 +103,12 @@ class RotaryEmbedding2D(nn.Module):
                 self._grid_cache.clear()
             self._grid_cache[key] = cached
         return cached
+
+    def _follow(self, device: torch.device) -> None:
+        # FSDP moves a module's parameters and buffers to the GPU without calling _apply, so the
+        # frequencies also follow the inputs they meet.
+        if self.inv_freq.device != torch.device(device):
+            self.inv_freq = self._frequencies(device)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> RotaryEmbedding2D:
         self._grid_cache.clear()  # device moves invalidate cached tables

@@ -44,6 +44,8 @@ from tests.helpers.openai_server import ScriptedOpenAIServer, reply
         ('{"correct": "Yes."}', 1.0),
         ('{"score": "Incorrect!"}', 0.0),
         ("{'score': 1}", 1.0),
+        ("format_score: 1\nFinal score: 0", 0.0),  # a keyword inside another word is not the verdict
+        ("sub_verdict: correct\nVerdict: incorrect", 0.0),
     ],
 )
 def test_parse_verdict(text: str, score: float) -> None:
@@ -61,6 +63,7 @@ def test_parse_verdict(text: str, score: float) -> None:
         "**Score**: 12",
         "```\n```",
         "subscore: 1",
+        "My_score: 1",
     ],
 )
 def test_parse_verdict_rejects_garbage(text: str) -> None:

@@ -38,16 +38,18 @@ and formatting may differ; extra explanation is fine; a different or hedged fina
 Reply with only a JSON object: {{"score": 1}} if the candidate is correct, {{"score": 0}} if it is not."""
 
 # Markdown emphasis may wrap the keyword, the separator or the value: "**Score**: 1", "**Score:** 1",
-# "Score: **1**", "__Verdict__ = correct" (hence no \b before the keyword: "_" is a word character).
+# "Score: **1**", "__Verdict__ = correct". The keyword (or the emphasis before it) must start a word,
+# so "format_score: 1" or "sub_verdict: correct" is not read as the verdict.
 _EMPHASIS = r"[*_]*"
+_WORD_START = rf"(?<![A-Za-z0-9_]){_EMPHASIS}"
 _SCORE_RE = re.compile(
-    rf"(?<![A-Za-z0-9])(?:score|rating|grade){_EMPHASIS}\s*[:=]\s*{_EMPHASIS}\s*([-+]?\d+(?:\.\d+)?)\s*"
+    rf"{_WORD_START}(?:score|rating|grade){_EMPHASIS}\s*[:=]\s*{_EMPHASIS}\s*([-+]?\d+(?:\.\d+)?)\s*"
     r"(?:/\s*(\d+(?:\.\d+)?))?",
     re.I,
 )
 _FRACTION_RE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(?:/\s*(\d+(?:\.\d+)?))?\s*$")
 _VERDICT_TAG_RE = re.compile(
-    rf"(?:\[\[\s*([A-Za-z]+)\s*\]\]|(?<![A-Za-z0-9])verdict{_EMPHASIS}\s*[:=]\s*{_EMPHASIS}\s*([A-Za-z]+))",
+    rf"(?:\[\[\s*([A-Za-z]+)\s*\]\]|{_WORD_START}verdict{_EMPHASIS}\s*[:=]\s*{_EMPHASIS}\s*([A-Za-z]+))",
     re.I,
 )
 _FENCE_RE = re.compile(r"^```[\w-]*[ \t]*\n?(.*?)\n?```$", re.S)

@@ -424,7 +424,9 @@ class CogViT(nn.Module):
                 raise ValueError("pass either an image batch x or NaFlex patches/coords/valid, not both")
             tokens, grid = self.patch_embed.forward_image(x)  # B, N, D
             batch = tokens.shape[0]
-            rope = self.rope.for_grid(*grid, self.num_prefix_tokens) if self.rope is not None else None
+            rope = (
+                self.rope.for_grid(*grid, self.num_prefix_tokens, x.device) if self.rope is not None else None
+            )
             attn_mask = None
         else:
             if patches is None:

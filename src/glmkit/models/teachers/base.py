@@ -188,6 +188,8 @@ class Teacher(nn.Module):
                 "divide uint8 images by 255 first"
             )
         x = images.float()
+        if self.mean.device != x.device:  # moved by something other than _apply (e.g. FSDP)
+            self._place_stats(x.device)
         size = (self.image_size, self.image_size)
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
