@@ -5,7 +5,8 @@ Module buffers follow every ``model.to(dtype)``, and FSDP's mixed precision (Lig
 float64 running sum cast to bf16 loses every update (300 + 1 == 300 in bf16), and RoPE frequencies
 rounded to bf16 turn every angle by up to 0.4%, more with each patch of distance. Such tensors are
 therefore kept as plain attributes, which no caster sees, and a module's ``_apply`` override moves
-them to wherever the module goes, using :func:`target_device`.
+them to wherever the module goes, using :func:`target_device`. FSDP moves parameters and buffers to
+the GPU without ``_apply``, so such modules also move these tensors to their inputs' device on use.
 """
 
 from __future__ import annotations
