@@ -350,3 +350,23 @@ def test_stage_shards_with_fsdp_bf16_mixed_on_two_cpu_processes(tmp_path: Path) 
         first["phis_state"]["sum_outer"].dtype == torch.float64
         and int(first["phis_state"]["steps_seen"]) == 2
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (Lightning's FSDP strategy)")
+def test_lightning_fsdp_bf16_mixed_with_phis_on_one_gpu(tmp_path: Path) -> None:
+    """The real recipe's sharded path end to end: Lightning's FSDP with bf16-mixed casts buffers to
+    bf16 and moves parameters and buffers to the GPU without ``_apply``. PHI-S statistics and RoPE
+    frequencies must still reach the GPU in full precision, and the run must train and export."""
+    from tests.stages.conftest import tiny_recipe, write_recipe
+
+    (tmp_path / "run").mkdir()
+    cfg = tiny_recipe(
+        tmp_path / "run", max_steps=3, accelerator="gpu", devices=1, strategy="fsdp", precision="bf16-mixed"
+    )
+    cfg["model"]["init_args"]["target_norm"] = "phis"
+    cfg["model"]["init_args"]["target_norm_args"] = {"estimate_steps": 1}
+    assert main(["fit", "--config", str(write_recipe(tmp_path / "r.yaml", cfg))]) == 0
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 3 and torch.isfinite(torch.tensor(list(losses.values()))).all()
+    assert (tmp_path / "run" / "encoder" / "model.safetensors").is_file()
