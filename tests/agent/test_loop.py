@@ -141,6 +141,16 @@ def test_token_budget_from_usage(field, budget, turns):
     assert result.usage[field] >= budget
 
 
+def test_token_budget_counts_prompt_and_completion_when_the_server_omits_the_total():
+    partial = reply(
+        tool_calls=[tool_call("echo", {"text": "again"})], prompt_tokens=1000, completion_tokens=50
+    )
+    del partial["usage"]["total_tokens"]
+    result, requests = run_scripted([partial], max_turns=6, max_tokens=2000)
+    assert result.stop_reason == "max_tokens" and result.turns == 2 and len(requests) == 2
+    assert result.usage == {"prompt_tokens": 2000, "completion_tokens": 100, "total_tokens": 2100}
+
+
 def test_truncated_reply_calls_are_not_executed():
     script = [
         reply(tool_calls=[tool_call("echo", {"text": "cut"}, "c1")], finish_reason="length"),

@@ -203,8 +203,10 @@ class AgentLoop:
                 turn -= 1
                 break
             reported = completion.usage if isinstance(completion.usage, Mapping) else {}
-            for key in USAGE_KEYS:
-                usage[key] += usage_count(reported.get(key))
+            counts = {key: usage_count(reported.get(key)) for key in USAGE_KEYS}
+            if reported.get("total_tokens") is None:  # some servers report only the two parts
+                counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
+            usage.update(counts)
             message = _assistant_message(completion.message)
             parsed = fmt.parse_message(message, self.tool_parameter_schemas())
             _fill_call_ids(message, parsed.items, turn)

@@ -80,6 +80,12 @@ def test_scale() -> None:
 def test_parse_endpoint() -> None:
     assert parse_endpoint("http://h:8000/v1@glm-4.5v") == ("http://h:8000/v1", "glm-4.5v")
     assert parse_endpoint("http://h:8000/v1/") == ("http://h:8000/v1", "default")
+    # vLLM serves hub ids as model names
+    assert parse_endpoint("http://h:8000/v1@Qwen/Qwen2.5-VL-7B-Instruct") == (
+        "http://h:8000/v1",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+    )
+    assert parse_endpoint("https://user@h/v1@zai-org/GLM-4.5V") == ("https://user@h/v1", "zai-org/GLM-4.5V")
     assert parse_endpoint("https://user@h/v1") == (
         "https://user@h/v1",
         "default",

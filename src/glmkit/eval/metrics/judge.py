@@ -64,15 +64,22 @@ class VerdictParseError(ValueError):
 
 
 def parse_endpoint(spec: str) -> tuple[str, str]:
-    """Split ``"http://host:8000/v1@model-name"`` into (base URL, model); the model defaults to ``"default"``."""
+    """Split ``"http://host:8000/v1@model-name"`` into (base URL, model); the model defaults to ``"default"``.
+
+    The model name may hold ``/`` (``http://host/v1@Qwen/Qwen2.5-VL-7B-Instruct``, as vLLM serves
+    hub ids).
+    """
     spec = spec.strip()
     if not spec.startswith(("http://", "https://")):
         raise ValueError(
             f"endpoint {spec!r} must start with http:// or https:// (form: http://host/v1@model)"
         )
-    base, sep, model = spec.rpartition("@")
-    if sep and base.startswith(("http://", "https://")) and "/" not in model and model:
-        return base.rstrip("/"), model
+    # The model follows the first "@" of the URL's path: hub-style names hold "/" themselves
+    # ("http://host/v1@zai-org/GLM-4.5V"), and an "@" before the path is the URL's own userinfo.
+    path_start = spec.find("/", spec.index("://") + 3)
+    at = spec.find("@", path_start) if path_start >= 0 else spec.rfind("@")
+    if at >= 0 and spec[at + 1 :].strip():
+        return spec[:at].rstrip("/"), spec[at + 1 :].strip()
     return spec.rstrip("/"), "default"
 
 
