@@ -69,6 +69,14 @@ def test_rule_fallback() -> None:
     assert ImageMiningScorer().describe()["scorer"].startswith("rule")
 
 
+@pytest.mark.parametrize("blank", ["", "   ", "\n\t", None])
+def test_rule_fallback_ignores_a_blank_chinese_answer(blank: str | None) -> None:
+    sample = Sample("s", "q", "purple", metadata={"answer_zh": blank})
+    assert not rule_hit("green", sample)
+    assert not rule_hit("", sample)
+    assert rule_hit("purple", sample)  # the English reference still counts
+
+
 def test_judge_mode_sees_both_languages() -> None:
     sample = Sample("s", "What colour is the roof?", "purple", metadata={"answer_zh": "淡紫色"})
     with ScriptedOpenAIServer([reply(content='{"score": 1}')]) as srv:

@@ -86,6 +86,15 @@ def test_paths_outside_the_allowed_directories_are_refused(context, tmp_path):
         {"video": str(outside / "clip.gif"), "tracks": tracks()[:1]}, context
     )
     assert allowed.ok, allowed.error
+    # a relative name is looked up in every allowed directory, not only the scratch folder
+    relative = DrawVideoTrackingTool(video_dirs=[outside])(
+        {"video": "clip.gif", "tracks": tracks()[:1]}, context
+    )
+    assert relative.ok, relative.error
+    missing = DrawVideoTrackingTool(video_dirs=[outside])(
+        {"video": "nope.gif", "tracks": tracks()[:1]}, context
+    )
+    assert not missing.ok and "does not exist" in missing.error
 
 
 @pytest.mark.parametrize(

@@ -245,8 +245,8 @@ class DrawVideoTrackingTool(Tool):
         # The model names the file; it may only read from directories the tool was given.
         roots = [context.scratch_dir().resolve(), *(d.resolve() for d in self.video_dirs)]
         candidate = Path(video)
-        if not candidate.is_absolute():
-            candidate = roots[0] / candidate
+        if not candidate.is_absolute():  # the first allowed directory that has it (scratch first)
+            candidate = next((root / video for root in roots if (root / video).is_file()), roots[0] / video)
         resolved = candidate.resolve()
         if not any(resolved.is_relative_to(root) for root in roots):
             allowed = ", ".join(str(r) for r in roots)

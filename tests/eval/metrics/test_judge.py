@@ -12,6 +12,7 @@ from glmkit.eval.metrics.judge import (
     VerdictParseError,
     parse_endpoint,
     parse_verdict,
+    reference_text,
 )
 from glmkit.eval.sample import Sample
 from tests.helpers.openai_server import ScriptedOpenAIServer, reply
@@ -95,6 +96,12 @@ def test_parse_endpoint() -> None:
 
 
 SAMPLE = Sample("s", "What colour is the car?", ["red"], metadata={"answer_zh": "红色"})
+
+
+def test_reference_text_names_the_chinese_answer_only_when_there_is_one() -> None:
+    assert reference_text(SAMPLE) == "red (Chinese reference: 红色)"
+    for blank in ("", "  ", None):
+        assert reference_text(Sample("s", "q", ["red"], metadata={"answer_zh": blank})) == "red"
 
 
 def _judge_by_content(body: dict[str, Any]) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def reference_text(sample: Sample) -> str:
     """The reference shown to the judge: all references, plus ``metadata.answer_zh`` when present."""
     refs = reference_answers(sample.answer)
     text = " | ".join(refs)
-    zh = sample.metadata.get("answer_zh")
+    zh = str(sample.metadata.get("answer_zh") or "").strip()
     if zh and zh not in refs:
         text = f"{text} (Chinese reference: {zh})"
     return text
