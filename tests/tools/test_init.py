@@ -68,6 +68,19 @@ def test_arguments_are_validated_before_the_tool_runs(context):
     assert not result.ok and "colour" in result.error
 
 
+def test_nan_and_infinity_are_refused_wherever_they_hide(context):
+    """json.loads accepts NaN and Infinity, and JSON Schema's numeric bounds let NaN through."""
+    from PIL import Image
+
+    context.images["img_0"] = Image.new("RGB", (64, 64))
+    crop = tools.get_tool("crop_image")
+    bad = crop({"image": "img_0", "bbox": [0, 0, 500, 500], "zoom": float("nan")}, context)
+    assert not bad.ok and "invalid argument zoom: NaN and infinity are not allowed" in bad.error
+    nested = crop({"image": "img_0", "bbox": [0, 0, float("inf"), 500]}, context)
+    assert not nested.ok and "invalid argument bbox.2" in nested.error
+    assert crop({"image": "img_0", "bbox": [0, 0, 500, 500], "zoom": 2.0}, context).ok
+
+
 def test_object_schema_is_closed():
     schema = object_schema({"a": {"type": "integer"}}, required=("a",))
     validator = jsonschema.Draft202012Validator(schema)

@@ -302,3 +302,36 @@ def test_searchable_by_checks_every_parent(tmp_path):
     assert not _searchable_by(closed / "work", 65534, 65534)
     closed.chmod(0o711)
     assert _searchable_by(closed / "work", 65534, 65534) == _searchable_by(tmp_path / "x", 65534, 65534)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_timeout_is_refused_not_unbounded(ctx, value):
+    """json.loads accepts NaN, JSON Schema's bounds let it through, and min(nan, limit) is nan: a
+    NaN timeout would switch the wall-clock kill off."""
+    result = PythonTool(SandboxLimits(wall_seconds=1.0))({"code": "print(1)", "timeout_s": value}, ctx)
+    assert not result.ok and "timeout_s: NaN and infinity are not allowed" in result.error
+
+
+def test_output_cap_counts_characters_and_never_splits_one(ctx):
+    result = PythonTool(SandboxLimits(max_output_chars=1000))({"code": "print('字' * 30000)"}, ctx)
+    stdout = result.text.split("--- stdout ---\n", 1)[1]
+    head, note_and_tail = stdout.split("\n[... output truncated: ", 1)
+    assert head == "字" * 1000 and "\ufffd" not in stdout
+    omitted, tail = note_and_tail.split(" bytes omitted ...]\n", 1)
+    # the tail keeps the last 250 characters, 249 of them and the final newline (stripped in the text)
+    assert tail == "字" * 249 and int(omitted) == (30000 - 1000 - 249) * 3
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_and_encodable(ctx):
+    code = "import os\nwith open(os.fsdecode(b'\\xfe.txt'), 'w') as fh:\n    fh.write('x')"
+    result = PythonTool(FAST)({"code": code}, ctx)
+    assert "Files written: \\xfe.txt" in result.text
+    result.to_text().encode("utf-8")  # what the MCP server and the agent loop send on
+
+
+def test_a_working_directory_with_too_many_entries_is_walked_only_so_far(ctx, monkeypatch):
+    from glmkit.tools import sandbox
+
+    monkeypatch.setattr(sandbox, "MAX_SNAPSHOT_ENTRIES", 5)
+    result = PythonTool(FAST)({"code": "for i in range(12):\n    open(f'f{i}.txt', 'w').close()"}, ctx)
+    assert result.ok and "holds more than 5 entries; only the first were checked" in result.text

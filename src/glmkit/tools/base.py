@@ -12,6 +12,8 @@ tool refers to an image by id and a result can add new images (a crop, a drawing
 
 from __future__ import annotations
 
+import math
+import os
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -137,8 +139,26 @@ class ToolResult:
         if self.image_ids:
             parts.append("New images: " + ", ".join(self.image_ids))
         if self.files:
-            parts.append("Files: " + ", ".join(str(p) for p in self.files))
+            parts.append("Files: " + ", ".join(display_path(p) for p in self.files))
         return "\n".join(parts)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as text that always encodes as UTF-8: bytes of a non-UTF-8 file name (which Python
+    keeps as lone surrogates) are shown as ``\\xNN`` escapes instead of breaking JSON output."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The path of the first NaN or infinity inside a JSON value (``json.loads`` accepts them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(arguments)"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
 
 
 class Tool(ABC):
@@ -171,6 +191,10 @@ class Tool(ABC):
             err = errors[0]
             where = ".".join(str(p) for p in err.path) or "(arguments)"
             raise ToolError(f"{self.name}: invalid argument {where}: {err.message}")
+        # JSON Schema lets NaN through every numeric bound (NaN <= 0 is false), and no tool wants it
+        where = _non_finite(arguments)
+        if where is not None:
+            raise ToolError(f"{self.name}: invalid argument {where}: NaN and infinity are not allowed")
         return arguments
 
     def __call__(self, arguments: dict[str, Any], context: ToolContext | None = None) -> ToolResult:

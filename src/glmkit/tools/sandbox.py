@@ -46,7 +46,9 @@ beyond the unprivileged uid's own permissions when glmkit runs as root.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -59,7 +61,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from glmkit.tools.base import TOOLS, Tool, ToolContext, ToolError, ToolResult, object_schema
+from glmkit.tools.base import TOOLS, Tool, ToolContext, ToolError, ToolResult, display_path, object_schema
 from glmkit.tools.net import read_image_file
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
@@ -327,7 +329,11 @@ def process_isolation() -> str:
 
 
 class _CappedReader(threading.Thread):
-    """Drains a pipe, keeping the first ``cap`` bytes and the last ``cap // 4`` bytes."""
+    """Drains a pipe, keeping the first ``cap`` characters and the last ``cap // 4``.
+
+    Bytes are kept with room for 4-byte UTF-8 characters and cut to whole characters when decoded,
+    so CJK output is capped by characters as advertised and never split mid-character.
+    """
 
     def __init__(self, stream: Any, cap: int) -> None:
         super().__init__(daemon=True)
@@ -337,10 +343,10 @@ class _CappedReader(threading.Thread):
         self.total = 0
 
     def run(self) -> None:
-        tail_cap = max(1, self.cap // 4)
+        head_cap, tail_cap = 4 * self.cap, 4 * max(1, self.cap // 4)
         while chunk := self.stream.read1(65536):
             self.total += len(chunk)
-            room = self.cap - len(self.head)
+            room = head_cap - len(self.head)
             if room > 0:
                 self.head += chunk[:room]
                 chunk = chunk[room:]
@@ -348,25 +354,40 @@ class _CappedReader(threading.Thread):
                 self.tail = (self.tail + chunk)[-tail_cap:]
 
     def text(self) -> str:
-        head = self.head.decode("utf-8", errors="replace")
-        if self.total <= len(self.head):
-            return head
-        skipped = self.total - len(self.head) - len(self.tail)
-        tail = self.tail.decode("utf-8", errors="replace")
-        note = f"\n[... output truncated: {skipped} bytes omitted ...]\n" if skipped > 0 else ""
-        return head + note + tail
+        head_bytes = bytes(self.head)
+        if self.total <= len(head_bytes):  # everything was kept
+            text = head_bytes.decode("utf-8", errors="replace")
+            if len(text) <= self.cap:
+                return text
+            head, rest = text[: self.cap], text[self.cap :]
+            tail = rest[-max(1, self.cap // 4) :]
+        else:
+            # final=False drops a character cut at the end; the tail starts at a character boundary
+            head = codecs.getincrementaldecoder("utf-8")("replace").decode(head_bytes)[: self.cap]
+            tail_bytes = bytes(self.tail).lstrip(bytes(range(0x80, 0xC0)))
+            tail = tail_bytes.decode("utf-8", errors="replace")[-max(1, self.cap // 4) :]
+        omitted = self.total - len(head.encode("utf-8", "replace")) - len(tail.encode("utf-8", "replace"))
+        if omitted <= 0:
+            return head + tail
+        return f"{head}\n[... output truncated: {omitted} bytes omitted ...]\n{tail}"
 
 
-def _snapshot(root: Path) -> dict[Path, tuple[int, int]]:
+MAX_SNAPSHOT_ENTRIES = 20_000  # the walk runs outside the wall-clock limit: bound it
+
+
+def _snapshot(root: Path) -> tuple[dict[Path, tuple[int, int]], bool]:
+    """(mtime, size) of every regular file under ``root``, and whether the walk saw every entry."""
     state = {}
-    for path in root.rglob("*"):
+    for count, path in enumerate(root.rglob("*")):
+        if count >= MAX_SNAPSHOT_ENTRIES:
+            return state, False
         try:
             info = path.lstat()
         except OSError:
             continue
         if path.is_file() and not path.is_symlink():
             state[path] = (info.st_mtime_ns, info.st_size)
-    return state
+    return state, True
 
 
 def _exited(pid: int) -> bool:
@@ -421,7 +442,7 @@ def run_python(
     # RLIMIT_NPROC counts per user namespace; outside one it would count every process of the host
     # user, which is acceptable only for the dedicated unprivileged uid.
     nproc = limits.max_processes if drop or (prefix is not None and "--user" in prefix) else 0
-    before = _snapshot(workdir)
+    before, _ = _snapshot(workdir)
     status_read, status_write = os.pipe()
     args = [
         str(limits.cpu_seconds),
@@ -496,13 +517,19 @@ def run_python(
         status = "killed"
     else:
         status = "error"
-    after = _snapshot(workdir)
+    after, complete = _snapshot(workdir)
     changed = sorted(p for p, state in after.items() if before.get(p) != state)
+    stderr = readers[1].text()
+    if not complete:
+        stderr += (
+            f"\n[glmkit: the working directory holds more than {MAX_SNAPSHOT_ENTRIES} entries; only the "
+            "first were checked for new files]"
+        )
     return SandboxRun(
         status=status,
         exit_code=exit_code,
         stdout=readers[0].text(),
-        stderr=readers[1].text(),
+        stderr=stderr,
         wall_seconds=wall,
         network_isolation=mode,
         files=changed,
@@ -570,6 +597,8 @@ class PythonTool(Tool):
         """Execute ``code`` and report output, status, new files and images."""
         limits = self.limits
         if timeout_s is not None:
+            if not math.isfinite(timeout_s):  # min(nan, limit) is nan, and nothing exceeds nan
+                raise ToolError(f"python: timeout_s must be a finite number of seconds, got {timeout_s}")
             limits = replace(limits, wall_seconds=min(float(timeout_s), limits.wall_seconds))
         workdir = context.scratch_dir()
         if self.per_call_dir:
@@ -592,7 +621,7 @@ class PythonTool(Tool):
         if result.stderr:
             parts.append("--- stderr ---\n" + result.stderr.rstrip("\n"))
         if files:
-            listed = ", ".join(str(p.relative_to(workdir)) for p in files)
+            listed = ", ".join(display_path(p.relative_to(workdir)) for p in files)
             extra = len(result.files) - len(files)
             parts.append(f"Files written: {listed}" + (f" (and {extra} more)" if extra > 0 else ""))
         parts.extend(notes)
