@@ -117,3 +117,31 @@ def test_read_webpage_size_limit(server):
         {"url": server.url("/huge")}, ToolContext()
     )
     assert not result.ok and "limit of 10000 bytes" in result.error
+
+
+def test_read_webpage_plain_text_with_an_unknown_charset_reads_as_utf8(server):
+    tool = ReadWebpageTool(policy=server.policy())
+    for charset in ("x-unknown-42", "rot13"):
+        server.routes["/t.txt"] = Route(
+            body="plain é \xff".encode() + b"\xfe", headers={"Content-Type": f"text/plain; charset={charset}"}
+        )
+        result = tool({"url": server.url("/t.txt")}, ToolContext())
+        assert result.ok, result.error
+        assert result.text == "plain é \xff\ufffd"
+
+
+def test_read_webpage_survives_old_style_and_malformed_html(server):
+    old_style = b"<h1>FAQ</h1>" + b"".join(b"<p>Question %d answered here\n" % i for i in range(300))
+    server.routes["/old"] = Route(body=old_style, headers={"Content-Type": "text/html"})
+    server.routes["/bad"] = Route(
+        body=b'<base href="https://other.example/"><title>T</title><p>See <a href="http://[broken/">x</a>'
+        b' <a href="a">a</a></p>',
+        headers={"Content-Type": "text/html"},
+    )
+    tool = ReadWebpageTool(policy=server.policy())
+    old = tool({"url": server.url("/old")}, ToolContext())
+    assert old.ok, old.error
+    assert "Question 0 answered" in old.text and "Question 299 answered" in old.text
+    bad = tool({"url": server.url("/bad")}, ToolContext())
+    assert bad.ok, bad.error
+    assert bad.text == f"# T\nURL: {server.url('/bad')}\n\nSee x [a](https://other.example/a)\n"

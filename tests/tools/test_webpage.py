@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from glmkit.tools.webpage import html_to_markdown
 
 PAGE = """<!doctype html>
@@ -100,3 +102,49 @@ def test_render_header():
     text = render().render(include_image_list=False)
     assert text.startswith("# Test Page\nURL: https://example.com/dir/index.html\n\n")
     assert "Images on this page" not in text
+
+
+def test_deeply_nested_and_unclosed_tags_render_without_recursion():
+    for tag in ("p", "li", "td", "font", "b"):  # html.parser nests unclosed tags inside each other
+        page = html_to_markdown("<h1>FAQ</h1>" + "".join(f"<{tag}>item {i}\n" for i in range(400)))
+        assert [int(n) for n in re.findall(r"item (\d+)", page.markdown)] == list(range(400)), tag
+    page = html_to_markdown("<div>" * 2000 + "deep text" + "</div>" * 2000)
+    assert page.markdown == "deep text"
+
+
+def test_unclosed_table_rows_are_rendered_once():
+    html = "<table>" + "".join(f"<tr><td>r{i}" for i in range(300)) + "</table>"
+    md = html_to_markdown(html).markdown
+    assert [int(n) for n in re.findall(r"r(\d+)", md)] == list(range(300))
+
+
+def test_malformed_urls_become_plain_text_instead_of_failing_the_page():
+    page = html_to_markdown(
+        '<base href="http://[x"><p>See <a href="http://[broken/">here</a> and <a href="ok">ok</a>'
+        '<img src="https://[::1/a.png" alt="pic"></p>',
+        "https://example.com/dir/page.html",
+    )
+    assert page.links == [("ok", "https://example.com/dir/ok")]  # the broken <base> is ignored
+    assert "See here and [ok]" in page.markdown and "[image: pic]" in page.markdown
+    assert page.images == []
+
+
+def test_ordered_list_start_must_be_a_small_ascii_number():
+    for start, first in (("\u00b2", 1), ("9" * 5000, 1), ("12", 12), (" 7 ", 7), ("-3", 1)):
+        md = html_to_markdown(f'<ol start="{start}"><li>a</li><li>b</li></ol>').markdown
+        assert md == f"{first}. a\n{first + 1}. b", start
+
+
+def test_base_href_resolves_links_but_the_page_keeps_its_own_url():
+    page = html_to_markdown(
+        '<base href="https://other.example/"><p>hi <a href="a">a</a></p>', "https://example.com/p"
+    )
+    assert page.url == "https://example.com/p"
+    assert page.links == [("a", "https://other.example/a")]
+    assert "URL: https://example.com/p\n" in page.render() and "other.example/\n" not in page.render()
+
+
+def test_title_outside_head_is_shown_once():
+    page = html_to_markdown("<title>Notes</title><p>body text</p>", "https://example.com/")
+    assert page.title == "Notes" and page.markdown == "body text"
+    assert page.render().count("Notes") == 1

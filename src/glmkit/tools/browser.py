@@ -23,6 +23,14 @@ _TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json", "a
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "")
 
 
+def _decode_text(content: bytes, charset: str | None) -> str:
+    """``content`` in its declared charset; an unknown or non-text one reads as UTF-8, like HTML pages."""
+    try:
+        return content.decode(charset or "utf-8", errors="replace")
+    except (LookupError, ValueError):  # "x-unknown", "rot13", a label with a NUL byte
+        return content.decode("utf-8", errors="replace")
+
+
 @TOOLS.register("load_image_from_url")
 class LoadImageFromUrlTool(Tool):
     """Download an image from the web and add it to the conversation."""
@@ -96,7 +104,7 @@ class ReadWebpageTool(Tool):
             links, images = page.links, page.images
             title = page.title
         elif kind.startswith("text/") or kind in _TEXT_TYPES:
-            full = response.content.decode(response.charset or "utf-8", errors="replace")
+            full = _decode_text(response.content, response.charset)
             links, images, title = [], [], ""
         else:
             hint = " use load_image_from_url for images;" if kind.startswith("image/") else ""
