@@ -71,13 +71,19 @@ def test_example_arguments_follow_the_schema():
     assert example_arguments(EchoTool()) == {"text": "<text>"}
 
 
+def _photo(tmp_path, colour: tuple[int, int, int], box: tuple[int, int, int, int]):
+    """A 200x100 white PNG with one coloured rectangle, as an agent's input image."""
+    photo = tmp_path / "photo.png"
+    image = Image.new("RGB", (200, 100), "white")
+    image.paste(colour, box)
+    image.save(photo)
+    return photo
+
+
 def test_real_crop_image_script_runs_as_a_subprocess(tmp_path):
     pytest.importorskip("glmkit.tools.image")
     (folder,) = export_skills(tmp_path / "skills", {"glmkit-vision": ["crop_image"]})
-    photo = tmp_path / "photo.png"
-    image = Image.new("RGB", (200, 100), "white")
-    image.paste((0, 0, 255), (0, 0, 100, 50))
-    image.save(photo)
+    photo = _photo(tmp_path, (0, 0, 255), (0, 0, 100, 50))
     script = folder / "scripts" / "crop_image.py"
     args = json.dumps({"image": "img_0", "bbox": [0, 0, 500, 500]})
     out = run_script(
@@ -160,10 +166,7 @@ def builtin_tool_names() -> list[str]:
 def test_repeated_runs_keep_every_output_image(tmp_path):
     pytest.importorskip("glmkit.tools.image")
     (folder,) = export_skills(tmp_path / "skills", {"zoom": ["crop_image"]})
-    photo = tmp_path / "photo.png"
-    image = Image.new("RGB", (200, 100), "white")
-    image.paste((255, 0, 0), (0, 0, 100, 100))
-    image.save(photo)
+    photo = _photo(tmp_path, (255, 0, 0), (0, 0, 100, 100))
     script = folder / "scripts" / "crop_image.py"
     paths = []
     for bbox in ([0, 0, 500, 1000], [500, 0, 1000, 1000]):  # the red half, then the white half

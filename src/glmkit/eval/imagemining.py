@@ -89,8 +89,7 @@ def rule_hit(prediction: str, sample: Sample) -> bool:
     text = extract_answer(prediction)
     if normalized_match(text, reference_answers(sample.answer), contains=True):
         return True
-    # A blank Chinese reference is no reference: "" is a substring of every answer.
-    zh = str(sample.metadata.get("answer_zh") or "").strip()
+    zh = sample.metadata_text("answer_zh")
     return bool(zh) and zh in text
 
 

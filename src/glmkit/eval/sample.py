@@ -48,6 +48,11 @@ class Sample:
             return path
         return self.root / path
 
+    def metadata_text(self, key: str) -> str:
+        """A text field of ``metadata``, stripped; ``""`` when it is missing, null or blank (a blank
+        alternative answer must count as none: ``""`` is a substring of every answer)."""
+        return str(self.metadata.get(key) or "").strip()
+
     def load_images(self) -> list[Image.Image]:
         """The sample's images as RGB PIL images."""
         from PIL import Image

@@ -286,7 +286,7 @@ def reference_text(sample: Sample) -> str:
     """The reference shown to the judge: all references, plus ``metadata.answer_zh`` when present."""
     refs = reference_answers(sample.answer)
     text = " | ".join(refs)
-    zh = str(sample.metadata.get("answer_zh") or "").strip()
+    zh = sample.metadata_text("answer_zh")
     if zh and zh not in refs:
         text = f"{text} (Chinese reference: {zh})"
     return text
