@@ -7,7 +7,6 @@ GLM-4.7/5 drop the newlines; both spellings parse. Values are typed with the too
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from glmkit.agent.formats.base import TOOL_CALL_FORMATS, ToolCall, ToolCallError
 from glmkit.agent.formats.schema_values import decode_glm_value, encode_glm_value
 from glmkit.agent.formats.text import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TextToolCallFormat, _skip_ws
-from glmkit.agent.formats.tool_schemas import _unknown_tool, openai_tool_schemas
+from glmkit.agent.formats.tool_schemas import _unknown_tool, tool_signatures_prompt
 
 ARG_KEY_OPEN, ARG_KEY_CLOSE = "<arg_key>", "</arg_key>"
 ARG_VALUE_OPEN, ARG_VALUE_CLOSE = "<arg_value>", "</arg_value>"
@@ -51,10 +50,7 @@ class Glm45ToolCallFormat(TextToolCallFormat):
 
     def render_tools(self, tools: Any) -> str:
         """Tool signatures as JSON lines and the XML call syntax."""
-        lines = "\n".join(json.dumps(s, ensure_ascii=False) for s in openai_tool_schemas(tools))
-        return (
-            "# Tools\n\nYou can call the functions below. Their signatures, as JSON schemas, are inside "
-            f"<tools></tools>:\n<tools>\n{lines}\n</tools>\n\n"
+        return tool_signatures_prompt(tools) + (
             "To call a function, write one block per call in this form (string values as plain text, "
             "other values as JSON):\n"
             "<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n<arg_value>{arg-value-1}</arg_value>\n"

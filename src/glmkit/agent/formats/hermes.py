@@ -13,7 +13,7 @@ from typing import Any
 from glmkit.agent.formats.base import TOOL_CALL_FORMATS, ToolCall, ToolCallError
 from glmkit.agent.formats.schema_values import _json_type
 from glmkit.agent.formats.text import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TextToolCallFormat, _skip_ws
-from glmkit.agent.formats.tool_schemas import _unknown_tool, openai_tool_schemas
+from glmkit.agent.formats.tool_schemas import _unknown_tool, tool_signatures_prompt
 
 
 @TOOL_CALL_FORMATS.register("hermes")
@@ -29,10 +29,7 @@ class HermesToolCallFormat(TextToolCallFormat):
 
     def render_tools(self, tools: Any) -> str:
         """Tool signatures as JSON lines in ``<tools></tools>`` and how to call them."""
-        lines = "\n".join(json.dumps(s, ensure_ascii=False) for s in openai_tool_schemas(tools))
-        return (
-            "# Tools\n\nYou can call the functions below. Their signatures, as JSON schemas, are inside "
-            f"<tools></tools>:\n<tools>\n{lines}\n</tools>\n\n"
+        return tool_signatures_prompt(tools) + (
             "To call a function, write a JSON object with its name and arguments between "
             "<tool_call></tool_call> tags, one block per call:\n"
             '<tool_call>\n{"name": "<function name>", "arguments": {<arguments as JSON>}}\n</tool_call>'

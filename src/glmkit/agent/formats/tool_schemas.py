@@ -52,3 +52,12 @@ def _unknown_tool(name: str, schemas: dict[str, dict[str, Any]] | None) -> str |
         return None
     known = ", ".join(sorted(schemas)) or "none"
     return f"unknown tool {name!r}; available tools: {known}"
+
+
+def tool_signatures_prompt(tools: Any) -> str:
+    """The system-prompt header text formats share: the tools' JSON schemas inside ``<tools></tools>``."""
+    lines = "\n".join(json.dumps(s, ensure_ascii=False) for s in openai_tool_schemas(tools))
+    return (
+        "# Tools\n\nYou can call the functions below. Their signatures, as JSON schemas, are inside "
+        f"<tools></tools>:\n<tools>\n{lines}\n</tools>\n\n"
+    )
