@@ -67,8 +67,8 @@ def test_broken_plugin_is_reported_by_name_and_others_load(tmp_path, monkeypatch
         "goodplug",
         "goodplug_mod",
         """
-        from glmkit.registry import registry
-        registry("test_plugin_kind").add("from_good_plugin", object, override=True)
+        from glmkit.registry import declare
+        declare("test_plugin_kind", "a kind a plugin declares").add("from_good_plugin", object, override=True)
         """,
     )
     _fake_distribution(tmp_path, "badplug", "badplug_mod", "raise RuntimeError('boom at import')\n")
@@ -93,3 +93,70 @@ def test_autoload_can_be_disabled(monkeypatch) -> None:
     assert report.loaded == [] and report.failed == {}
     monkeypatch.delenv(reg_mod.DISABLE_AUTOLOAD_ENV)
     load_plugins(force=True)
+
+
+def test_registering_an_object_of_another_kind_fails() -> None:
+    class Widget:
+        pass
+
+    reg: Registry = Registry("widgets", "things with a base", base=Widget)
+
+    @reg.register("round")
+    class Round(Widget):
+        pass
+
+    with pytest.raises(RegistryError, match=r"widgets: .*Square is not a .*Widget.*subclasses of it"):
+
+        @reg.register("square")
+        class Square:
+            pass
+
+    assert reg.names() == ["round"]
+
+
+def test_a_kind_is_declared_once() -> None:
+    first = reg_mod.declare("test_declared_once", "declared here")
+    assert reg_mod.registry("test_declared_once") is first
+    assert first.package == "tests"
+    reg_mod._REGISTRIES["test_declared_once"].package = "elsewhere"
+    try:
+        with pytest.raises(RegistryError, match="already declared by elsewhere"):
+            reg_mod.declare("test_declared_once", "again")
+    finally:
+        reg_mod._REGISTRIES.pop("test_declared_once")
+
+
+def test_unknown_kind_suggests_declared_kinds() -> None:
+    with pytest.raises(RegistryError, match="no registry of kind 'encoderz'. Did you mean 'encoders'"):
+        reg_mod.registry("encoderz")
+
+
+def test_builtins_are_found_by_walking_the_package() -> None:
+    report = reg_mod.import_builtins()
+    assert "glmkit.losses.distill" in report.loaded and "glmkit.cli" not in report.loaded
+    assert not report.failed
+    assert {"encoders", "losses", "stages", "tools", "metrics"} <= set(reg_mod.all_registries())
+
+
+def test_a_plugin_component_is_found_from_python_without_load_plugins(tmp_path, monkeypatch) -> None:
+    _fake_distribution(
+        tmp_path,
+        "lossplug",
+        "lossplug_mod",
+        """
+        from glmkit.losses import LOSSES
+        LOSSES.add("a_plugin_loss", type("APluginLoss", (LOSSES.base or object,), {}), override=True)
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(reg_mod.DISABLE_AUTOLOAD_ENV, raising=False)
+    monkeypatch.setattr(reg_mod, "_PLUGIN_REPORT", None)  # as in a fresh process
+    from glmkit.losses import LOSSES
+
+    try:
+        assert "a_plugin_loss" not in LOSSES
+        assert LOSSES.get("a_plugin_loss").__name__ == "APluginLoss"
+    finally:
+        LOSSES._entries.pop("a_plugin_loss", None)
+        sys.modules.pop("lossplug_mod", None)
+        load_plugins(force=True)

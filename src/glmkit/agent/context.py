@@ -22,12 +22,12 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
 if TYPE_CHECKING:
     from PIL import Image
 
-CONTEXT_POLICIES = registry("context_policies", "agent-loop context policies applied before each request")
+CONTEXT_POLICIES = declare("context_policies", "agent-loop context policies applied before each request")
 
 
 def image_ref(image_id: str, image: Image.Image) -> dict[str, Any]:

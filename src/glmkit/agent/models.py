@@ -33,9 +33,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from glmkit.agent.client import ChatCompletion, OpenAIChatClient, image_part
 from glmkit.agent.context import is_image_ref
 from glmkit.agent.formats import ToolCallFormat, get_tool_call_format, openai_tool_schemas
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-CHAT_MODELS = registry("chat_models", "chat-model adapters for the agent loop")
+CHAT_MODELS = declare("chat_models", "chat-model adapters for the agent loop")
 
 _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 

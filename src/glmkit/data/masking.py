@@ -16,9 +16,9 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-MASKINGS = registry("maskings", "token mask generators for masked image modelling")
+MASKINGS = declare("maskings", "token mask generators for masked image modelling")
 
 
 def _check_ratio(ratio: float) -> float:

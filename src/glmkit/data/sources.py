@@ -24,9 +24,9 @@ from PIL import Image
 from glmkit.data.decode import BadImageError, decode_image
 from glmkit.data.shard_paths import expand_urls
 from glmkit.data.tar_index import TAR_IMAGE_EXTENSIONS, index_shards
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-DATASETS = registry("datasets", "data sources")
+DATASETS = declare("datasets", "data sources")
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from glmkit.eval.sample import Sample
-from glmkit.registry import registry
+from glmkit.registry import declare
 
 if TYPE_CHECKING:
     from glmkit.eval.benchmark import Benchmark
     from glmkit.eval.metrics.base import SampleMetric
 
-MODEL_ADAPTERS = registry("model_adapters", "model adapters for glmkit eval (--model SPEC)")
+MODEL_ADAPTERS = declare("model_adapters", "model adapters for glmkit eval (--model SPEC)")
 
 
 @dataclass

@@ -42,12 +42,12 @@ from glmkit.eval.metrics.base import METRICS, SampleMetric
 from glmkit.eval.metrics.passk import pass_at_k_table
 from glmkit.eval.sample import DataError, RowParser, Sample, load_samples, parse_sample
 from glmkit.jsonl import dumps_utf8, json_line, repair_torn_tail
-from glmkit.registry import registry
+from glmkit.registry import declare
 
 if TYPE_CHECKING:
     from glmkit.eval.adapters import ModelAdapter
 
-BENCHMARKS = registry("benchmarks", "evaluation benchmarks (glmkit eval --benchmark NAME)")
+BENCHMARKS = declare("benchmarks", "evaluation benchmarks (glmkit eval --benchmark NAME)")
 
 SAMPLES_FILE = "samples.jsonl"
 SUMMARY_JSON = "summary.json"

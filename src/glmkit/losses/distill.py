@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-LOSSES = registry("losses", "training losses")
+LOSSES = declare("losses", "training losses")
 
 
 class DistillLoss(nn.Module):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-ADAPTORS = registry("adaptors", "student-to-teacher adaptor heads")
+ADAPTORS = declare("adaptors", "student-to-teacher adaptor heads")
 
 
 @ADAPTORS.register("mlp")

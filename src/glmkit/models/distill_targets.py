@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glmkit.nn.fixed_precision import target_device
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-TARGET_NORMS = registry("target_norms", "per-teacher normalisation of distillation targets")
+TARGET_NORMS = declare("target_norms", "per-teacher normalisation of distillation targets")
 
 
 def resample_to_grid(features: Tensor, grid: tuple[int, int], target_grid: tuple[int, int]) -> Tensor:

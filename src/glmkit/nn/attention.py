@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-ATTENTION_BACKENDS = registry("attention", "attention backends (attn_backend=...)")
+ATTENTION_BACKENDS = declare("attention", "attention backends (attn_backend=...)")
 
 DEFAULT_BACKEND = "sdpa"
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-SCHEDULES = registry("schedules", "learning-rate schedules")
+SCHEDULES = declare("schedules", "learning-rate schedules")
 
 
 class Schedule:

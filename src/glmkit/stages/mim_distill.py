@@ -31,14 +31,14 @@ from glmkit.models.teachers import Teacher
 from glmkit.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
 from glmkit.optim import DEFAULT_FALLBACK_PATTERNS, WarmupCosine, muon_param_groups
 from glmkit.optim.schedules import Schedule
-from glmkit.registry import registry
+from glmkit.registry import declare
 
 try:  # set by LightningCLI while it builds the model; Lightning 2.6 has no public accessor for it
     from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 except ImportError:  # a Lightning without it: recipes' checkpoints then keep no component config
     _given_hyperparameters = None
 
-STAGES = registry("stages", "training stages (LightningModules)")
+STAGES = declare("stages", "training stages (LightningModules)")
 
 
 def _seed_for(*parts: int | str) -> int:

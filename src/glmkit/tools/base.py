@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from glmkit.tools.net import NetworkPolicy
 
-TOOLS = registry("tools", "agent tools with OpenAI function schemas")
+TOOLS = declare("tools", "agent tools with OpenAI function schemas")
 
 # Schema fragment shared by every tool that takes an image already in the conversation.
 IMAGE_ID_SCHEMA: dict[str, Any] = {

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from glmkit.registry import RegistryError, registry
+from glmkit.registry import RegistryError, declare
 from glmkit.tools.base import IMAGE_ID_SCHEMA, TOOLS, Tool, ToolContext, ToolError, ToolResult, object_schema
 from glmkit.tools.net import read_image_file
 
-SEARCH_PROVIDERS = registry("search_providers", "back-ends of the search tools")
+SEARCH_PROVIDERS = declare("search_providers", "back-ends of the search tools")
 INDEX_ENV = "GLMKIT_SEARCH_INDEX"
 INDEX_FILE = "documents.jsonl"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-TOOL_CALL_FORMATS = registry("tool_call_formats", "tool-call formats (parse and render)")
+TOOL_CALL_FORMATS = declare("tool_call_formats", "tool-call formats (parse and render)")
 
 _RAW_LIMIT = 2000  # characters of a malformed call quoted back to the model
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from glmkit.eval.sample import Sample
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-METRICS = registry("metrics", "per-sample evaluation metrics (glmkit eval)")
+METRICS = declare("metrics", "per-sample evaluation metrics (glmkit eval)")
 
 
 @dataclass

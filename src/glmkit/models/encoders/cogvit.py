@@ -32,9 +32,9 @@ from glmkit.models.zoo import load_pretrained, save_pretrained
 from glmkit.nn.attention import DEFAULT_BACKEND, get_attention_backend
 from glmkit.nn.patch_embed import PatchEmbed
 from glmkit.nn.rope import RotaryEmbedding2D, apply_rotary
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-ENCODERS = registry("encoders", "vision encoders")
+ENCODERS = declare("encoders", "vision encoders")
 
 NormType = Literal["layernorm", "rmsnorm"]
 MlpType = Literal["gelu", "swiglu"]

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glmkit.nn.fixed_precision import target_device
-from glmkit.registry import registry
+from glmkit.registry import declare
 
-TEACHERS = registry("teachers", "frozen teacher models for distillation")
+TEACHERS = declare("teachers", "frozen teacher models for distillation")
 
 DType = Literal["float32", "bfloat16", "float16"]
 _DTYPES: dict[str, torch.dtype] = {
