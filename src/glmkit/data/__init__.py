@@ -1,10 +1,12 @@
 """Data: image sources, the weighted stage-1 mixture, transforms, masking, resumable loading.
 
+Everything here imports without Lightning (the tool chain and eval use the decoders, fonts and
+procedural scenes); the Lightning DataModules are imported on first access.
+
 Importing this package registers the image sources (``registry("datasets")``) and the mask
 generators (``registry("maskings")``).
 """
 
-from glmkit.data.datamodule import ImageDataModule
 from glmkit.data.decode import BadImageError, decode_image
 from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
 from glmkit.data.masking import MASKINGS, BlockMask, MaskGenerator, RandomMask
@@ -38,3 +40,15 @@ __all__ = [
     "normalize_weights",
     "to_tensor",
 ]
+
+
+_LIGHTNING_EXPORTS = {"ImageDataModule": "glmkit.data.datamodule"}
+
+
+def __getattr__(name: str) -> object:
+    # PEP 562: the DataModules need Lightning, so they are imported only when asked for.
+    if name in _LIGHTNING_EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_LIGHTNING_EXPORTS[name]), name)
+    raise AttributeError(f"module 'glmkit.data' has no attribute {name!r}")
