@@ -17,10 +17,16 @@ import difflib
 import fnmatch
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import Namespace
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+from glmkit.config import ConfigError, prepare
 from glmkit.registry import ImportReport, all_registries, import_all, load_plugins
 
 
@@ -41,6 +47,58 @@ class GlmkitCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", False)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Resolve names and expand presets in every ``--config`` recipe, then parse as usual.
+
+        The recipe the parser sees (and ``--print_config`` prints) has full import paths and
+        every preset's values; a name that resolves nowhere stops here with the closest names.
+        """
+        if isinstance(args, dict | Namespace):
+            super().parse_arguments(parser, args)
+            return
+        try:
+            argv = prepare_config_args(list(sys.argv[1:] if args is None else args))
+        except ConfigError as exc:
+            print(f"glmkit: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        self.config = parser.parse_args(argv)
+
+
+def prepare_config_args(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--config FILE`` replaced by the prepared recipe (see :func:`prepare`)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        value: str | None = None
+        if arg == "--config" and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith("--config="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        out += ["--config", _prepared_recipe(value)]
+    return out
+
+
+def _prepared_recipe(value: str) -> str:
+    path = Path(value)
+    if not path.is_file():
+        return value  # an inline YAML string, or a missing file that the parser reports
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(recipe, dict):
+        return value
+    try:
+        prepared = prepare(recipe)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return yaml.safe_dump(prepared, sort_keys=False)
 
 
 def _print_report(report: ImportReport, stream: object = sys.stderr) -> None:
