@@ -22,7 +22,6 @@ from typing import Any
 
 import yaml
 from jsonargparse import Namespace
-
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 

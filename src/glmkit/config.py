@@ -217,7 +217,9 @@ def prepare(node: Any, where: str = "", kinds: Sequence[str] = (), owner: type |
         return out
     if isinstance(node, Mapping):
         return {
-            key: prepare(value, f"{where}.{key}" if where else str(key), _child_kinds(where, key, kinds), owner)
+            key: prepare(
+                value, f"{where}.{key}" if where else str(key), _child_kinds(where, key, kinds), owner
+            )
             for key, value in node.items()
         }
     if isinstance(node, list):
