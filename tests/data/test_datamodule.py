@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from glmkit.data import ImageDataModule, ProceduralImages
+from glmkit.data import EvalTransform, MixtureDataModule, ProceduralImages, TrainTransform
 from tests.data.test_mixture import Solid
 from tests.helpers.distributed import run_on_ranks
 
@@ -22,14 +22,15 @@ def datamodule(num_workers=0, **kwargs):
     }
     args = {
         "weights": {"natural": 0.8, "science": 0.2},
-        "image_size": 16,
+        "transform": TrainTransform(16),
+        "val_transform": EvalTransform(16),
         "batch_size": 3,
         "num_workers": num_workers,
         "samples_per_epoch": 3 * BATCHES_PER_EPOCH + 2,  # the uneven tail is dropped
         "seed": 5,
         **kwargs,
     }
-    return ImageDataModule(sources, **args)
+    return MixtureDataModule(sources, **args)
 
 
 class Recorder(L.LightningModule):
@@ -97,7 +98,7 @@ def test_resume_sees_exactly_the_uninterrupted_batches(tmp_path, num_workers, st
     assert first == straight[:stop]
     (ckpt,) = list(tmp_path.glob("*.ckpt"))
     state = torch.load(ckpt, weights_only=False)
-    assert state["ImageDataModule"]["train_loader"]["batches"] == (stop - 1) % BATCHES_PER_EPOCH + 1
+    assert state["MixtureDataModule"]["train_loader"]["batches"] == (stop - 1) % BATCHES_PER_EPOCH + 1
 
     resumed = fit(total, datamodule(num_workers), ckpt_path=str(ckpt), touch=touch)
     assert resumed == straight[stop:]
@@ -125,10 +126,10 @@ def test_batches_and_skipped_reports(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     from glmkit.data import ImageFolder
 
-    dm = ImageDataModule(
+    dm = MixtureDataModule(
         {"good": Solid(10, 1), "bad": ImageFolder(str(tmp_path))},
         {"good": 0.5, "bad": 0.5},
-        image_size=8,
+        transform=TrainTransform(8),
         batch_size=4,
         samples_per_epoch=40,
     )
@@ -153,10 +154,10 @@ def test_built_from_a_recipe_with_class_paths():
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(ImageDataModule, "data")
+    parser.add_subclass_arguments(MixtureDataModule, "data")
     config = {
         "data": {
-            "class_path": "glmkit.data.ImageDataModule",
+            "class_path": "glmkit.data.MixtureDataModule",
             "init_args": {
                 "sources": {
                     "natural": {
@@ -169,13 +170,13 @@ def test_built_from_a_recipe_with_class_paths():
                     },
                 },
                 "weights": {"natural": 0.9, "science": 0.1},
-                "crop_scale": [0.5, 1.0],
+                "transform": {"class_path": "TrainTransform", "init_args": {"scale": [0.5, 1.0]}},
             },
         }
     }
     dm = parser.instantiate_classes(parser.parse_object(config)).data
-    assert isinstance(dm, ImageDataModule) and isinstance(dm.sources["science"], ProceduralImages)
-    assert dm.sources["science"].kinds == ("chart",) and dm.crop_scale == (0.5, 1.0)
+    assert isinstance(dm, MixtureDataModule) and isinstance(dm.sources["science"], ProceduralImages)
+    assert dm.sources["science"].kinds == ("chart",) and dm.train_set.transform.scale == (0.5, 1.0)
     assert dm.train_set.weights == pytest.approx({"natural": 0.9, "science": 0.1})
 
 

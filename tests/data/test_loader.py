@@ -2,19 +2,21 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler
 
-from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
-from glmkit.data.mixture import ImageMixture
+from glmkit.data.collate import StackCollate
+from glmkit.data.loader import ResumableDataLoader, ResumableSampler
+from glmkit.data.mixture import Mixture
+from glmkit.data.transforms import ToTensor
 from tests.data.test_mixture import Solid
 
 
 def mixture(n=40):
-    return ImageMixture({"a": Solid(100, 1), "b": Solid(100, 2)}, None, num_samples=n)
+    return Mixture({"a": Solid(100, 1), "b": Solid(100, 2)}, None, ToTensor(), num_samples=n)
 
 
 def loader(dataset, batch_size=4, num_replicas=1, rank=0, **kwargs):
     sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, keys_with_epoch=True)
     return ResumableDataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_images, drop_last=True, **kwargs
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=StackCollate(), drop_last=True, **kwargs
     )
 
 
@@ -205,14 +207,14 @@ def test_loader_errors():
 
 def test_collate():
     ds = mixture(8)
-    batch = collate_images([ds[i] for i in range(3)])
+    batch = StackCollate()([ds[i] for i in range(3)])
     assert batch["image"].shape == (3, 3, 4, 4) and batch["index"].dtype == torch.long
     assert batch["index"].tolist() == [0, 1, 2] and len(batch["source"]) == 3 and batch["skipped"] == []
     samples = [
         {"image": torch.zeros(3, 2, 2), "source": "a", "index": 0, "skipped": ["x: bad"]},
         {"image": torch.zeros(3, 2, 2), "source": "b", "index": 1, "skipped": ["y: bad", "z: bad"]},
     ]
-    assert collate_images(samples)["skipped"] == ["x: bad", "y: bad", "z: bad"]
+    assert StackCollate()(samples)["skipped"] == ["x: bad", "y: bad", "z: bad"]
     samples[1]["image"] = torch.zeros(3, 4, 4)
     with pytest.raises(ValueError, match=r"different shapes \[\(3, 2, 2\), \(3, 4, 4\)\]"):
-        collate_images(samples)
+        StackCollate()(samples)

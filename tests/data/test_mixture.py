@@ -1,12 +1,14 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from glmkit.data.mixture import ImageMixture, normalize_weights
+from glmkit.data.mixture import Mixture, normalize_weights
 from glmkit.data.procedural import ProceduralImages
-from glmkit.data.sources import ImageFolder, ImageSource, JsonlManifest, TarShards
-from glmkit.data.transforms import TrainTransform
+from glmkit.data.sources import BadSampleError, ImageFolder, ImageSource, JsonlManifest, TarShards
+from glmkit.data.transforms import ToTensor, TrainTransform
 from tests.data._files import random_bytes, truncated_jpeg, write_image, write_shard
 
 
@@ -34,7 +36,7 @@ GLM_WEIGHTS = {"natural": 0.8, "instruct": 0.1, "science": 0.1}
 
 
 def test_quality_aware_proportions():
-    mix = ImageMixture(three_sources(), {"natural": 8, "instruct": 1, "science": 1}, num_samples=4000)
+    mix = Mixture(three_sources(), {"natural": 8, "instruct": 1, "science": 1}, num_samples=4000)
     assert mix.weights == pytest.approx(GLM_WEIGHTS)
     counts = dict.fromkeys(GLM_WEIGHTS, 0)
     for i in range(len(mix)):
@@ -44,7 +46,7 @@ def test_quality_aware_proportions():
 
 
 def test_samples_agree_with_choose_and_carry_their_source():
-    mix = ImageMixture(three_sources(), GLM_WEIGHTS, num_samples=300)
+    mix = Mixture(three_sources(), GLM_WEIGHTS, ToTensor(), num_samples=300)
     seen = set()
     for i in range(300):
         sample = mix[i]
@@ -62,7 +64,7 @@ def test_pure_function_of_seed_epoch_index():
         "a": ProceduralImages(num_images=500, image_size=48),
         "b": ProceduralImages(50, seed=1, image_size=48),
     }
-    make = lambda seed: ImageMixture(sources, {"a": 1, "b": 1}, TrainTransform(32), seed=seed, num_samples=50)  # noqa: E731
+    make = lambda seed: Mixture(sources, {"a": 1, "b": 1}, TrainTransform(32), seed=seed, num_samples=50)  # noqa: E731
     mix, twin = make(0), make(0)
     forward = [mix[i]["image"] for i in range(20)]
     backward = [twin[i]["image"] for i in reversed(range(20))][::-1]
@@ -74,7 +76,7 @@ def test_pure_function_of_seed_epoch_index():
     assert torch.equal(twin[4]["image"], mix[(3, 4)]["image"])
     assert not torch.equal(twin[4]["image"], forward[4])
     # another stream with the same seed is independent
-    other = ImageMixture(sources, {"a": 1, "b": 1}, TrainTransform(32), seed=0, num_samples=50, stream=1)
+    other = Mixture(sources, {"a": 1, "b": 1}, TrainTransform(32), seed=0, num_samples=50, stream=1)
     assert not torch.equal(other[0]["image"], forward[0])
 
 
@@ -84,7 +86,7 @@ def test_none_weights_follow_source_sizes():
 
 
 def test_zero_weight_source_is_never_drawn():
-    mix = ImageMixture({"a": Solid(10, 1), "b": Solid(10, 2)}, {"a": 1.0, "b": 0.0}, num_samples=2000)
+    mix = Mixture({"a": Solid(10, 1), "b": Solid(10, 2)}, {"a": 1.0, "b": 0.0}, num_samples=2000)
     assert {mix.choose(i)[0] for i in range(2000)} == {"a"}
 
 
@@ -105,16 +107,16 @@ def test_zero_weight_source_is_never_drawn():
 )
 def test_weight_errors(weights, message):
     with pytest.raises(ValueError, match=message):
-        ImageMixture(three_sources(), weights)
+        Mixture(three_sources(), weights)
 
 
 def test_other_errors():
     with pytest.raises(ValueError, match="at least one source"):
-        ImageMixture({}, None)
+        Mixture({}, None)
     with pytest.raises(ValueError, match="source 'e' .* is empty"):
-        ImageMixture({"e": Solid(0, 1)}, None)
+        Mixture({"e": Solid(0, 1)}, None)
     with pytest.raises(IndexError, match=r"index 10 out of range \[0, 10\)"):
-        ImageMixture({"a": Solid(5, 1)}, None, num_samples=10)[10]
+        Mixture({"a": Solid(5, 1)}, None, num_samples=10)[10]
 
 
 @pytest.fixture
@@ -138,7 +140,7 @@ def corrupt_sources(tmp_path):
 
 
 def test_corrupt_images_are_skipped_counted_and_named(corrupt_sources):
-    mix = ImageMixture(corrupt_sources, None, TrainTransform(16), num_samples=400)
+    mix = Mixture(corrupt_sources, None, TrainTransform(16), num_samples=400)
     skipped = []
     for i in range(len(mix)):
         sample = mix[i]
@@ -151,7 +153,7 @@ def test_corrupt_images_are_skipped_counted_and_named(corrupt_sources):
         assert good not in names
     # 4 of the 7 images are bad, so many samples skip something; replay is exact
     assert len(skipped) > 100
-    again = ImageMixture(corrupt_sources, None, TrainTransform(16), num_samples=400)
+    again = Mixture(corrupt_sources, None, TrainTransform(16), num_samples=400)
     assert [again[i]["skipped"] for i in range(50)] == [mix[i]["skipped"] for i in range(50)]
     assert all(torch.equal(again[i]["image"], mix[i]["image"]) for i in range(50))
 
@@ -159,9 +161,9 @@ def test_corrupt_images_are_skipped_counted_and_named(corrupt_sources):
 def test_only_broken_images_fail_with_the_files_tried(tmp_path):
     (tmp_path / "a.jpg").write_bytes(random_bytes(seed=1))
     (tmp_path / "b.jpg").write_bytes(truncated_jpeg())
-    mix = ImageMixture({"bad": ImageFolder(str(tmp_path))}, None, max_retries=3)
+    mix = Mixture({"bad": ImageFolder(str(tmp_path))}, None, max_retries=3)
     with pytest.raises(
-        RuntimeError, match=r"sample 0 \(epoch 0\): 4 draws in a row could not be decoded"
+        RuntimeError, match=r"sample 0 \(epoch 0\): 4 draws in a row could not be read"
     ) as info:
         mix[0]
     assert "a.jpg" in str(info.value) or "b.jpg" in str(info.value)
@@ -172,11 +174,11 @@ def test_only_broken_images_fail_with_the_files_tried(tmp_path):
 def test_transform_receives_the_sample_generator():
     calls = []
 
-    def transform(img, rng):
+    def transform(record, rng):
         calls.append(rng.random())
-        return torch.zeros(3, 2, 2)
+        return {"image": torch.zeros(3, 2, 2)}
 
-    mix = ImageMixture({"a": Solid(10, 1)}, None, transform, num_samples=5)
+    mix = Mixture({"a": Solid(10, 1)}, None, transform, num_samples=5)
     mix[2]
     mix[2]
     assert calls[0] == calls[1] and isinstance(calls[0], float)
@@ -184,3 +186,32 @@ def test_transform_receives_the_sample_generator():
     mix._draw(rng)
     assert rng.random() == calls[0]  # the transform continues the sample's own stream
     assert isinstance(np.random.default_rng(), np.random.Generator)
+
+
+def test_records_carry_their_fields_and_a_line_without_one_is_skipped_and_named(tmp_path):
+    write_image(tmp_path / "a.png", fmt="PNG")
+    lines = [
+        {"image": "a.png", "caption": "a red square", "lang": "en"},
+        {"image": "a.png", "caption": ""},  # empty caption: a bad sample, not a crash
+        {"image": "a.png", "caption": "红色方块", "lang": "zh"},
+    ]
+    manifest = tmp_path / "pairs.jsonl"
+    manifest.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n")
+    source = JsonlManifest(str(manifest), fields=["caption"])
+    assert source.read(2)["caption"] == "红色方块" and "lang" not in source.read(2)
+    with pytest.raises(BadSampleError, match=r"pairs.jsonl:2: field 'caption' is missing or empty"):
+        source.read(1)
+    mix = Mixture({"pairs": source}, None, ToTensor(), num_samples=60)
+    samples = [mix[i] for i in range(60)]
+    assert all(s["caption"] in ("a red square", "红色方块") and s["source"] == "pairs" for s in samples)
+    skipped = [item for s in samples for item in s["skipped"]]
+    assert skipped and all("pairs.jsonl:2: field 'caption'" in item for item in skipped)
+
+
+def test_a_record_that_sets_a_reserved_key_is_refused():
+    class Tagged(Solid):
+        def read(self, index):
+            return {"image": self.load(index), "source": "mine"}
+
+    with pytest.raises(KeyError, match=r"produced the keys \['source'\], which the mixture sets itself"):
+        Mixture({"a": Tagged(3, 1)}, None, num_samples=2)[0]

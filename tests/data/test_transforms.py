@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from glmkit.data.transforms import (
+    Compose,
     EvalTransform,
     TrainTransform,
     as_generator,
@@ -26,20 +27,20 @@ def test_to_tensor_layout_and_range(image):
 
 def test_train_transform_is_a_function_of_the_seed(image):
     tf = TrainTransform(image_size=32)
-    a, b = tf(image, 5), tf(image, 5)
+    a, b = tf.apply(image, 5), tf.apply(image, 5)
     assert a.shape == (3, 32, 32) and torch.equal(a, b)
     assert a.min() >= 0 and a.max() <= 1
-    assert not torch.equal(tf(image, 5), tf(image, 6))
+    assert not torch.equal(tf.apply(image, 5), tf.apply(image, 6))
     # a numpy generator, a torch generator and a seed are all accepted
-    assert torch.equal(tf(image, np.random.default_rng(9)), tf(image, np.random.default_rng(9)))
+    assert torch.equal(tf.apply(image, np.random.default_rng(9)), tf.apply(image, np.random.default_rng(9)))
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    assert torch.equal(tf(image, g1), tf(image, g2))
+    assert torch.equal(tf.apply(image, g1), tf.apply(image, g2))
 
 
 def test_flip_is_the_last_draw(image):
     # The crop draws come first, so hflip=1 must equal the mirror image of hflip=0 for the same seed.
-    plain = TrainTransform(image_size=24, hflip=0.0)(image, 11)
-    flipped = TrainTransform(image_size=24, hflip=1.0)(image, 11)
+    plain = TrainTransform(image_size=24, hflip=0.0).apply(image, 11)
+    flipped = TrainTransform(image_size=24, hflip=1.0).apply(image, 11)
     assert torch.equal(flipped, plain.flip(-1))
 
 
@@ -61,11 +62,11 @@ def test_crop_box_fallback_is_centred():
 
 
 def test_eval_transform_is_a_centre_crop(image):
-    out = EvalTransform(image_size=30, interpolation="nearest")(image, 123)
-    assert torch.equal(out, EvalTransform(image_size=30, interpolation="nearest")(image))
+    out = EvalTransform(image_size=30, interpolation="nearest").apply(image, 123)
+    assert torch.equal(out, EvalTransform(image_size=30, interpolation="nearest").apply(image))
     square = image.crop((15, 0, 105, 90)).resize((30, 30), Image.Resampling.NEAREST)
     assert torch.equal(out, to_tensor(square))
-    assert EvalTransform(image_size=30, crop_pct=0.5)(image).shape == (3, 30, 30)
+    assert EvalTransform(image_size=30, crop_pct=0.5).apply(image).shape == (3, 30, 30)
 
 
 def test_errors():
@@ -79,3 +80,28 @@ def test_errors():
         TrainTransform(hflip=2)
     with pytest.raises(TypeError, match="got str"):
         as_generator("seed")
+
+
+def test_image_transforms_rewrite_one_field_of_a_record(image):
+    record = {"image": image, "caption": "a red square"}
+    out = TrainTransform(image_size=24)(record, 3)
+    assert out["caption"] == "a red square" and record["image"] is image  # input left as it was
+    assert torch.equal(out["image"], TrainTransform(image_size=24).apply(image, 3))
+    other = EvalTransform(image_size=8, key="thumb")({"thumb": image}, None)
+    assert other["thumb"].shape == (3, 8, 8)
+
+
+def test_a_record_without_the_field_names_what_it_has(image):
+    with pytest.raises(KeyError, match=r"TrainTransform: the record has no 'image' field; it has \['caption'\]"):
+        TrainTransform()({"caption": "x"}, 0)
+    with pytest.raises(TypeError, match=r"call \.apply\(image, rng\)"):
+        TrainTransform()(image, 0)
+
+
+def test_compose_draws_every_step_from_one_generator(image):
+    both = Compose([TrainTransform(image_size=16, key="a"), TrainTransform(image_size=16, key="b")])
+    out = both({"a": image, "b": image}, 7)
+    rng = np.random.default_rng(7)
+    first = TrainTransform(image_size=16).apply(image, rng)
+    second = TrainTransform(image_size=16).apply(image, rng)  # continues the same stream
+    assert torch.equal(out["a"], first) and torch.equal(out["b"], second)

@@ -1,20 +1,38 @@
-"""Data: image sources, the weighted stage-1 mixture, transforms, masking, resumable loading.
+"""Data: record sources, the weighted mixture, transforms, collates, masking, resumable loading.
 
 Everything here imports without Lightning (the tool chain and eval use the decoders, fonts and
 procedural scenes); the Lightning DataModules are imported on first access.
 
-Importing this package registers the image sources (``registry("datasets")``) and the mask
-generators (``registry("maskings")``).
+Sources yield records (dicts), transforms map (record, rng) -> record, a collate batches them, and
+the weighted mixture with its resumable, rank-sharded loader serves any record.
 """
 
+from glmkit.data.collate import COLLATES, Collate, PackCollate, PadCollate, StackCollate
 from glmkit.data.decode import BadImageError, decode_image
-from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
+from glmkit.data.loader import ResumableDataLoader, ResumableSampler
 from glmkit.data.masking import MASKINGS, BlockMask, MaskGenerator, RandomMask
-from glmkit.data.mixture import ImageMixture, normalize_weights
+from glmkit.data.mixture import Mixture, normalize_weights
 from glmkit.data.procedural import ProceduralImages
 from glmkit.data.shard_paths import expand_urls
-from glmkit.data.sources import DATASETS, ImageFolder, ImageSource, JsonlManifest, TarShards
-from glmkit.data.transforms import EvalTransform, TrainTransform, to_tensor
+from glmkit.data.sources import (
+    DATASETS,
+    BadSampleError,
+    ImageFolder,
+    ImageSource,
+    JsonlManifest,
+    Source,
+    TarShards,
+)
+from glmkit.data.transforms import (
+    TRANSFORMS,
+    Compose,
+    EvalTransform,
+    ImageTransform,
+    ToTensor,
+    TrainTransform,
+    Transform,
+    to_tensor,
+)
 
 __all__ = [
     "DATASETS",
@@ -22,9 +40,19 @@ __all__ = [
     "BadImageError",
     "BlockMask",
     "EvalTransform",
-    "ImageDataModule",
+    "COLLATES",
+    "BadSampleError",
+    "Collate",
+    "Compose",
+    "ImageTransform",
+    "MixtureDataModule",
+    "PackCollate",
+    "PadCollate",
+    "Source",
+    "StackCollate",
+    "ToTensor",
     "ImageFolder",
-    "ImageMixture",
+    "Mixture",
     "ImageSource",
     "JsonlManifest",
     "MaskGenerator",
@@ -33,8 +61,9 @@ __all__ = [
     "ResumableDataLoader",
     "ResumableSampler",
     "TarShards",
+    "TRANSFORMS",
     "TrainTransform",
-    "collate_images",
+    "Transform",
     "decode_image",
     "expand_urls",
     "normalize_weights",
@@ -42,7 +71,7 @@ __all__ = [
 ]
 
 
-_LIGHTNING_EXPORTS = {"ImageDataModule": "glmkit.data.datamodule"}
+_LIGHTNING_EXPORTS = {"MixtureDataModule": "glmkit.data.datamodule", "DATAMODULES": "glmkit.data.datamodule"}
 
 
 def __getattr__(name: str) -> object:

@@ -1,16 +1,19 @@
-"""The image DataModule of CogViT stage 1: a weighted mixture at 224x224, sharded and resumable.
+"""The DataModule of every stage: a weighted mixture of record sources, sharded and resumable.
 
+Sources yield records, a transform maps (record, rng) -> record, a collate stacks, pads or packs.
 GLM-5V-Turbo section 2.1 trains stage 1 on a quality-aware mixture (80% natural images, 10%
-instruction-following data, 10% scientific imagery) at 224x224. In a recipe::
+instruction-following data, 10% scientific imagery) at 224x224; in a recipe that is::
 
     data:
-      class_path: glmkit.data.ImageDataModule
+      class_path: glmkit.data.MixtureDataModule
       init_args:
         sources:
           natural: {class_path: glmkit.data.TarShards, init_args: {urls: /data/natural-{000..099}.tar}}
           instruct: {class_path: glmkit.data.JsonlManifest, init_args: {path: /data/instruct.jsonl}}
           science: {class_path: glmkit.data.ImageFolder, init_args: {root: /data/science}}
         weights: {natural: 0.8, instruct: 0.1, science: 0.1}
+        transform: {class_path: glmkit.data.TrainTransform, init_args: {image_size: 224}}
+        val_transform: {class_path: glmkit.data.EvalTransform, init_args: {image_size: 224}}
 
 Each rank reads a disjoint slice of every epoch; a run resumed from a mid-epoch checkpoint sees
 exactly the batches an uninterrupted run would have seen (the loader state travels both through
@@ -26,28 +29,41 @@ import lightning as L
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from glmkit.data.loader import ResumableDataLoader, ResumableSampler, collate_images
-from glmkit.data.mixture import ImageMixture
-from glmkit.data.sources import ImageSource
-from glmkit.data.transforms import EvalTransform, TrainTransform
+from glmkit.data.collate import Collate, StackCollate
+from glmkit.data.loader import ResumableDataLoader, ResumableSampler
+from glmkit.data.mixture import Mixture
+from glmkit.data.sources import Source
+from glmkit.data.transforms import Transform
+from glmkit.registry import declare
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
 
+DATAMODULES = declare(
+    "datamodules", "Lightning DataModules (a recipe's data section)", base=L.LightningDataModule
+)
 
-class ImageDataModule(L.LightningDataModule):
-    """Batches ``{"image": [B, 3, H, W] in [0, 1], "source": list[str], "index": LongTensor[B],
-    "skipped": list[str]}`` from a weighted mixture of image sources.
+
+@DATAMODULES.register("mixture")
+class MixtureDataModule(L.LightningDataModule):
+    """Batches from a weighted mixture of record sources; what a batch holds is the collate's output
+    of the transformed records, plus ``source`` (list[str]), ``index`` (LongTensor[B]) and
+    ``skipped`` (list[str]).
+
+    With stage 1's :class:`~glmkit.data.TrainTransform` and the default :class:`StackCollate` a
+    batch is ``{"image": [B, 3, H, W] in [0, 1], "source", "index", "skipped"}``.
 
     Args:
-        sources: named image sources (built by jsonargparse from ``class_path``/``init_args``).
+        sources: named record sources (built by jsonargparse from ``class_path``/``init_args``).
         weights: relative weight per source; ``None`` weights sources by their size.
-        image_size: side of the square training images.
+        transform: record transform of training samples, ``(record, rng) -> record``; every random
+            choice from ``rng``. ``None`` keeps records as read.
+        val_transform: record transform of validation samples (``rng`` is fixed per sample).
+        collate: how samples become a batch (stack, pad to buckets, pack).
         batch_size: per-rank batch size.
         num_workers: DataLoader worker processes per rank.
         seed: seed of every mixture draw and augmentation.
         samples_per_epoch: virtual epoch length over all ranks (the uneven tail is dropped).
-        val_samples: size of the validation draw (eval transform, its own stream); 0 disables it.
-        crop_scale: RandomResizedCrop area range.
+        val_samples: size of the validation draw (its own stream); 0 disables it.
         val_sources: sources for validation; ``None`` draws validation samples from ``sources``
             (a monitoring sample, not a held-out set).
         val_weights: weights for ``val_sources`` (ignored without them).
@@ -56,16 +72,17 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        sources: dict[str, ImageSource],
+        sources: dict[str, Source],
         weights: dict[str, float] | None = None,
-        image_size: int = 224,
+        transform: Transform | None = None,
+        val_transform: Transform | None = None,
+        collate: Collate | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
         samples_per_epoch: int = 10_000,
         val_samples: int = 0,
-        crop_scale: tuple[float, float] = (0.4, 1.0),
-        val_sources: dict[str, ImageSource] | None = None,
+        val_sources: dict[str, Source] | None = None,
         val_weights: dict[str, float] | None = None,
         pin_memory: bool = False,
     ) -> None:
@@ -78,31 +95,30 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"val_samples must be >= 0, got {val_samples}")
         self.sources = dict(sources)
         self.weights = weights
-        self.image_size = image_size
+        self.collate = collate if collate is not None else StackCollate()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
         self.val_samples = val_samples
-        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.val_sources = dict(val_sources) if val_sources is not None else None
         self.val_weights = val_weights if val_sources is not None else weights
         self.pin_memory = pin_memory
         # Built eagerly so that bad weights or sources fail at construction, not at fit time.
-        self.train_set = ImageMixture(
+        self.train_set = Mixture(
             self.sources,
             weights,
-            TrainTransform(image_size, scale=self.crop_scale),
+            transform,
             seed=seed,
             num_samples=samples_per_epoch,
             stream=TRAIN_STREAM,
         )
-        self.val_set: ImageMixture | None = None
+        self.val_set: Mixture | None = None
         if val_samples > 0:
-            self.val_set = ImageMixture(
+            self.val_set = Mixture(
                 self.val_sources or self.sources,
                 self.val_weights,
-                EvalTransform(image_size),
+                val_transform,
                 seed=seed,
                 num_samples=val_samples,
                 stream=VAL_STREAM,
@@ -122,7 +138,7 @@ class ImageDataModule(L.LightningDataModule):
             return dist.get_world_size(), dist.get_rank()
         return 1, 0
 
-    def _loader(self, dataset: ImageMixture, train: bool) -> ResumableDataLoader:
+    def _loader(self, dataset: Mixture, train: bool) -> ResumableDataLoader:
         num_replicas, rank = self._replicas()
         sampler = ResumableSampler(
             dataset,
@@ -145,7 +161,7 @@ class ImageDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=collate_images,
+            collate_fn=self.collate,
             pin_memory=self.pin_memory,
             drop_last=train,  # with drop_last in the sampler too, every rank has the same batch count
             persistent_workers=self.num_workers > 0,
@@ -183,7 +199,7 @@ class ImageDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
-            collate_fn=collate_images,
+            collate_fn=self.collate,
         )
 
     def state_dict(self) -> dict[str, Any]:

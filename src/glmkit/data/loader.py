@@ -43,7 +43,7 @@ class ResumableSampler(DistributedSampler):
         num_replicas: number of data-parallel ranks.
         rank: this rank.
         shuffle: permute the positions each epoch (seeded by ``seed + epoch``); unnecessary when
-            samples are already random draws, as in :class:`glmkit.data.mixture.ImageMixture`.
+            samples are already random draws, as in :class:`glmkit.data.mixture.Mixture`.
         seed: seed of the permutation.
         drop_last: drop the uneven tail (True) or pad with repeats (False).
         keys_with_epoch: yield ``(epoch, index)`` instead of ``index``.
@@ -224,25 +224,3 @@ class ResumableDataLoader(DataLoader):
         for batch in super().__iter__():
             self._batches += 1  # counted before the consumer sees the batch
             yield batch
-
-
-def collate_images(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack :class:`glmkit.data.mixture.ImageMixture` samples into a batch.
-
-    Returns ``{"image": [B, 3, H, W], "source": list[str], "index": LongTensor[B], "skipped":
-    list[str]}``, where ``skipped`` concatenates the samples' skip reports.
-    """
-    if not samples:
-        raise ValueError("cannot collate an empty batch")
-    shapes = {tuple(s["image"].shape) for s in samples}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"images in a batch have different shapes {sorted(shapes)}; use a transform that outputs a "
-            "fixed size (TrainTransform / EvalTransform)"
-        )
-    return {
-        "image": torch.stack([s["image"] for s in samples]),
-        "source": [s["source"] for s in samples],
-        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
-        "skipped": [d for s in samples for d in s["skipped"]],
-    }

@@ -1,14 +1,17 @@
-"""A weighted, stateless mixture of image sources (GLM-5V-Turbo section 2.1).
+"""A weighted, stateless mixture of record sources (GLM-5V-Turbo section 2.1).
 
 Stage 1 of CogViT trains on a quality-aware mixture: 80% high-quality natural images, 10%
-instruction-following data and 10% scientific imagery. :class:`ImageMixture` is a map-style dataset
-over a virtual length whose sample ``i`` is a pure function of ``(seed, stream, epoch, i)``: a NumPy
-generator seeded from that tuple picks the source by weight, an index inside it and the
-augmentation. Nothing is carried from one sample to the next, so samples can be read in any order,
-by any number of workers and ranks, and a resumed run reproduces them exactly.
+instruction-following data and 10% scientific imagery; stage 2, the VLM and RL mix image-text
+pairs, interleaved samples and tagged prompts the same way. :class:`Mixture` is a map-style
+dataset over a virtual length whose sample ``i`` is a pure function of ``(seed, stream, epoch,
+i)``: a NumPy generator seeded from that tuple picks the source by weight, an index inside it and
+the augmentation. Nothing is carried from one sample to the next, so samples can be read in any
+order, by any number of workers and ranks, and a resumed run reproduces them exactly.
 
-Unreadable images are skipped by drawing again from the same generator (so the replacement is
-deterministic too); the sample reports what it skipped.
+A sample is the source's record after the transform, tagged with the name of its source: the
+data-source tag that per-source metrics and rewards read. Unreadable samples are skipped by
+drawing again from the same generator (so the replacement is deterministic too); the sample
+reports what it skipped.
 """
 
 from __future__ import annotations
@@ -19,26 +22,26 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from glmkit.data.decode import BadImageError
-from glmkit.data.sources import ImageSource
-from glmkit.data.transforms import to_tensor
+from glmkit.data.sources import BadSampleError, Source
 
-Transform = Callable[[Image.Image, np.random.Generator], torch.Tensor]
+Record = dict[str, Any]
+Transform = Callable[[Record, np.random.Generator], Record]
+"""A record transform: ``transform(record, rng) -> record``, every random choice drawn from ``rng``."""
+
+#: Keys a mixture adds to every sample; a source or transform must not produce them.
+RESERVED_KEYS = ("source", "index", "skipped")
 
 
-def normalize_weights(
-    sources: Mapping[str, ImageSource], weights: Mapping[str, float] | None
-) -> dict[str, float]:
+def normalize_weights(sources: Mapping[str, Source], weights: Mapping[str, float] | None) -> dict[str, float]:
     """Validate ``weights`` against ``sources`` and scale them to sum to 1.
 
     ``None`` weights every source by its number of images (plain concatenation).
     """
     if not sources:
-        raise ValueError("an image mixture needs at least one source")
+        raise ValueError("a mixture needs at least one source")
     for name, source in sources.items():
         if len(source) == 0:
             raise ValueError(f"source {name!r} ({source!r}) is empty")
@@ -61,22 +64,23 @@ def normalize_weights(
     return {name: float(weights[name]) / total for name in sources}
 
 
-class ImageMixture(Dataset):
-    """Map-style mixture of image sources over a virtual length of ``num_samples``.
+class Mixture(Dataset):
+    """Map-style mixture of record sources over a virtual length of ``num_samples``.
 
     ``mixture[i]`` uses the current epoch (:meth:`set_epoch`); ``mixture[(epoch, i)]`` names the
     epoch explicitly, which is how :class:`glmkit.data.loader.ResumableSampler` keys samples so that
     persistent workers never see a stale epoch.
 
-    A sample is ``{"image": FloatTensor[3, H, W] in [0, 1], "source": str, "index": int,
-    "skipped": list[str]}``; ``index`` is the virtual index ``i`` and ``skipped`` describes the images
-    that failed to decode before this one was drawn.
+    A sample is the transformed record plus ``{"source": str, "index": int, "skipped": list[str]}``:
+    ``source`` is the name of the source it came from (the data-source tag), ``index`` the virtual
+    index ``i`` and ``skipped`` describes the samples that could not be read before this one was
+    drawn. With stage 1's image transforms a sample is ``{"image": FloatTensor[3, H, W], ...}``.
 
     Args:
-        sources: named image sources.
+        sources: named record sources.
         weights: relative weight per source name (normalised to sum to 1); ``None`` weights
             sources by their size.
-        transform: ``transform(pil_image, rng) -> tensor``; ``None`` converts to a tensor as is.
+        transform: ``transform(record, rng) -> record``; ``None`` keeps records as read.
         seed: base seed of every draw.
         num_samples: virtual length (samples per epoch).
         stream: separates independent streams with the same seed (e.g. train 0, validation 1).
@@ -85,7 +89,7 @@ class ImageMixture(Dataset):
 
     def __init__(
         self,
-        sources: Mapping[str, ImageSource],
+        sources: Mapping[str, Source],
         weights: Mapping[str, float] | None = None,
         transform: Transform | None = None,
         seed: int = 0,
@@ -136,28 +140,35 @@ class ImageMixture(Dataset):
         epoch, index = (self.epoch, key) if not isinstance(key, tuple | list) else key
         index = int(index)
         if not 0 <= index < self.num_samples:
-            raise IndexError(f"ImageMixture: index {index} out of range [0, {self.num_samples})")
+            raise IndexError(f"Mixture: index {index} out of range [0, {self.num_samples})")
         return int(epoch), index
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> Record:
         epoch, index = self._split_key(key)
         rng = self.generator(index, epoch)
         skipped: list[str] = []
         for _ in range(self.max_retries + 1):
             name, source_index = self._draw(rng)
             try:
-                image = self.sources[name].load(source_index)
-            except BadImageError as exc:
+                record = self.sources[name].read(source_index)
+                if self.transform is not None:
+                    record = self.transform(record, rng)
+            except (BadImageError, BadSampleError) as exc:
                 skipped.append(str(exc))
                 continue
-            tensor = self.transform(image, rng) if self.transform is not None else to_tensor(image)
-            return {"image": tensor, "source": name, "index": index, "skipped": skipped}
+            clash = [k for k in RESERVED_KEYS if k in record]
+            if clash:
+                raise KeyError(
+                    f"source {name!r} ({self.sources[name].describe(source_index)}) or the transform "
+                    f"produced the keys {clash}, which the mixture sets itself; rename them"
+                )
+            return {**record, "source": name, "index": index, "skipped": skipped}
         tried = "\n  ".join(skipped)
         raise RuntimeError(
-            f"ImageMixture sample {index} (epoch {epoch}): {len(skipped)} draws in a row could not be "
-            f"decoded; the sources look broken. Tried:\n  {tried}"
+            f"Mixture sample {index} (epoch {epoch}): {len(skipped)} draws in a row could not be "
+            f"read; the sources look broken. Tried:\n  {tried}"
         )
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}: {w:.3g} of {self.sources[n]!r}" for n, w in self.weights.items())
-        return f"ImageMixture(num_samples={self.num_samples}, seed={self.seed}, sources={{{parts}}})"
+        return f"Mixture(num_samples={self.num_samples}, seed={self.seed}, sources={{{parts}}})"

@@ -1,12 +1,15 @@
-"""Map-style image sources: a folder, a JSONL manifest, WebDataset tar shards.
+"""Map-style record sources: a folder, a JSONL manifest, WebDataset tar shards.
 
-Every source has a length, ``load(index) -> PIL.Image`` (RGB) and ``describe(index)`` (a path or key
-that error messages and skip reports name). Sources are deliberately dumb: no transforms, no
-randomness, no retries. :class:`glmkit.data.mixture.ImageMixture` draws from several of them with the
-quality-aware weights of GLM-5V-Turbo section 2.1 and skips what cannot be decoded.
+Every source has a length, ``read(index) -> dict`` (a *record*: ``{"image": PIL.Image, ...}`` for
+image sources, plus whatever fields the source carries, such as captions or messages) and
+``describe(index)`` (a path or key that error messages and skip reports name). Sources are
+deliberately dumb: no transforms, no randomness, no retries. :class:`glmkit.data.mixture.Mixture`
+draws from several of them with the quality-aware weights of GLM-5V-Turbo section 2.1 and skips
+what cannot be read.
 
-A source that cannot decode an image raises :class:`BadImageError`; anything else that goes wrong
-(a bug, a bad argument) raises as usual, so only genuinely unreadable files are skipped.
+A source that cannot read a record raises :class:`BadSampleError` (:class:`BadImageError` for an
+image that does not decode); anything else that goes wrong (a bug, a bad argument) raises as usual,
+so only genuinely unreadable samples are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -26,34 +30,55 @@ from glmkit.data.shard_paths import expand_urls
 from glmkit.data.tar_index import TAR_IMAGE_EXTENSIONS, index_shards
 from glmkit.registry import declare
 
-DATASETS = declare("datasets", "data sources")
-
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-class ImageSource(ABC):
-    """A finite, indexable collection of images (map-style)."""
+class BadSampleError(Exception):
+    """A sample that cannot be read (a missing caption, a broken line); the message names it.
+
+    The mixture skips it, counts it and names it, as it does for an undecodable image.
+    """
+
+
+class Source(ABC):
+    """A finite, indexable collection of records (map-style)."""
 
     @abstractmethod
     def __len__(self) -> int:
-        """Number of images."""
+        """Number of records."""
 
     @abstractmethod
-    def load(self, index: int) -> Image.Image:
-        """The image at ``index`` as RGB; raises :class:`BadImageError` if it cannot be decoded."""
+    def read(self, index: int) -> dict[str, Any]:
+        """The record at ``index``; raises :class:`BadSampleError` / :class:`BadImageError` if unreadable."""
 
     @abstractmethod
     def describe(self, index: int) -> str:
-        """A path or key naming image ``index`` in error messages."""
+        """A path or key naming record ``index`` in error messages."""
 
-    def __getitem__(self, index: int) -> Image.Image:
-        return self.load(index)
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.read(index)
 
     def _check_index(self, index: int) -> int:
         n = len(self)
         if not 0 <= index < n:
             raise IndexError(f"{type(self).__name__}: index {index} out of range [0, {n})")
         return int(index)
+
+
+DATASETS = declare("datasets", "data sources (map-style record sources)", base=Source)
+
+
+class ImageSource(Source):
+    """A source of images: ``load(index)`` gives the RGB image, ``read(index)`` the record
+    ``{"image": image}`` (subclasses that carry more fields add them in :meth:`read`)."""
+
+    @abstractmethod
+    def load(self, index: int) -> Image.Image:
+        """The image at ``index`` as RGB; raises :class:`BadImageError` if it cannot be decoded."""
+
+    def read(self, index: int) -> dict[str, Any]:
+        """``{"image": load(index)}``."""
+        return {"image": self.load(index)}
 
 
 def _require_dir(root: str | os.PathLike) -> Path:
@@ -147,11 +172,13 @@ class ImageFolder(ImageSource):
 
 @DATASETS.register("jsonl_manifest")
 class JsonlManifest(ImageSource):
-    """Images listed in a JSON-lines manifest, one object per line (``{"image": "a/b.jpg", ...}``).
+    """Records listed in a JSON-lines manifest, one object per line (``{"image": "a/b.jpg", ...}``).
 
     Relative image paths are resolved against ``root``, or against the manifest's folder when
     ``root`` is not given. Blank lines are ignored; any other bad line fails construction with the
-    manifest's path and the line number.
+    manifest's path and the line number. ``fields`` names the other keys a record carries (a
+    caption, messages, a task tag); a line where one is missing or empty is a bad sample: the
+    mixture skips, counts and names it (``path:line``), as it does for an undecodable image.
 
     Args:
         path: the manifest file.
@@ -159,10 +186,16 @@ class JsonlManifest(ImageSource):
         root: folder that relative image paths start from.
         draft_size: decode JPEGs at a reduced scale that keeps both sides >= this many pixels
             (``None``: full size); see :func:`decode_image`.
+        fields: other keys of each line copied into its record.
     """
 
     def __init__(
-        self, path: str, image_key: str = "image", root: str | None = None, draft_size: int | None = None
+        self,
+        path: str,
+        image_key: str = "image",
+        root: str | None = None,
+        draft_size: int | None = None,
+        fields: Sequence[str] = (),
     ) -> None:
         self.path = Path(path).expanduser()
         self.draft_size = draft_size
@@ -171,18 +204,23 @@ class JsonlManifest(ImageSource):
         self.image_key = image_key
         base = _require_dir(root) if root is not None else self.path.parent
         self.root = base
+        self.fields = tuple(fields)
         self.images: list[str] = []
         self.lines: list[int] = []
+        self.extras: list[dict[str, Any]] = []
         with self.path.open(encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
-                self.images.append(self._image_path(line, lineno, base))
+                image, record = self._parse(line, lineno, base)
+                self.images.append(image)
                 self.lines.append(lineno)
+                if self.fields:
+                    self.extras.append({k: record[k] for k in self.fields if k in record})
         if not self.images:
             raise ValueError(f"JSONL manifest {str(self.path)!r} lists no images")
 
-    def _image_path(self, line: str, lineno: int, base: Path) -> str:
+    def _parse(self, line: str, lineno: int, base: Path) -> tuple[str, dict[str, Any]]:
         where = f"{self.path}:{lineno}"
         try:
             record = json.loads(line)
@@ -197,7 +235,7 @@ class JsonlManifest(ImageSource):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{where}: {self.image_key!r} must be a non-empty path string, got {value!r}")
         image = Path(value).expanduser()
-        return str(image if image.is_absolute() else base / image)
+        return str(image if image.is_absolute() else base / image), record
 
     def __len__(self) -> int:
         return len(self.images)
@@ -209,6 +247,15 @@ class JsonlManifest(ImageSource):
     def load(self, index: int) -> Image.Image:
         index = self._check_index(index)
         return decode_image(self.images[index], self.describe(index), self.draft_size)
+
+    def read(self, index: int) -> dict[str, Any]:
+        """``{"image": ..., **fields}``; a missing or empty field raises :class:`BadSampleError`."""
+        index = self._check_index(index)
+        extras = self.extras[index] if self.fields else {}
+        for key in self.fields:
+            if extras.get(key) in (None, "", [], {}):
+                raise BadSampleError(f"{self.path}:{self.lines[index]}: field {key!r} is missing or empty")
+        return {"image": self.load(index), **extras}
 
     def __repr__(self) -> str:
         return f"JsonlManifest(path={str(self.path)!r}, images={len(self)})"

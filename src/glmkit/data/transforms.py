@@ -1,19 +1,25 @@
-"""Deterministic image transforms for fixed-resolution training (CogViT stage 1, 224x224).
+"""Deterministic record transforms; the image ones for fixed-resolution training (stage 1, 224x224).
 
-A transform is called as ``transform(pil_image, rng)`` where ``rng`` is a NumPy ``Generator``, an
-integer seed, a ``torch.Generator`` or ``None``: every random choice comes from it, never from a
-global RNG, so a sample's augmentation is reproducible from its index alone (what exact resume and
-any-order loading need). Outputs are float tensors ``[3, H, W]`` in ``[0, 1]``; normalisation is
-left to each teacher's and the student's own preprocessing.
+A transform maps ``(record, rng) -> record``, where ``rng`` is a NumPy ``Generator``, an integer
+seed, a ``torch.Generator`` or ``None``: every random choice comes from it, never from a global
+RNG, so a sample's augmentation is reproducible from its index alone (what exact resume and
+any-order loading need). An :class:`ImageTransform` rewrites one field of the record (``image`` by
+default) and leaves the others as they are; its :meth:`ImageTransform.apply` maps a PIL image to
+a float tensor ``[3, H, W]`` in ``[0, 1]``. Normalisation is left to each teacher's and the
+student's own preprocessing.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from glmkit.registry import declare
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -87,7 +93,84 @@ def random_resized_crop_box(
     return left, top, left + w, top + h
 
 
-class TrainTransform:
+Record = dict[str, Any]
+
+
+class Transform:
+    """Base class of record transforms: ``transform(record, rng) -> record``."""
+
+    def __call__(self, record: Record, rng: RandomSource = None) -> Record:
+        raise NotImplementedError
+
+
+TRANSFORMS = declare("transforms", "record transforms: (record, rng) -> record", base=Transform)
+
+
+class ImageTransform(Transform):
+    """Base of the transforms that rewrite one image field of a record (``key``, default ``image``).
+
+    Subclasses implement :meth:`apply` on the image; calling the transform on a record returns a
+    new record with that field replaced.
+    """
+
+    key: str = "image"
+
+    def apply(self, image: Image.Image, rng: RandomSource = None) -> torch.Tensor:
+        """The transformed image."""
+        raise NotImplementedError
+
+    def __call__(self, record: Record, rng: RandomSource = None) -> Record:
+        if not isinstance(record, dict):
+            raise TypeError(
+                f"{type(self).__name__} maps a record dict to a record; got {type(record).__name__} "
+                "(call .apply(image, rng) on a bare image)"
+            )
+        if self.key not in record:
+            raise KeyError(
+                f"{type(self).__name__}: the record has no {self.key!r} field; it has {sorted(record)}"
+            )
+        return {**record, self.key: self.apply(record[self.key], rng)}
+
+
+@TRANSFORMS.register("to_tensor")
+class ToTensor(ImageTransform):
+    """The image field as a float tensor ``[3, H, W]`` in ``[0, 1]``, unchanged otherwise.
+
+    Args:
+        key: the record field holding the image.
+    """
+
+    def __init__(self, key: str = "image") -> None:
+        self.key = key
+
+    def apply(self, image: Image.Image, rng: RandomSource = None) -> torch.Tensor:
+        """The image as a tensor."""
+        return to_tensor(image)
+
+
+@TRANSFORMS.register("compose")
+class Compose(Transform):
+    """Apply record transforms in order, all drawing from the same ``rng``.
+
+    Args:
+        transforms: the transforms, first applied first.
+    """
+
+    def __init__(self, transforms: Sequence[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, record: Record, rng: RandomSource = None) -> Record:
+        rng = as_generator(rng)
+        for transform in self.transforms:
+            record = transform(record, rng)
+        return record
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
+
+
+@TRANSFORMS.register("train_crop")
+class TrainTransform(ImageTransform):
     """RandomResizedCrop to ``image_size`` plus a random horizontal flip, seeded per sample.
 
     Args:
@@ -96,6 +179,7 @@ class TrainTransform:
         ratio: range of the crop's aspect ratio (width / height).
         hflip: probability of a horizontal flip.
         interpolation: ``bilinear``, ``bicubic``, ``lanczos`` or ``nearest``.
+        key: the record field holding the image.
     """
 
     def __init__(
@@ -105,6 +189,7 @@ class TrainTransform:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: float = 0.5,
         interpolation: str = "bicubic",
+        key: str = "image",
     ) -> None:
         if image_size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
@@ -119,9 +204,11 @@ class TrainTransform:
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.hflip = float(hflip)
         self.interpolation = interpolation
+        self.key = key
         self._resample = _resample(interpolation)
 
-    def __call__(self, image: Image.Image, rng: RandomSource = None) -> torch.Tensor:
+    def apply(self, image: Image.Image, rng: RandomSource = None) -> torch.Tensor:
+        """Crop, resize and maybe flip ``image``, every choice drawn from ``rng``."""
         rng = as_generator(rng)
         box = random_resized_crop_box(image.width, image.height, self.scale, self.ratio, rng)
         # One resize with a box crops and resamples in a single pass (antialiased when shrinking).
@@ -137,19 +224,23 @@ class TrainTransform:
         )
 
 
-class EvalTransform:
+@TRANSFORMS.register("eval_crop")
+class EvalTransform(ImageTransform):
     """Resize the shorter side to ``image_size / crop_pct`` and take the centred square.
 
-    The second argument is accepted and ignored, so train and eval transforms are interchangeable.
+    The ``rng`` argument is accepted and ignored, so train and eval transforms are interchangeable.
 
     Args:
         image_size: output side.
         crop_pct: fraction of the resized shorter side kept by the centre crop (timm convention;
             1.0 keeps the whole shorter side).
         interpolation: ``bilinear``, ``bicubic``, ``lanczos`` or ``nearest``.
+        key: the record field holding the image.
     """
 
-    def __init__(self, image_size: int = 224, crop_pct: float = 1.0, interpolation: str = "bicubic") -> None:
+    def __init__(
+        self, image_size: int = 224, crop_pct: float = 1.0, interpolation: str = "bicubic", key: str = "image"
+    ) -> None:
         if image_size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
         if not 0 < crop_pct <= 1:
@@ -157,9 +248,11 @@ class EvalTransform:
         self.image_size = int(image_size)
         self.crop_pct = float(crop_pct)
         self.interpolation = interpolation
+        self.key = key
         self._resample = _resample(interpolation)
 
-    def __call__(self, image: Image.Image, rng: RandomSource = None) -> torch.Tensor:
+    def apply(self, image: Image.Image, rng: RandomSource = None) -> torch.Tensor:
+        """The centred, resized square of ``image``."""
         width, height = image.size
         # Same as resizing the shorter side to image_size / crop_pct and centre-cropping image_size,
         # done as one crop-and-resample in source pixels.
