@@ -23,6 +23,7 @@ class Route:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the status line
+    gate: threading.Event | None = None  # when set: wait for it before the status line
     drip: float = 0.0  # seconds between body bytes
     content_length: bool = True
 
@@ -40,6 +41,8 @@ class LocalServer:
                 server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 route = server.routes.get(self.path, Route(status=404, body=b"not found"))
                 time.sleep(route.delay)
+                if route.gate is not None:
+                    route.gate.wait(60)  # bounds a broken test only; tests set the gate
                 try:
                     self.send_response(route.status)
                     for key, value in route.headers.items():

@@ -123,3 +123,45 @@ def test_tools_import_without_lightning_or_stages():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_tool_registries_accept_only_their_kind():
+    from glmkit.registry import registry
+    from glmkit.tools.search import SEARCH_PROVIDERS, SearchProvider
+
+    assert registry("tools") is TOOLS and TOOLS.base is tools.Tool
+    assert registry("search_providers") is SEARCH_PROVIDERS and SEARCH_PROVIDERS.base is SearchProvider
+
+    class NotATool:
+        name = "not_a_tool"
+
+    with pytest.raises(RegistryError, match="not a glmkit.tools.base.Tool"):
+        TOOLS.register("not_a_tool")(NotATool)
+    with pytest.raises(RegistryError, match="SearchProvider"):
+        SEARCH_PROVIDERS.register("not_a_provider")(NotATool)
+    assert "not_a_tool" not in TOOLS and "not_a_provider" not in SEARCH_PROVIDERS
+
+
+def test_decoding_and_drawing_import_no_lightning():
+    """The tools decode with glmkit.data's decoder and draw with its font lookup, still without Lightning."""
+    code = (
+        "import io, sys\n"
+        "from PIL import Image\n"
+        "import glmkit.tools\n"
+        "from glmkit.tools.decode import decode_tool_image\n"
+        "from glmkit.tools.drawing import font_for\n"
+        "buf = io.BytesIO(); Image.new('RGB', (4, 4)).save(buf, 'PNG')\n"
+        "assert decode_tool_image(buf.getvalue()).size == (4, 4)\n"
+        "font_for((100, 100))\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_drawing_uses_the_one_font_lookup():
+    from glmkit.data.fonts import load_font
+    from glmkit.tools import drawing
+
+    assert not hasattr(drawing, "load_font")  # no second copy of the fallback
+    assert drawing.font_for((1000, 1000)) is load_font(30)

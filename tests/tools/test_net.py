@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import gzip
-import io
 import ipaddress
+import re
 import threading
-import time
 import tracemalloc
 import zlib
+from collections.abc import Callable
 
 import pytest
-from PIL import Image
 
-from glmkit.tools.base import ToolContext, ToolError
+from glmkit.tools.base import ToolContext
 from glmkit.tools.net import (
     FetchError,
     NetworkPolicy,
     NetworkPolicyError,
     check_url,
-    decode_image,
     fetch,
     pin_address,
     policy_for,
@@ -27,7 +25,7 @@ from glmkit.tools.net import (
     resolve,
 )
 
-from .conftest import Route, png_header_only
+from .conftest import Route
 
 # ---- policy defaults and address classes -----------------------------------------------------
 
@@ -154,39 +152,46 @@ def test_unresolvable_host_is_a_fetch_error():
         fetch("http://nowhere.test/", NetworkPolicy(resolver=fail))
 
 
-def test_a_hanging_resolver_times_out_with_the_host_named():
+def blocking_resolver() -> tuple[threading.Event, Callable[[str, int], list[str]]]:
+    """A resolver that answers only once released: (release, resolver).
+
+    A fetch against it can only end by giving up on the lookup, so the error alone shows the
+    timeout worked; no clock is read.
+    """
     release = threading.Event()
 
-    def slow(host, port):
-        release.wait(10)
+    def resolver(host: str, port: int) -> list[str]:
+        release.wait(60)  # bounds a broken test only; every test releases it
         return ["93.184.216.34"]
 
+    return release, resolver
+
+
+def test_a_hanging_resolver_times_out_with_the_host_named():
+    release, slow = blocking_resolver()
     policy = NetworkPolicy(resolver=slow, connect_timeout=0.3)
-    start = time.monotonic()
     try:
         with pytest.raises(FetchError, match=r"resolving host 'slow.test' took longer than 0.3 s"):
             fetch("http://slow.test/", policy)
-        assert time.monotonic() - start < 1.5
         with pytest.raises(FetchError, match="'slow.test' took longer than 0.1 s"):
             resolve("slow.test", 80, policy, timeout=0.1)
     finally:
         release.set()
     fast = NetworkPolicy(resolver=lambda host, port: ["93.184.216.34", "93.184.216.34"])
-    assert [str(ip) for ip in resolve("fast.test", 80, fast, timeout=1)] == ["93.184.216.34"]
+    assert [str(ip) for ip in resolve("fast.test", 80, fast, timeout=30)] == ["93.184.216.34"]
 
 
 def test_total_timeout_also_bounds_resolution():
-    release = threading.Event()
-    policy = NetworkPolicy(
-        resolver=lambda h, p: release.wait(10) and [], connect_timeout=5, total_timeout=0.3
-    )
-    start = time.monotonic()
+    release, slow = blocking_resolver()
+    policy = NetworkPolicy(resolver=slow, connect_timeout=5, total_timeout=0.3)
     try:
-        with pytest.raises(FetchError, match="resolving host 'slow.test'"):
+        with pytest.raises(FetchError, match=r"resolving host 'slow.test' took longer than (\S+) s") as info:
             fetch("http://slow.test/", policy)
     finally:
         release.set()
-    assert time.monotonic() - start < 1.5
+    # the lookup was given what was left of the total time, not the 5 s connect timeout
+    waited = float(re.search(r"took longer than (\S+) s", str(info.value)).group(1))
+    assert waited <= 0.3
 
 
 # ---- real fetches against loopback servers ---------------------------------------------------
@@ -269,64 +274,26 @@ def test_undeclared_oversize_body_is_cut_off_while_streaming(server):
 
 
 def test_slow_server_times_out(server):
-    server.routes["/slow"] = Route(body=b"late", delay=3.0)
-    start = time.monotonic()
-    with pytest.raises(FetchError, match="timed out"):
-        fetch(server.url("/slow"), server.policy(read_timeout=0.5))
-    assert time.monotonic() - start < 2.5
+    gate = threading.Event()  # the server answers only once the fetch has given up
+    server.routes["/slow"] = Route(body=b"late", gate=gate)
+    try:
+        with pytest.raises(FetchError, match="timed out"):
+            fetch(server.url("/slow"), server.policy(read_timeout=0.5))
+    finally:
+        gate.set()
 
 
 def test_trickling_server_hits_the_total_time_limit(server):
-    server.routes["/drip"] = Route(body=b"y" * 50, drip=0.1)  # 5 s in all, each byte well within read_timeout
-    start = time.monotonic()
-    with pytest.raises(FetchError, match="in total"):
-        fetch(server.url("/drip"), server.policy(total_timeout=0.8, read_timeout=2))
-    assert time.monotonic() - start < 2.5
+    # Each byte comes well within read_timeout, and the body would take 20 minutes in all: only the
+    # total limit can end this fetch.
+    server.routes["/drip"] = Route(body=b"y" * 12_000, drip=0.1)
+    with pytest.raises(FetchError, match="took longer than 0.8 s in total; download stopped"):
+        fetch(server.url("/drip"), server.policy(total_timeout=0.8, read_timeout=10))
 
 
 def test_http_errors_are_reported(server):
     with pytest.raises(FetchError, match="HTTP 404"):
         fetch(server.url("/missing"), server.policy())
-
-
-# ---- decoding images -------------------------------------------------------------------------
-
-
-def test_decompression_bomb_is_refused_from_the_header():
-    bomb = png_header_only(8_000, 8_000)  # 64 M pixels claimed in a 100-byte file
-    assert len(bomb) < 200
-    start = time.monotonic()
-    with pytest.raises(
-        ToolError, match=r"8000x8000 = 64000000 pixels, above the limit of 50000000.*not decoded"
-    ):
-        decode_image(bomb, max_pixels=50_000_000)
-    # far beyond Pillow's own limit, Pillow's check fires first; the verdict is the same
-    with pytest.raises(ToolError, match="decompression bomb and was not decoded"):
-        decode_image(png_header_only(100_000, 100_000), max_pixels=50_000_000)
-    assert time.monotonic() - start < 1.0
-
-
-def test_pixel_limit_is_configurable():
-    buf = io.BytesIO()
-    Image.new("RGB", (100, 100), "red").save(buf, "PNG")
-    assert decode_image(buf.getvalue(), max_pixels=10_000).size == (100, 100)
-    with pytest.raises(ToolError, match="above the limit of 9999"):
-        decode_image(buf.getvalue(), max_pixels=9_999)
-
-
-def test_non_images_and_unlisted_formats_are_refused():
-    with pytest.raises(ToolError, match="not a readable image"):
-        decode_image(b"<html>not an image</html>")
-    buf = io.BytesIO()
-    Image.new("RGB", (4, 4)).save(buf, "PPM")  # a format Pillow reads but the tools do not accept
-    with pytest.raises(ToolError, match="not a readable image"):
-        decode_image(buf.getvalue())
-
-
-def test_transparency_is_kept():
-    buf = io.BytesIO()
-    Image.new("RGBA", (4, 4), (1, 2, 3, 4)).save(buf, "PNG")
-    assert decode_image(buf.getvalue()).mode == "RGBA"
 
 
 # ---- content encodings -----------------------------------------------------------------------

@@ -3,7 +3,9 @@
 - :mod:`~glmkit.agent.formats`: tool-call formats (``openai``, ``hermes``, ``glm45``), parse and render;
 - :mod:`~glmkit.agent.models`: the :class:`ChatModel` protocol and its adapters (OpenAI-compatible
   endpoints, local transformers LMs);
-- :mod:`~glmkit.agent.loop`: the multi-turn :class:`AgentLoop`;
+- :mod:`~glmkit.agent.turns`: the turn logic without a transport (:func:`take_turn`: one assistant
+  reply -> parsed calls, tool observations, episode end), shared by the loop and RL rollouts;
+- :mod:`~glmkit.agent.loop`: the multi-turn :class:`AgentLoop` over a chat model;
 - :mod:`~glmkit.agent.context`: image-history policies for long multimodal trajectories;
 - :mod:`~glmkit.agent.trajectory`: the JSONL trajectory log;
 - :mod:`~glmkit.agent.mcp_server` and :mod:`~glmkit.agent.skills` (imported on demand): the tools
@@ -41,6 +43,7 @@ from glmkit.agent.formats import (
 from glmkit.agent.loop import AgentLoop, AgentResult
 from glmkit.agent.models import CHAT_MODELS, ChatModel, OpenAIChatModel, TransformersChatModel
 from glmkit.agent.trajectory import TrajectoryLogger, read_trajectory
+from glmkit.agent.turns import CallOutcome, Turn, initial_messages, take_turn
 
 __all__ = [
     "CHAT_MODELS",
@@ -48,6 +51,7 @@ __all__ = [
     "TOOL_CALL_FORMATS",
     "AgentLoop",
     "AgentResult",
+    "CallOutcome",
     "ChatClientError",
     "ChatCompletion",
     "ChatModel",
@@ -65,10 +69,13 @@ __all__ = [
     "ToolCallFormat",
     "TrajectoryLogger",
     "TransformersChatModel",
+    "Turn",
     "get_context_policy",
     "get_tool_call_format",
     "image_part",
     "image_ref",
     "image_to_data_url",
+    "initial_messages",
     "read_trajectory",
+    "take_turn",
 ]

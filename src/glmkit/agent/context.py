@@ -27,8 +27,6 @@ from glmkit.registry import declare
 if TYPE_CHECKING:
     from PIL import Image
 
-CONTEXT_POLICIES = declare("context_policies", "agent-loop context policies applied before each request")
-
 
 def image_ref(image_id: str, image: Image.Image) -> dict[str, Any]:
     """A canonical image content part."""
@@ -68,6 +66,12 @@ class ContextPolicy(Protocol):
     def apply(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The messages to send."""
         ...
+
+
+# Declared after ContextPolicy: a member must define the protocol's ``apply`` method.
+CONTEXT_POLICIES = declare(
+    "context_policies", "agent-loop context policies applied before each request", base=ContextPolicy
+)
 
 
 @CONTEXT_POLICIES.register("keep_all")

@@ -1,16 +1,9 @@
-"""The multi-turn agent loop: ask the model, run its tool calls, feed the results back (report section 3.5).
+"""The multi-turn agent loop: ask a chat model, answer its tool calls, repeat (report section 3.5).
 
-Each turn sends the history (through the context policy) to a :class:`~glmkit.agent.models.ChatModel`,
-parses the reply's calls with the model's tool-call format and runs them:
-
-- every call, well-formed or not, is answered by one ``role: tool`` message carrying its
-  ``tool_call_id`` and text (the tool's result, the tool's error, or the parse error), so the
-  model sees its mistake and can retry instead of the loop stopping;
-- images returned by tools go in one ``role: user`` message after the tool messages, as image
-  parts labelled with their ids. Images never go in ``role: tool``: Chat Completions endpoints
-  reject them there (vLLM#43203) or ignore them (openai-openapi#523);
-- a reply cut off by the length limit (``finish_reason == "length"``) has its calls refused
-  rather than run with truncated arguments (hermes-agent#7680).
+Each turn sends the history (through the context policy) to a :class:`~glmkit.agent.models.ChatModel`
+and hands the reply to :func:`glmkit.agent.turns.take_turn`, the transport-free turn logic (parse
+the calls with the model's tool-call format, run them, build the observation messages; see
+:mod:`glmkit.agent.turns` for how calls, errors, images and cut-off replies are answered).
 
 The run stops on a reply without calls (the final answer), when ``max_turns`` requests were made,
 when the summed token usage reaches ``max_tokens``, or when the model endpoint fails; the result
@@ -19,7 +12,6 @@ records which.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from glmkit.agent.client import usage_count
-from glmkit.agent.context import ContextPolicy, get_context_policy, image_ref
-from glmkit.agent.formats import ToolCall, ToolCallError
+from glmkit.agent.context import ContextPolicy, get_context_policy
 from glmkit.agent.models import ChatModel
 from glmkit.agent.trajectory import TrajectoryLogger
-from glmkit.tools.base import Tool, ToolContext, ToolResult
+from glmkit.agent.turns import Turn, initial_messages, take_turn, tool_parameter_schemas
+from glmkit.tools import resolve_tools
+from glmkit.tools.base import Tool, ToolContext
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -62,32 +55,6 @@ class AgentResult:
     error: str | None = None
     trajectory_path: Path | None = None
     run_id: str | None = None
-
-
-def resolve_tools(tools: Sequence[Tool | str] | Mapping[str, Tool]) -> dict[str, Tool]:
-    """Tool instances by name; a string is looked up in glmkit's tool registry."""
-    items = list(tools.values()) if isinstance(tools, Mapping) else list(tools)
-    out: dict[str, Tool] = {}
-    for item in items:
-        tool = _lookup_tool(item) if isinstance(item, str) else item
-        if tool.name in out:
-            raise ValueError(f"two tools are named {tool.name!r}")
-        out[tool.name] = tool
-    return out
-
-
-def _lookup_tool(name: str) -> Tool:
-    import importlib
-
-    module = importlib.import_module("glmkit.tools")  # registers the built-in tools
-    get_tool = getattr(module, "get_tool", None)
-    if get_tool is not None:
-        found = get_tool(name)
-    else:
-        from glmkit.tools.base import TOOLS
-
-        found = TOOLS.get(name)
-    return found() if isinstance(found, type) else found
 
 
 class AgentLoop:
@@ -157,7 +124,7 @@ class AgentLoop:
         context = self.tool_context if self.tool_context is not None else ToolContext()
         path = Path(trajectory_path) if trajectory_path is not None else self.trajectory_path
         logger = TrajectoryLogger(path) if path is not None else None
-        messages = self._initial_messages(question, images, context)
+        messages = initial_messages(question, images, context, system_prompt=self.system_prompt)
         schemas = self.tool_schemas
         fmt = self.model.tool_format
         if logger:
@@ -207,28 +174,23 @@ class AgentLoop:
             if reported.get("total_tokens") is None:  # some servers report only the two parts
                 counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
             usage.update(counts)
-            message = _assistant_message(completion.message)
-            parsed = fmt.parse_message(message, self.tool_parameter_schemas())
-            _fill_call_ids(message, parsed.items, turn)
-            messages.append(message)
-            if logger:
-                logger.log(
-                    "assistant",
-                    turn=turn,
-                    message=message,
-                    finish_reason=completion.finish_reason,
-                    usage=completion.usage,
-                )
-            if not parsed.items:
-                final_answer = parsed.content
-                stop = "answer"
-                break
-
-            messages.extend(
-                self._respond(
-                    parsed.items, completion.finish_reason == "length", turn, context, logger, stats
-                )
+            step = take_turn(
+                completion.message,
+                fmt,
+                self.tools,
+                context,
+                turn=turn,
+                finish_reason=completion.finish_reason,
+                usage=completion.usage,
+                logger=logger,
             )
+            messages.append(step.message)
+            stats.add(step)
+            if step.done:
+                final_answer = step.final_answer
+                stop = step.end_reason or "answer"
+                break
+            messages.extend(step.observations)
 
         if logger:
             logger.log(
@@ -259,107 +221,7 @@ class AgentLoop:
 
     def tool_parameter_schemas(self) -> dict[str, dict[str, Any]]:
         """Tool name -> parameters schema, as the parsers want it."""
-        return {name: dict(tool.parameters) for name, tool in self.tools.items()}
-
-    def _initial_messages(
-        self, question: str | Sequence[dict[str, Any]], images: Sequence[Image.Image], context: ToolContext
-    ) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        if isinstance(question, str):
-            parts: list[dict[str, Any]] = []
-            for image in images:
-                image_id = context.add_image(image)
-                parts += [{"type": "text", "text": f"{image_id}:"}, image_ref(image_id, image)]
-            parts.append({"type": "text", "text": question})
-            messages.append({"role": "user", "content": parts if images else question})
-        else:
-            if images:
-                raise ValueError("pass images inside the messages when question is a list of messages")
-            given = [dict(m) for m in question]
-            for index, msg in enumerate(given):  # make the ids of message images known to the tools
-                for part in msg.get("content") if isinstance(msg.get("content"), list) else ():
-                    if not (isinstance(part, dict) and part.get("type") == "image"):
-                        continue
-                    image_id = part.get("image_id")
-                    if not isinstance(image_id, str) or not image_id:
-                        raise ValueError(
-                            f"question message {index} ({msg.get('role')}) has an image part without an "
-                            f"'image_id' (keys: {sorted(part)}); build image parts with image_ref(image_id, image)"
-                        )
-                    if part.get("image") is not None:
-                        context.images.setdefault(image_id, part["image"])
-            messages.extend(given)
-        return messages
-
-    def _respond(
-        self,
-        items: list[ToolCall | ToolCallError],
-        truncated: bool,
-        turn: int,
-        context: ToolContext,
-        logger: TrajectoryLogger | None,
-        stats: _CallStats,
-    ) -> list[dict[str, Any]]:
-        """One ``role: tool`` message per call, then one user message with the images the tools made."""
-        replies: list[dict[str, Any]] = []
-        new_images: list[tuple[str, Image.Image, str]] = []
-        for index, item in enumerate(items):
-            call_id = item.id or f"call_{turn}_{index}"
-            if truncated:
-                text = (
-                    "Error: the reply was cut off by the length limit, so this tool call may be "
-                    "incomplete and was not executed. Make the call again, shorter."
-                )
-                stats.parse_errors += 1
-                if logger:
-                    logger.log("parse_error", turn=turn, id=call_id, reason="finish_reason=length", raw="")
-            elif isinstance(item, ToolCallError):
-                text = item.observation()
-                stats.parse_errors += 1
-                if logger:
-                    logger.log("parse_error", turn=turn, id=call_id, reason=item.reason, raw=item.raw)
-            else:
-                stats.calls[item.name] += 1
-                result = self._execute(item, call_id, turn, context, logger)
-                stats.tool_errors += 0 if result.ok else 1
-                text = result.to_text()
-                label = f"{item.name} ({call_id})"
-                pairs = zip(result.image_ids, result.images, strict=False)
-                new_images.extend((image_id, image, label) for image_id, image in pairs)
-            replies.append({"role": "tool", "tool_call_id": call_id, "content": text})
-        if new_images:
-            replies.append(_image_message(new_images))
-        return replies
-
-    def _execute(
-        self, call: ToolCall, call_id: str, turn: int, context: ToolContext, logger: TrajectoryLogger | None
-    ) -> ToolResult:
-        if logger:
-            logger.log("tool_call", turn=turn, id=call_id, name=call.name, arguments=call.arguments)
-        start = time.perf_counter()
-        result = self.tools[call.name](call.arguments, context)
-        seconds = time.perf_counter() - start
-        if logger:
-            paths = [
-                logger.save_image(i, img, source=f"tool:{call.name}")
-                for i, img in zip(result.image_ids, result.images, strict=False)
-            ]
-            logger.log(
-                "tool_result",
-                turn=turn,
-                id=call_id,
-                name=call.name,
-                text=result.text,
-                error=result.error,
-                image_ids=list(result.image_ids),
-                image_paths=paths,
-                files=[str(f) for f in result.files],
-                data=result.data,
-                seconds=round(seconds, 4),
-            )
-        return result
+        return tool_parameter_schemas(self.tools)
 
 
 @dataclass
@@ -368,31 +230,8 @@ class _CallStats:
     parse_errors: int = 0
     tool_errors: int = 0
 
-
-def _assistant_message(message: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the reply; extra keys (``reasoning_content``, ...) stay for the log, the wire drops them."""
-    out = {**message, "role": "assistant", "content": message.get("content")}
-    if message.get("tool_calls"):
-        out["tool_calls"] = [dict(c) if isinstance(c, Mapping) else c for c in message["tool_calls"]]
-    else:
-        out.pop("tool_calls", None)
-    return out
-
-
-def _fill_call_ids(message: dict[str, Any], items: list[ToolCall | ToolCallError], turn: int) -> None:
-    """Give id-less native calls an id, in the message too, so every tool message answers a call id."""
-    native = message.get("tool_calls") or []
-    for index, item in enumerate(items):
-        if item.id:
-            continue
-        item.id = f"call_{turn}_{index}"
-        if index < len(native) and isinstance(native[index], dict) and not native[index].get("id"):
-            native[index]["id"] = item.id
-
-
-def _image_message(images: list[tuple[str, Image.Image, str]]) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [{"type": "text", "text": "Images returned by the tools:"}]
-    for image_id, image, label in images:
-        parts.append({"type": "text", "text": f"{image_id} (from {label}):"})
-        parts.append(image_ref(image_id, image))
-    return {"role": "user", "content": parts}
+    def add(self, step: Turn) -> None:
+        """Count the calls of one turn."""
+        self.calls.update(c.item.name for c in step.calls if c.executed and c.item.name)
+        self.parse_errors += step.parse_errors
+        self.tool_errors += step.tool_errors

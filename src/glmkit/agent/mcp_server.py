@@ -9,7 +9,7 @@ into ``structured_content``.
 
 Images go in through one extra optional argument on every tool, ``input_images``: an object
 mapping an image id to a file path, a ``data:`` URL or bare base64. They are decoded (with the
-decompression-bomb checks of :mod:`glmkit.tools.net`) into the server's tool context before the
+decompression-bomb checks of :mod:`glmkit.tools.decode`) into the server's tool context before the
 call, so ``{"input_images": {"img_0": "/tmp/a.png"}, "image": "img_0", "bbox": [...]}`` crops
 ``/tmp/a.png``. Images a tool returns stay in the context under the ids it reports, so later
 calls can chain on them; the context keeps the newest ``max_images``. Ids are never reused: a
@@ -77,14 +77,14 @@ def mcp_input_schema(tool: Tool) -> dict[str, Any]:
 
 def load_image_source(source: str, max_pixels: int = 50_000_000) -> Image.Image:
     """Decode an image given as a file path, a ``data:`` URL or bare base64 (bomb-checked)."""
-    from glmkit.tools.net import decode_image, read_image_file
+    from glmkit.tools.decode import decode_tool_image, read_image_file
 
     text = source.strip()
     if text.startswith("data:"):
         header, _, payload = text.partition(",")
         if ";base64" not in header:
             raise ToolError(f"data URL must be base64-encoded, got header {header[:40]!r}")
-        return decode_image(_b64decode(payload, "data URL"), max_pixels, source="data URL")
+        return decode_tool_image(_b64decode(payload, "data URL"), max_pixels, source="data URL")
     if len(text) < 4096 and Path(text).expanduser().is_file():
         return read_image_file(Path(text).expanduser(), max_pixels)
     try:
@@ -93,7 +93,7 @@ def load_image_source(source: str, max_pixels: int = 50_000_000) -> Image.Image:
         if len(text) < 1024:
             raise ToolError(f"{text!r} is neither an existing image file nor base64 image data") from None
         raise
-    return decode_image(data, max_pixels, source="base64 image")
+    return decode_tool_image(data, max_pixels, source="base64 image")
 
 
 def _b64decode(payload: str, what: str) -> bytes:
@@ -228,7 +228,7 @@ def build_server(
 
     ``tool_server.server`` is the MCP ``Server``; pass it to ``mcp.Client`` for in-process use.
     """
-    from glmkit.agent.loop import resolve_tools
+    from glmkit.tools import resolve_tools
 
     if tools is None:
         tools = registered_tool_names()

@@ -35,8 +35,6 @@ from glmkit.agent.context import is_image_ref
 from glmkit.agent.formats import ToolCallFormat, get_tool_call_format, openai_tool_schemas
 from glmkit.registry import declare
 
-CHAT_MODELS = declare("chat_models", "chat-model adapters for the agent loop")
-
 _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 
 
@@ -51,6 +49,10 @@ class ChatModel(Protocol):
     ) -> ChatCompletion:
         """The assistant's reply to ``messages`` with ``tools`` available."""
         ...
+
+
+# Declared after ChatModel: a member must define the protocol's ``chat`` method.
+CHAT_MODELS = declare("chat_models", "chat-model adapters for the agent loop", base=ChatModel)
 
 
 def to_openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
-"""Decoding image files for training: RGB out, bad files named, nothing decoded that is too large.
+"""The one image decoder of glmkit: RGB out, bad files named, nothing decoded that is too large.
 
 A source that cannot decode an image raises :class:`BadImageError`, which the mixture counts and
 skips (GLM-5V-Turbo section 2.1's data is web-scale: some files are always broken); any other error
-is a bug and raises as usual.
+is a bug and raises as usual. The tool chain decodes untrusted images through the same function,
+with a pixel limit per call, a list of accepted formats and alpha kept
+(:mod:`glmkit.tools.decode` turns the error into the tools' own).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Sequence
 from io import BytesIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # What PIL raises for files that are not (complete, sane) images. DecompressionBombWarning is turned
 # into an error while decoding: an image that large is a waste for a 224-pixel pipeline at best.
@@ -36,7 +39,13 @@ class BadImageError(Exception):
 
 
 def decode_image(
-    source: str | os.PathLike | bytes, description: str, draft_size: int | None = None
+    source: str | os.PathLike | bytes,
+    description: str,
+    draft_size: int | None = None,
+    *,
+    max_pixels: int | None = None,
+    formats: Sequence[str] | None = None,
+    keep_alpha: bool = False,
 ) -> Image.Image:
     """Open a path or encoded bytes as an RGB image, raising :class:`BadImageError` on failure.
 
@@ -44,25 +53,65 @@ def decode_image(
     EXIF orientation is applied; transparent images are composited on white, not on black. With
     ``draft_size``, JPEGs are decoded at the smallest 1/2, 1/4 or 1/8 scale whose sides are still
     >= ``draft_size`` (several times faster on large photos); other formats decode at full size.
+
+    Untrusted input (the tool chain: images from the web, from a model's code) needs more:
+
+    - ``max_pixels``: refuse an image whose header claims more pixels, before decoding it (a
+      decompression bomb is a few bytes claiming billions of pixels), and an animation whose frames
+      hold more than ``4 * max_pixels`` in all. Pillow's own limit (``Image.MAX_IMAGE_PIXELS``)
+      applies in any case;
+    - ``formats``: the Pillow format names accepted (``("PNG", "JPEG")``); others are not readable;
+    - ``keep_alpha``: return an image with transparency as RGBA instead of compositing it.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             fp = BytesIO(source) if isinstance(source, bytes | bytearray) else source
-            with Image.open(fp) as img:
+            with Image.open(fp, formats=list(formats) if formats is not None else None) as img:
+                if max_pixels is not None:
+                    _check_pixels(img, max_pixels, description)  # header only: nothing decoded yet
                 if draft_size and img.format == "JPEG":
                     img.draft(None, (draft_size, draft_size))
                 img.load()
-                return _to_rgb(img)
+                return _to_rgb(img, keep_alpha=keep_alpha)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError(
+            f"{description}: a likely decompression bomb, not decoded ({type(exc).__name__}: {exc})"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        accepted = f"accepted formats: {', '.join(formats)}; " if formats is not None else ""
+        raise BadImageError(
+            f"{description}: not a readable image ({accepted}{type(exc).__name__}: {exc})"
+        ) from exc
     except _DECODE_ERRORS as exc:
         raise BadImageError(f"{description}: {type(exc).__name__}: {exc}") from exc
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _check_pixels(img: Image.Image, max_pixels: int, description: str) -> None:
+    """Refuse an opened (not yet decoded) image above ``max_pixels``, every frame counted."""
+    width, height = img.size
+    if width * height > max_pixels:
+        raise BadImageError(
+            f"{description}: {width}x{height} = {width * height} pixels, above the limit of "
+            f"{max_pixels}; a likely decompression bomb, not decoded"
+        )
+    # Animated images decode frame after frame; bound the total, with room for short animations.
+    frames = getattr(img, "n_frames", 1)
+    if width * height * frames > 4 * max_pixels:
+        raise BadImageError(
+            f"{description}: {frames} frames of {width}x{height}, more than {4 * max_pixels} pixels "
+            "in all; not decoded"
+        )
+
+
+def _to_rgb(img: Image.Image, keep_alpha: bool = False) -> Image.Image:
+    """An RGB copy of ``img`` upright (EXIF), 8-bit, transparency on white (or kept, as RGBA)."""
     with contextlib.suppress(Exception):  # a malformed EXIF block is no reason to lose the pixels
         img = ImageOps.exif_transpose(img)
     if img.mode.startswith("I") or img.mode == "F":  # convert("RGB") would clip everything above 255
         img = _to_8bit(img)
+    if keep_alpha and (img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info):
+        return img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
     from glmkit.tools.net import NetworkPolicy
 
-TOOLS = declare("tools", "agent tools with OpenAI function schemas")
-
 # Schema fragment shared by every tool that takes an image already in the conversation.
 IMAGE_ID_SCHEMA: dict[str, Any] = {
     "type": "string",
@@ -213,3 +211,7 @@ class Tool(ABC):
     @abstractmethod
     def run(self, context: ToolContext, **arguments: Any) -> ToolResult:
         """Do the work with validated arguments."""
+
+
+# Declared after Tool: every member is a Tool subclass (registering anything else fails).
+TOOLS = declare("tools", "agent tools with OpenAI function schemas", base=Tool)

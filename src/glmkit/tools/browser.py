@@ -1,8 +1,8 @@
 """Browser tools: ``load_image_from_url`` and ``read_webpage`` (GLM-5V report section 3.1).
 
 Both fetch through :func:`glmkit.tools.net.fetch`, so every SSRF, size and time check applies,
-and neither runs page scripts: images are decoded by Pillow after a pixel-count check, pages are
-parsed into markdown by :mod:`glmkit.tools.webpage`.
+and neither runs page scripts: images are decoded by :mod:`glmkit.tools.decode` after a
+pixel-count check, pages are parsed into markdown by :mod:`glmkit.tools.webpage`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from glmkit.tools.base import TOOLS, Tool, ToolContext, ToolError, ToolResult, object_schema
-from glmkit.tools.net import NetworkPolicy, decode_image, fetch, policy_for
+from glmkit.tools.decode import decode_tool_image
+from glmkit.tools.net import NetworkPolicy, fetch, policy_for
 from glmkit.tools.webpage import html_to_markdown
 
 URL_SCHEMA: dict[str, Any] = {
@@ -51,7 +52,7 @@ class LoadImageFromUrlTool(Tool):
         response = fetch(url, policy, accept="image/*")
         if response.content_type.startswith("text/html"):
             raise ToolError(f"{response.url} is a web page (text/html), not an image; use read_webpage on it")
-        image = decode_image(response.content, policy.max_image_pixels, source=response.url)
+        image = decode_tool_image(response.content, policy.max_image_pixels, source=response.url)
         redirected = f" (redirected to {response.url})" if response.url != response.hops[0] else ""
         return ToolResult(
             text=f"Loaded image {image.width}x{image.height} from {url}{redirected}",

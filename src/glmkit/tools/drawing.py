@@ -14,7 +14,6 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont
@@ -121,17 +120,15 @@ def default_line_width(size: tuple[int, int]) -> int:
     return max(2, round(min(size) / 250))
 
 
-@lru_cache(maxsize=16)
-def load_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled font at ``size`` px (the bitmap fallback when FreeType is missing)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType
-        return ImageFont.load_default()
-
-
 def font_for(size: tuple[int, int]) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """A label font scaled to the image: about 3 % of the shorter side, at least 10 px."""
+    """A label font scaled to the image: about 3 % of the shorter side, at least 10 px.
+
+    The font comes from glmkit's one font lookup, :func:`glmkit.data.fonts.load_font`.
+    """
+    # Imported here, not at the top: glmkit.data's package imports torch, which the tool chain must
+    # not load just to be imported (tests/agent/test_imports.py).
+    from glmkit.data.fonts import load_font
+
     return load_font(max(10, min(40, round(min(size) * 0.03))))
 
 

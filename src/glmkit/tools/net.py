@@ -18,7 +18,7 @@ A URL a model writes is untrusted. :func:`fetch` therefore
    limit, so a gzip bomb never takes more than about ``max_bytes`` of memory; other encodings
    (br, zstd, ...) are refused.
 
-:func:`decode_image` checks an image's header size against a pixel limit before decoding it.
+Images fetched here are decoded by :mod:`glmkit.tools.decode` (pixel limit checked first).
 
 Tests serve pages on loopback, which the policy refuses; they opt in explicitly with
 ``NetworkPolicy(allow_private=True)`` or ``allow_endpoints`` (or
@@ -27,13 +27,10 @@ Tests serve pages on loopback, which the policy refuses; they opt in explicitly 
 
 from __future__ import annotations
 
-import io
 import ipaddress
-import os
 import socket
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,15 +42,12 @@ import httpx
 from glmkit.tools.base import ToolError
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from glmkit.tools.base import ToolContext
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
 
 # ``is_global`` changed between Python patch releases (CVE-2024-4032), so these ranges are refused
 # explicitly whatever the interpreter thinks of them.
@@ -423,50 +417,3 @@ def _read_limited(response: httpx.Response, policy: NetworkPolicy, deadline: flo
     except httpx.HTTPError as exc:
         raise FetchError(f"reading {url} failed: {type(exc).__name__}: {exc}") from None
     return b"".join(chunks)
-
-
-def decode_image(data: bytes, max_pixels: int = 50_000_000, *, source: str = "image") -> Image.Image:
-    """Decode image bytes after checking the header size against ``max_pixels`` (bomb check).
-
-    Only common raster formats are accepted; animated images count every frame. Returns the first
-    frame as an RGB (or RGBA) image detached from the input bytes.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))  # reads the header only
-            width, height = image.size
-            frames = getattr(image, "n_frames", 1)
-            if width * height > max_pixels:
-                raise ToolError(
-                    f"{source} is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}; "
-                    "a likely decompression bomb, it was not decoded"
-                )
-            if width * height * frames > 4 * max_pixels:
-                raise ToolError(
-                    f"{source} has {frames} frames of {width}x{height}, too many pixels to decode"
-                )
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's own header check (89 M pixels) fired while opening: same verdict, its wording.
-        raise ToolError(f"{source} is a likely decompression bomb and was not decoded: {exc}") from None
-    except UnidentifiedImageError as exc:
-        raise ToolError(f"{source} is not a readable image ({', '.join(IMAGE_FORMATS)}): {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ToolError(f"{source} could not be decoded: {exc}") from None
-    mode = "RGBA" if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else "RGB"
-    return image.convert(mode)
-
-
-def read_image_file(
-    path: str | os.PathLike[str], max_pixels: int = 50_000_000, max_bytes: int = 64 * 1024 * 1024
-) -> Image.Image:
-    """:func:`decode_image` on a file's bytes, refusing files over ``max_bytes``."""
-    size = os.path.getsize(path)
-    if size > max_bytes:
-        raise ToolError(f"image file {str(path)!r} is {size} bytes, above the limit of {max_bytes}")
-    with open(path, "rb") as handle:
-        data = handle.read()
-    return decode_image(data, max_pixels, source=str(path))

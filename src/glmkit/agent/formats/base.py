@@ -16,8 +16,6 @@ from typing import Any, ClassVar
 
 from glmkit.registry import declare
 
-TOOL_CALL_FORMATS = declare("tool_call_formats", "tool-call formats (parse and render)")
-
 _RAW_LIMIT = 2000  # characters of a malformed call quoted back to the model
 
 
@@ -118,6 +116,10 @@ class ToolCallFormat(ABC):
         render them natively (GLM's ``<|observation|>``, Qwen's ``<tool_response>``).
         """
         return [dict(m) for m in messages]
+
+
+# Declared after ToolCallFormat: every member is a ToolCallFormat subclass.
+TOOL_CALL_FORMATS = declare("tool_call_formats", "tool-call formats (parse and render)", base=ToolCallFormat)
 
 
 def get_tool_call_format(fmt: str | ToolCallFormat) -> ToolCallFormat:
