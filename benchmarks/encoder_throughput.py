@@ -52,14 +52,15 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from timm.layers import set_fused_attn
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from glmkit.models.encoders.cogvit import CogViT, CogViTConfig, resolve_config
+from glmkit.models.encoders.cogvit import CogViT
 
 LossFn = Callable[[nn.Module, Tensor], Tensor]
 
@@ -68,7 +69,12 @@ def row_names(args: argparse.Namespace) -> list[str]:
     return ["cogvit"] + ([] if args.no_plain_row else ["cogvit-plain"]) + ["timm-vit"]
 
 
-def row_config(name: str, args: argparse.Namespace) -> CogViTConfig:
+def resolve_config(preset: str, **overrides: Any) -> SimpleNamespace:
+    """Every CogViT init argument of ``preset`` with ``overrides``, as attributes (nothing is built)."""
+    return SimpleNamespace(**CogViT.preset_args(preset, **overrides))
+
+
+def row_config(name: str, args: argparse.Namespace) -> SimpleNamespace:
     """The resolved shape of one row; the timm row is described by the same config (RoPE off)."""
     common = {"img_size": args.image_size, "attn_backend": "sdpa"}
     if name == "cogvit":
@@ -85,10 +91,10 @@ def build_row(name: str, args: argparse.Namespace) -> tuple[nn.Module, LossFn]:
     cfg = row_config(name, args)
     if name == "timm-vit":
         return build_timm(cfg), _timm_loss
-    return CogViT(preset=args.preset, **asdict(cfg)), _cogvit_loss
+    return CogViT(**vars(cfg)), _cogvit_loss
 
 
-def build_timm(cfg: CogViTConfig) -> nn.Module:
+def build_timm(cfg: SimpleNamespace) -> nn.Module:
     """timm VisionTransformer with CogViT's shape, F.sdpa attention and no classifier head."""
     if cfg.mlp_type != "gelu" or cfg.rope:
         raise ValueError(
@@ -125,19 +131,19 @@ def _timm_loss(model: nn.Module, images: Tensor) -> Tensor:
     return tokens.float().square().mean()
 
 
-def mlp_hidden(cfg: CogViTConfig) -> int:
+def mlp_hidden(cfg: SimpleNamespace) -> int:
     """Hidden width of a block's MLP (SwiGLU: 2/3 of the GELU width, rounded up to a multiple of 8)."""
     hidden = int(cfg.embed_dim * cfg.mlp_ratio)
     return -(-int(hidden * 2 / 3) // 8) * 8 if cfg.mlp_type == "swiglu" else hidden
 
 
-def block_matmul_weights(cfg: CogViTConfig) -> int:
+def block_matmul_weights(cfg: SimpleNamespace) -> int:
     """Matmul weights of one block: qkv (3 D^2) + output projection (D^2) + MLP (2 or 3 x D x hidden)."""
     dim = cfg.embed_dim
     return 4 * dim * dim + (3 if cfg.mlp_type == "swiglu" else 2) * dim * mlp_hidden(cfg)
 
 
-def train_flops(cfg: CogViTConfig, batch: int, image_size: int) -> float:
+def train_flops(cfg: SimpleNamespace, batch: int, image_size: int) -> float:
     """Analytic FLOPs of one forward+backward, from the shape alone (not from module types).
 
     Patch embedding: 4 x (P*P*C*D) x B x N_patches (forward 2x + weight gradient 2x; the pixels need no

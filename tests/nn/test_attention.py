@@ -6,14 +6,17 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from glmkit.nn.attention import (
     ATTENTION_BACKENDS,
+    AttentionFn,
     attention,
     expand_attention_mask,
     is_xformers_available,
     xformers_attention,
 )
+from glmkit.nn.packed import SeqLens
 from glmkit.registry import RegistryError, registry
 
 
@@ -133,3 +136,77 @@ def test_sdpa_on_cuda_with_padding_matches_naive() -> None:
     torch.testing.assert_close(
         out.double(), naive_attention(q, k, v, valid[:, None, None]), atol=1e-4, rtol=1e-4
     )
+
+
+# ---------------------------------------------------------------- packed (variable-length) attention
+
+
+def packed_reference(q, k, v, lengths: list[list[int]]) -> torch.Tensor:
+    """Each sequence attended alone (float64), zeros at padding: what packed attention must equal."""
+    out = torch.zeros_like(q, dtype=torch.float64)
+    for b, row in enumerate(lengths):
+        start = 0
+        for length in row:
+            sl = slice(start, start + length)
+            out[b, :, sl] = naive_attention(q[b : b + 1, :, sl], k[b : b + 1, :, sl], v[b : b + 1, :, sl])[0]
+            start += length
+    return out
+
+
+def test_sdpa_packed_equals_each_sequence_alone() -> None:
+    q, k, v = qkv(batch=2, n=9)
+    lengths = [[4, 3, 2], [5, 0, 2]]  # row 1: an empty slot and two padding positions
+    seq_lens = SeqLens.from_lists(lengths)
+    out = attention(q, k, v, seq_lens=seq_lens)
+    torch.testing.assert_close(out.double(), packed_reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
+    assert (out[1, :, 7:] == 0).all()  # padding queries return zeros
+
+
+def test_packed_attention_never_mixes_sequences() -> None:
+    q, k, v = qkv(batch=1, n=8)
+    seq_lens = SeqLens(torch.tensor([[3, 5]]))
+    out = attention(q, k, v, seq_lens=seq_lens)
+    k2, v2, q2 = k.clone(), v.clone(), q.clone()
+    k2[:, :, 3:], v2[:, :, 3:], q2[:, :, 3:] = 50.0, -50.0, 7.0  # change only the second sequence
+    out2 = attention(q2, k2, v2, seq_lens=seq_lens)
+    torch.testing.assert_close(out2[:, :, :3], out[:, :, :3], atol=0, rtol=0)
+    assert not torch.allclose(out2[:, :, 3:], out[:, :, 3:])
+
+
+def test_packed_attention_errors() -> None:
+    q, k, v = qkv(batch=1, n=6)
+    seq_lens = SeqLens(torch.tensor([[3, 3]]))
+    with pytest.raises(ValueError, match="pass attn_mask or seq_lens, not both"):
+        attention(q, k, v, attn_mask=torch.ones(1, 6, dtype=torch.bool), seq_lens=seq_lens)
+    with pytest.raises(ValueError, match="seq_lens for 1 rows"):
+        attention(*qkv(batch=2, n=6), seq_lens=seq_lens)
+    with pytest.raises(ValueError, match="more than the 6 positions"):
+        attention(q, k, v, seq_lens=SeqLens(torch.tensor([[4, 3]])))
+
+
+def test_registry_holds_attention_functions_only() -> None:
+    assert ATTENTION_BACKENDS.base is AttentionFn
+    with pytest.raises(RegistryError, match="is not a .*AttentionFn"):
+        ATTENTION_BACKENDS.add("not_callable", "sdpa")
+
+
+def test_a_backend_without_packed_support_still_serves_dense_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    def dense_only(q, k, v, attn_mask=None, dropout_p=0.0):
+        return F.scaled_dot_product_attention(q, k, v)
+
+    ATTENTION_BACKENDS.check(dense_only)
+    monkeypatch.setitem(ATTENTION_BACKENDS._entries, "test_dense_only", dense_only)  # gone after the test
+    q, k, v = qkv()
+    torch.testing.assert_close(attention(q, k, v, backend="test_dense_only"), attention(q, k, v))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not is_xformers_available(), reason="needs xformers")
+def test_xformers_packed_matches_sdpa_packed_on_cuda() -> None:
+    q, k, v = (t.cuda().half() for t in qkv(batch=2, n=40, dim=64))
+    seq_lens = SeqLens(torch.tensor([[17, 20, 0], [9, 9, 9]], device="cuda"))
+    out = attention(q, k, v, seq_lens=seq_lens, backend="xformers")
+    ref = attention(q, k, v, seq_lens=seq_lens, backend="sdpa")
+    torch.testing.assert_close(out, ref, atol=2e-3, rtol=2e-3)
+    assert (out[1, :, 27:] == 0).all()

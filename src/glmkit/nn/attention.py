@@ -4,38 +4,67 @@ Every backend computes softmax(q kᵀ / sqrt(head_dim) + mask) v for tensors lai
 ``[B, heads, N, head_dim]``. Backends register in ``registry("attention")`` so a recipe picks one
 by name (``attn_backend: sdpa``) and ``glmkit list attention`` shows them.
 
-Masks are boolean with True meaning "may attend", in one of three shapes:
+Which keys a query sees is given in one of two ways, never both:
 
-* ``[B, Nk]``: a key-padding mask (NaFlex padding, GLM-5V-Turbo section 2.1 stage 2);
-* ``[B, 1 | heads, Nq, Nk]``: a general mask, e.g. block-diagonal for packed sequences;
-* ``None``: full bidirectional attention.
+* ``attn_mask``, boolean with True meaning "may attend", in one of three shapes:
+
+  - ``[B, Nk]``: a key-padding mask (NaFlex padding, GLM-5V-Turbo section 2.1 stage 2);
+  - ``[B, 1 | heads, Nq, Nk]``: a general mask;
+  - ``None``: full bidirectional attention;
+
+* ``seq_lens``, a :class:`~glmkit.nn.packed.SeqLens`: variable-length (packed) attention. Each row
+  holds several sequences back to back (NaViT-style packing, arXiv 2307.06304); a token attends
+  to the tokens of its own sequence only, and positions after a row's last sequence (padding)
+  return zeros. ``sdpa`` builds the block-diagonal mask once per ``SeqLens`` and reuses it in
+  every layer; ``xformers`` hands the lengths to its ``BlockDiagonalMask``, so no ``N x N`` mask
+  is materialised.
 
 A query row whose keys are all masked returns zeros on every backend (never NaN).
+
+FlexAttention's block masks would skip the empty blocks of a packed row, but they need
+``torch.compile`` to be fast (eager FlexAttention is a reference implementation) and a recompile
+per packing pattern; SDPA with a dense block-diagonal mask is exact, runs everywhere and is the
+default.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import math
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from glmkit.nn.packed import SeqLens
 from glmkit.registry import declare
 
-ATTENTION_BACKENDS = declare("attention", "attention backends (attn_backend=...)")
 
-DEFAULT_BACKEND = "sdpa"
-
-
+@runtime_checkable
 class AttentionFn(Protocol):
-    """Signature every registered backend implements."""
+    """Signature every registered backend implements.
+
+    ``q, k, v``: ``[B, heads, N, head_dim]``; returns ``[B, heads, Nq, head_dim]``. ``attn_mask`` and
+    ``seq_lens`` are described in the module docstring. A backend that cannot serve packed input
+    may omit ``seq_lens``; callers pass it only when it is not None.
+    """
 
     def __call__(
-        self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        attn_mask: Tensor | None = None,
+        dropout_p: float = 0.0,
+        seq_lens: SeqLens | None = None,
     ) -> Tensor: ...
+
+
+ATTENTION_BACKENDS = declare("attention", "attention backends (attn_backend=...)", base=AttentionFn)
+
+DEFAULT_BACKEND = "sdpa"
 
 
 def expand_attention_mask(attn_mask: Tensor | None, q: Tensor, k: Tensor) -> Tensor | None:
@@ -73,15 +102,53 @@ def expand_attention_mask(attn_mask: Tensor | None, q: Tensor, k: Tensor) -> Ten
     )
 
 
+def _check_packed(seq_lens: SeqLens, q: Tensor, k: Tensor) -> None:
+    batch, _, n_q, _ = q.shape
+    if k.shape[2] != n_q or seq_lens.batch_size != batch:
+        raise ValueError(
+            f"packed (seq_lens) attention is self-attention over [B, heads, N, head_dim] rows: got "
+            f"q {list(q.shape)}, k {list(k.shape)} and seq_lens for {seq_lens.batch_size} rows"
+        )
+    seq_lens.check(n_q)
+
+
+def packed_attention_mask(seq_lens: SeqLens, q: Tensor, k: Tensor) -> Tensor:
+    """The ``[B, 1, N, N]`` block-diagonal boolean mask of packed self-attention (cached per ``seq_lens``)."""
+    _check_packed(seq_lens, q, k)
+    mask = seq_lens.block_mask(q.shape[2])
+    return mask if mask.device == q.device else mask.to(q.device)
+
+
+def _check_one_mask(attn_mask: Tensor | None, seq_lens: SeqLens | None) -> None:
+    if attn_mask is not None and seq_lens is not None:
+        raise ValueError(
+            "pass attn_mask or seq_lens, not both: packed rows (seq_lens) already say which keys each "
+            "query sees; mark padding as the tail after a row's last sequence"
+        )
+
+
 @ATTENTION_BACKENDS.register("sdpa")
 def sdpa_attention(
-    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    seq_lens: SeqLens | None = None,
 ) -> Tensor:
     """``torch.nn.functional.scaled_dot_product_attention`` (CPU and GPU; picks flash / mem-efficient / math).
 
-    Without a mask PyTorch can use its flash kernels; a boolean mask rules flash out on CUDA and
-    the memory-efficient kernel runs instead.
+    Without a mask PyTorch can use its flash kernels; a boolean mask (packed rows included, as a
+    block-diagonal mask) rules flash out on CUDA and the memory-efficient kernel runs instead.
     """
+    _check_one_mask(attn_mask, seq_lens)
+    if seq_lens is not None:
+        mask = packed_attention_mask(seq_lens, q, k)
+        # A padding query has no key; SDPA's math kernel returns zeros there, but not every fused
+        # kernel is guaranteed to, so zero them explicitly (the contract of packed attention).
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        valid = seq_lens.valid(q.shape[2]).to(q.device)
+        return out.masked_fill(~valid[:, None, :, None], 0.0)
     mask = expand_attention_mask(attn_mask, q, k)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
@@ -93,9 +160,19 @@ def is_xformers_available() -> bool:
 
 @ATTENTION_BACKENDS.register("xformers")
 def xformers_attention(
-    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    seq_lens: SeqLens | None = None,
 ) -> Tensor:
-    """``xformers.ops.memory_efficient_attention`` (CUDA only; optional dependency ``glmkit[xformers]``)."""
+    """``xformers.ops.memory_efficient_attention`` (CUDA only; optional dependency ``glmkit[xformers]``).
+
+    Packed rows (``seq_lens``) run as one flattened row with xformers' ``BlockDiagonalMask``,
+    which skips the blocks between sequences instead of masking them.
+    """
+    _check_one_mask(attn_mask, seq_lens)
     if not is_xformers_available():
         raise RuntimeError(
             "attention backend 'xformers' needs the xformers package, which is not installed "
@@ -108,6 +185,8 @@ def xformers_attention(
         )
     import xformers.ops as xops  # optional dependency, imported where used
 
+    if seq_lens is not None:
+        return _xformers_packed(xops, q, k, v, seq_lens, dropout_p)
     mask = expand_attention_mask(attn_mask, q, k)
     bias = None
     if mask is not None:
@@ -121,6 +200,29 @@ def xformers_attention(
         # A fully masked row would softmax over uniform finfo.min logits; SDPA returns zeros there.
         out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     return out
+
+
+def _xformers_packed(
+    xops: Any, q: Tensor, k: Tensor, v: Tensor, seq_lens: SeqLens, dropout_p: float
+) -> Tensor:
+    """Packed attention on xformers: all rows flattened into one, padding runs as blocks of their own."""
+    from xformers.ops.fmha.attn_bias import BlockDiagonalMask
+
+    _check_packed(seq_lens, q, k)
+    batch, heads, n, head_dim = q.shape
+    # Newer xformers place the sequence starts on a device given here; older ones move them on use.
+    takes_device = "device" in inspect.signature(BlockDiagonalMask.from_seqlens).parameters
+    bias = BlockDiagonalMask.from_seqlens(
+        seq_lens.flat_lengths(n), **({"device": q.device} if takes_device else {})
+    )
+
+    def flat(t: Tensor) -> Tensor:  # B, heads, N, hd -> 1, B*N, heads, hd
+        return t.transpose(1, 2).reshape(1, batch * n, heads, head_dim)
+
+    out = xops.memory_efficient_attention(flat(q), flat(k), flat(v), attn_bias=bias, p=dropout_p)
+    out = out.reshape(batch, n, heads, head_dim).transpose(1, 2)  # B, heads, N, hd
+    valid = seq_lens.valid(n).to(q.device)
+    return out.masked_fill(~valid[:, None, :, None], 0.0)  # padding blocks attended among themselves
 
 
 def _additive_bias(mask: Tensor, q: Tensor, k: Tensor) -> Tensor:
@@ -149,6 +251,7 @@ def attention(
     attn_mask: Tensor | None = None,
     backend: str = DEFAULT_BACKEND,
     dropout_p: float = 0.0,
+    seq_lens: SeqLens | None = None,
 ) -> Tensor:
     """Scaled dot-product attention with the named backend.
 
@@ -158,21 +261,27 @@ def attention(
             boolean with True = may attend.
         backend: a name registered in ``registry("attention")``: ``sdpa`` (default) or ``xformers``.
         dropout_p: attention-probability dropout (pass 0 at eval time).
+        seq_lens: packed rows (variable-length attention); excludes ``attn_mask``.
 
     Returns:
         ``[B, heads, Nq, head_dim]``.
     """
-    return get_attention_backend(backend)(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    fn = get_attention_backend(backend)
+    if seq_lens is None:  # backends without packed support keep working for dense input
+        return fn(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    return fn(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, seq_lens=seq_lens)
 
 
 __all__ = [
     "ATTENTION_BACKENDS",
     "DEFAULT_BACKEND",
     "AttentionFn",
+    "SeqLens",
     "attention",
     "expand_attention_mask",
     "get_attention_backend",
     "is_xformers_available",
+    "packed_attention_mask",
     "sdpa_attention",
     "xformers_attention",
 ]

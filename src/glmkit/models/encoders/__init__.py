@@ -1,11 +1,9 @@
-"""Vision encoders; importing this package registers them in ``registry("encoders")``."""
+"""Vision encoders; importing this package registers them in ``registry("encoders")``.
 
-from glmkit.models.encoders.cogvit import (
-    ENCODERS,
-    PRESETS,
-    CogViT,
-    CogViTConfig,
-    EncoderOutput,
-)
+The contract every encoder follows is :class:`VisionEncoder` (``base.py``).
+"""
 
-__all__ = ["ENCODERS", "PRESETS", "CogViT", "CogViTConfig", "EncoderOutput"]
+from glmkit.models.encoders.base import ENCODERS, EncoderOutput, VisionEncoder
+from glmkit.models.encoders.cogvit import PRESETS, CogViT
+
+__all__ = ["ENCODERS", "PRESETS", "CogViT", "EncoderOutput", "VisionEncoder"]

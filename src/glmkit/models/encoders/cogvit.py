@@ -8,67 +8,47 @@ A pre-norm ViT with
   fixed 224x224 crops of stage 1 and the native-aspect-ratio NaFlex inputs of stage 2;
 * an optional class token and register tokens (Darcet et al. 2023, arXiv 2309.16588), which
   RoPE leaves unrotated;
-* inputs as an image batch ``[B, C, H, W]`` or as a NaFlex batch (patches, coords, valid);
+* inputs as an image batch ``[B, C, H, W]``, a NaFlex batch (patches, coords, valid) or packed
+  NaFlex rows (``seq_lens``: several images per row, each with its own prefix tokens);
 * a ``mask`` / ``mask_token`` pair for stage 1 masked image modelling; the token belongs to the
   training stage, the encoder only substitutes it.
 
-Sizes are presets (``PRESETS``), not subclasses: ``CogViT.preset("large")`` or
-``CogViT(preset="large", depth=12)``; explicitly given arguments override the preset.
+The input and output contract is :class:`~glmkit.models.encoders.base.VisionEncoder`. Layers
+(attention, MLPs, norms, LayerScale, drop path) come from :mod:`glmkit.nn`.
+
+Sizes are presets (``PRESETS``, data, not subclasses): ``CogViT.preset("large", depth=12)``, or
+``init_args: {preset: large, depth: 12}`` in a recipe, which the config loader expands into the
+preset's values before printing and parsing.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, fields
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from glmkit.models.encoders.base import ENCODERS, EncoderOutput
 from glmkit.models.zoo import load_pretrained, save_pretrained
-from glmkit.nn.attention import DEFAULT_BACKEND, get_attention_backend
+from glmkit.nn.attention import get_attention_backend
+from glmkit.nn.drop import DropPath
+from glmkit.nn.layer_scale import LayerScale
+from glmkit.nn.mlp import Mlp, SwiGLU, swiglu_hidden_features
+from glmkit.nn.norm import NormType, check_norm_type, create_norm
+from glmkit.nn.packed import SeqLens
 from glmkit.nn.patch_embed import PatchEmbed
-from glmkit.nn.rope import RotaryEmbedding2D, apply_rotary
-from glmkit.registry import declare
+from glmkit.nn.rope import RotaryEmbedding2D
+from glmkit.nn.self_attention import SelfAttention
 
-ENCODERS = declare("encoders", "vision encoders")
-
-NormType = Literal["layernorm", "rmsnorm"]
 MlpType = Literal["gelu", "swiglu"]
 
-
-@dataclass(frozen=True)
-class CogViTConfig:
-    """Every hyperparameter of a :class:`CogViT`, fully resolved (no preset, no None)."""
-
-    img_size: int = 224
-    patch_size: int = 16
-    in_chans: int = 3
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    mlp_type: MlpType = "gelu"
-    qkv_bias: bool = True
-    qk_norm: bool = True
-    qk_norm_type: NormType = "layernorm"
-    norm_type: NormType = "layernorm"
-    norm_eps: float = 1e-6
-    class_token: bool = True
-    num_registers: int = 4
-    rope: bool = True
-    rope_theta: float = 10000.0
-    layer_scale_init: float = 0.0
-    drop_path_rate: float = 0.0
-    attn_backend: str = DEFAULT_BACKEND
-    grad_checkpointing: bool = False
-
-
-# Named sizes. Values not listed come from CogViTConfig's defaults. `large` is the ViT-L shape
-# (~0.30B parameters); the report's CogViT-L is quoted at 403M, a shape it does not publish.
+# Named sizes: init-args over CogViT's signature defaults. `large` is the ViT-L shape (~0.30B
+# parameters); the report's CogViT-L is quoted at 403M, a shape it does not publish.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"embed_dim": 96, "depth": 3, "num_heads": 3, "num_registers": 2},
     "base": {"embed_dim": 768, "depth": 12, "num_heads": 12, "num_registers": 4},
@@ -76,220 +56,113 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve_config(preset: str | None = None, **given: Any) -> CogViTConfig:
-    """Defaults, then ``PRESETS[preset]``, then every ``given`` value that is not None."""
-    values: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            close = difflib.get_close_matches(preset, list(PRESETS), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"unknown CogViT preset {preset!r}.{hint} Available presets: {', '.join(PRESETS)}"
-            )
-        values.update(PRESETS[preset])
-    names = {f.name for f in fields(CogViTConfig)}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise TypeError(f"unknown CogViT argument(s) {unknown}; valid: {sorted(names)}")
-    values.update({k: v for k, v in given.items() if v is not None})
-    cfg = CogViTConfig(**values)
-    _check_config(cfg)
-    return cfg
-
-
-def _check_config(cfg: CogViTConfig) -> None:
-    if cfg.embed_dim % cfg.num_heads:
-        raise ValueError(f"embed_dim={cfg.embed_dim} is not divisible by num_heads={cfg.num_heads}")
-    head_dim = cfg.embed_dim // cfg.num_heads
-    if cfg.rope and head_dim % 4:
-        raise ValueError(
-            f"2D RoPE needs head_dim = embed_dim / num_heads divisible by 4, got "
-            f"{cfg.embed_dim} / {cfg.num_heads} = {head_dim}"
-        )
-    for name in ("qk_norm_type", "norm_type"):
-        if getattr(cfg, name) not in ("layernorm", "rmsnorm"):
-            raise ValueError(f"{name} must be 'layernorm' or 'rmsnorm', got {getattr(cfg, name)!r}")
-    if cfg.mlp_type not in ("gelu", "swiglu"):
-        raise ValueError(f"mlp_type must be 'gelu' or 'swiglu', got {cfg.mlp_type!r}")
-    if cfg.num_registers < 0 or cfg.depth < 1 or cfg.patch_size < 1:
-        raise ValueError(
-            f"need num_registers >= 0, depth >= 1, patch_size >= 1; got {cfg.num_registers}, "
-            f"{cfg.depth}, {cfg.patch_size}"
-        )
-    get_attention_backend(cfg.attn_backend)  # unknown names raise with the registered list
-
-
-def _norm(kind: NormType, dim: int, eps: float) -> nn.Module:
-    return nn.LayerNorm(dim, eps=eps) if kind == "layernorm" else nn.RMSNorm(dim, eps=eps)
-
-
 @dataclass
-class EncoderOutput:
-    """What a vision encoder returns.
+class PackedLayout:
+    """Where packed input goes inside the encoder's token sequence (see :meth:`CogViT.embed`).
 
-    Attributes:
-        patch_tokens: ``[B, N, D]`` after the final norm; zero at padded (invalid) positions.
-        prefix_tokens: ``[B, T, D]`` class then register tokens (``T`` may be 0).
-        grid_size: the ``(h, w)`` patch grid for image input, None for NaFlex input.
-        valid: the ``[B, N]`` bool mask given with NaFlex input; None when every token is valid.
+    Inside, each image is laid out as ``[its T prefix tokens, its n_i patch tokens]``, images back
+    to back per row, then padding; ``seq_lens`` describes that internal sequence for attention.
     """
 
-    patch_tokens: Tensor
-    prefix_tokens: Tensor
-    grid_size: tuple[int, int] | None
-    valid: Tensor | None
-
-    @property
-    def class_token(self) -> Tensor | None:
-        """``[B, D]`` class token, or None when the encoder has no prefix tokens."""
-        return self.prefix_tokens[:, 0] if self.prefix_tokens.shape[1] else None
+    seq_lens: SeqLens  # internal lengths [B, S]: T + n_i per image
+    patch_pos: Tensor  # [B, N] internal position of each input patch (padding after the images)
+    prefix_rows: Tensor  # [I, 1] row of each image
+    prefix_pos: Tensor  # [I, T] internal positions of each image's prefix tokens
+    valid: Tensor  # [B, N] input positions that hold a patch
+    given: Tensor  # the seq_lens argument, returned in the output
 
 
 @dataclass
 class EmbeddedTokens:
-    """Block input: ``tokens [B, T+N, D]``, RoPE tables, attention mask, and bookkeeping."""
+    """Block input: ``tokens [B, L, D]``, RoPE tables, attention mask or packing, and bookkeeping."""
 
     tokens: Tensor
     rope: tuple[Tensor, Tensor] | None
     attn_mask: Tensor | None
     grid_size: tuple[int, int] | None
     valid: Tensor | None
+    packed: PackedLayout | None = None
+
+    @property
+    def seq_lens(self) -> SeqLens | None:
+        """The internal packing for attention and drop path, None unless packed."""
+        return self.packed.seq_lens if self.packed is not None else None
 
 
-class LayerScale(nn.Module):
-    """Per-channel residual scale (CaiT, arXiv 2103.17239)."""
+class CogViTBlock(nn.Module):
+    """Pre-norm transformer block: ``x + ls1(attn(norm1(x)))``, then ``x + ls2(mlp(norm2(x)))``.
 
-    def __init__(self, dim: int, init: float) -> None:
-        super().__init__()
-        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gamma
-
-
-class Mlp(nn.Module):
-    """Linear -> GELU -> Linear."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class SwiGLU(nn.Module):
-    """SiLU-gated MLP (Shazeer 2020) with the gate and value projections fused into one Linear."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc12 = nn.Linear(dim, 2 * hidden)
-        self.fc3 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        gate, value = self.fc12(x).chunk(2, dim=-1)
-        return self.fc3(F.silu(gate) * value)
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with QK-Norm and 2D RoPE, one fused qkv projection."""
+    Arguments are those of :class:`CogViT` (``drop_path``: this block's stochastic-depth rate).
+    """
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
-        qkv_bias: bool,
-        qk_norm: bool,
-        qk_norm_type: NormType,
-        norm_eps: float,
-        attn_backend: str,
+        mlp_ratio: float = 4.0,
+        mlp_type: MlpType = "gelu",
+        qkv_bias: bool = True,
+        qk_norm: bool = True,
+        qk_norm_type: NormType = "layernorm",
+        norm_type: NormType = "layernorm",
+        norm_eps: float = 1e-6,
+        layer_scale_init: float = 0.0,
+        drop_path: float = 0.0,
+        attn_backend: str = "sdpa",
     ) -> None:
         super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.q_norm = _norm(qk_norm_type, self.head_dim, norm_eps) if qk_norm else nn.Identity()
-        self.k_norm = _norm(qk_norm_type, self.head_dim, norm_eps) if qk_norm else nn.Identity()
-        self.proj = nn.Linear(dim, dim)
-        self.attn_backend = attn_backend
-
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_mask: Tensor | None) -> Tensor:
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).unbind(2)  # B, N, heads, hd
-        # QK-Norm, then RoPE (EVA-02 order), in token-major layout: the results stay [B, N, heads, hd]
-        # in memory, so after the transposes below SDPA sees the same strides as with plain views of
-        # qkv and writes an output whose transpose back to [B, N, D] is free.
-        q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        q, k = q.to(v.dtype), k.to(v.dtype)  # autocast runs the norms in fp32
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # B, heads, N, hd (views)
-        out = get_attention_backend(self.attn_backend)(q, k, v, attn_mask=attn_mask)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))  # B, N, D
-
-
-class CogViTBlock(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
-
-    def __init__(self, cfg: CogViTConfig, drop_path: float) -> None:
-        super().__init__()
-        dim = cfg.embed_dim
-        self.norm1 = _norm(cfg.norm_type, dim, cfg.norm_eps)
-        self.attn = SelfAttention(
-            dim, cfg.num_heads, cfg.qkv_bias, cfg.qk_norm, cfg.qk_norm_type, cfg.norm_eps, cfg.attn_backend
-        )
-        self.ls1 = LayerScale(dim, cfg.layer_scale_init) if cfg.layer_scale_init else nn.Identity()
-        self.norm2 = _norm(cfg.norm_type, dim, cfg.norm_eps)
-        hidden = int(dim * cfg.mlp_ratio)
-        if cfg.mlp_type == "swiglu":
-            # 2/3 keeps the parameter count of a GELU MLP with the same ratio; multiple of 8 for kernels.
-            hidden = -(-int(hidden * 2 / 3) // 8) * 8
-            self.mlp: nn.Module = SwiGLU(dim, hidden)
+        self.norm1 = create_norm(norm_type, dim, norm_eps)
+        self.attn = SelfAttention(dim, num_heads, qkv_bias, qk_norm, qk_norm_type, norm_eps, attn_backend)
+        self.ls1 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+        self.norm2 = create_norm(norm_type, dim, norm_eps)
+        if mlp_type == "swiglu":
+            self.mlp: nn.Module = SwiGLU(dim, swiglu_hidden_features(dim, mlp_ratio))
         else:
-            self.mlp = Mlp(dim, hidden)
-        self.ls2 = LayerScale(dim, cfg.layer_scale_init) if cfg.layer_scale_init else nn.Identity()
-        self.drop_path = drop_path
+            self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, layer_scale_init) if layer_scale_init else nn.Identity()
+        self.drop_path1 = DropPath(drop_path)
+        self.drop_path2 = DropPath(drop_path)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_mask: Tensor | None) -> Tensor:
-        x = x + self._drop_path(self.ls1(self.attn(self.norm1(x), rope, attn_mask)))
-        return x + self._drop_path(self.ls2(self.mlp(self.norm2(x))))
-
-    def _drop_path(self, x: Tensor) -> Tensor:
-        """Stochastic depth (Huang et al. 2016): drop the whole residual branch per sample."""
-        if not self.drop_path or not self.training:
-            return x
-        keep = 1.0 - self.drop_path
-        return x * x.new_empty(x.shape[0], 1, 1).bernoulli_(keep).div_(keep)
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        attn_mask: Tensor | None = None,
+        seq_lens: SeqLens | None = None,
+    ) -> Tensor:
+        """``[B, L, D] -> [B, L, D]``; ``seq_lens`` packs several images per row."""
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), rope, attn_mask, seq_lens)), seq_lens)
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))), seq_lens)
 
 
 @ENCODERS.register("cogvit")
 class CogViT(nn.Module):
-    """CogViT vision encoder (GLM-5V-Turbo section 2.1).
+    """CogViT vision encoder (GLM-5V-Turbo section 2.1); every argument has its real default.
 
-    Every architecture argument defaults to None, meaning "from ``preset``" (or from
-    :class:`CogViTConfig`'s default when no preset is named), so a recipe can write
-    ``init_args: {preset: large}`` and override single values.
+    The defaults are the ViT-B/16 shape; named sizes are in ``CogViT.PRESETS``
+    (``CogViT.preset("tiny")``).
 
     Args:
-        preset: a name in ``PRESETS`` (``tiny``, ``base``, ``large``) or None.
         img_size: nominal training resolution (informational; any multiple of patch_size runs).
-        patch_size: square patch side in pixels (16).
-        in_chans: image channels (3).
-        embed_dim, depth, num_heads: width, number of blocks, attention heads.
-        mlp_ratio: MLP hidden width / embed_dim.
+        patch_size: square patch side in pixels.
+        in_chans: image channels.
+        embed_dim: token width ``D``.
+        depth: number of blocks.
+        num_heads: attention heads (``embed_dim`` divisible by it; head_dim divisible by 4 with RoPE).
+        mlp_ratio: MLP hidden width / embed_dim (for SwiGLU: 2/3 of that, rounded up to 8).
         mlp_type: ``gelu`` (Linear-GELU-Linear) or ``swiglu``.
         qkv_bias: bias on the fused qkv projection.
         qk_norm: normalise q and k per head before RoPE and attention (QK-Norm).
-        qk_norm_type, norm_type: ``layernorm`` or ``rmsnorm`` for QK-Norm and for block/final norms.
+        qk_norm_type: ``layernorm`` or ``rmsnorm`` for QK-Norm.
+        norm_type: ``layernorm`` or ``rmsnorm`` for the block and final norms.
         norm_eps: epsilon of every norm.
         class_token: prepend a learned class token.
         num_registers: learned register tokens after the class token.
         rope: use 2D RoPE on patch tokens (False leaves the model without position information;
-            for ablations and benchmarks).
+            for ablations, benchmarks and the comparison with timm's ViT).
         rope_theta: RoPE frequency base for integer patch coordinates.
         layer_scale_init: LayerScale initial value; 0 disables LayerScale.
-        drop_path_rate: stochastic depth rate of the last block (linear ramp from 0).
+        drop_path_rate: stochastic depth rate of the last block (linear ramp from 0 at the first).
         attn_backend: name in ``registry("attention")``: ``sdpa`` or ``xformers``.
         grad_checkpointing: recompute each block in backward (activation checkpointing).
     """
@@ -298,82 +171,86 @@ class CogViT(nn.Module):
 
     def __init__(
         self,
-        preset: str | None = None,
-        *,
-        img_size: int | None = None,
-        patch_size: int | None = None,
-        in_chans: int | None = None,
-        embed_dim: int | None = None,
-        depth: int | None = None,
-        num_heads: int | None = None,
-        mlp_ratio: float | None = None,
-        mlp_type: MlpType | None = None,
-        qkv_bias: bool | None = None,
-        qk_norm: bool | None = None,
-        qk_norm_type: NormType | None = None,
-        norm_type: NormType | None = None,
-        norm_eps: float | None = None,
-        class_token: bool | None = None,
-        num_registers: int | None = None,
-        rope: bool | None = None,
-        rope_theta: float | None = None,
-        layer_scale_init: float | None = None,
-        drop_path_rate: float | None = None,
-        attn_backend: str | None = None,
-        grad_checkpointing: bool | None = None,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        mlp_type: MlpType = "gelu",
+        qkv_bias: bool = True,
+        qk_norm: bool = True,
+        qk_norm_type: NormType = "layernorm",
+        norm_type: NormType = "layernorm",
+        norm_eps: float = 1e-6,
+        class_token: bool = True,
+        num_registers: int = 4,
+        rope: bool = True,
+        rope_theta: float = 10000.0,
+        layer_scale_init: float = 0.0,
+        drop_path_rate: float = 0.0,
+        attn_backend: str = "sdpa",
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        cfg = resolve_config(
-            preset,
-            img_size=img_size,
-            patch_size=patch_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            mlp_type=mlp_type,
-            qkv_bias=qkv_bias,
-            qk_norm=qk_norm,
-            qk_norm_type=qk_norm_type,
-            norm_type=norm_type,
-            norm_eps=norm_eps,
-            class_token=class_token,
-            num_registers=num_registers,
-            rope=rope,
-            rope_theta=rope_theta,
-            layer_scale_init=layer_scale_init,
-            drop_path_rate=drop_path_rate,
-            attn_backend=attn_backend,
-            grad_checkpointing=grad_checkpointing,
-        )
-        self.config = cfg
-        self.preset_name = preset
-        # Recorded for save_pretrained: the resolved values, so an export does not depend on PRESETS.
-        self.init_args: dict[str, Any] = asdict(cfg)
+        # Recorded for save_pretrained / ExportEncoder: every init argument as resolved, so an export
+        # depends neither on PRESETS nor on these defaults staying the same.
+        given = locals()
+        self.init_args: dict[str, Any] = {name: given[name] for name in _init_arg_names()}
+        _check_args(self.init_args)
 
-        self.embed_dim = cfg.embed_dim
-        self.patch_size = cfg.patch_size
-        self.num_heads = cfg.num_heads
-        self.num_prefix_tokens = int(cfg.class_token) + cfg.num_registers
-        self.grad_checkpointing = cfg.grad_checkpointing
+        self.embed_dim = embed_dim
+        self.patch_size = patch_size
+        self.num_heads = num_heads
+        self.num_prefix_tokens = int(class_token) + num_registers
+        self.grad_checkpointing = grad_checkpointing
 
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.class_token else None
-        self.reg_token = (
-            nn.Parameter(torch.zeros(1, cfg.num_registers, cfg.embed_dim)) if cfg.num_registers else None
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, num_registers, embed_dim)) if num_registers else None
+        self.rope = RotaryEmbedding2D(embed_dim // num_heads, rope_theta) if rope else None
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(
+            CogViTBlock(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                mlp_type=mlp_type,
+                qkv_bias=qkv_bias,
+                qk_norm=qk_norm,
+                qk_norm_type=qk_norm_type,
+                norm_type=norm_type,
+                norm_eps=norm_eps,
+                layer_scale_init=layer_scale_init,
+                drop_path=rate,
+                attn_backend=attn_backend,
+            )
+            for rate in rates
         )
-        self.rope = RotaryEmbedding2D(cfg.embed_dim // cfg.num_heads, cfg.rope_theta) if cfg.rope else None
-        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
-        self.blocks = nn.ModuleList(CogViTBlock(cfg, rate) for rate in rates)
-        self.norm = _norm(cfg.norm_type, cfg.embed_dim, cfg.norm_eps)
+        self.norm = create_norm(norm_type, embed_dim, norm_eps)
         self.init_weights()
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> CogViT:
         """Build the named preset; ``overrides`` replace single values (``CogViT.preset("large", depth=12)``)."""
-        return cls(preset=name, **overrides)
+        return cls(**{**_preset(name), **overrides})
+
+    @classmethod
+    def preset_args(cls, name: str, **overrides: Any) -> dict[str, Any]:
+        """Every init argument of a preset without building it: defaults, then ``PRESETS[name]``, then ``overrides``."""
+        defaults = {
+            key: param.default
+            for key, param in inspect.signature(cls.__init__).parameters.items()
+            if key != "self"
+        }
+        unknown = sorted(set(overrides) - set(defaults))
+        if unknown:
+            raise TypeError(f"unknown CogViT argument(s) {unknown}; valid: {sorted(defaults)}")
+        args = {**defaults, **_preset(name), **overrides}
+        _check_args(args)
+        return args
 
     def init_weights(self) -> None:
         """Truncated-normal (std 0.02) Linear weights and prefix tokens, zero biases, unit norms."""
@@ -412,38 +289,35 @@ class CogViT(nn.Module):
         patches: Tensor | None = None,
         coords: Tensor | None = None,
         valid: Tensor | None = None,
+        seq_lens: Tensor | None = None,
         mask: Tensor | None = None,
         mask_token: Tensor | None = None,
     ) -> EmbeddedTokens:
-        """Patch embedding, mask-token substitution, prefix tokens, RoPE tables and attention mask.
+        """Patch embedding, mask-token substitution, prefix tokens, RoPE tables and attention layout.
 
         See :meth:`forward` for the arguments.
         """
         if x is not None:
-            if patches is not None or coords is not None or valid is not None:
+            if patches is not None or coords is not None or valid is not None or seq_lens is not None:
                 raise ValueError("pass either an image batch x or NaFlex patches/coords/valid, not both")
             tokens, grid = self.patch_embed.forward_image(x)  # B, N, D
-            batch = tokens.shape[0]
             rope = (
                 self.rope.for_grid(*grid, self.num_prefix_tokens, x.device) if self.rope is not None else None
             )
-            attn_mask = None
-        else:
-            if patches is None:
-                raise ValueError("CogViT needs an image batch x [B, C, H, W] or NaFlex patches [B, N, P*P*C]")
-            batch, n = self._check_naflex(patches, coords, valid)
-            tokens, grid = self.patch_embed(patches), None
-            rope = self.rope(coords, self.num_prefix_tokens) if self.rope is not None else None
-            attn_mask = None
-            if valid is not None:
-                prefix_valid = valid.new_ones(batch, self.num_prefix_tokens)
-                attn_mask = torch.cat([prefix_valid, valid], dim=1)  # B, T+N key padding
-        if mask is not None or mask_token is not None:
             tokens = self._apply_mask_token(tokens, mask, mask_token)
-        prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
-        if prefix:
-            tokens = torch.cat([*(p.to(tokens.dtype) for p in prefix), tokens], dim=1)  # B, T+N, D
-        return EmbeddedTokens(tokens, rope, attn_mask, grid, valid)
+            return EmbeddedTokens(self._prepend_prefix(tokens), rope, None, grid, None)
+        if patches is None:
+            raise ValueError("CogViT needs an image batch x [B, C, H, W] or NaFlex patches [B, N, P*P*C]")
+        self._check_naflex(patches, coords, valid)
+        tokens = self._apply_mask_token(self.patch_embed(patches), mask, mask_token)  # B, N, D
+        if seq_lens is not None:
+            return self._embed_packed(tokens, coords, valid, seq_lens)
+        rope = self.rope(coords, self.num_prefix_tokens) if self.rope is not None else None
+        attn_mask = None
+        if valid is not None:
+            prefix_valid = valid.new_ones(valid.shape[0], self.num_prefix_tokens)
+            attn_mask = torch.cat([prefix_valid, valid], dim=1)  # B, T+N key padding
+        return EmbeddedTokens(self._prepend_prefix(tokens), rope, attn_mask, None, valid)
 
     def forward(
         self,
@@ -452,10 +326,11 @@ class CogViT(nn.Module):
         patches: Tensor | None = None,
         coords: Tensor | None = None,
         valid: Tensor | None = None,
+        seq_lens: Tensor | None = None,
         mask: Tensor | None = None,
         mask_token: Tensor | None = None,
     ) -> EncoderOutput:
-        """Encode an image batch or a NaFlex batch.
+        """Encode an image batch, a NaFlex batch or packed NaFlex rows.
 
         Args:
             x: images ``[B, C, H, W]`` with H and W multiples of ``patch_size``.
@@ -463,26 +338,110 @@ class CogViT(nn.Module):
                 :func:`glmkit.nn.patch_embed.patchify`).
             coords: integer patch coordinates ``[B, N, 2]`` as (y, x); required with ``patches``.
             valid: ``[B, N]`` bool, False at padding; padded tokens never influence valid ones.
+            seq_lens: packed input: ``[B, S]`` integer patch counts of the images packed back to
+                back in each row of ``patches`` (0 = empty slot; positions after a row's last image
+                are padding). Each image gets its own prefix tokens and attends only to itself.
             mask: ``[B, N]`` bool; patch embeddings where True are replaced by ``mask_token``
                 before the blocks (masked image modelling, report section 2.1 stage 1).
             mask_token: ``[D]`` learned token owned by the training stage.
+
+        Returns:
+            :class:`EncoderOutput`; for packed input ``prefix_tokens`` is ``[I, T, D]``, one entry
+            per image, and ``patch_tokens`` keeps the layout of ``patches``.
         """
-        emb = self.embed(x, patches=patches, coords=coords, valid=valid, mask=mask, mask_token=mask_token)
+        emb = self.embed(
+            x,
+            patches=patches,
+            coords=coords,
+            valid=valid,
+            seq_lens=seq_lens,
+            mask=mask,
+            mask_token=mask_token,
+        )
         h = emb.tokens
         use_checkpoint = self.grad_checkpointing and torch.is_grad_enabled()
         for block in self.blocks:
             if use_checkpoint:
-                h = checkpoint(block, h, emb.rope, emb.attn_mask, use_reentrant=False)
+                h = checkpoint(block, h, emb.rope, emb.attn_mask, emb.seq_lens, use_reentrant=False)
             else:
-                h = block(h, emb.rope, emb.attn_mask)
+                h = block(h, emb.rope, emb.attn_mask, emb.seq_lens)
         h = self.norm(h)
+        if emb.packed is not None:
+            return self._unpack(h, emb.packed)
         t = self.num_prefix_tokens
         patch_tokens = h[:, t:]
         if emb.valid is not None:
             patch_tokens = patch_tokens.masked_fill(~emb.valid[..., None], 0.0)
         return EncoderOutput(patch_tokens, h[:, :t], emb.grid_size, emb.valid)
 
-    def _check_naflex(self, patches: Tensor, coords: Tensor | None, valid: Tensor | None) -> tuple[int, int]:
+    # ------------------------------------------------------------------ input handling
+    def _prefix(self, dtype: torch.dtype) -> Tensor:
+        """``[T, D]`` class then register tokens."""
+        parts = [t[0] for t in (self.cls_token, self.reg_token) if t is not None]
+        if not parts:
+            return torch.zeros(0, self.embed_dim, dtype=dtype, device=self.patch_embed.proj.weight.device)
+        return torch.cat(parts).to(dtype)
+
+    def _prepend_prefix(self, tokens: Tensor) -> Tensor:
+        batch = tokens.shape[0]
+        prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        if not prefix:
+            return tokens
+        return torch.cat([*(p.to(tokens.dtype) for p in prefix), tokens], dim=1)  # B, T+N, D
+
+    def _embed_packed(
+        self, tokens: Tensor, coords: Tensor, valid: Tensor | None, seq_lens: Tensor
+    ) -> EmbeddedTokens:
+        """Lay packed images out as ``[prefix_i, patches_i]`` back to back (NaViT, arXiv 2307.06304)."""
+        batch, n, dim = tokens.shape
+        t = self.num_prefix_tokens
+        lengths = self._check_seq_lens(seq_lens, batch, n, valid, tokens.device)
+        present = lengths > 0  # B, S
+        num_images = present.sum(dim=1)  # B
+        slots = int(num_images.max()) if batch else 0
+        inner_len = n + t * slots  # each row grows by T tokens per image; shorter rows get more padding
+        # Input position j of image s lands T * (images up to and including s) further on; padding
+        # positions move past all of the row's prefix tokens.
+        ends = lengths.cumsum(dim=1)  # B, S
+        positions = torch.arange(n, device=tokens.device).expand(batch, n).contiguous()
+        slot = torch.searchsorted(ends, positions, right=True)  # B, N: S at padding
+        images_upto = torch.cat([present.long().cumsum(dim=1), num_images[:, None]], dim=1)  # B, S+1
+        patch_pos = positions + t * images_upto.gather(1, slot)  # B, N
+        patch_valid = slot < lengths.shape[1]
+        # Prefix tokens of image s start where its patches started, shifted by the prefixes before it.
+        rows, slot_idx = present.nonzero(as_tuple=True)  # I, I (row-major)
+        starts = (ends - lengths + t * (present.long().cumsum(dim=1) - 1))[rows, slot_idx]  # I
+        prefix_pos = starts[:, None] + torch.arange(t, device=tokens.device)  # I, T
+        prefix_rows = rows[:, None]  # I, 1
+
+        inner = tokens.new_zeros(batch, inner_len, dim)
+        inner = inner.scatter(1, patch_pos[..., None].expand(-1, -1, dim), tokens)  # B, L, D
+        if t:
+            prefix = self._prefix(tokens.dtype).expand(rows.shape[0], t, dim)
+            inner = inner.index_put((prefix_rows, prefix_pos), prefix)
+        rope = None
+        if self.rope is not None:
+            cos, sin = self.rope(coords)  # B, N, 1, hd each
+            # prefix tokens and padding stay unrotated (cos 1, sin 0), like the dense path
+            index = patch_pos[..., None, None].expand_as(cos)
+            cos = cos.new_ones(batch, inner_len, 1, cos.shape[-1]).scatter(1, index, cos)
+            sin = sin.new_zeros(batch, inner_len, 1, sin.shape[-1]).scatter(1, index, sin)
+            rope = (cos, sin)
+        inner_lengths = torch.where(present, lengths + t, 0)  # B, S: each image with its prefix
+        layout = PackedLayout(
+            SeqLens(inner_lengths), patch_pos, prefix_rows, prefix_pos, patch_valid, seq_lens
+        )
+        return EmbeddedTokens(inner, rope, None, None, patch_valid, layout)
+
+    def _unpack(self, h: Tensor, layout: PackedLayout) -> EncoderOutput:
+        """Internal ``[B, L, D]`` back to patch tokens in the input layout and per-image prefix tokens."""
+        dim = h.shape[-1]
+        patch_tokens = h.gather(1, layout.patch_pos[..., None].expand(-1, -1, dim))  # B, N, D
+        patch_tokens = patch_tokens.masked_fill(~layout.valid[..., None], 0.0)
+        prefix_tokens = h[layout.prefix_rows, layout.prefix_pos]  # I, T, D
+        return EncoderOutput(patch_tokens, prefix_tokens, None, layout.valid, layout.given)
+
+    def _check_naflex(self, patches: Tensor, coords: Tensor | None, valid: Tensor | None) -> None:
         if patches.ndim != 3:
             raise ValueError(f"NaFlex patches must be [B, N, P*P*C], got shape {list(patches.shape)}")
         batch, n, _ = patches.shape
@@ -494,9 +453,40 @@ class CogViT(nn.Module):
             raise ValueError(
                 f"valid must be a bool tensor [B, N] = [{batch}, {n}], got {valid.dtype} {list(valid.shape)}"
             )
-        return batch, n
+
+    def _check_seq_lens(
+        self, seq_lens: Tensor, batch: int, n: int, valid: Tensor | None, device: torch.device
+    ) -> Tensor:
+        if (
+            not isinstance(seq_lens, Tensor)
+            or seq_lens.ndim != 2
+            or seq_lens.shape[0] != batch
+            or seq_lens.is_floating_point()
+            or seq_lens.dtype == torch.bool
+        ):
+            got = (
+                f"{seq_lens.dtype} {list(seq_lens.shape)}" if isinstance(seq_lens, Tensor) else repr(seq_lens)
+            )
+            raise ValueError(f"seq_lens must be an integer tensor [B, S] with B = {batch} rows, got {got}")
+        lengths = seq_lens.to(device=device, dtype=torch.long)
+        totals = lengths.sum(dim=1)
+        if (lengths < 0).any() or (totals > n).any():
+            raise ValueError(
+                f"seq_lens {seq_lens.tolist()} must be >= 0 and sum to at most N = {n} patches per row "
+                f"(row sums: {totals.tolist()})"
+            )
+        if valid is not None:
+            expected = torch.arange(n, device=device)[None] < totals[:, None]
+            if not torch.equal(valid.to(device), expected):
+                raise ValueError(
+                    "valid disagrees with seq_lens: packed rows hold their images from position 0 and "
+                    "padding after the last one; omit valid with seq_lens"
+                )
+        return lengths
 
     def _apply_mask_token(self, tokens: Tensor, mask: Tensor | None, mask_token: Tensor | None) -> Tensor:
+        if mask is None and mask_token is None:
+            return tokens
         if mask is None or mask_token is None:
             raise ValueError("mask and mask_token go together: pass both or neither")
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
@@ -523,13 +513,41 @@ class CogViT(nn.Module):
         return load_pretrained(path_or_hub_id, expected_class=cls, **overrides)
 
 
-__all__ = [
-    "ENCODERS",
-    "PRESETS",
-    "CogViT",
-    "CogViTBlock",
-    "CogViTConfig",
-    "EmbeddedTokens",
-    "EncoderOutput",
-    "resolve_config",
-]
+def _init_arg_names() -> list[str]:
+    return [name for name in inspect.signature(CogViT.__init__).parameters if name != "self"]
+
+
+def _preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), list(PRESETS), n=2)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown CogViT preset {name!r}.{hint} Available presets: {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
+
+def _check_args(args: dict[str, Any]) -> None:
+    """Validate CogViT's resolved init arguments; messages name the argument and its value."""
+    embed_dim, num_heads = args["embed_dim"], args["num_heads"]
+    if num_heads < 1 or embed_dim % num_heads:
+        raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+    head_dim = embed_dim // num_heads
+    if args["rope"] and head_dim % 4:
+        raise ValueError(
+            f"2D RoPE needs head_dim = embed_dim / num_heads divisible by 4, got "
+            f"{embed_dim} / {num_heads} = {head_dim}"
+        )
+    for key in ("qk_norm_type", "norm_type"):
+        check_norm_type(args[key], key)
+    if args["mlp_type"] not in ("gelu", "swiglu"):
+        raise ValueError(f"mlp_type must be 'gelu' or 'swiglu', got {args['mlp_type']!r}")
+    if args["num_registers"] < 0 or args["depth"] < 1 or args["patch_size"] < 1:
+        raise ValueError(
+            f"need num_registers >= 0, depth >= 1, patch_size >= 1; got num_registers="
+            f"{args['num_registers']}, depth={args['depth']}, patch_size={args['patch_size']}"
+        )
+    if not 0.0 <= args["drop_path_rate"] < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {args['drop_path_rate']}")
+    get_attention_backend(args["attn_backend"])  # unknown names raise with the registered list
+
+
+__all__ = ["PRESETS", "CogViT", "CogViTBlock", "EmbeddedTokens", "EncoderOutput", "PackedLayout"]
