@@ -22,10 +22,11 @@ from glmkit.eval.adapters import (
     build_adapter,
     trajectory_file_name,
 )
-from glmkit.eval.benchmark import Benchmark, get_benchmark, run_benchmark
+from glmkit.eval.definition import Benchmark, get_benchmark
 from glmkit.eval.demo import make_imagemining
 from glmkit.eval.metrics.vqa import NormalizedMatchScorer
-from glmkit.eval.sample import Sample
+from glmkit.eval.runner import run_benchmark
+from glmkit.scoring import Sample
 from tests.helpers.openai_server import ScriptedOpenAIServer, reply, tool_call
 
 
@@ -57,7 +58,7 @@ def test_openai_adapter_failure_is_a_sample_error(tmp_path: Path, sample: Sample
     data.write_text(json.dumps({"id": "a", "question": "q", "images": ["red.png"], "answer": "red"}) + "\n")
     with ScriptedOpenAIServer([400]) as srv:
         result = run_benchmark(
-            Benchmark("t", [("exact_match", {})]),
+            Benchmark("t", ["exact_match"]),
             OpenAIAdapter(srv.base_url, max_retries=0),
             tmp_path / "o",
             data=data,
@@ -123,7 +124,7 @@ def test_random_adapter_is_deterministic_and_never_picks_the_sample_itself() -> 
     metric = NormalizedMatchScorer()
     first, second = RandomAdapter(seed=3), RandomAdapter(seed=3)
     for adapter in (first, second):
-        adapter.prepare(Benchmark("t", [("normalized_match", {})]), samples, [metric])
+        adapter.prepare(Benchmark("t", ["normalized_match"]), samples, [metric])
     answers = [first.predict(Request(s, "q")).text for s in samples]
     assert answers == [second.predict(Request(s, "q")).text for s in reversed(samples)][::-1]
     assert all(a != s.answer for a, s in zip(answers, samples, strict=True))
@@ -225,7 +226,7 @@ def test_agent_trajectories_keep_every_attempt_of_every_sample(tmp_path: Path, w
     ]
     data = tmp_path / "b.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    bench = Benchmark("t", [("exact_match", {})], tools=[("crop_image", {})])
+    bench = Benchmark("t", ["exact_match"], tools=[("crop_image", {})])
     out = tmp_path / "out"
     adapter = AgentAdapter(_AnswerAtOnce())
     run_benchmark(bench, adapter, out, data=data, num_samples=3, workers=workers)

@@ -36,7 +36,10 @@ def test_oracle_run_resume_and_overwrite(tmp_path: Path, capsys: pytest.CaptureF
     assert "--resume" in capsys.readouterr().err
     assert main([*base, "--limit", "6", "--resume"]) == 0
     assert "6 samples, 0 errors, 4 resumed" in capsys.readouterr().out
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 6
     assert main([*args, "--overwrite"]) == 0
+    assert "4 samples, 0 errors, 0 resumed" in capsys.readouterr().out
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 4  # the old records are gone
 
 
 def test_openai_model_and_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,7 +140,7 @@ def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         )
         == 1
     )
-    assert "benchmark file not found" in capsys.readouterr().err
+    assert "sample file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--model", "oracle"])
     assert exc.value.code == 2
@@ -148,6 +151,17 @@ def test_eval_imports_without_lightning() -> None:
         "import sys, glmkit.eval, glmkit.eval.cli; "
         "bad = [m for m in sys.modules if m == 'lightning' or m.startswith(('lightning.', 'pytorch_lightning', "
         "'glmkit.stages'))]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_building_a_benchmarks_metrics_does_not_import_lightning() -> None:
+    code = (
+        "import sys; from glmkit.eval import get_benchmark; get_benchmark('demo-ocr').build_metrics(); "
+        "bad = [m for m in sys.modules if m == 'lightning' or m.startswith(('lightning.', 'glmkit.stages'))]; "
+        "print(bad[:5]); sys.exit(1 if bad else 0)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -206,16 +220,14 @@ def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     name = f"glmkit_test_plugin_{tmp_path.name}".replace("-", "_")
     (tmp_path / f"{name}.py").write_text(
-        "from glmkit.eval import BENCHMARKS, MODEL_ADAPTERS, Benchmark\n"
+        "from glmkit.eval import MODEL_ADAPTERS, Benchmark, register_benchmark\n"
         "from glmkit.eval.adapters import ModelAdapter, Prediction\n"
         "from glmkit.eval.metrics import METRICS\n"
         "from glmkit.eval.metrics.vqa import ExactMatchScorer\n\n"
         f"@METRICS.register('{name}_metric')\n"
         "class PluginExactMatch(ExactMatchScorer):\n"
         f"    name = '{name}_metric'\n\n"
-        f"@BENCHMARKS.register('{name}_bench')\n"
-        "def bench():\n"
-        f"    return Benchmark('{name}_bench', [('{name}_metric', {{}})], description='from a plugin')\n\n"
+        f"register_benchmark(Benchmark('{name}_bench', ['{name}_metric'], description='from a plugin'))\n\n"
         f"@MODEL_ADAPTERS.register('{name}_model')\n"
         "class PluginYes(ModelAdapter):\n"
         f"    name = '{name}_model'\n\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from glmkit.eval.benchmark import get_benchmark
+from glmkit.eval.definition import get_benchmark
 from glmkit.eval.imagemining import (
     ImageMiningScorer,
     parse_imagemining_row,
@@ -16,7 +16,7 @@ from glmkit.eval.imagemining import (
     scorer_label,
     tool_use_breakdown,
 )
-from glmkit.eval.sample import DataError, Sample, load_samples
+from glmkit.scoring import DataError, Sample, load_samples
 from tests.helpers.openai_server import ScriptedOpenAIServer, reply
 
 RAW = {
@@ -64,7 +64,7 @@ def test_rule_fallback() -> None:
     assert rule_hit("It is <|begin_of_box|>light purple<|end_of_box|>", sample)
     assert rule_hit("淡紫色", sample)
     assert not rule_hit("purplish", sample)
-    out = ImageMiningScorer().score("purple", sample)
+    out = ImageMiningScorer().score(sample, "purple")
     assert out.scores == {"imagemining": 1.0} and out.details == {"scorer": "rule"}
     assert ImageMiningScorer().describe()["scorer"].startswith("rule")
 
@@ -81,16 +81,23 @@ def test_judge_mode_sees_both_languages() -> None:
     sample = Sample("s", "What colour is the roof?", "purple", metadata={"answer_zh": "淡紫色"})
     with ScriptedOpenAIServer([reply(content='{"score": 1}')]) as srv:
         scorer = ImageMiningScorer(judge_url=f"{srv.base_url}@judge", judge_kwargs={"backoff": 0.01})
-        out = scorer.score("lilac", sample)
+        out = scorer.score(sample, "lilac")
         prompt = srv.requests[0]["messages"][-1]["content"]
     assert out.scores == {"imagemining": 1.0} and out.details["scorer"] == "judge"
     assert "purple" in prompt and "淡紫色" in prompt and "lilac" in prompt
 
 
-def test_judge_url_reaches_the_metric_through_the_benchmark() -> None:
-    metrics = get_benchmark("imagemining").build_metrics({"judge_url": "http://127.0.0.1:9/v1@j"})
+def test_judge_url_reaches_the_metric_through_its_init_args() -> None:
+    bench = get_benchmark("imagemining")
+    assert bench.takes_judge
+    judged = bench.with_judge("http://127.0.0.1:9/v1@j")
+    assert judged.metrics[0]["init_args"]["judge_url"] == "http://127.0.0.1:9/v1@j"  # type: ignore[index]
+    metrics = judged.build_metrics()
     assert metrics[0].judge is not None and metrics[0].judge.judge.client.model == "j"  # type: ignore[attr-defined]
-    assert get_benchmark("imagemining").build_metrics({"judge_url": None})[0].judge is None  # type: ignore[attr-defined]
+    # The registered benchmark is unchanged, and no URL keeps the rule fallback.
+    assert bench.metrics[0]["init_args"]["judge_url"] is None  # type: ignore[index]
+    assert bench.with_judge(None).build_metrics()[0].judge is None  # type: ignore[attr-defined]
+    assert get_benchmark("demo-ocr").with_judge("http://h/v1@j") == get_benchmark("demo-ocr")
 
 
 def test_tool_use_breakdown() -> None:
@@ -123,6 +130,7 @@ def test_summary_md_and_printed_table_name_the_scorer(
     with ScriptedOpenAIServer([reply(content='{"score": 1}')]) as srv:
         judged = ["--out", str(tmp_path / "judge"), "--judge-url", f"{srv.base_url}@judge-7b"]
         assert main([*base, *judged]) == 0
+        assert [body["model"] for body in srv.requests] == ["judge-7b", "judge-7b"]  # one verdict per sample
     # The model id the judge's replies report (the scripted server answers as "scripted").
     assert "scorer: judge (scripted)" in capsys.readouterr().out
     assert "- scorer: judge (scripted)" in (tmp_path / "judge" / "summary.md").read_text()

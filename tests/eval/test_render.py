@@ -59,6 +59,18 @@ try {{
     assert _count_rgb(trusted.screenshot, (255, 0, 0)) > 0
 
 
+def _wait_until_held_by_another_thread(lock: threading.RLock, worker: threading.Thread) -> None:
+    """Return once ``worker`` holds ``lock`` (polling, no sleep whose length matters)."""
+    while worker.is_alive():
+        if not lock.acquire(blocking=False):
+            return  # another thread holds it
+        lock.release()
+        time.sleep(0.01)
+    raise AssertionError("the worker finished without ever holding the renderer")
+
+
+# slow: the hanging page runs into the renderer's 2 s page-load timeout, which is what it tests.
+@pytest.mark.slow
 @pytest.mark.chromium
 @chromium
 def test_a_failing_render_does_not_break_a_concurrent_one() -> None:
@@ -75,7 +87,8 @@ def test_a_failing_render_does_not_break_a_concurrent_one() -> None:
         renderer.start()
         worker = threading.Thread(target=hang)
         worker.start()
-        time.sleep(0.5)  # the hanging render holds the browser; this one waits, then gets a fresh one
+        # The hanging render holds the browser; this one waits for it, then gets a fresh browser.
+        _wait_until_held_by_another_thread(renderer._lock, worker)
         page = renderer.render_html("<p>still rendering</p>")
         worker.join()
     finally:

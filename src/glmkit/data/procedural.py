@@ -5,17 +5,26 @@ coloured shapes on gradient or textured backgrounds (a stand-in for natural imag
 and UI-like panels (instruction-following data), bar and line charts (scientific imagery), and
 periodic patterns. GLM-5V-Turbo section 2.1 mixes those three kinds of data 80/10/10; with
 ``kinds`` one procedural source per kind gives the same mixture offline.
+
+The shape scenes come from :func:`shape_scene`, glmkit's one procedural scene generator: it
+returns the image together with every shape's kind, colour and box (:class:`ShapeScene`), so the
+evaluation demos (grounding, pointing, counting) and RL tasks build on the same scenes the encoder
+is pretrained on. With its defaults it draws exactly the ``shapes`` images of
+:class:`ProceduralImages`; with a named palette, box-shaped kinds and a ``gap`` it draws separated,
+nameable shapes ("the red triangle") whose boxes, centres and masks are exact.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from glmkit.data.fonts import load_font
 from glmkit.data.sources import DATASETS, ImageSource
 
 KINDS: tuple[str, ...] = ("shapes", "text", "chart", "pattern")
@@ -75,13 +84,27 @@ _WORDS: tuple[str, ...] = (
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-@functools.lru_cache(maxsize=64)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    # Pillow's bundled default font scales when FreeType is present; otherwise a fixed bitmap font.
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError, ImportError):
-        return ImageFont.load_default()
+RGB = tuple[int, int, int]
+
+SHAPE_COLORS: dict[str, RGB] = {
+    "red": (220, 30, 30),
+    "blue": (30, 70, 220),
+    "green": (30, 160, 60),
+    "yellow": (235, 200, 20),
+    "purple": (140, 50, 170),
+    "orange": (245, 130, 20),
+}
+"""A palette of colours with names a question can use ("the red triangle")."""
+
+NAMED_SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
+"""Box-shaped kinds with names a question can use; their box is tight and their mask exact."""
+
+FREE_KINDS: tuple[str, ...] = ("ellipse", "rectangle", "rounded_rectangle", "polygon", "line")
+"""The kinds of the pretraining ``shapes`` scenes (in this order: the draw of kind k is part of the stream)."""
+
+_BOX_KINDS = frozenset({"square", "circle", "triangle", "ellipse", "rectangle", "rounded_rectangle"})
+_ALL_KINDS = _BOX_KINDS | {"polygon", "line"}
+_EQUAL_SIDES = frozenset({"square", "circle", "triangle"})
 
 
 def _colour(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, int, int]:
@@ -89,54 +112,278 @@ def _colour(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, 
     return int(r), int(g), int(b)
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
+def _background(rng: np.random.Generator, width: int, height: int | None = None) -> Image.Image:
     """A linear or radial gradient, smooth noise, or a flat colour with grain."""
+    height = width if height is None else height
     style = rng.integers(4)
     c0 = rng.uniform(0, 255, size=3).astype(np.float32)
     c1 = rng.uniform(0, 255, size=3).astype(np.float32)
-    axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    axis_x = np.linspace(0.0, 1.0, width, dtype=np.float32)
+    axis_y = np.linspace(0.0, 1.0, height, dtype=np.float32)
     if style == 0:  # linear gradient at a random angle
         angle = rng.uniform(0, 2 * math.pi)
-        t = axis[None, :] * math.cos(angle) + axis[:, None] * math.sin(angle)
+        t = axis_x[None, :] * math.cos(angle) + axis_y[:, None] * math.sin(angle)
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     elif style == 1:  # radial gradient around a random centre
         cy, cx = rng.uniform(0, 1, size=2)
-        t = np.sqrt((axis[None, :] - cx) ** 2 + (axis[:, None] - cy) ** 2)
+        t = np.sqrt((axis_x[None, :] - cx) ** 2 + (axis_y[:, None] - cy) ** 2)
         t = np.clip(t / max(float(t.max()), 1e-6), 0, 1)
     elif style == 2:  # smooth noise texture: a small random grid upsampled
         cells = int(rng.integers(3, 12))
         small = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.uint8)
-        return Image.fromarray(small, "RGB").resize((size, size), Image.Resampling.BICUBIC)
+        return Image.fromarray(small, "RGB").resize((width, height), Image.Resampling.BICUBIC)
     else:  # flat colour with grain
-        grain = rng.normal(0, rng.uniform(2, 20), size=(size, size, 1)).astype(np.float32)
+        grain = rng.normal(0, rng.uniform(2, 20), size=(height, width, 1)).astype(np.float32)
         return Image.fromarray(np.clip(c0 + grain, 0, 255).astype(np.uint8), "RGB")
     pixels = c0 + t[..., None] * (c1 - c0)
     return Image.fromarray(pixels.astype(np.uint8), "RGB")
 
 
-def _shapes(rng: np.random.Generator, size: int) -> Image.Image:
-    img = _background(rng, size)
-    draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(2, 9))):
-        kind = rng.integers(5)
-        x0, y0 = rng.uniform(-0.1, 0.9, size=2) * size
-        w, h = rng.uniform(0.08, 0.5, size=2) * size
-        box = (float(x0), float(y0), float(x0 + w), float(y0 + h))
-        fill = _colour(rng)
-        outline = _colour(rng) if rng.random() < 0.5 else None
-        width = int(rng.integers(1, 5))
-        if kind == 0:
-            draw.ellipse(box, fill=fill, outline=outline, width=width)
-        elif kind == 2 and min(w, h) >= 8:  # PIL mis-draws rounded corners on tiny boxes
-            draw.rounded_rectangle(box, radius=float(min(w, h) / 4), fill=fill, outline=outline, width=width)
-        elif kind in (1, 2):
-            draw.rectangle(box, fill=fill, outline=outline, width=width)
-        elif kind == 3:
-            points = [tuple(p) for p in (rng.uniform(0, 1, size=(int(rng.integers(3, 7)), 2)) * size)]
-            draw.polygon(points, fill=fill, outline=outline)
+@dataclass(frozen=True)
+class SceneShape:
+    """One shape of a :class:`ShapeScene`, as drawn.
+
+    Args:
+        kind: ``square``, ``circle``, ``triangle`` (apex up), ``ellipse``, ``rectangle``,
+            ``rounded_rectangle``, ``polygon`` or ``line``.
+        xy: what PIL draws: ``(x1, y1, x2, y2)`` with inclusive pixel ends for box kinds and
+            ``line``, the vertices for ``polygon``.
+        fill: RGB fill (the stroke colour of a line).
+        color_name: the palette name of ``fill`` (``None`` for a random colour).
+        outline: RGB outline, or ``None``.
+        width: outline width (a line's stroke width).
+        radius: corner radius of a ``rounded_rectangle``.
+    """
+
+    kind: str
+    xy: tuple[Any, ...]
+    fill: RGB
+    color_name: str | None = None
+    outline: RGB | None = None
+    width: int = 1
+    radius: float = 0.0
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """``(x1, y1, x2, y2)`` in continuous pixel coordinates (pixel ``i`` spans ``[i, i + 1)``),
+        the convention of the grounding metrics; in a free layout it may reach past the canvas."""
+        if self.kind == "polygon":
+            xs = [float(p[0]) for p in self.xy]
+            ys = [float(p[1]) for p in self.xy]
+            return min(xs), min(ys), max(xs) + 1, max(ys) + 1
+        x1, y1, x2, y2 = (float(v) for v in self.xy)
+        return min(x1, x2), min(y1, y2), max(x1, x2) + 1, max(y1, y2) + 1
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """The centre of :attr:`box` (inside the shape for every box kind)."""
+        x1, y1, x2, y2 = self.box
+        return (x1 + x2) / 2, (y1 + y2) / 2
+
+    @property
+    def label(self) -> str:
+        """``"red triangle"``, or just the kind when the colour has no name."""
+        return f"{self.color_name} {self.kind}" if self.color_name else self.kind
+
+    def draw(self, draw: ImageDraw.ImageDraw, fill: Any = None) -> None:
+        """Draw the shape with ``draw``; with ``fill``, in that colour and without outline (a mask)."""
+        colour = self.fill if fill is None else fill
+        outline = self.outline if fill is None else None
+        if self.kind in ("ellipse", "circle"):
+            draw.ellipse(self.xy, fill=colour, outline=outline, width=self.width)
+        elif self.kind in ("rectangle", "square"):
+            draw.rectangle(self.xy, fill=colour, outline=outline, width=self.width)
+        elif self.kind == "rounded_rectangle":
+            draw.rounded_rectangle(
+                self.xy, radius=self.radius, fill=colour, outline=outline, width=self.width
+            )
+        elif self.kind == "triangle":
+            x1, y1, x2, y2 = self.xy
+            apex = ((x1 + x2 + 1) / 2, y1)  # the middle of the continuous box's top edge
+            draw.polygon([apex, (x2, y2), (x1, y2)], fill=colour, outline=outline)
+        elif self.kind == "polygon":
+            draw.polygon(list(self.xy), fill=colour, outline=outline)
+        elif self.kind == "line":
+            draw.line(self.xy, fill=colour, width=self.width)
         else:
-            draw.line(box, fill=fill, width=int(rng.integers(2, 10)))
-    return img
+            raise ValueError(
+                f"unknown shape kind {self.kind!r}; valid kinds: {', '.join(sorted(_ALL_KINDS))}"
+            )
+
+
+@dataclass
+class ShapeScene:
+    """An image of shapes and what is in it: ``shapes`` in drawing order (later ones on top).
+
+    With ``unique_first`` (see :func:`shape_scene`) ``shapes[0]`` is the target: no other shape
+    has both its colour and its kind.
+    """
+
+    image: Image.Image
+    shapes: list[SceneShape]
+
+    @property
+    def boxes(self) -> list[tuple[float, float, float, float]]:
+        """Each shape's :attr:`SceneShape.box`."""
+        return [s.box for s in self.shapes]
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        """Each shape's :attr:`SceneShape.center`."""
+        return [s.center for s in self.shapes]
+
+    @property
+    def labels(self) -> list[str]:
+        """Each shape's :attr:`SceneShape.label`."""
+        return [s.label for s in self.shapes]
+
+    def mask(self, index: int) -> Image.Image:
+        """Shape ``index``'s silhouette as an ``L`` image (255 inside, 0 outside), drawn alone."""
+        mask = Image.new("L", self.image.size, 0)
+        self.shapes[index].draw(ImageDraw.Draw(mask), fill=255)
+        return mask
+
+    def count(self, kind: str) -> int:
+        """How many shapes of ``kind`` the scene holds."""
+        return sum(s.kind == kind for s in self.shapes)
+
+
+def shape_scene(
+    rng: np.random.Generator,
+    size: int | tuple[int, int],
+    *,
+    count: int | tuple[int, int] = (2, 9),
+    kinds: Sequence[str] = FREE_KINDS,
+    palette: Mapping[str, RGB] | None = None,
+    extent: tuple[float, float] = (0.08, 0.5),
+    gap: int | None = None,
+    background: RGB | None = None,
+    outlines: bool = True,
+    unique_first: bool = False,
+) -> ShapeScene:
+    """Draw a scene of shapes and return it with every shape's kind, colour and box.
+
+    With the defaults this is the ``shapes`` scene of :class:`ProceduralImages` (random
+    background, 2-8 overlapping shapes of :data:`FREE_KINDS` in random colours, some outlined,
+    some reaching past the edges). Evaluation and RL scenes pass a palette, box-shaped kinds and a
+    ``gap``, so that every shape is whole, apart from the others and nameable.
+
+    Args:
+        rng: the only source of randomness; the same generator state gives the same scene.
+        size: side of a square canvas, or ``(width, height)``.
+        count: the number of shapes, or a ``[low, high)`` range to draw it from.
+        kinds: the kinds to draw from (see :class:`SceneShape`); with a ``gap`` only box kinds.
+        palette: ``{name: RGB}`` to draw colours from (e.g. :data:`SHAPE_COLORS`); ``None``: random
+            RGB colours without names.
+        extent: shape sides as fractions ``[low, high)`` of the canvas (free layout: of its width
+            and height; with a ``gap``: of its shorter side). Square, circle and triangle have
+            equal sides.
+        gap: ``None``: free layout, shapes may overlap and leave the canvas. An int: every shape
+            inside the canvas (4 px margin) and at least ``gap`` pixels from every other.
+        background: a flat background colour; ``None``: a random gradient, noise or grain.
+        outlines: give about half the shapes a random outline.
+        unique_first: ``shapes[0]`` gets a (colour, kind) that no other shape has (needs a
+            palette), so "the red circle" names it.
+
+    Raises:
+        ValueError: an unknown kind, a polygon or line with a ``gap``, ``unique_first`` without
+            a palette or with a single (colour, kind) combination.
+        RuntimeError: the shapes do not fit apart on the canvas (ask for fewer or smaller ones).
+    """
+    width, height = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    unknown = [k for k in kinds if k not in _ALL_KINDS]
+    if unknown or not kinds:
+        raise ValueError(
+            f"shape_scene: unknown kinds {unknown or list(kinds)!r}; valid kinds: {', '.join(sorted(_ALL_KINDS))}"
+        )
+    if gap is not None and not set(kinds) <= _BOX_KINDS:
+        raise ValueError(
+            f"shape_scene: kinds {sorted(set(kinds) - _BOX_KINDS)} have no box to keep apart (gap={gap}); "
+            f"with a gap use {', '.join(sorted(_BOX_KINDS))}"
+        )
+    names = list(palette) if palette is not None else []
+    if unique_first and len(names) * len(set(kinds)) < 2:
+        raise ValueError(
+            "shape_scene: unique_first needs a palette and more than one (colour, kind) combination"
+        )
+
+    if background is None:
+        image = _background(rng, width, height)
+    else:
+        image = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(image)
+    n = int(count) if isinstance(count, int) else int(rng.integers(count[0], count[1]))
+    shapes: list[SceneShape] = []
+    taken: list[tuple[int, int, int, int]] = []
+    for i in range(n):
+        kind = kinds[int(rng.integers(len(kinds)))]
+        color_name = names[int(rng.integers(len(names)))] if names else None
+        if unique_first and i > 0:
+            while (color_name, kind) == (shapes[0].color_name, shapes[0].kind):
+                kind = kinds[int(rng.integers(len(kinds)))]
+                color_name = names[int(rng.integers(len(names)))]
+        xy: tuple[Any, ...]
+        if gap is None:
+            x0, y0 = rng.uniform(-0.1, 0.9, size=2) * (width, height)
+            w, h = rng.uniform(*extent, size=2) * (width, height)
+            if kind in _EQUAL_SIDES:
+                h = w
+            xy = (float(x0), float(y0), float(x0 + w), float(y0 + h))
+        else:
+            xy = _place(rng, width, height, kind, extent, gap, taken)
+            taken.append(xy)
+            w, h = xy[2] - xy[0] + 1, xy[3] - xy[1] + 1
+        fill = _colour(rng) if palette is None else palette[color_name]  # type: ignore[index]
+        outline, line_width = None, 1
+        if outlines:
+            outline = _colour(rng) if rng.random() < 0.5 else None
+            line_width = int(rng.integers(1, 5))
+        radius = 0.0
+        if kind == "rounded_rectangle":
+            if min(w, h) >= 8:
+                radius = float(min(w, h) / 4)
+            else:  # PIL mis-draws rounded corners on tiny boxes
+                kind = "rectangle"
+        elif kind == "polygon":  # vertices anywhere on the canvas
+            vertices = rng.uniform(0, 1, size=(int(rng.integers(3, 7)), 2)) * (width, height)
+            xy = tuple((float(px), float(py)) for px, py in vertices)
+        elif kind == "line":
+            line_width = int(rng.integers(2, 10))
+        shape = SceneShape(kind, xy, fill, color_name, outline, line_width, radius)
+        shape.draw(draw)
+        shapes.append(shape)
+    return ShapeScene(image, shapes)
+
+
+def _place(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    kind: str,
+    extent: tuple[float, float],
+    gap: int,
+    taken: list[tuple[int, int, int, int]],
+) -> tuple[int, int, int, int]:
+    """An integer box (PIL's inclusive ends) inside the canvas with a 4 px margin, ``gap`` pixels
+    from every box in ``taken``."""
+    short = min(width, height)
+    for _ in range(200):
+        w, h = (max(4, int(v * short)) for v in rng.uniform(*extent, size=2))
+        if kind in _EQUAL_SIDES:
+            h = w
+        if w + 8 > width or h + 8 > height:
+            continue
+        x, y = int(rng.integers(4, width - w - 3)), int(rng.integers(4, height - h - 3))
+        box = (x, y, x + w - 1, y + h - 1)
+        if all(
+            box[2] + gap < t[0] or t[2] + gap < box[0] or box[3] + gap < t[1] or t[3] + gap < box[1]
+            for t in taken
+        ):
+            return box
+    raise RuntimeError(
+        f"shape_scene: could not place {len(taken) + 1} shapes {gap} px apart on a {width}x{height} "
+        "canvas; ask for fewer or smaller shapes or a larger canvas"
+    )
 
 
 def _random_word(rng: np.random.Generator) -> str:
@@ -156,13 +403,15 @@ def _text(rng: np.random.Generator, size: int) -> Image.Image:
     if rng.random() < 0.5:  # title bar with buttons
         bar_h = size * rng.uniform(0.08, 0.14)
         draw.rectangle((0, 0, size, bar_h), fill=_colour(rng))
-        draw.text((6, bar_h * 0.2), _random_word(rng).upper(), fill=bg, font=_font(max(8, int(bar_h * 0.6))))
+        draw.text(
+            (6, bar_h * 0.2), _random_word(rng).upper(), fill=bg, font=load_font(max(8, int(bar_h * 0.6)))
+        )
         for k in range(int(rng.integers(1, 4))):
             cx = size - (k + 1) * bar_h
             draw.ellipse((cx, bar_h * 0.25, cx + bar_h * 0.5, bar_h * 0.75), fill=_colour(rng))
         y = bar_h + 4
     font_size = int(rng.integers(max(8, size // 28), max(9, size // 9)))
-    font = _font(font_size)
+    font = load_font(font_size)
     x_margin = float(rng.uniform(2, max(3.0, size * 0.1)))
     while y < size - font_size:
         words = " ".join(_random_word(rng) for _ in range(int(rng.integers(1, 6))))
@@ -173,7 +422,7 @@ def _text(rng: np.random.Generator, size: int) -> Image.Image:
         draw.rounded_rectangle(
             (bx, by, bx + size * 0.3, by + size * 0.1), radius=max(1.0, size * 0.02), fill=_colour(rng)
         )
-        draw.text((bx + 4, by + 2), _random_word(rng), fill=bg, font=_font(max(8, size // 20)))
+        draw.text((bx + 4, by + 2), _random_word(rng), fill=bg, font=load_font(max(8, size // 20)))
     return img
 
 
@@ -181,7 +430,7 @@ def _chart(rng: np.random.Generator, size: int) -> Image.Image:
     """A bar or line chart with axes, ticks and a title."""
     img = Image.new("RGB", (size, size), _colour(rng, 220, 256))
     draw = ImageDraw.Draw(img)
-    font = _font(max(8, size // 20))
+    font = load_font(max(8, size // 20))
     left, right, top, bottom = size * 0.15, size * 0.95, size * 0.15, size * 0.85
     axis = _colour(rng, 0, 80)
     draw.line((left, top, left, bottom, right, bottom), fill=axis, width=2)
@@ -234,6 +483,10 @@ def _pattern(rng: np.random.Generator, size: int) -> Image.Image:
         r = float(rng.uniform(0.1, 0.3) * size)
         draw.ellipse((x0, y0, x0 + r, y0 + r), fill=_colour(rng))
     return img
+
+
+def _shapes(rng: np.random.Generator, size: int) -> Image.Image:
+    return shape_scene(rng, size).image
 
 
 _RENDERERS = {"shapes": _shapes, "text": _text, "chart": _chart, "pattern": _pattern}

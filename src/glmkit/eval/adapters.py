@@ -36,14 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from glmkit.eval.sample import Sample
 from glmkit.registry import declare
+from glmkit.scoring import Sample, Verifier
 
 if TYPE_CHECKING:
-    from glmkit.eval.benchmark import Benchmark
-    from glmkit.eval.metrics.base import SampleMetric
-
-MODEL_ADAPTERS = declare("model_adapters", "model adapters for glmkit eval (--model SPEC)")
+    from glmkit.eval.definition import Benchmark
 
 
 @dataclass
@@ -99,7 +96,7 @@ class ModelAdapter(ABC):
         self,
         benchmark: Benchmark,
         samples: Sequence[Sample],
-        metrics: Sequence[SampleMetric],
+        metrics: Sequence[Verifier],
         *,
         data_path: Path | None = None,
         out_dir: Path | None = None,
@@ -125,6 +122,8 @@ class ModelAdapter(ABC):
         return cls(**options)
 
 
+MODEL_ADAPTERS = declare("model_adapters", "model adapters for glmkit eval (--model SPEC)", base=ModelAdapter)
+
 # ------------------------------------------------------------------------------ baselines
 
 
@@ -135,10 +134,10 @@ class OracleAdapter(ModelAdapter):
     name = "oracle"
 
     def __init__(self) -> None:
-        self.metric: SampleMetric | None = None
+        self.metric: Verifier | None = None
 
     def prepare(
-        self, benchmark: Benchmark, samples: Sequence[Sample], metrics: Sequence[SampleMetric], **_: Any
+        self, benchmark: Benchmark, samples: Sequence[Sample], metrics: Sequence[Verifier], **_: Any
     ) -> None:
         self.metric = metrics[0]
 
@@ -163,7 +162,7 @@ class RandomAdapter(ModelAdapter):
         self.seed = seed
         self.spec = f"random:{seed}"
         self.samples: list[Sample] = []
-        self.metric: SampleMetric | None = None
+        self.metric: Verifier | None = None
 
     @classmethod
     def from_spec(cls, arg: str, **options: Any) -> ModelAdapter:
@@ -174,7 +173,7 @@ class RandomAdapter(ModelAdapter):
         return cls(seed=seed)
 
     def prepare(
-        self, benchmark: Benchmark, samples: Sequence[Sample], metrics: Sequence[SampleMetric], **_: Any
+        self, benchmark: Benchmark, samples: Sequence[Sample], metrics: Sequence[Verifier], **_: Any
     ) -> None:
         self.samples = list(samples)
         self.metric = metrics[0]
@@ -392,7 +391,7 @@ class AgentAdapter(ModelAdapter):
         self,
         benchmark: Benchmark,
         samples: Sequence[Sample],
-        metrics: Sequence[SampleMetric],
+        metrics: Sequence[Verifier],
         *,
         data_path: Path | None = None,
         out_dir: Path | None = None,

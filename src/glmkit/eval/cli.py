@@ -22,10 +22,6 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from glmkit.eval.benchmark import Benchmark
 
 DEFAULT_OUT = Path("eval_results")
 
@@ -86,17 +82,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "model"
 
 
-def _takes_judge(benchmark: Benchmark) -> bool:
-    """True when some metric of ``benchmark`` accepts a judge endpoint."""
-    import inspect
-
-    from glmkit.eval.metrics import METRICS
-
-    return any(
-        "judge_url" in inspect.signature(METRICS.get(name)).parameters for name, _ in benchmark.metrics
-    )
-
-
 def list_text() -> str:
     """The text printed by ``--list``."""
     from glmkit.eval import BENCHMARKS, MODEL_ADAPTERS, get_benchmark
@@ -132,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from glmkit.eval import build_adapter, get_benchmark, run_benchmark
     from glmkit.eval.adapters import adapter_options, split_spec
-    from glmkit.eval.benchmark import print_summary
+    from glmkit.eval.report import print_summary
     from glmkit.registry import RegistryError
 
     # Before any name is resolved: the modules may register benchmarks, metrics and adapters.
@@ -178,10 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             "is unused (it applies to agent models)"
         )
 
-    if args.judge_url and not _takes_judge(benchmark):
+    if args.judge_url and not benchmark.takes_judge:
         print(
-            f"glmkit eval: note: benchmark {args.benchmark!r} has no judge-scored metric; --judge-url is unused"
+            f"glmkit eval: note: benchmark {args.benchmark!r} has no judge-scored metric (no metric "
+            "declares a judge_url in its init_args); --judge-url is unused"
         )
+    # The judge endpoint reaches the metrics through their specs, where they declare a judge_url.
+    benchmark = benchmark.with_judge(args.judge_url)
     out = Path(args.out) if args.out else DEFAULT_OUT / args.benchmark / _slug(args.model)
     try:
         result = run_benchmark(
@@ -194,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             num_samples=args.k,
             workers=args.workers,
-            metric_overrides={"judge_url": args.judge_url},
             progress=not args.quiet,
         )
     except (

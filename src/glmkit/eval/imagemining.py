@@ -24,14 +24,15 @@ questions depend on the live web of 2025, so offline runs need a frozen local se
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from glmkit.eval.benchmark import BENCHMARKS, Benchmark
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+from glmkit.eval.definition import JUDGE_URL, Benchmark, register_benchmark
+from glmkit.eval.metrics.base import METRICS, reference_answers
 from glmkit.eval.metrics.text import extract_answer
 from glmkit.eval.metrics.vqa import normalized_match
-from glmkit.eval.sample import DataError, Sample, parse_sample
+from glmkit.scoring import DataError, Sample, Scores, Verifier, parse_sample
 
 AGENT_SYSTEM_PROMPT = (
     "You answer questions about images. You can call tools: crop an image region (0-1000 "
@@ -97,7 +98,7 @@ RULE_SCORER = "rule (no --judge-url)"
 
 
 @METRICS.register("imagemining")
-class ImageMiningScorer(SampleMetric):
+class ImageMiningScorer(Verifier):
     """Judge-scored answer correctness when ``judge_url`` is set, else the :func:`rule_hit` fallback.
 
     Args:
@@ -120,12 +121,21 @@ class ImageMiningScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
         if self.judge is not None:
-            out = self.judge.score(prediction, sample)
+            out = self.judge.score(sample, response, metadata)
             out.details["scorer"] = "judge"
             return out
-        return self._out(float(rule_hit(prediction, sample)), {"scorer": "rule"})
+        return self._out(float(rule_hit(response, sample)), {"scorer": "rule"})
+
+    async def ascore(
+        self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None
+    ) -> Scores:
+        if self.judge is not None:
+            out = await self.judge.ascore(sample, response, metadata)
+            out.details["scorer"] = "judge"
+            return out
+        return self.score(sample, response, metadata)
 
     def describe(self) -> dict[str, Any]:
         if self.judge is not None:
@@ -180,13 +190,14 @@ def imagemining_benchmark(
     name: str = "imagemining",
     data: str | Path | None = None,
     tools: tuple[tuple[str, dict[str, Any]], ...] = IMAGEMINING_TOOLS,
-    make_data: Any = None,
+    make_data: Callable[[Path], Path] | None = None,
     description: str = "ImageMining-style multi-step tool use (crop + search); --data required",
 ) -> Benchmark:
-    """An ImageMining-style benchmark (agent tools, ImageMining row format, judge or rule scoring)."""
+    """An ImageMining-style benchmark (agent tools, ImageMining row format, judge or rule scoring;
+    the metric's ``judge_url`` slot is what ``--judge-url`` fills)."""
     return Benchmark(
         name,
-        [("imagemining", {})],
+        [{"class_path": "imagemining", "init_args": {JUDGE_URL: None}}],
         prompt="{question}",
         data=data,
         make_data=make_data,
@@ -198,4 +209,4 @@ def imagemining_benchmark(
     )
 
 
-BENCHMARKS.add("imagemining", imagemining_benchmark)
+IMAGEMINING = register_benchmark(imagemining_benchmark())

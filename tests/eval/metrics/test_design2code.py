@@ -18,7 +18,7 @@ from glmkit.eval.metrics.design2code import (
     text_similarity,
 )
 from glmkit.eval.render import PageRender, TextBlock, chromium_unavailable_reason
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample
 
 
 def _page(*blocks: TextBlock, width: int = 1000, height: int = 1000) -> PageRender:
@@ -119,10 +119,10 @@ def test_rendered_pages_identical_and_changed(tmp_path: Path) -> None:
     scorer = Design2CodeScorer(timeout=3.0)
     try:
         scorer.check_answer(sample)
-        same = scorer.score(scorer.oracle(sample), sample).scores
-        changed = scorer.score(f"```html\n{CHANGED}\n```", sample).scores
-        hung = scorer.score("<html><body><script>while(true){}</script>", sample)
-        again = scorer.score(scorer.oracle(sample), sample).scores  # the browser recovers
+        same = scorer.score(sample, scorer.oracle(sample)).scores
+        changed = scorer.score(sample, f"```html\n{CHANGED}\n```").scores
+        hung = scorer.score(sample, "<html><body><script>while(true){}</script>")
+        again = scorer.score(sample, scorer.oracle(sample)).scores  # the browser recovers
     finally:
         scorer.close()
     for key in (

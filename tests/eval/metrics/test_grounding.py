@@ -14,7 +14,7 @@ from glmkit.eval.metrics.grounding import (
     parse_boxes,
     to_pixels,
 )
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_parse_boxes_keeps_text_order_and_scores_only_the_first() -> None:
     sample = Sample(
         "s", "q", {"box": [20, 20, 30, 30], "space": "pixels"}, metadata={"image_size": [100, 100]}
     )
-    out = GroundingScorer(pred_space="pixels").score(text, sample)
+    out = GroundingScorer(pred_space="pixels").score(sample, text)
     assert out.scores["grounding"] == 0.0  # the second box would hit; taking it would be an oracle
 
 
@@ -71,10 +71,10 @@ def test_scorer_converts_norm1000_predictions_on_small_images() -> None:
         "s", "q", {"box": [50, 20, 100, 60], "space": "pixels"}, metadata={"image_size": [200, 100]}
     )
     scorer = GroundingScorer(pred_space="norm1000")
-    out = scorer.score("<|begin_of_box|>[[250,200,500,600]]<|end_of_box|>", sample)
+    out = scorer.score(sample, "<|begin_of_box|>[[250,200,500,600]]<|end_of_box|>")
     assert out.scores == {"grounding": 1.0, "grounding.iou": pytest.approx(1.0)}
     # The same numbers read as pixels would miss entirely: no magnitude guessing.
-    out_px = GroundingScorer(pred_space="pixels").score("[250,200,500,600]", sample)
+    out_px = GroundingScorer(pred_space="pixels").score(sample, "[250,200,500,600]")
     assert out_px.scores["grounding"] == 0.0
 
 
@@ -82,15 +82,15 @@ def test_threshold_boundary_and_unparseable() -> None:
     sample = Sample("s", "q", [0, 0, 10, 10], metadata={"image_size": [100, 100]})
     scorer = GroundingScorer(pred_space="pixels")
     # IoU exactly 0.5: [0,0,10,10] vs [0,0,10,5] -> 50/100.
-    assert scorer.score("[0,0,10,5]", sample).scores["grounding"] == 1.0
-    assert scorer.score("[0,0,10,4.9]", sample).scores["grounding"] == 0.0
-    assert scorer.score("I cannot find it", sample).scores == {"grounding": 0.0, "grounding.iou": 0.0}
+    assert scorer.score(sample, "[0,0,10,5]").scores["grounding"] == 1.0
+    assert scorer.score(sample, "[0,0,10,4.9]").scores["grounding"] == 0.0
+    assert scorer.score(sample, "I cannot find it").scores == {"grounding": 0.0, "grounding.iou": 0.0}
 
 
 def test_oracle_scores_full_marks_and_bad_answers_raise() -> None:
     sample = Sample("s", "q", {"box": [33, 47, 91, 120]}, metadata={"image_size": [333, 250]})
     scorer = GroundingScorer()
-    assert scorer.score(scorer.oracle(sample), sample).scores["grounding"] == 1.0
+    assert scorer.score(sample, scorer.oracle(sample)).scores["grounding"] == 1.0
     with pytest.raises(ValueError, match="expected a box"):
         scorer.check_answer(Sample("s", "q", [1, 2, 3]))
     with pytest.raises(ValueError, match="pred_space='bogus'"):
@@ -118,11 +118,11 @@ def test_boxes_inside_thinking_are_not_scored() -> None:
         "<think>The cup is at [500,500,700,700]; no, smaller.</think>"
         "<answer><|begin_of_box|>[[100,100,200,200]]<|end_of_box|></answer>"
     )
-    assert scorer.score(right, sample).scores == {"grounding": 1.0, "grounding.iou": 1.0}
+    assert scorer.score(sample, right).scores == {"grounding": 1.0, "grounding.iou": 1.0}
     # A correct box drafted in the reasoning does not rescue a wrong final answer.
     wrong = "<think>maybe [[100,100,200,200]]</think><|begin_of_box|>[[500,500,700,700]]<|end_of_box|>"
-    assert scorer.score(wrong, sample).scores["grounding"] == 0.0
+    assert scorer.score(sample, wrong).scores["grounding"] == 0.0
     # The template opened <think> in the prompt: only the text after </think> is the answer.
     assert (
-        scorer.score("draft [500,500,700,700]</think> [100,100,200,200]", sample).scores["grounding"] == 1.0
+        scorer.score(sample, "draft [500,500,700,700]</think> [100,100,200,200]").scores["grounding"] == 1.0
     )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
 from typing import Any
 
+import httpx
 import pytest
 
 from glmkit.eval.metrics.judge import (
@@ -14,7 +18,7 @@ from glmkit.eval.metrics.judge import (
     parse_verdict,
     reference_text,
 )
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample
 from tests.helpers.openai_server import ScriptedOpenAIServer, reply
 
 
@@ -113,8 +117,8 @@ def _judge_by_content(body: dict[str, Any]) -> dict[str, Any]:
 def test_valid_verdicts_and_request() -> None:
     with ScriptedOpenAIServer([_judge_by_content]) as srv:
         scorer = JudgeScorer(judge_url=f"{srv.base_url}@judge-7b", backoff=0.01)
-        good = scorer.score("<|begin_of_box|>crimson red<|end_of_box|>", SAMPLE)
-        bad = scorer.score("blue", SAMPLE)
+        good = scorer.score(SAMPLE, "<|begin_of_box|>crimson red<|end_of_box|>")
+        bad = scorer.score(SAMPLE, "blue")
         body = srv.requests[0]
     assert good.scores == {"llm_judge": 1.0} and good.failure is None
     assert bad.scores == {"llm_judge": 0.0} and bad.failure is None
@@ -128,7 +132,7 @@ def test_valid_verdicts_and_request() -> None:
 def test_garbage_verdict_falls_back_and_is_counted() -> None:
     with ScriptedOpenAIServer([reply(content="I like turtles")]) as srv:
         scorer = JudgeScorer(judge_url=srv.base_url, fallback_score=0.25, max_attempts=2, backoff=0.01)
-        out = scorer.score("red", SAMPLE)
+        out = scorer.score(SAMPLE, "red")
         asked = len(srv.requests)
     assert out.scores == {"llm_judge": 0.25}
     assert out.failure is not None and "unparseable judge reply" in out.failure and "turtles" in out.failure
@@ -139,7 +143,7 @@ def test_garbage_verdict_falls_back_and_is_counted() -> None:
 def test_http_500_then_success_is_retried() -> None:
     with ScriptedOpenAIServer([500, reply(content='{"score": 1}')]) as srv:
         scorer = JudgeScorer(judge_url=srv.base_url, http_retries=2, backoff=0.01)
-        out = scorer.score("red", SAMPLE)
+        out = scorer.score(SAMPLE, "red")
         asked = len(srv.requests)
     assert out.scores == {"llm_judge": 1.0} and out.failure is None
     assert asked == 2
@@ -153,6 +157,70 @@ def test_unreachable_judge_records_reason() -> None:
     assert (
         verdict.failure is not None and "judge request failed" in verdict.failure and "503" in verdict.failure
     )
+
+
+def test_async_verdicts_equal_the_sync_ones_over_a_real_server() -> None:
+    responses = ["<|begin_of_box|>crimson red<|end_of_box|>", "blue", "<think>red?</think>crimson red"]
+    with ScriptedOpenAIServer([_judge_by_content]) as srv:
+        scorer = JudgeScorer(judge_url=f"{srv.base_url}@judge-7b", backoff=0.01, timeout=30.0)
+        sync = [scorer.score(SAMPLE, r) for r in responses]
+        asynchronous = [asyncio.run(scorer.ascore(SAMPLE, r)) for r in responses]
+        bodies = srv.requests
+    assert [s.scores["llm_judge"] for s in sync] == [1.0, 0.0, 1.0]
+    assert asynchronous == sync  # scores, failure and details (reply, model, attempts)
+    assert bodies[:3] == bodies[3:]  # the async path sends exactly the sync request
+    assert scorer.describe()["calls"] == 6 and scorer.describe()["failures"] == 0
+
+
+def test_async_judgements_are_concurrent_on_one_client() -> None:
+    # Each request waits at the barrier until three are in flight at once: only requests sent
+    # concurrently get past it (a blocking judge would break the barrier and fall back).
+    barrier = threading.Barrier(3, timeout=20)
+
+    def held(body: dict[str, Any]) -> dict[str, Any]:
+        barrier.wait()
+        return _judge_by_content(body)
+
+    async def judge_all(scorer: JudgeScorer) -> list[Any]:
+        async with httpx.AsyncClient() as http:  # one shared connection pool
+            verdicts = [
+                scorer.judge.ajudge(SAMPLE.question, "red", text, http=http)
+                for text in ("crimson red", "blue", "crimson red")
+            ]
+            return await asyncio.gather(*verdicts)
+
+    with ScriptedOpenAIServer([held]) as srv:
+        scorer = JudgeScorer(judge_url=srv.base_url, http_retries=0, timeout=30.0)
+        verdicts = asyncio.run(judge_all(scorer))
+    assert [v.score for v in verdicts] == [1.0, 0.0, 1.0]
+    assert all(v.failure is None for v in verdicts)
+
+
+def test_async_judge_times_out_and_records_the_reason() -> None:
+    # A judge that accepts the connection and never answers: each request gives up after 0.2 s,
+    # is retried once, and the sample gets the fallback score with the reason.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        scorer = JudgeScorer(
+            judge_url=f"http://127.0.0.1:{port}/v1@judge",
+            timeout=0.2,
+            http_retries=1,
+            backoff=0.01,
+            fallback_score=0.5,
+        )
+        out = asyncio.run(scorer.ascore(SAMPLE, "red"))
+    assert out.scores == {"llm_judge": 0.5}
+    assert out.failure is not None and "judge request failed" in out.failure
+    assert "ReadTimeout" in out.failure and "after 2 attempt(s)" in out.failure
+    assert out.details["judge_attempts"] == 1 and scorer.judge.failures == 1
+
+
+def test_async_judge_retries_a_transient_status_then_scores() -> None:
+    with ScriptedOpenAIServer([503, reply(content='{"score": 1}')]) as srv:
+        scorer = JudgeScorer(judge_url=srv.base_url, http_retries=2, backoff=0.01)
+        out = asyncio.run(scorer.ascore(SAMPLE, "red"))
+        asked = len(srv.requests)
+    assert out.scores == {"llm_judge": 1.0} and out.failure is None and asked == 2
 
 
 def test_requires_endpoint_and_template_placeholders() -> None:

@@ -16,7 +16,7 @@ from glmkit.eval.metrics.ocr import (
     normalized_edit_distance,
 )
 from glmkit.eval.metrics.text import levenshtein
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample
 
 
 def _reference_lev(a: str, b: str) -> int:
@@ -53,25 +53,25 @@ def test_ned_hand_computed_and_options() -> None:
 def test_edit_distance_scorer_best_reference_and_extraction() -> None:
     sample = Sample("s", "q", ["EXIT", "Exit sign"])
     scorer = EditDistanceScorer()
-    out = scorer.score("<|begin_of_box|>EXlT<|end_of_box|>", sample)
+    out = scorer.score(sample, "<|begin_of_box|>EXlT<|end_of_box|>")
     assert out.scores == {"ocr_ned": pytest.approx(0.75), "ocr_ned.ned": pytest.approx(0.25)}
-    assert scorer.score(scorer.oracle(sample), sample).scores["ocr_ned"] == 1.0
+    assert scorer.score(sample, scorer.oracle(sample)).scores["ocr_ned"] == 1.0
 
 
 def test_anls_threshold() -> None:
     assert anls("kitten", ["sitting"]) == pytest.approx(1 - 3 / 7)  # NL 0.43 < 0.5
     assert anls("abcd", ["wxyz"]) == 0.0
     assert anls("Total: 5", ["total: 5", "nope"]) == 1.0
-    assert ANLSScorer().score("abcdef", Sample("s", "q", "abcxyz")).scores["anls"] == 0.0  # NL exactly 0.5
+    assert ANLSScorer().score(Sample("s", "q", "abcxyz"), "abcdef").scores["anls"] == 0.0  # NL exactly 0.5
 
 
 def test_ocrbench_substring_and_case_sensitive_category() -> None:
     scorer = OCRBenchScorer()
-    assert scorer.score("The sign says EXIT here", Sample("s", "q", "exit")).scores["ocrbench"] == 1.0
-    assert scorer.score("Entrance", Sample("s", "q", ["exit", "way out"])).scores["ocrbench"] == 0.0
+    assert scorer.score(Sample("s", "q", "exit"), "The sign says EXIT here").scores["ocrbench"] == 1.0
+    assert scorer.score(Sample("s", "q", ["exit", "way out"]), "Entrance").scores["ocrbench"] == 0.0
     hme = Sample("s", "q", "x ^ 2", category="Handwritten Mathematical Expression Recognition")
-    assert scorer.score("$x^2$", hme).scores["ocrbench"] == 1.0
-    assert scorer.score("$X^2$", hme).scores["ocrbench"] == 0.0
+    assert scorer.score(hme, "$x^2$").scores["ocrbench"] == 1.0
+    assert scorer.score(hme, "$X^2$").scores["ocrbench"] == 0.0
 
 
 def test_torchmetric_mean_ned() -> None:
@@ -86,15 +86,15 @@ def test_ocr_metrics_ignore_thinking() -> None:
     sample = Sample("s", "q", "EXIT")
     ocrbench = OCRBenchScorer()
     # The reference appears only while reasoning: no hit.
-    assert ocrbench.score("<think>it could read EXIT or ENTRY</think>ENTRY", sample).scores["ocrbench"] == 0.0
+    assert ocrbench.score(sample, "<think>it could read EXIT or ENTRY</think>ENTRY").scores["ocrbench"] == 0.0
     assert (
-        ocrbench.score("reads EXIT?</think><|begin_of_box|>ENTRY<|end_of_box|>", sample).scores["ocrbench"]
+        ocrbench.score(sample, "reads EXIT?</think><|begin_of_box|>ENTRY<|end_of_box|>").scores["ocrbench"]
         == 0.0
     )
-    assert ocrbench.score("<think>hmm, ENTRY?</think>The sign says EXIT", sample).scores["ocrbench"] == 1.0
+    assert ocrbench.score(sample, "<think>hmm, ENTRY?</think>The sign says EXIT").scores["ocrbench"] == 1.0
     thinking = "<think>ENTRY?</think><|begin_of_box|>EXIT<|end_of_box|>"
-    assert EditDistanceScorer().score(thinking, sample).scores["ocr_ned"] == 1.0
+    assert EditDistanceScorer().score(sample, thinking).scores["ocr_ned"] == 1.0
     assert (
-        EditDistanceScorer(extract=False).score("<think>ENTRY?</think>EXIT", sample).scores["ocr_ned"] == 1.0
+        EditDistanceScorer(extract=False).score(sample, "<think>ENTRY?</think>EXIT").scores["ocr_ned"] == 1.0
     )
-    assert ANLSScorer().score(thinking, sample).scores["anls"] == 1.0
+    assert ANLSScorer().score(sample, thinking).scores["anls"] == 1.0

@@ -16,7 +16,7 @@ from glmkit.eval.metrics.pointing import (
     point_in_mask,
     point_to_pixels,
 )
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample
 
 
 def test_parse_points_formats_and_not_boxes() -> None:
@@ -39,12 +39,12 @@ def test_edge_clamp_and_outside() -> None:
 def test_box_answers() -> None:
     sample = Sample("s", "q", {"box": [40, 20, 80, 60]}, metadata={"image_size": [200, 100]})
     scorer = PointingScorer(pred_space="norm1000")
-    assert scorer.score("[[300,400]]", sample).scores["pointing"] == 1.0  # (60, 40) px
-    assert scorer.score("[[100,400]]", sample).scores["pointing"] == 0.0  # (20, 40) px
+    assert scorer.score(sample, "[[300,400]]").scores["pointing"] == 1.0  # (60, 40) px
+    assert scorer.score(sample, "[[100,400]]").scores["pointing"] == 0.0  # (20, 40) px
     # First point decides; all_points counts the fraction of hits.
-    out = scorer.score("(100,400) (300,400)", sample)
+    out = scorer.score(sample, "(100,400) (300,400)")
     assert out.scores == {"pointing": 0.0, "pointing.all_points": 0.5}
-    assert scorer.score("nothing", sample).scores["pointing"] == 0.0
+    assert scorer.score(sample, "nothing").scores["pointing"] == 0.0
 
 
 def test_mask_answers_and_oracle(tmp_path: Path) -> None:
@@ -56,10 +56,10 @@ def test_mask_answers_and_oracle(tmp_path: Path) -> None:
     sample = Sample("s", "q", {"mask": "m.png"}, images=[tmp_path / "img.png"], root=tmp_path)
     scorer = PointingScorer(pred_space="pixels")
     scorer.check_answer(sample)
-    assert scorer.score("(70, 15)", sample).scores["pointing"] == 1.0
-    assert scorer.score("(10, 35)", sample).scores["pointing"] == 0.0
+    assert scorer.score(sample, "(70, 15)").scores["pointing"] == 1.0
+    assert scorer.score(sample, "(10, 35)").scores["pointing"] == 0.0
     norm = PointingScorer(pred_space="norm1000")
-    assert norm.score(norm.oracle(sample), sample).scores["pointing"] == 1.0
+    assert norm.score(sample, norm.oracle(sample)).scores["pointing"] == 1.0
     with pytest.raises(ValueError, match="mask not found"):
         scorer.check_answer(Sample("s", "q", {"mask": "missing.png"}, root=tmp_path))
 
@@ -76,8 +76,8 @@ def test_points_inside_thinking_are_not_scored() -> None:
     sample = Sample("s", "q", {"box": [100, 100, 200, 200]}, metadata={"image_size": [1000, 1000]})
     scorer = PointingScorer()
     out = scorer.score(
-        "<think>first guess (600, 600) is the plate</think><|begin_of_box|>[[150,150]]<|end_of_box|>", sample
+        sample, "<think>first guess (600, 600) is the plate</think><|begin_of_box|>[[150,150]]<|end_of_box|>"
     )
     assert out.scores == {"pointing": 1.0, "pointing.all_points": 1.0}
     wrong = "<think>it is at (150, 150)</think><answer>(600, 600)</answer>"
-    assert scorer.score(wrong, sample).scores == {"pointing": 0.0, "pointing.all_points": 0.0}
+    assert scorer.score(sample, wrong).scores == {"pointing": 0.0, "pointing.all_points": 0.0}

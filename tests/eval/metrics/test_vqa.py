@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glmkit.eval.metrics.base import SampleMetric
 from glmkit.eval.metrics.text import extract_answer, normalize_vqa
 from glmkit.eval.metrics.vqa import (
     ExactMatchScorer,
@@ -19,7 +18,7 @@ from glmkit.eval.metrics.vqa import (
     parse_number,
     parse_numbers,
 )
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample, Verifier
 
 
 @pytest.mark.parametrize(
@@ -72,46 +71,46 @@ def test_numeric_match_tolerances_and_percent() -> None:
 
 def test_scorers() -> None:
     s = Sample("s", "q", ["Blue", "navy"])
-    assert ExactMatchScorer().score(" Blue ", s).scores["exact_match"] == 1.0
-    assert ExactMatchScorer().score("blue", s).scores["exact_match"] == 0.0
-    assert NormalizedMatchScorer().score("The blue.", s).scores["normalized_match"] == 1.0
-    assert NormalizedMatchScorer().score("it is blue", s).scores["normalized_match"] == 0.0
-    assert NormalizedMatchScorer(contains=True).score("it is blue", s).scores["normalized_match"] == 1.0
-    assert NormalizedMatchScorer(contains=True).score("bluest", s).scores["normalized_match"] == 0.0
+    assert ExactMatchScorer().score(s, " Blue ").scores["exact_match"] == 1.0
+    assert ExactMatchScorer().score(s, "blue").scores["exact_match"] == 0.0
+    assert NormalizedMatchScorer().score(s, "The blue.").scores["normalized_match"] == 1.0
+    assert NormalizedMatchScorer().score(s, "it is blue").scores["normalized_match"] == 0.0
+    assert NormalizedMatchScorer(contains=True).score(s, "it is blue").scores["normalized_match"] == 1.0
+    assert NormalizedMatchScorer(contains=True).score(s, "bluest").scores["normalized_match"] == 0.0
     chart = Sample("c", "q", 80, metadata={"rel_tol": 0.05})
-    assert NumericScorer().score("about 83", chart).scores["numeric"] == 1.0
-    assert NumericScorer().score("85", chart).scores["numeric"] == 0.0
+    assert NumericScorer().score(chart, "about 83").scores["numeric"] == 1.0
+    assert NumericScorer().score(chart, "85").scores["numeric"] == 0.0
     with pytest.raises(ValueError, match="holds no number"):
         NumericScorer().check_answer(Sample("x", "q", "blue"))
     vqa = VQAScorer()
-    assert vqa.score("two", Sample("n", "q", 2)).scores["vqa"] == 1.0
-    assert vqa.score("2", Sample("t", "q", "two")).scores["vqa"] == 1.0  # normalised text path
-    assert vqa.score("Red.", Sample("t", "q", "red")).details["mode"] == "normalized"
+    assert vqa.score(Sample("n", "q", 2), "two").scores["vqa"] == 1.0
+    assert vqa.score(Sample("t", "q", "two"), "2").scores["vqa"] == 1.0  # normalised text path
+    assert vqa.score(Sample("t", "q", "red"), "Red.").details["mode"] == "normalized"
     humans = Sample("h", "q", ["cat"] * 2 + ["kitten"] * 8)
-    assert VQASoftScorer().score("cat", humans).scores["vqa_soft"] == pytest.approx(2 / 3)
-    assert VQASoftScorer().score("kitten", humans).scores["vqa_soft"] == 1.0
+    assert VQASoftScorer().score(humans, "cat").scores["vqa_soft"] == pytest.approx(2 / 3)
+    assert VQASoftScorer().score(humans, "kitten").scores["vqa_soft"] == 1.0
 
 
 def test_vqa_compares_a_numeral_string_reference_by_value_with_the_tolerance() -> None:
     # ChartQA's relaxed accuracy converts string targets to float, and its references are strings.
-    from glmkit.eval.benchmark import BENCHMARKS
+    from glmkit.eval.definition import get_benchmark
 
-    (chartqa,) = BENCHMARKS.build("chartqa").build_metrics()
+    (chartqa,) = get_benchmark("chartqa").build_metrics()
     for answer in ("45", ["45"], " 1,234 ", "45%"):
         sample = Sample("c", "q", answer)
-        out = chartqa.score("46" if answer != " 1,234 " else "1,200", sample)
+        out = chartqa.score(sample, "46" if answer != " 1,234 " else "1,200")
         assert out.scores["vqa"] == 1.0 and out.details["mode"] == "numeric", answer
-    assert chartqa.score("48", Sample("c", "q", "45")).scores["vqa"] == 0.0  # 6.7% off
-    assert chartqa.score("0.46", Sample("c", "q", "45%")).scores["vqa"] == 1.0
-    assert VQAScorer().score("45.0", Sample("c", "q", "45")).scores["vqa"] == 1.0  # by value, not text
+    assert chartqa.score(Sample("c", "q", "45"), "48").scores["vqa"] == 0.0  # 6.7% off
+    assert chartqa.score(Sample("c", "q", "45%"), "0.46").scores["vqa"] == 1.0
+    assert VQAScorer().score(Sample("c", "q", "45"), "45.0").scores["vqa"] == 1.0  # by value, not text
 
 
 def test_vqa_keeps_non_numeral_string_references_as_text() -> None:
     vqa = VQAScorer(rel_tol=0.05)
     for answer in ("45 apples", "two", ["45", "forty-five"], "red"):
-        assert vqa.score("46 apples", Sample("t", "q", answer)).details["mode"] == "normalized", answer
-    assert vqa.score("46 apples", Sample("t", "q", "45 apples")).scores["vqa"] == 0.0
-    assert vqa.score("forty-five", Sample("t", "q", ["45", "forty-five"])).scores["vqa"] == 1.0
+        assert vqa.score(Sample("t", "q", answer), "46 apples").details["mode"] == "normalized", answer
+    assert vqa.score(Sample("t", "q", "45 apples"), "46 apples").scores["vqa"] == 0.0
+    assert vqa.score(Sample("t", "q", ["45", "forty-five"]), "forty-five").scores["vqa"] == 1.0
     assert all(is_numeral(v) for v in ("-3.5", "$12", "1e5", "45 percent", 7, 0.5))
     assert not any(is_numeral(v) for v in ("4.5.6", "", "45 apples", True, None))
 
@@ -138,11 +137,11 @@ def test_match_accuracy_torchmetric() -> None:
         (VQAScorer(), "4"),
     ],
 )
-def test_vqa_scorers_ignore_thinking(scorer: SampleMetric, answer: str | list[str]) -> None:
+def test_vqa_scorers_ignore_thinking(scorer: Verifier, answer: str | list[str]) -> None:
     ref = answer[0] if isinstance(answer, list) else answer
     wrong = "7" if ref == "4" else "red"
     sample = Sample("s", "q", answer)
     right_after_draft = f"<think>is it {wrong}? <answer>{wrong}</answer></think>{ref}"
-    assert scorer.score(right_after_draft, sample).scores[scorer.key] == 1.0
+    assert scorer.score(sample, right_after_draft).scores[scorer.key] == 1.0
     draft_right = f"I guess {ref}</think>{wrong}"
-    assert scorer.score(draft_right, sample).scores[scorer.key] == 0.0
+    assert scorer.score(sample, draft_right).scores[scorer.key] == 0.0

@@ -1,7 +1,8 @@
-"""Evaluation metrics: pure scoring functions, per-sample harness metrics (registry ``metrics``) and
-torchmetrics ``Metric`` classes that aggregate across processes."""
+"""Evaluation metrics: pure scoring functions, per-sample harness metrics (registry ``metrics``; each
+a :class:`~glmkit.scoring.verifier.Verifier`) and torchmetrics ``Metric`` classes that aggregate
+across processes."""
 
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+from glmkit.eval.metrics.base import METRICS, reference_answers
 from glmkit.eval.metrics.design2code import Design2CodeScorer, design2code_scores
 from glmkit.eval.metrics.grounding import GroundingAccuracy, GroundingScorer, box_iou, parse_box, parse_boxes
 from glmkit.eval.metrics.judge import JudgeScorer, LLMJudge, parse_verdict
@@ -37,14 +38,12 @@ __all__ = [
     "JudgeScorer",
     "LLMJudge",
     "MatchAccuracy",
-    "MetricOutput",
     "NormalizedEditDistance",
     "NormalizedMatchScorer",
     "NumericScorer",
     "OCRBenchScorer",
     "PointingAccuracy",
     "PointingScorer",
-    "SampleMetric",
     "UnbiasedPassAtK",
     "VQAScorer",
     "VQASoftScorer",

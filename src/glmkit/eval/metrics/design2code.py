@@ -38,11 +38,13 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric
+from glmkit.eval.metrics.base import METRICS
 from glmkit.eval.metrics.color import ciede2000, color_similarity, srgb_to_lab
 from glmkit.eval.metrics.visual import ssim, visual_similarity
 from glmkit.eval.render import (
@@ -56,7 +58,7 @@ from glmkit.eval.render import (
     chromium_unavailable_reason,
     parse_css_color,
 )
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample, Scores, Verifier
 
 # Re-exported: these lived here before the renderer and the colour / SSIM maths had their own modules.
 __all__ = [
@@ -244,7 +246,7 @@ def _reference_html_path(sample: Sample) -> Path:
 
 
 @METRICS.register("design2code")
-class Design2CodeScorer(SampleMetric):
+class Design2CodeScorer(Verifier):
     """Design2Code-style visual scores of generated HTML against a reference page.
 
     Scores: ``<key>`` (the mean of the five) and ``<key>.block_match``, ``.text``, ``.position``,
@@ -281,14 +283,14 @@ class Design2CodeScorer(SampleMetric):
         if not path.is_file():
             raise ValueError(f"reference page not found: {path}")
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
         path = _reference_html_path(sample)
         ref = self._ref_cache.get(path)
         if ref is None:
             ref = self._ref_cache[path] = self.renderer.render_file(path)
         failure = None
         try:
-            cand = self.renderer.render_html(extract_html(prediction))
+            cand = self.renderer.render_html(extract_html(response))
         except Exception as exc:  # a broken page scores as blank, and the failure is counted
             failure = f"candidate page failed to render: {type(exc).__name__}: {exc}"
             cand = blank_page(self.renderer.width, self.renderer.height, failure)

@@ -15,15 +15,15 @@ box drafted inside ``<think>`` is not the answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric
+from glmkit.eval.metrics.base import METRICS
 from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample, Scores, Verifier
 
 CoordSpace = Literal["norm1000", "norm1", "pixels"]
 COORD_SPACES: tuple[str, ...] = ("norm1000", "norm1", "pixels")
@@ -133,7 +133,7 @@ def _reference_box(sample: Sample, default_space: str) -> tuple[Box, str]:
 
 
 @METRICS.register("grounding")
-class GroundingScorer(SampleMetric):
+class GroundingScorer(Verifier):
     """Acc@IoU>=threshold of the first predicted box (RefCOCO protocol), plus the IoU itself.
 
     Args:
@@ -164,9 +164,9 @@ class GroundingScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         _reference_box(sample, self.answer_space)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
         ref, ref_space = _reference_box(sample, self.answer_space)
-        pred = parse_box(answer_span(prediction))
+        pred = parse_box(answer_span(response))
         if pred is None:
             return self._out(0.0, {"parsed_box": None}, iou=0.0)
         # The image size is only needed when a normalised space is involved.

@@ -4,8 +4,9 @@ Free-form answers (ImageMining, open VQA) cannot be matched by rules, so a judge
 question, the reference answer(s) and the candidate and returns a verdict. The judge is a metric
 like any other, with three properties the harness relies on:
 
-* transient HTTP failures (429, 5xx, connection errors) are retried with backoff by
-  :class:`~glmkit.agent.client.OpenAIChatClient`;
+* transient HTTP failures (429, 5xx, connection errors, timeouts) are retried with backoff by
+  :class:`~glmkit.agent.client.OpenAIChatClient` (or, asynchronously, by :meth:`LLMJudge.ajudge`
+  over ``httpx.AsyncClient`` with the same policy);
 * a reply that cannot be read as a verdict is asked again, up to ``max_attempts`` times;
 * when the judge still fails, the sample gets ``fallback_score`` and the reason (HTTP error,
   unparseable reply, score out of range) is recorded and counted in the run summary, so a flaky
@@ -17,15 +18,22 @@ The judge's model id (as the server reports it) is recorded with each verdict.
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+import httpx
+
+from glmkit.eval.metrics.base import METRICS, reference_answers
 from glmkit.eval.metrics.text import extract_answer, strip_thinking
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample, Scores, Verifier
+
+if TYPE_CHECKING:
+    from glmkit.agent.client import ChatCompletion
 
 DEFAULT_TEMPLATE = """You are grading a model's answer to a question about one or more images.
 
@@ -263,22 +271,84 @@ class LLMJudge:
             except ChatClientError as exc:
                 verdict.errors.append(f"judge request failed: {exc}")
                 break  # the client already retried transient errors
-            verdict.raw = completion.content
-            verdict.judge_model = completion.raw.get("model") or self.client.model
+            if self._read_reply(verdict, completion):
+                return self._finish(verdict, ok=True)
+        return self._finish(verdict, ok=False)
+
+    async def ajudge(
+        self, question: str, reference: str, prediction: str, *, http: httpx.AsyncClient | None = None
+    ) -> JudgeVerdict:
+        """:meth:`judge` without blocking: the same requests, retries and verdict, sent with
+        ``httpx.AsyncClient`` under the client's per-request ``timeout``.
+
+        Args:
+            http: a client to send with (a caller scoring many samples shares one, with its own
+                connection limits); by default one is opened for this judgement.
+        """
+        from glmkit.agent.client import ChatClientError
+
+        if http is None:
+            async with httpx.AsyncClient(timeout=self.client.timeout) as own:
+                return await self.ajudge(question, reference, prediction, http=own)
+        verdict = JudgeVerdict(score=self.fallback_score)
+        messages = self.messages(question, reference, prediction)
+        for attempt in range(1, self.max_attempts + 1):
+            verdict.attempts = attempt
             try:
-                verdict.score = parse_verdict(completion.content, self.scale)
-            except VerdictParseError as exc:
-                verdict.errors.append(f"unparseable judge reply: {exc}")
-                continue
+                completion = await self._achat(http, messages)
+            except ChatClientError as exc:
+                verdict.errors.append(f"judge request failed: {exc}")
+                break  # transient errors were already retried
+            if self._read_reply(verdict, completion):
+                return self._finish(verdict, ok=True)
+        return self._finish(verdict, ok=False)
+
+    async def _achat(self, http: httpx.AsyncClient, messages: list[dict[str, Any]]) -> ChatCompletion:
+        """One chat completion over ``http`` with the retry policy of
+        :meth:`~glmkit.agent.client.OpenAIChatClient.chat` (transient errors, backoff doubling)."""
+        from glmkit.agent.client import RETRY_STATUS, ChatClientError, _parse_completion
+
+        client = self.client
+        body = client.payload(messages, temperature=0.0, max_tokens=self.max_tokens)
+        url = f"{client.base_url}/chat/completions"
+        delay, last_error, attempt = client.backoff, "", 0
+        for attempt in range(client.max_retries + 1):
+            try:
+                response = await http.post(url, json=body, headers=client._headers(), timeout=client.timeout)
+            except httpx.HTTPError as exc:  # timeouts included
+                last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    return _parse_completion(response, url)
+                last_error = f"HTTP {response.status_code}: {response.text[:500]}"
+                if response.status_code not in RETRY_STATUS:
+                    break
+            if attempt < client.max_retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise ChatClientError(f"chat completion at {url} failed after {attempt + 1} attempt(s): {last_error}")
+
+    def _read_reply(self, verdict: JudgeVerdict, completion: ChatCompletion) -> bool:
+        """Record a reply in ``verdict``; True when it held a verdict."""
+        verdict.raw = completion.content
+        verdict.judge_model = completion.raw.get("model") or self.client.model
+        try:
+            verdict.score = parse_verdict(completion.content, self.scale)
+        except VerdictParseError as exc:
+            verdict.errors.append(f"unparseable judge reply: {exc}")
+            return False
+        return True
+
+    def _finish(self, verdict: JudgeVerdict, ok: bool) -> JudgeVerdict:
+        """Count the judgement; a failed one gets the fallback score and its last error."""
+        if ok:
             verdict.failure = None
-            with self._lock:
-                self.calls += 1
-            return verdict
-        verdict.score = self.fallback_score
-        verdict.failure = verdict.errors[-1] if verdict.errors else "judge failed"
+        else:
+            verdict.score = self.fallback_score
+            verdict.failure = verdict.errors[-1] if verdict.errors else "judge failed"
         with self._lock:
             self.calls += 1
-            self.failures += 1
+            self.failures += not ok
         return verdict
 
 
@@ -293,13 +363,21 @@ def reference_text(sample: Sample) -> str:
 
 
 @METRICS.register("llm_judge")
-class JudgeScorer(SampleMetric):
+class JudgeScorer(Verifier):
     """Score = the judge's verdict on the extracted final answer; failures fall back and are counted.
 
+    :meth:`score` asks the judge synchronously, :meth:`ascore` without blocking (the RL reward
+    system's path); both give the same verdict for the same reply.
+
     Args:
-        judge_url: ``http://host/v1@model`` (or a base URL and ``judge_model``); required.
+        judge_url: ``http://host/v1@model`` (or a base URL and ``judge_model``); required. A
+            benchmark leaves it ``null`` in the metric's ``init_args`` and ``glmkit eval
+            --judge-url`` fills it in.
         judge_model: model name when ``judge_url`` has none.
-        template, scale, max_attempts, fallback_score, http_retries, backoff: see :class:`LLMJudge`.
+        timeout: seconds per judge request (sync and async), after which the request counts as a
+            transient failure and is retried.
+        template, scale, max_attempts, fallback_score, http_retries, backoff, api_key, max_tokens:
+            see :class:`LLMJudge`.
     """
 
     name = "llm_judge"
@@ -314,13 +392,17 @@ class JudgeScorer(SampleMetric):
         fallback_score: float = 0.0,
         http_retries: int = 2,
         backoff: float = 0.5,
+        timeout: float = 120.0,
+        api_key: str | None = None,
+        max_tokens: int = 1024,
         extract: bool = True,
         key: str | None = None,
     ) -> None:
         super().__init__(key)
         if not judge_url:
             raise ValueError(
-                "the llm_judge metric needs a judge endpoint: pass --judge-url http://host/v1@model"
+                f"the {self.name} metric needs a judge endpoint: set init_args.judge_url or pass "
+                "--judge-url http://host/v1@model"
             )
         base_url, model = parse_endpoint(judge_url)
         self.judge = LLMJudge(
@@ -332,15 +414,29 @@ class JudgeScorer(SampleMetric):
             fallback_score=fallback_score,
             http_retries=http_retries,
             backoff=backoff,
+            timeout=timeout,
+            api_key=api_key,
+            max_tokens=max_tokens,
         )
         self.extract = extract
 
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction) if self.extract else strip_thinking(prediction)
-        verdict = self.judge.judge(sample.question, reference_text(sample), text)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        verdict = self.judge.judge(sample.question, reference_text(sample), self._candidate(response))
+        return self._verdict_scores(verdict)
+
+    async def ascore(
+        self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None
+    ) -> Scores:
+        verdict = await self.judge.ajudge(sample.question, reference_text(sample), self._candidate(response))
+        return self._verdict_scores(verdict)
+
+    def _candidate(self, response: str) -> str:
+        return extract_answer(response) if self.extract else strip_thinking(response)
+
+    def _verdict_scores(self, verdict: JudgeVerdict) -> Scores:
         out = self._out(
             verdict.score,
             {

@@ -7,15 +7,15 @@ and keeps NED itself under ``<key>.ned``. With several references the best one c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+from glmkit.eval.metrics.base import METRICS, reference_answers
 from glmkit.eval.metrics.text import extract_answer, levenshtein, normalize_whitespace, strip_thinking
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample, Scores, Verifier
 
 WhitespaceMode = Literal["keep", "collapse", "remove"]
 
@@ -57,7 +57,7 @@ def anls(pred: str, refs: Sequence[str], threshold: float = 0.5) -> float:
 
 
 @METRICS.register("ocr_ned")
-class EditDistanceScorer(SampleMetric):
+class EditDistanceScorer(Verifier):
     """1 - normalised edit distance to the closest reference (``<key>.ned`` holds the distance).
 
     Args:
@@ -86,8 +86,8 @@ class EditDistanceScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction) if self.extract else strip_thinking(prediction)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        text = extract_answer(response) if self.extract else strip_thinking(response)
         neds = [
             normalized_edit_distance(text, ref, lowercase=self.lowercase, whitespace=self.whitespace)
             for ref in reference_answers(sample.answer)
@@ -100,7 +100,7 @@ class EditDistanceScorer(SampleMetric):
 
 
 @METRICS.register("anls")
-class ANLSScorer(SampleMetric):
+class ANLSScorer(Verifier):
     """ANLS with the usual threshold 0.5 (DocVQA / lmms-eval convention)."""
 
     name = "anls"
@@ -112,13 +112,13 @@ class ANLSScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        text = extract_answer(response)
         return self._out(anls(text, reference_answers(sample.answer), self.threshold), {"extracted": text})
 
 
 @METRICS.register("ocrbench")
-class OCRBenchScorer(SampleMetric):
+class OCRBenchScorer(Verifier):
     """OCRBench's hit: some reference is a substring of the lowercased final answer.
 
     The final answer is :func:`extract_answer`'s (thinking removed; the box / answer span if any),
@@ -142,8 +142,8 @@ class OCRBenchScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        pred = extract_answer(prediction)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        pred = extract_answer(response)
         refs = reference_answers(sample.answer)
         if sample.category in self.case_sensitive_categories:
             pred_n = "".join(pred.split())

@@ -10,16 +10,17 @@ other point outside the image is a miss. Masks are binarised at > 127, as PointB
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric
+from glmkit.eval.metrics.base import METRICS
 from glmkit.eval.metrics.grounding import COORD_SPACES, CoordSpace, to_pixels
 from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample, Scores, Verifier
 
 Point = tuple[float, float]
 
@@ -75,7 +76,7 @@ def load_mask(path: Any) -> np.ndarray:
 
 
 @METRICS.register("pointing")
-class PointingScorer(SampleMetric):
+class PointingScorer(Verifier):
     """Hit rate of the first predicted point in the target region (box or mask).
 
     The answer is ``{"box": [x1, y1, x2, y2], "space": "pixels"}`` or ``{"mask": "masks/3.png"}``
@@ -118,9 +119,9 @@ class PointingScorer(SampleMetric):
         size = (1, 1) if space == "pixels" else sample.image_size()
         return "box", to_pixels(answer, space, size)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
         kind, target = self._target(sample)
-        points = parse_points(answer_span(prediction))
+        points = parse_points(answer_span(response))
         if not points:
             return self._out(0.0, {"parsed_points": []}, all_points=0.0)
         size = (1, 1) if self.pred_space == "pixels" else sample.image_size()

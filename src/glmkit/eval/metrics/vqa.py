@@ -15,16 +15,16 @@ which converts string targets to float; other strings are compared as text.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric, reference_answers
+from glmkit.eval.metrics.base import METRICS, reference_answers
 from glmkit.eval.metrics.text import extract_answer, normalize_vqa, strip_thinking
-from glmkit.eval.sample import Sample
+from glmkit.scoring import Sample, Scores, Verifier
 
 _NUMBER_RE = re.compile(
     r"(?<![\d.])([-+\u2212]?)[$\u20ac\u00a3\u00a5]?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
@@ -116,7 +116,7 @@ def vqa_soft_accuracy(pred: str, refs: Sequence[str]) -> float:
 
 
 @METRICS.register("exact_match")
-class ExactMatchScorer(SampleMetric):
+class ExactMatchScorer(Verifier):
     """1 when the extracted answer equals a reference exactly (surrounding whitespace ignored)."""
 
     name = "exact_match"
@@ -128,13 +128,13 @@ class ExactMatchScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction) if self.extract else strip_thinking(prediction)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        text = extract_answer(response) if self.extract else strip_thinking(response)
         return self._out(float(exact_match(text, reference_answers(sample.answer))), {"extracted": text})
 
 
 @METRICS.register("normalized_match")
-class NormalizedMatchScorer(SampleMetric):
+class NormalizedMatchScorer(Verifier):
     """1 when the VQA-normalised answer equals a normalised reference (``contains``: holds it as words)."""
 
     name = "normalized_match"
@@ -146,14 +146,14 @@ class NormalizedMatchScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        text = extract_answer(response)
         hit = normalized_match(text, reference_answers(sample.answer), contains=self.contains)
         return self._out(float(hit), {"extracted": text})
 
 
 @METRICS.register("vqa_soft")
-class VQASoftScorer(SampleMetric):
+class VQASoftScorer(Verifier):
     """VQAv2 soft accuracy against a list of (typically ten) human answers."""
 
     name = "vqa_soft"
@@ -161,13 +161,13 @@ class VQASoftScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        text = extract_answer(response)
         return self._out(vqa_soft_accuracy(text, reference_answers(sample.answer)), {"extracted": text})
 
 
 @METRICS.register("numeric")
-class NumericScorer(SampleMetric):
+class NumericScorer(Verifier):
     """1 when the last number of the answer is within tolerance of the reference number.
 
     ``metadata.rel_tol`` / ``metadata.abs_tol`` of a sample override the defaults for that sample.
@@ -192,8 +192,8 @@ class NumericScorer(SampleMetric):
             if parse_number(ref) is None:
                 raise ValueError(f"numeric metric: reference {ref!r} holds no number")
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        text = extract_answer(prediction)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        text = extract_answer(response)
         rel = float(sample.metadata.get("rel_tol", self.rel_tol))
         abs_ = float(sample.metadata.get("abs_tol", self.abs_tol))
         hit = any(
@@ -208,7 +208,7 @@ class NumericScorer(SampleMetric):
 
 
 @METRICS.register("vqa")
-class VQAScorer(SampleMetric):
+class VQAScorer(Verifier):
     """Mixed VQA: numeric answers are compared with :class:`NumericScorer` tolerances, everything else
     by normalised match.
 
@@ -232,8 +232,8 @@ class VQAScorer(SampleMetric):
     def check_answer(self, sample: Sample) -> None:
         (self.numeric if self._is_numeric(sample) else self.text).check_answer(sample)
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
-        out = (self.numeric if self._is_numeric(sample) else self.text).score(prediction, sample)
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        out = (self.numeric if self._is_numeric(sample) else self.text).score(sample, response, metadata)
         out.details["mode"] = "numeric" if self._is_numeric(sample) else "normalized"
         return out
 

@@ -1,4 +1,4 @@
-"""Reading benchmark JSONL: every bad input names the file, the line and the field."""
+"""Samples and their JSONL files: tags, the round trip, and errors that name the file, line and field."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from glmkit.eval.sample import DataError, Sample, load_samples
+from glmkit.scoring import DataError, Sample, load_samples
 
 
 def _write(path: Path, rows: list) -> Path:
@@ -44,6 +44,7 @@ def test_loads_and_resolves_relative_images(data_dir: Path) -> None:
     assert samples[0].images == [data_dir / "img" / "a.png"]
     assert samples[0].image_size() == (40, 30)
     assert samples[1].category == "default" and samples[1].metadata == {}
+    assert samples[1].source == "default"  # untagged
     assert samples[0].resolve("masks/m.png") == data_dir / "masks" / "m.png"
     assert samples[0].load_images()[0].mode == "RGB"
 
@@ -64,6 +65,14 @@ def test_loads_and_resolves_relative_images(data_dir: Path) -> None:
         ([{"id": 1, "question": "q", "answer": 1, "metadata": []}], r"field 'metadata' must be an object"),
         ([{"id": 1, "question": "q", "answer": 1, "category": ""}], r"field 'category'"),
         (
+            [{"id": 1, "question": "q", "answer": 1, "source": ""}],
+            r"b\.jsonl:1: field 'source' must be a non-empty",
+        ),
+        (
+            [{"id": 1, "question": "q", "answer": 1, "source": 3}],
+            r"field 'source' must be a non-empty string, got 3",
+        ),
+        (
             [{"id": 1, "question": "q", "answer": 1}, {"id": "1", "question": "q", "answer": 1}],
             r"b\.jsonl:2: duplicate id '1' \(first on line 1\)",
         ),
@@ -77,7 +86,7 @@ def test_bad_input_names_file_line_field(data_dir: Path, rows: list, message: st
 
 
 def test_missing_file_and_answer_check(data_dir: Path) -> None:
-    with pytest.raises(DataError, match=r"benchmark file not found: .*nope\.jsonl"):
+    with pytest.raises(DataError, match=r"sample file not found: .*nope\.jsonl"):
         load_samples(data_dir / "nope.jsonl")
 
     def check(sample: Sample) -> None:
@@ -95,3 +104,24 @@ def test_missing_file_and_answer_check(data_dir: Path) -> None:
 def test_image_size_needs_an_image() -> None:
     with pytest.raises(DataError, match="needs an image"):
         Sample("s", "q", "a").image_size()
+
+
+def test_the_source_tag_and_every_field_survive_a_jsonl_round_trip(data_dir: Path) -> None:
+    rows = [
+        {
+            "id": "a",
+            "question": "What colour?",
+            "answer": {"box": [1, 2, 3, 4]},
+            "images": ["img/a.png"],
+            "category": "grounding",
+            "source": "synthetic-v2",
+            "metadata": {"image_size": [40, 30], "answer_zh": "红"},
+        },
+        {"id": "b", "question": "q", "answer": ["x", "y"], "source": "web"},
+    ]
+    first = load_samples(_write(data_dir / "a.jsonl", rows))
+    assert [s.source for s in first] == ["synthetic-v2", "web"]
+    # Written back with to_row() and read again: equal samples, images still found.
+    again = load_samples(_write(data_dir / "b.jsonl", [s.to_row() for s in first]))
+    assert again == first
+    assert again[0].to_row() == {**rows[0]}

@@ -1,25 +1,20 @@
-"""The runner: result files, summaries, crash isolation, incremental writing and resume, pass@k."""
+"""The runner: result files, crash isolation, incremental writing and resume, pass@k, metadata to verifiers."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from glmkit.eval.adapters import ConstantAdapter, ModelAdapter, OracleAdapter, Prediction, Request
-from glmkit.eval.benchmark import (
-    SAMPLES_FILE,
-    Benchmark,
-    get_benchmark,
-    read_records,
-    run_benchmark,
-    summarize,
-    summary_markdown,
-    summary_rows,
-)
-from glmkit.eval.metrics.base import METRICS, MetricOutput, SampleMetric
-from glmkit.eval.sample import DataError, Sample
+from glmkit.eval.definition import Benchmark, get_benchmark
+from glmkit.eval.metrics.base import METRICS
+from glmkit.eval.records import SAMPLES_FILE, read_records
+from glmkit.eval.runner import run_benchmark
+from glmkit.scoring import DataError, Sample, Scores, Verifier
 
 
 def _data(tmp_path: Path, n: int = 6) -> Path:
@@ -37,7 +32,7 @@ def _data(tmp_path: Path, n: int = 6) -> Path:
     return path
 
 
-BENCH = Benchmark("toy", [("exact_match", {}), ("numeric", {})], prompt="Q: {question}")
+BENCH = Benchmark("toy", ["exact_match", "numeric"], prompt="Q: {question}")
 
 
 class Scripted(ModelAdapter):
@@ -100,10 +95,10 @@ def test_crash_on_one_sample_is_isolated(tmp_path: Path) -> None:
     assert overall["scores"]["exact_match"] == pytest.approx(5 / 6)  # the crashed sample counts as 0
 
 
-class Broken(SampleMetric):
+class Broken(Verifier):
     name = "broken-test"
 
-    def score(self, prediction: str, sample: Sample) -> MetricOutput:
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
         if sample.id == "q3":
             raise ZeroDivisionError("bad metric")
         return self._out(1.0)
@@ -113,7 +108,7 @@ METRICS.add("broken-test", Broken, override=True)
 
 
 def test_metric_crash_is_recorded_and_other_metrics_still_score(tmp_path: Path) -> None:
-    bench = Benchmark("toy", [("exact_match", {}), ("broken-test", {})], prompt="Q: {question}")
+    bench = Benchmark("toy", ["exact_match", "broken-test"], prompt="Q: {question}")
     result = run_benchmark(bench, Scripted(), tmp_path / "out", data=_data(tmp_path))
     rec = next(r for r in result.records if r["id"] == "q3")
     assert rec["scores"] == {"exact_match": 1.0}
@@ -182,7 +177,7 @@ def test_lone_surrogate_in_a_prediction_is_written_and_reads_back(tmp_path: Path
         def predict(self, request: Request) -> Prediction:
             return Prediction(LONE_SURROGATE)
 
-    bench = Benchmark("toy", [("exact_match", {})], prompt="Q: {question}")
+    bench = Benchmark("toy", ["exact_match"], prompt="Q: {question}")
     out = tmp_path / "out"
     result = run_benchmark(bench, Cut(), out, data=_data(tmp_path, n=2))  # UnicodeEncodeError before
     raw = (out / SAMPLES_FILE).read_bytes().decode("utf-8")
@@ -256,42 +251,15 @@ def test_errors_are_clear(tmp_path: Path) -> None:
     ):
         run_benchmark(BENCH, ConstantAdapter("1"), tmp_path / "o2", data=bad)
     with pytest.raises(ValueError, match="metric keys must be unique"):
-        Benchmark("dup", [("exact_match", {}), ("exact_match", {})]).build_metrics()
+        Benchmark("dup", ["exact_match", "exact_match"]).build_metrics()
     with pytest.raises(KeyError, match="Did you mean 'demo-ocr'"):
         get_benchmark("demo-orc")
 
 
 def test_prompt_template_errors_are_recorded_per_sample(tmp_path: Path) -> None:
-    bench = Benchmark("tpl", [("exact_match", {})], prompt="Q: {question} in {unit}")
+    bench = Benchmark("tpl", ["exact_match"], prompt="Q: {question} in {unit}")
     result = run_benchmark(bench, OracleAdapter(), tmp_path / "o", data=_data(tmp_path, n=2))
     assert all("cannot be filled" in r["error"] and "'unit'" in r["error"] for r in result.records)
-
-
-def test_summarize_counts_metric_failures() -> None:
-    records = [
-        {"id": "a", "category": "x", "scores": {"m": 1.0, "m.sub": 0.5}, "latency_s": 0.1},
-        {
-            "id": "b",
-            "category": "x",
-            "scores": {"m": 0.0},
-            "metric_failures": {"m": "judge down"},
-            "latency_s": 0.3,
-        },
-        {"id": "c", "category": "y", "scores": {}, "error": "model: boom"},
-    ]
-
-    class M(SampleMetric):
-        name = "m"
-
-        def score(self, prediction: str, sample: Sample) -> MetricOutput:
-            raise NotImplementedError
-
-    summary = summarize(records, [M()])
-    assert summary["overall"]["scores"]["m"] == pytest.approx(1 / 3)
-    assert summary["overall"]["scores"]["m.sub"] == pytest.approx(0.5)  # over scored samples only
-    assert summary["overall"]["metric_failures"] == {"m": 1}
-    assert summary["overall"]["errors"] == 1
-    assert summary["overall"]["latency_s"] == pytest.approx(0.2)
 
 
 def test_failed_attempt_counts_as_wrong_in_pass_at_k(tmp_path: Path) -> None:
@@ -361,13 +329,30 @@ def test_partly_failed_attempts_are_not_sample_errors(tmp_path: Path) -> None:
     assert again.summary["overall"]["errors"] == 0
 
 
-def test_distance_sub_scores_are_labelled_lower_is_better(tmp_path: Path) -> None:
-    bench = Benchmark("ocr", [("ocr_ned", {}), ("exact_match", {})], prompt="Q: {question}")
-    # Answers "1".."4", prediction "1": distances 0, 1, 1, 1.
-    result = run_benchmark(bench, ConstantAdapter("1"), tmp_path / "o", data=_data(tmp_path, n=4))
-    assert result.summary["lower_is_better"] == ["ocr_ned.ned"]
-    header, rows = summary_rows(result.summary)
-    assert header[3:6] == ["ocr_ned", "exact_match", "ned (lower is better)"]
-    assert rows[0][:6] == ["overall", "4", "0", "25.0", "25.0", "75.0"]
-    md = summary_markdown(result.summary)
-    assert "| ned (lower is better) |" in md and "higher is better unless a column says otherwise" in md
+class SeesMetadata(Verifier):
+    """Scores 1 when the runner told it how the response was produced."""
+
+    name = "sees-metadata-test"
+
+    def __init__(self, key: str | None = None) -> None:
+        super().__init__(key)
+        self.seen: list[dict[str, Any]] = []
+
+    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+        self.seen.append(dict(metadata or {}))
+        return self._out(float(bool(metadata) and metadata.get("tool_calls") == 1))
+
+
+METRICS.add("sees-metadata-test", SeesMetadata, override=True)
+
+
+def test_verifiers_get_the_response_metadata_and_records_carry_the_source(tmp_path: Path) -> None:
+    data = tmp_path / "tagged.jsonl"
+    rows = [{"id": "a", "question": "What is 0 + 1?", "answer": "1", "source": "synthetic-v1"}]
+    data.write_text(json.dumps(rows[0]) + "\n")
+    bench = Benchmark("meta", ["sees-metadata-test"], prompt="Q: {question}")
+    result = run_benchmark(bench, Scripted(), tmp_path / "o", data=data)
+    (record,) = result.records
+    assert record["scores"] == {"sees-metadata-test": 1.0}  # tool_calls reached the verifier
+    assert record["source"] == "synthetic-v1"
+    assert read_records(tmp_path / "o" / SAMPLES_FILE)["a"]["source"] == "synthetic-v1"

@@ -1,13 +1,16 @@
-"""One benchmark item and the reading of benchmark JSONL files.
+"""One scored item (:class:`Sample`) and the reading of sample JSONL files.
 
-A benchmark file is JSON Lines, one object per line::
+A :class:`Sample` is what a verifier scores a response against: the question, the reference
+answer, the images, and two tags, ``category`` (the task type) and ``source`` (the data source it
+came from; GLM-5V-Turbo section 2.4 reports reward and pass@k per source). Evaluation benchmarks and
+RL prompt sets share the file format, JSON Lines, one object per line::
 
     {"id": "ocr-0003", "question": "What does the sign say?", "images": ["img/0003.png"],
-     "answer": "EXIT", "category": "word", "metadata": {"image_size": [320, 96]}}
+     "answer": "EXIT", "category": "word", "source": "signs-v2", "metadata": {"image_size": [320, 96]}}
 
 ``id``, ``question`` and ``answer`` are required; ``images`` (paths relative to the JSONL file),
-``category`` (default ``"default"``) and ``metadata`` (an object) are optional. Every problem is
-reported as a :class:`DataError` naming the file, the line and the field.
+``category`` and ``source`` (both default ``"default"``) and ``metadata`` (an object) are optional.
+Every problem is reported as a :class:`DataError` naming the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -22,24 +25,57 @@ if TYPE_CHECKING:
     from PIL import Image
 
 REQUIRED_FIELDS = ("id", "question", "answer")
-KNOWN_FIELDS = frozenset({"id", "question", "images", "answer", "category", "metadata"})
+KNOWN_FIELDS = frozenset({"id", "question", "images", "answer", "category", "source", "metadata"})
+DEFAULT_TAG = "default"
+"""The ``category`` and ``source`` of a sample whose file names none."""
 
 
 class DataError(ValueError):
-    """A benchmark file is missing, malformed or points at missing files; the message says where."""
+    """A sample file is missing, malformed or points at missing files; the message says where."""
 
 
 @dataclass
 class Sample:
-    """One benchmark item; ``root`` is the directory that relative paths are resolved against."""
+    """One item to score a response against.
+
+    Args:
+        id: unique within its file.
+        question: the text the model was asked.
+        answer: the reference; its shape is the verifier's business (a string, a list of
+            alternatives, ``{"box": [...]}``, ...).
+        images: image paths (absolute, or resolved against the JSONL file when read).
+        category: the task type (summaries and RL mixtures group by it).
+        metadata: anything else a verifier reads (``image_size``, ``answer_zh``, ...).
+        root: the directory that relative paths named in the sample are resolved against.
+        source: the data source the sample came from (summaries and RL metrics group by it).
+    """
 
     id: str
     question: str
     answer: Any
     images: list[Path] = field(default_factory=list)
-    category: str = "default"
+    category: str = DEFAULT_TAG
     metadata: dict[str, Any] = field(default_factory=dict)
     root: Path | None = None
+    source: str = DEFAULT_TAG
+
+    def to_row(self) -> dict[str, Any]:
+        """The sample as a JSONL row that :func:`parse_sample` reads back into an equal sample
+        (image paths relative to ``root`` where they lie under it)."""
+        images = []
+        for path in self.images:
+            try:
+                images.append(str(path.relative_to(self.root)) if self.root is not None else str(path))
+            except ValueError:  # not under root: keep it absolute
+                images.append(str(path))
+        row: dict[str, Any] = {"id": self.id, "question": self.question, "answer": self.answer}
+        if images:
+            row["images"] = images
+        row["category"] = self.category
+        row["source"] = self.source
+        if self.metadata:
+            row["metadata"] = self.metadata
+        return row
 
     def resolve(self, relative: str | Path) -> Path:
         """A path named in the sample (a mask, a reference page) resolved against ``root``."""
@@ -103,9 +139,12 @@ def parse_sample(row: Any, *, path: Path, line: int, check_images: bool = True) 
         if check_images and not img_path.is_file():
             raise DataError(f"{where}: field 'images': image not found: {img_path}")
         images.append(img_path)
-    category = row.get("category", "default")
+    category = row.get("category", DEFAULT_TAG)
     if not isinstance(category, str) or not category:
         raise DataError(f"{where}: field 'category' must be a non-empty string, got {category!r}")
+    source = row.get("source", DEFAULT_TAG)
+    if not isinstance(source, str) or not source:
+        raise DataError(f"{where}: field 'source' must be a non-empty string, got {source!r}")
     metadata = row.get("metadata", {})
     if metadata is None:
         metadata = {}
@@ -119,13 +158,14 @@ def parse_sample(row: Any, *, path: Path, line: int, check_images: bool = True) 
         category=category,
         metadata=metadata,
         root=path.parent,
+        source=source,
     )
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, decoded object) for each non-blank line; bad JSON raises naming the line."""
     if not path.is_file():
-        raise DataError(f"benchmark file not found: {path}")
+        raise DataError(f"sample file not found: {path}")
     with path.open(encoding="utf-8") as fh:
         for lineno, text in enumerate(fh, start=1):
             if not text.strip():
@@ -146,7 +186,7 @@ def load_samples(
     check_answer: Callable[[Sample], None] | None = None,
     check_images: bool = True,
 ) -> list[Sample]:
-    """Read a benchmark JSONL file; ids must be unique; ``check_answer`` validates each answer.
+    """Read a sample JSONL file; ids must be unique; ``check_answer`` validates each answer.
 
     ``check_answer`` raises ``ValueError`` for an answer its metrics cannot score; the message is
     re-raised as a :class:`DataError` naming the file, line and field ``answer``.
