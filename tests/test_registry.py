@@ -135,7 +135,7 @@ def test_builtins_are_found_by_walking_the_package() -> None:
     report = reg_mod.import_builtins()
     assert "glmkit.losses.distill" in report.loaded and "glmkit.cli" not in report.loaded
     assert not report.failed
-    assert {"encoders", "losses", "stages", "tools", "metrics"} <= set(reg_mod.all_registries())
+    assert {"encoders", "distill_losses", "stages", "tools", "metrics"} <= set(reg_mod.all_registries())
 
 
 def test_a_plugin_component_is_found_from_python_without_load_plugins(tmp_path, monkeypatch) -> None:
@@ -144,14 +144,14 @@ def test_a_plugin_component_is_found_from_python_without_load_plugins(tmp_path, 
         "lossplug",
         "lossplug_mod",
         """
-        from glmkit.losses import LOSSES
+        from glmkit.losses import DISTILL_LOSSES as LOSSES
         LOSSES.add("a_plugin_loss", type("APluginLoss", (LOSSES.base or object,), {}), override=True)
         """,
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(reg_mod.DISABLE_AUTOLOAD_ENV, raising=False)
     monkeypatch.setattr(reg_mod, "_PLUGIN_REPORT", None)  # as in a fresh process
-    from glmkit.losses import LOSSES
+    from glmkit.losses import DISTILL_LOSSES as LOSSES
 
     try:
         assert "a_plugin_loss" not in LOSSES

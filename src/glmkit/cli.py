@@ -25,7 +25,7 @@ from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
-from glmkit.config import ConfigError, prepare
+from glmkit.config import ConfigError, prepare_recipe
 from glmkit.registry import ImportReport, all_registries, import_all, load_plugins
 
 
@@ -94,7 +94,7 @@ def _prepared_recipe(value: str) -> str:
     if not isinstance(recipe, dict):
         return value
     try:
-        prepared = prepare(recipe)
+        prepared = prepare_recipe(recipe)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return yaml.safe_dump(prepared, sort_keys=False)

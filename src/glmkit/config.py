@@ -24,7 +24,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from glmkit.registry import Registry, all_registries, import_all
+from glmkit.registry import Registry, all_registries, import_all, registry
 
 #: Where each top-level section of a LightningCLI recipe points, by expected kind.
 TOP_LEVEL_KINDS: dict[str, tuple[str, ...]] = {"model": ("stages",), "data": ("datamodules",)}
@@ -34,8 +34,15 @@ class ConfigError(ValueError):
     """A recipe or spec names something that does not exist; the message says where and why."""
 
 
+#: Registered objects by the import path a spec was resolved to: a class defined where no import
+#: path reaches it (inside a function, in a plugin's exec'd module) is still built from its registry.
+_RESOLVED: dict[str, Any] = {}
+
+
 def import_object(path: str) -> Any:
     """The object at a dotted import path ``package.module.Name`` (attributes may nest)."""
+    if path in _RESOLVED:
+        return _RESOLVED[path]
     module_name, _, attr = path.rpartition(".")
     parts = [attr]
     while module_name:
@@ -106,8 +113,10 @@ def resolve_class_path(name: str, kinds: Sequence[str] | None = None, where: str
             problem = f"cannot import {name!r} ({type(exc).__name__}: {exc})"
     else:
         found = find_registered(name, kinds) or find_registered(name)
-        paths = sorted({_full_path(obj) for _, _, obj in found if hasattr(obj, "__qualname__")})
+        objects = {_full_path(obj): obj for _, _, obj in found if hasattr(obj, "__qualname__")}
+        paths = sorted(objects)
         if len(paths) == 1:
+            _RESOLVED[paths[0]] = objects[paths[0]]
             return paths[0]
         if len(paths) > 1:
             raise ConfigError(
@@ -194,8 +203,6 @@ def prepare(node: Any, where: str = "", kinds: Sequence[str] = (), owner: type |
     ``where`` is the dotted key of ``node`` (for messages); ``kinds`` are the registry kinds that
     a spec at this place is expected to be; ``owner`` is the class whose argument ``node`` is.
     """
-    if not all_registries() or owner is None and not where:
-        import_all()
     if _is_spec(node):
         class_path = node["class_path"]
         if not isinstance(class_path, str):
@@ -246,8 +253,19 @@ def instantiate(spec: Any, kind: str | Sequence[str] | None = None, where: str =
         raise ConfigError(
             f"{where}: expected a component spec {{class_path: ..., init_args: {{...}}}}, got {spec!r}"
         )
-    import_all()
+    if kinds:  # only that kind's built-ins and the plugins: `glmkit eval` stays Lightning-free
+        for name in kinds:
+            registry(name).discover()
+    else:
+        import_all()
     return _build(prepare(spec, where, kinds))
+
+
+def prepare_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole LightningCLI recipe with every name resolved and every preset expanded (the CLI's
+    pass before parsing); every glmkit module and plugin is imported first, so every name is known."""
+    import_all()
+    return prepare(recipe)
 
 
 def _build(node: Any) -> Any:

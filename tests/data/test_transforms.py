@@ -92,7 +92,9 @@ def test_image_transforms_rewrite_one_field_of_a_record(image):
 
 
 def test_a_record_without_the_field_names_what_it_has(image):
-    with pytest.raises(KeyError, match=r"TrainTransform: the record has no 'image' field; it has \['caption'\]"):
+    with pytest.raises(
+        KeyError, match=r"TrainTransform: the record has no 'image' field; it has \['caption'\]"
+    ):
         TrainTransform()({"caption": "x"}, 0)
     with pytest.raises(TypeError, match=r"call \.apply\(image, rng\)"):
         TrainTransform()(image, 0)

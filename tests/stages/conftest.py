@@ -38,7 +38,9 @@ def tiny_recipe(
     for teacher in cfg["model"]["init_args"]["teachers"].values():
         teacher["init_args"]["image_size"] = image_size
     data = cfg["data"]["init_args"]
-    data.update(image_size=image_size, batch_size=batch_size, samples_per_epoch=64, val_samples=0)
+    data.update(batch_size=batch_size, samples_per_epoch=64, val_samples=0)
+    data["transform"]["init_args"]["image_size"] = image_size
+    data["val_transform"]["init_args"]["image_size"] = image_size
     for source in data["sources"].values():
         source["init_args"]["image_size"] = image_size
     return cfg
@@ -60,3 +62,11 @@ def recipe_factory(tmp_path: Path):
         return write_recipe(tmp_path / f"{name}.yaml", tiny_recipe(run_dir, **kwargs)), run_dir
 
     return make
+
+
+def phis_norm(estimate_steps: int) -> dict[str, Any]:
+    """The recipe spec of PHI-S target normalisation with ``estimate_steps``."""
+    return {
+        "class_path": "glmkit.models.distill_targets.PHISNorm",
+        "init_args": {"estimate_steps": estimate_steps},
+    }

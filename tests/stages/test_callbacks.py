@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from lightning.pytorch.loggers import CSVLogger
 
-from glmkit.stages.callbacks import _csv_metrics_files, plot_metrics_csv, read_metrics_csv
+from glmkit.stages.plots import _csv_metrics_files, plot_metrics_csv, read_metrics_csv
 
 
 def _write(path: Path, steps: range, loss: float) -> Path:

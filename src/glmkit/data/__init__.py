@@ -1,83 +1,71 @@
 """Data: record sources, the weighted mixture, transforms, collates, masking, resumable loading.
 
-Everything here imports without Lightning (the tool chain and eval use the decoders, fonts and
-procedural scenes); the Lightning DataModules are imported on first access.
-
 Sources yield records (dicts), transforms map (record, rng) -> record, a collate batches them, and
 the weighted mixture with its resumable, rank-sharded loader serves any record.
+
+Every name here is imported on first access (PEP 562), so ``glmkit.data.decode`` and
+``glmkit.data.fonts`` serve the tool chain and eval without loading torch or Lightning, while
+``glmkit.data.MixtureDataModule`` (Lightning) and the torch-based pieces load when asked for.
 """
 
-from glmkit.data.collate import COLLATES, Collate, PackCollate, PadCollate, StackCollate
-from glmkit.data.decode import BadImageError, decode_image
-from glmkit.data.loader import ResumableDataLoader, ResumableSampler
-from glmkit.data.masking import MASKINGS, BlockMask, MaskGenerator, RandomMask
-from glmkit.data.mixture import Mixture, normalize_weights
-from glmkit.data.procedural import ProceduralImages
-from glmkit.data.shard_paths import expand_urls
-from glmkit.data.sources import (
-    DATASETS,
-    BadSampleError,
-    ImageFolder,
-    ImageSource,
-    JsonlManifest,
-    Source,
-    TarShards,
-)
-from glmkit.data.transforms import (
-    TRANSFORMS,
-    Compose,
-    EvalTransform,
-    ImageTransform,
-    ToTensor,
-    TrainTransform,
-    Transform,
-    to_tensor,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DATASETS",
-    "MASKINGS",
-    "BadImageError",
-    "BlockMask",
-    "EvalTransform",
-    "COLLATES",
-    "BadSampleError",
-    "Collate",
-    "Compose",
-    "ImageTransform",
-    "MixtureDataModule",
-    "PackCollate",
-    "PadCollate",
-    "Source",
-    "StackCollate",
-    "ToTensor",
-    "ImageFolder",
-    "Mixture",
-    "ImageSource",
-    "JsonlManifest",
-    "MaskGenerator",
-    "ProceduralImages",
-    "RandomMask",
-    "ResumableDataLoader",
-    "ResumableSampler",
-    "TarShards",
-    "TRANSFORMS",
-    "TrainTransform",
-    "Transform",
-    "decode_image",
-    "expand_urls",
-    "normalize_weights",
-    "to_tensor",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "COLLATES": "glmkit.data.collate",
+    "Collate": "glmkit.data.collate",
+    "PackCollate": "glmkit.data.collate",
+    "PadCollate": "glmkit.data.collate",
+    "StackCollate": "glmkit.data.collate",
+    "BadImageError": "glmkit.data.decode",
+    "decode_image": "glmkit.data.decode",
+    "ResumableDataLoader": "glmkit.data.loader",
+    "ResumableSampler": "glmkit.data.loader",
+    "MASKINGS": "glmkit.data.masking",
+    "BlockMask": "glmkit.data.masking",
+    "MaskGenerator": "glmkit.data.masking",
+    "RandomMask": "glmkit.data.masking",
+    "Mixture": "glmkit.data.mixture",
+    "normalize_weights": "glmkit.data.mixture",
+    "ProceduralImages": "glmkit.data.procedural",
+    "expand_urls": "glmkit.data.shard_paths",
+    "DATASETS": "glmkit.data.sources",
+    "BadSampleError": "glmkit.data.sources",
+    "ImageFolder": "glmkit.data.sources",
+    "ImageSource": "glmkit.data.sources",
+    "JsonlManifest": "glmkit.data.sources",
+    "Source": "glmkit.data.sources",
+    "TarShards": "glmkit.data.sources",
+    "TRANSFORMS": "glmkit.data.transforms",
+    "Compose": "glmkit.data.transforms",
+    "EvalTransform": "glmkit.data.transforms",
+    "ImageTransform": "glmkit.data.transforms",
+    "ToTensor": "glmkit.data.transforms",
+    "TrainTransform": "glmkit.data.transforms",
+    "Transform": "glmkit.data.transforms",
+    "to_tensor": "glmkit.data.transforms",
+    "DATAMODULES": "glmkit.data.datamodule",
+    "MixtureDataModule": "glmkit.data.datamodule",
+    "CostModel": "glmkit.data.packing",
+    "PackItem": "glmkit.data.packing",
+    "PackingPlan": "glmkit.data.packing",
+    "microbatch_balance": "glmkit.data.packing",
+    "plan_microbatches": "glmkit.data.packing",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-_LIGHTNING_EXPORTS = {"MixtureDataModule": "glmkit.data.datamodule", "DATAMODULES": "glmkit.data.datamodule"}
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'glmkit.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
-def __getattr__(name: str) -> object:
-    # PEP 562: the DataModules need Lightning, so they are imported only when asked for.
-    if name in _LIGHTNING_EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_LIGHTNING_EXPORTS[name]), name)
-    raise AttributeError(f"module 'glmkit.data' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -18,8 +18,6 @@ import torch
 
 from glmkit.registry import declare
 
-MASKINGS = declare("maskings", "token mask generators for masked image modelling")
-
 
 def _check_ratio(ratio: float) -> float:
     if not isinstance(ratio, numbers.Real) or isinstance(ratio, bool) or not 0 < ratio < 1:
@@ -61,6 +59,9 @@ class MaskGenerator(ABC):
         self, batch_size: int, grid_size: tuple[int, int], generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``BoolTensor [batch_size, h*w]``, True = masked."""
+
+
+MASKINGS = declare("maskings", "token mask generators for masked image modelling", base=MaskGenerator)
 
 
 @MASKINGS.register("random")

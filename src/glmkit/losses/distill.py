@@ -8,16 +8,11 @@ as in RADIO/AM-RADIO's feature matching.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glmkit.registry import declare
-
-LOSSES = declare("losses", "training losses")
 
 
 class DistillLoss(nn.Module):
@@ -36,7 +31,12 @@ class DistillLoss(nn.Module):
             )
 
 
-@LOSSES.register("cosine")
+DISTILL_LOSSES = declare(
+    "distill_losses", "feature-distillation losses: (pred [M, D], target [M, D]) -> scalar", base=DistillLoss
+)
+
+
+@DISTILL_LOSSES.register("cosine")
 class CosineDistillLoss(DistillLoss):
     """``1 - cos(pred, target)`` per token: matches direction, ignores scale."""
 
@@ -46,7 +46,7 @@ class CosineDistillLoss(DistillLoss):
         return (1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
 
 
-@LOSSES.register("smooth_l1")
+@DISTILL_LOSSES.register("smooth_l1")
 class SmoothL1DistillLoss(DistillLoss):
     """Smooth-L1 (Huber) per element, summed over channels' mean: robust to outlier channels."""
 
@@ -60,7 +60,7 @@ class SmoothL1DistillLoss(DistillLoss):
         return F.smooth_l1_loss(pred.float(), target.float(), beta=self.beta)
 
 
-@LOSSES.register("mse")
+@DISTILL_LOSSES.register("mse")
 class MSEDistillLoss(DistillLoss):
     """Mean squared error over tokens and channels."""
 
@@ -70,33 +70,44 @@ class MSEDistillLoss(DistillLoss):
         return F.mse_loss(pred.float(), target.float())
 
 
-@LOSSES.register("combined")
+@DISTILL_LOSSES.register("combined")
 class CombinedDistillLoss(DistillLoss):
-    """A weighted sum of distillation losses, e.g. ``{"cosine": 1.0, "smooth_l1": 1.0}``.
+    """A weighted sum of distillation losses, e.g. cosine + smooth-L1 as in RADIO's feature matching.
+
+    In a recipe each term is a component with its own arguments::
+
+        loss:
+          class_path: glmkit.losses.CombinedDistillLoss
+          init_args:
+            terms:
+              cosine: {class_path: glmkit.losses.CosineDistillLoss}
+              smooth_l1: {class_path: glmkit.losses.SmoothL1DistillLoss, init_args: {beta: 0.5}}
+            weights: {cosine: 1.0, smooth_l1: 1.0}
 
     Args:
-        terms: registered loss names mapped to their weight, or to a mapping with ``weight`` and the
-            term's own arguments: ``{"cosine": 1.0, "smooth_l1": {"weight": 1.0, "beta": 0.5}}``.
+        terms: the losses by name (the names key ``weights``).
+        weights: weight per term name (default 1.0 each).
     """
 
-    def __init__(self, terms: dict[str, float | dict[str, Any]]) -> None:
+    def __init__(self, terms: dict[str, DistillLoss], weights: dict[str, float] | None = None) -> None:
         super().__init__()
         if not terms:
-            raise ValueError("CombinedDistillLoss needs at least one term, e.g. {'cosine': 1.0}")
-        self.weights: dict[str, float] = {}
-        built = {}
-        for name, spec in terms.items():
-            kwargs = dict(spec) if isinstance(spec, Mapping) else {"weight": spec}
-            if "weight" not in kwargs:
-                raise ValueError(
-                    f"CombinedDistillLoss term {name!r} needs a 'weight' next to its arguments, got {spec!r}"
+            raise ValueError(
+                "CombinedDistillLoss needs at least one term, e.g. {'cosine': CosineDistillLoss()}"
+            )
+        weights = dict(weights or {})
+        unknown = sorted(set(weights) - set(terms))
+        if unknown:
+            raise KeyError(
+                f"CombinedDistillLoss weights name unknown terms {unknown}; terms are {sorted(terms)}"
+            )
+        for name, term in terms.items():
+            if not isinstance(term, DistillLoss):
+                raise TypeError(
+                    f"CombinedDistillLoss term {name!r} must be a DistillLoss, got {type(term).__name__}"
                 )
-            self.weights[name] = float(kwargs.pop("weight"))
-            try:
-                built[name] = LOSSES.build(name, **kwargs)
-            except TypeError as exc:
-                raise TypeError(f"CombinedDistillLoss term {name!r}: {exc}") from None
-        self.terms = nn.ModuleDict(built)
+        self.terms = nn.ModuleDict(terms)
+        self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """Weighted sum of the terms."""

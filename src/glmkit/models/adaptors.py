@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from glmkit.registry import declare
 
-ADAPTORS = declare("adaptors", "student-to-teacher adaptor heads")
+ADAPTORS = declare("adaptors", "student-to-teacher adaptor heads", base=nn.Module)
 
 
 @ADAPTORS.register("mlp")

@@ -20,8 +20,6 @@ from torch import Tensor, nn
 from glmkit.nn.fixed_precision import target_device
 from glmkit.registry import declare
 
-TARGET_NORMS = declare("target_norms", "per-teacher normalisation of distillation targets")
-
 
 def resample_to_grid(features: Tensor, grid: tuple[int, int], target_grid: tuple[int, int]) -> Tensor:
     """Bilinearly resample ``[B, h*w, D]`` token features on ``grid`` to ``target_grid``."""
@@ -38,11 +36,19 @@ def resample_to_grid(features: Tensor, grid: tuple[int, int], target_grid: tuple
 
 
 class TargetNorm(nn.Module):
-    """Base class: ``forward(features [B, N, D]) -> normalised features``; may update statistics."""
+    """Base class: ``forward(features [B, N, D]) -> normalised features``; may update statistics.
+
+    A stage builds one per teacher with that teacher's width as the first argument, so a recipe
+    names the class and its other arguments (``{class_path: PHISNorm, init_args: {estimate_steps:
+    100}}``) and the stage supplies ``dim``.
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
+
+
+TARGET_NORMS = declare("target_norms", "per-teacher normalisation of distillation targets", base=TargetNorm)
 
 
 @TARGET_NORMS.register("none")

@@ -17,8 +17,6 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from glmkit.registry import declare
 
-SCHEDULES = declare("schedules", "learning-rate schedules")
-
 
 class Schedule:
     """Base class: a multiplier of the base learning rate as a function of the step."""
@@ -30,6 +28,9 @@ class Schedule:
     def build(self, optimizer: Optimizer, total_steps: int) -> LambdaLR:
         """A ``LambdaLR`` stepping this schedule on every group of ``optimizer``."""
         return build_scheduler(optimizer, total_steps, self)
+
+
+SCHEDULES = declare("schedules", "learning-rate schedules", base=Schedule)
 
 
 @SCHEDULES.register("warmup_cosine")

@@ -1,6 +1,19 @@
-"""Training stages: one LightningModule per stage of the GLM-5V-Turbo recipe."""
+"""Training stages: one LightningModule per stage of the GLM-5V-Turbo recipe, and the kit they share."""
 
-from glmkit.stages.callbacks import ExportEncoder, PlotMetrics
-from glmkit.stages.mim_distill import STAGES, MIMDistill
+from glmkit.stages.base import STAGES, Stage, seed_for
+from glmkit.stages.export import ExportEncoder
+from glmkit.stages.mim_distill import MIMDistill
+from glmkit.stages.plots import PlotMetrics
+from glmkit.stages.seeding import Reseed
+from glmkit.stages.skips import SkippedSamples
 
-__all__ = ["STAGES", "ExportEncoder", "MIMDistill", "PlotMetrics"]
+__all__ = [
+    "STAGES",
+    "ExportEncoder",
+    "MIMDistill",
+    "PlotMetrics",
+    "Reseed",
+    "SkippedSamples",
+    "Stage",
+    "seed_for",
+]

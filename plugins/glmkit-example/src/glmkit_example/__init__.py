@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from glmkit.losses import LOSSES, DistillLoss
+from glmkit.losses import DISTILL_LOSSES, DistillLoss
 from glmkit.models.encoders import ENCODERS, EncoderOutput
 
 __all__ = ["CharbonnierDistillLoss", "ConvPatchEncoder"]
@@ -50,7 +50,7 @@ class ConvPatchEncoder(nn.Module):
         return EncoderOutput(patch_tokens=tokens, prefix_tokens=tokens[:, :0], grid_size=(h, w), valid=None)
 
 
-@LOSSES.register("charbonnier")
+@DISTILL_LOSSES.register("charbonnier")
 class CharbonnierDistillLoss(DistillLoss):
     """Charbonnier loss ``sqrt((pred - target)^2 + eps^2) - eps``, averaged over tokens and channels."""
 

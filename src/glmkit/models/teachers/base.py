@@ -31,8 +31,6 @@ from torch import Tensor, nn
 from glmkit.nn.fixed_precision import target_device
 from glmkit.registry import declare
 
-TEACHERS = declare("teachers", "frozen teacher models for distillation")
-
 DType = Literal["float32", "bfloat16", "float16"]
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -222,6 +220,9 @@ class Teacher(nn.Module):
             f"embed_dim={self.embed_dim}, patch_size={self.patch_size}, image_size={self.image_size}, "
             f"layer={self.layer}, final_norm={self.final_norm}, dtype={self.dtype_name}, persistent={self.persistent}"
         )
+
+
+TEACHERS = declare("teachers", "frozen teacher models for distillation", base=Teacher)
 
 
 def _drop_teacher_keys(module: Teacher, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
