@@ -151,20 +151,16 @@ def expected_kinds(owner: type | None, key: str) -> tuple[str, ...]:
     except Exception:  # unresolvable forward references: no hint, all kinds are searched
         return ()
     classes = [c for c in _annotation_classes(hints.get(key)) if c not in (str, int, float, bool, type(None))]
+    bases = {kind: reg.base for kind, reg in all_registries().items() if reg.base is not None}
+    exact = tuple(kind for kind, base in bases.items() if base in classes)
+    if exact:  # the annotation names a kind's base (``VisionEncoder | nn.Module``): that kind alone
+        return exact
     kinds = []
-    for kind, reg in all_registries().items():
-        base = reg.base
-        if base is None:
-            continue
-        for cls in classes:
-            try:
-                if issubclass(base, cls) or issubclass(cls, base):
-                    kinds.append(kind)
-                    break
-            except TypeError:
-                if base is cls:
-                    kinds.append(kind)
-                    break
+    for kind, base in bases.items():
+        if getattr(base, "_is_protocol", False):
+            continue  # a protocol matches by structure, which says nothing about the kind expected
+        if any(isinstance(cls, type) and issubclass(base, cls) for cls in classes):
+            kinds.append(kind)
     return tuple(kinds)
 
 

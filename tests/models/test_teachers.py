@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glmkit.models.frozen import FrozenModels
 from glmkit.models.teachers import (
     TEACHERS,
     DINOv3Teacher,
@@ -300,7 +301,7 @@ def test_dinov3_stays_in_eval_mode_so_rope_is_not_jittered():
 
 @pytest.mark.parametrize("preset_cls", [SigLIP2Teacher, DINOv3Teacher, TimmTeacher])
 def test_frozen_no_grad_and_targets_usable_in_a_loss(preset_cls):
-    teacher = preset_cls(preset="tiny")
+    teacher = preset_cls.preset("tiny")
     assert all(not p.requires_grad for p in teacher.parameters())
     images = _images(size=64).requires_grad_(True)
     out = teacher(images)
@@ -314,28 +315,28 @@ def test_frozen_no_grad_and_targets_usable_in_a_loss(preset_cls):
 
 @pytest.mark.parametrize("preset_cls", [SigLIP2Teacher, DINOv3Teacher, TimmTeacher])
 def test_bfloat16_runs_and_returns_float32(preset_cls):
-    fp32 = preset_cls(preset="tiny")
-    bf16 = preset_cls(preset="tiny", dtype="bfloat16")
+    fp32 = preset_cls.preset("tiny")
+    bf16 = preset_cls.preset("tiny", dtype="bfloat16")
     assert all(p.dtype == torch.bfloat16 for p in bf16.parameters())
     images = _images(size=224)
     a, b = fp32(images).features, bf16(images).features
     assert b.dtype == torch.float32 and b.shape == a.shape
     assert F.cosine_similarity(a, b, dim=-1).mean() > 0.98
     with pytest.raises(ValueError, match=r"unknown teacher dtype 'bf16'; valid: float32, bfloat16, float16"):
-        preset_cls(preset="tiny", dtype="bf16")
+        preset_cls.preset("tiny", dtype="bf16")
 
 
 def test_preprocessing_statistics_and_resize():
     grey = torch.full((1, 3, 32, 32), 0.5)
-    sig = SigLIP2Teacher(preset="tiny", image_size=64)
+    sig = SigLIP2Teacher.preset("tiny", image_size=64)
     torch.testing.assert_close(sig.preprocess(grey), torch.zeros(1, 3, 64, 64))
-    dino = DINOv3Teacher(preset="tiny", image_size=64)
+    dino = DINOv3Teacher.preset("tiny", image_size=64)
     torch.testing.assert_close(
         dino.preprocess(grey), ((0.5 - IMAGENET_MEAN) / IMAGENET_STD).expand(1, 3, 64, 64)
     )
-    tim = TimmTeacher(preset="tiny")  # vit_tiny's pretrained config: 0.5 / 0.5
+    tim = TimmTeacher.preset("tiny")  # vit_tiny's pretrained config: 0.5 / 0.5
     torch.testing.assert_close(tim.mean.flatten(), torch.tensor([0.5] * 3))
-    custom = DINOv3Teacher(preset="tiny", mean=(0.0, 0.0, 0.0), std=(2.0, 2.0, 2.0))
+    custom = DINOv3Teacher.preset("tiny", mean=(0.0, 0.0, 0.0), std=(2.0, 2.0, 2.0))
     torch.testing.assert_close(custom.preprocess(grey)[0, :, 0, 0], torch.full((3,), 0.25))
     # an image already at the teacher's size is not resampled
     x = torch.rand(1, 3, 64, 64)
@@ -352,7 +353,7 @@ def test_preprocessing_statistics_and_resize():
     [(SigLIP2Teacher, None, 14), (SigLIP2Teacher, 256, 16), (DINOv3Teacher, 96, 6), (TimmTeacher, 128, 8)],
 )
 def test_grid_sizes(cls, image_size, grid):
-    teacher = cls(preset="tiny", image_size=image_size)
+    teacher = cls.preset("tiny", image_size=image_size)
     out = teacher(torch.rand(1, 3, 100, 100))
     assert out.grid_size == teacher.grid_size == (grid, grid)
     assert out.features.shape == (1, grid * grid, teacher.embed_dim)
@@ -360,9 +361,9 @@ def test_grid_sizes(cls, image_size, grid):
 
 def test_random_teachers_are_seeded_and_leave_global_rng_alone():
     state = torch.get_rng_state()
-    a, b = DINOv3Teacher(preset="tiny"), DINOv3Teacher(preset="tiny")
+    a, b = DINOv3Teacher.preset("tiny"), DINOv3Teacher.preset("tiny")
     assert torch.equal(torch.get_rng_state(), state)
-    c = DINOv3Teacher(preset="tiny", seed=1)
+    c = DINOv3Teacher.preset("tiny", seed=1)
     wa, wb, wc = (t.model.embeddings.patch_embeddings.weight for t in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 
@@ -380,14 +381,14 @@ def test_errors_name_the_problem(ckpts, tmp_path):
         TimmTeacher("local-dir:" + missing)
     with pytest.raises(FileNotFoundError, match=r"nope\.pth"):
         TimmTeacher("vit_tiny_patch16_224", checkpoint=str(tmp_path / "nope.pth"))
-    with pytest.raises(ValueError, match="exactly one of model=.*got model and config"):
+    with pytest.raises(ValueError, match="exactly one of model=.*got both"):
         DINOv3Teacher(ckpts["dinov3"], config=DINOV3_CFG)
-    with pytest.raises(ValueError, match="exactly one of model=.*got none"):
+    with pytest.raises(ValueError, match="exactly one of model=.*got neither"):
         SigLIP2Teacher()
-    with pytest.raises(ValueError, match="exactly one of model_name= or preset="):
-        TimmTeacher()
-    with pytest.raises(ValueError, match="unknown preset 'tiyn'. Did you mean 'tiny'"):
-        DINOv3Teacher(preset="tiyn")
+    with pytest.raises(TypeError, match="model_name"):
+        TimmTeacher()  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="unknown DINOv3Teacher preset 'tiyn'. Did you mean 'tiny'"):
+        DINOv3Teacher.preset("tiyn")
     with pytest.raises(ValueError, match="'hiden_size' \\(did you mean 'hidden_size'\\?\\)"):
         DINOv3Teacher(config={"hiden_size": 32})
     with pytest.raises(ValueError, match="model_type 'siglip2_vision_model'; valid: dinov3_vit"):
@@ -401,10 +402,10 @@ def test_errors_name_the_problem(ckpts, tmp_path):
     with pytest.raises(ValueError, match="timm has no model 'vit_tiny_patch16_2244'. Did you mean"):
         TimmTeacher("vit_tiny_patch16_2244")
     with pytest.raises(ValueError, match="image_size=256 disagrees with model_kwargs img_size=224"):
-        TimmTeacher(preset="tiny", image_size=256, model_kwargs={"img_size": 224})
+        TimmTeacher.preset("tiny", image_size=256, model_kwargs={"img_size": 224})
     with pytest.raises(ValueError, match="image_size=100 must be a positive multiple of the patch size 16"):
-        DINOv3Teacher(preset="tiny", image_size=100)
-    teacher = DINOv3Teacher(preset="tiny")
+        DINOv3Teacher.preset("tiny", image_size=100)
+    teacher = DINOv3Teacher.preset("tiny")
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\], got \(3, 64, 64\)"):
         teacher(torch.rand(3, 64, 64))
     with pytest.raises(TypeError, match="divide uint8 images by 255"):
@@ -429,56 +430,25 @@ def test_checkpoint_missing_used_weights_is_an_error(ckpts, tmp_path):
 
 
 class _Stage(nn.Module):
-    def __init__(self, persistent: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.student = nn.Linear(4, 4)
-        self.teachers = nn.ModuleDict(
-            {
-                "siglip2": SigLIP2Teacher(preset="tiny", persistent=persistent),
-                "dinov3": DINOv3Teacher(preset="tiny", persistent=persistent),
-            }
+        self.teachers = FrozenModels(
+            {"siglip2": SigLIP2Teacher.preset("tiny"), "dinov3": DINOv3Teacher.preset("tiny")}
         )
 
 
-def test_state_dict_leaves_teachers_out_and_strict_load_accepts_it():
+def test_teachers_held_outside_the_module_tree_stay_out_of_state_dict_and_training():
     stage = _Stage()
     state = stage.state_dict()
     assert sorted(state) == ["student.bias", "student.weight"]
-    assert stage.teachers["dinov3"].state_dict() == {}
     trainable = [n for n, p in stage.named_parameters() if p.requires_grad]
     assert trainable == ["student.weight", "student.bias"]
-
     fresh = _Stage()
     torch.nn.init.zeros_(fresh.student.weight)
     result = fresh.load_state_dict(state, strict=True)
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert torch.equal(fresh.student.weight, stage.student.weight)
-
-    # other modules' keys are still checked
-    with pytest.raises(RuntimeError, match="Missing key.*student.bias"):
-        fresh.load_state_dict({"student.weight": state["student.weight"]}, strict=True)
-    with pytest.raises(RuntimeError, match="Unexpected key.*bogus"):
-        fresh.load_state_dict({**state, "bogus": torch.zeros(1)}, strict=True)
-
-
-def test_persistent_teacher_weights_round_trip():
-    stage = _Stage(persistent=True)
-    state = stage.state_dict()
-    keys = [k for k in state if k.startswith("teachers.dinov3.model.")]
-    assert keys
-    other = _Stage(persistent=True)
-    with torch.no_grad():
-        other.teachers["dinov3"].model.norm.weight.fill_(3.0)
-    other.load_state_dict(state, strict=True)
-    assert torch.equal(other.teachers["dinov3"].model.norm.weight, stage.teachers["dinov3"].model.norm.weight)
-    with pytest.raises(RuntimeError, match="Missing key.*teachers.dinov3.model"):
-        other.load_state_dict({k: v for k, v in state.items() if not k.startswith("teachers.dinov3")})
-    # a non-persistent stage still loads teacher tensors a checkpoint happens to carry
-    plain = _Stage()
-    with torch.no_grad():
-        plain.teachers["dinov3"].model.norm.weight.fill_(3.0)
-    plain.load_state_dict(state, strict=True)
-    assert torch.equal(plain.teachers["dinov3"].model.norm.weight, stage.teachers["dinov3"].model.norm.weight)
 
 
 def test_module_with_teacher_survives_copy_and_pickle():
@@ -521,11 +491,13 @@ def test_lightning_checkpoint_without_teacher_weights_resumes_strictly(tmp_path)
         def __init__(self) -> None:
             super().__init__()
             self.student = nn.Linear(64, 64)
-            self.teacher = DINOv3Teacher(preset="tiny", image_size=64)
+            self.teachers = FrozenModels({"dinov3": DINOv3Teacher.preset("tiny", image_size=64)})
 
         def training_step(self, batch, batch_idx):
-            assert self.student.training and not self.teacher.training  # after Lightning's model.train()
-            target = self.teacher(batch[0]).features
+            teacher = self.teachers["dinov3"]
+            assert self.student.training and not teacher.training  # after Lightning's model.train()
+            with self.teachers.on(batch[0].device):
+                target = teacher(batch[0]).features
             return F.mse_loss(self.student(target), target)
 
         def configure_optimizers(self):
@@ -552,8 +524,8 @@ def test_lightning_checkpoint_without_teacher_weights_resumes_strictly(tmp_path)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_teacher_moves_to_cuda_and_runs_bfloat16():
     images = _images(size=224)
-    expected = DINOv3Teacher(preset="tiny")(images).features
-    teacher = DINOv3Teacher(preset="tiny", dtype="bfloat16").cuda()
+    expected = DINOv3Teacher.preset("tiny")(images).features
+    teacher = DINOv3Teacher.preset("tiny", dtype="bfloat16").cuda()
     out = teacher(images.cuda())
     assert out.features.device.type == "cuda" and out.features.dtype == torch.float32
     assert F.cosine_similarity(out.features.cpu(), expected, dim=-1).mean() > 0.98

@@ -28,8 +28,8 @@ def _stage(**kwargs) -> MIMDistill:
     return MIMDistill(
         encoder=CogViT.preset("tiny"),
         teachers={
-            "siglip2": SigLIP2Teacher(preset="tiny", image_size=64),
-            "dinov3": DINOv3Teacher(preset="tiny", image_size=64),
+            "siglip2": SigLIP2Teacher.preset("tiny", image_size=64),
+            "dinov3": DINOv3Teacher.preset("tiny", image_size=64),
         },
         masking=RandomMask(0.35),
         **kwargs,
@@ -342,7 +342,7 @@ def _fsdp_bf16_mixed_steps(rank: int, world: int) -> dict:
     torch.manual_seed(0)
     stage = MIMDistill(
         encoder=CogViT.preset("tiny"),
-        teachers={"dinov3": DINOv3Teacher(preset="tiny", image_size=64, dtype="bfloat16")},
+        teachers={"dinov3": DINOv3Teacher.preset("tiny", image_size=64, dtype="bfloat16")},
         target_norm=functools.partial(PHISNorm, estimate_steps=2),
     )
     # what Lightning's FSDP strategy passes under precision="bf16-mixed": buffers cast to bf16 too
@@ -394,7 +394,7 @@ def _fsdp_stage() -> MIMDistill:
     torch.manual_seed(0)
     return MIMDistill(
         encoder=CogViT.preset("tiny"),
-        teachers={"dinov3": DINOv3Teacher(preset="tiny", image_size=64)},
+        teachers={"dinov3": DINOv3Teacher.preset("tiny", image_size=64)},
         masking=RandomMask(0.35),
     )
 

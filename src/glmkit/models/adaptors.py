@@ -12,11 +12,16 @@ from torch import Tensor, nn
 
 from glmkit.registry import declare
 
-ADAPTORS = declare("adaptors", "student-to-teacher adaptor heads", base=nn.Module)
+
+class Adaptor(nn.Module):
+    """Base class: ``forward(tokens [M, D_student]) -> [M, D_teacher]``; the last layer is ``out``."""
+
+
+ADAPTORS = declare("adaptors", "student-to-teacher adaptor heads", base=Adaptor)
 
 
 @ADAPTORS.register("mlp")
-class MLPAdaptor(nn.Module):
+class MLPAdaptor(Adaptor):
     """``LayerNorm -> (Linear -> GELU) x (num_layers - 1) -> Linear(out)``.
 
     Args:

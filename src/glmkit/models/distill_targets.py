@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from glmkit.nn.fixed_precision import target_device
+from glmkit.nn.fixed_precision import FixedPrecisionModule
 from glmkit.registry import declare
 
 
@@ -70,7 +70,7 @@ class LayerNormTarget(TargetNorm):
 
 
 @TARGET_NORMS.register("phis")
-class PHISNorm(TargetNorm):
+class PHISNorm(FixedPrecisionModule, TargetNorm):
     """PHI-S isotropic standardisation: ``y = H U^T (x - mu) / alpha``.
 
     ``mu`` and ``Sigma = U diag(lambda) U^T`` are the teacher's feature mean and covariance,
@@ -147,8 +147,7 @@ class PHISNorm(TargetNorm):
         Until the transform is frozen the output is not yet normalised: the stage gives such a
         teacher loss weight 0 (see ``ready``).
         """
-        if self.mean.device != features.device:  # FSDP moves parameters and buffers, not these
-            self._move_statistics(features.device)
+        self.follow(features.device)  # FSDP moves parameters and buffers, not these
         if self.training and not self.ready:
             self.update(features)
         return (features.float() - self.mean) @ self.transform
@@ -171,17 +170,17 @@ class PHISNorm(TargetNorm):
                 )
             setattr(self, name, value.to(device=current.device, dtype=current.dtype).clone())
 
-    def _move_statistics(self, device: torch.device) -> None:
+    def fixed_device(self) -> torch.device:
+        """Where the float64 statistics are."""
+        return self.mean.device
+
+    def place_fixed(self, device: torch.device) -> None:
+        """Move the statistics to ``device`` (reset them if they were built on the meta device)."""
         if self.mean.is_meta:  # built on the meta device: nothing to keep
             self._reset_statistics(device)
         else:
             for name in self._STATISTICS:
                 setattr(self, name, getattr(self, name).to(device))
-
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
-        super()._apply(fn, recurse)
-        self._move_statistics(target_device(fn, self.mean))
-        return self
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # Checkpoints written before the statistics became extra state hold them as six buffers.

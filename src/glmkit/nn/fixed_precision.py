@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def target_device(fn: Callable[[Tensor], Tensor], like: Tensor) -> torch.device:
@@ -25,3 +25,32 @@ def target_device(fn: Callable[[Tensor], Tensor], like: Tensor) -> torch.device:
     """
     probe = torch.empty(0, device="cpu" if like.is_meta else like.device)
     return fn(probe).device
+
+
+class FixedPrecisionModule(nn.Module):
+    """Base of modules that keep never-cast tensors as plain attributes (see this module's doc).
+
+    The one place that overrides ``nn.Module._apply`` for them: after parameters and buffers move or
+    cast, :meth:`place_fixed` puts the plain tensors on the new device, in their own dtype.
+    :meth:`follow` does the same for a device met at run time (FSDP moves modules without
+    ``_apply``). Subclasses implement :meth:`place_fixed` and :meth:`fixed_device`.
+    """
+
+    def place_fixed(self, device: torch.device) -> None:
+        """Put the never-cast tensors on ``device`` (moved, or recomputed), keeping their dtype."""
+        raise NotImplementedError
+
+    def fixed_device(self) -> torch.device:
+        """Where the never-cast tensors are now."""
+        raise NotImplementedError
+
+    def follow(self, device: torch.device | str) -> None:
+        """Move the never-cast tensors to ``device`` if they are elsewhere."""
+        device = torch.device(device)
+        if self.fixed_device() != device:
+            self.place_fixed(device)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> FixedPrecisionModule:
+        super()._apply(fn, recurse)
+        self.place_fixed(target_device(fn, torch.empty(0, device=self.fixed_device())))
+        return self

@@ -18,15 +18,13 @@ patches only coordinate differences matter.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from glmkit.nn.fixed_precision import target_device
+from glmkit.nn.fixed_precision import FixedPrecisionModule
 
 
-class RotaryEmbedding2D(nn.Module):
+class RotaryEmbedding2D(FixedPrecisionModule):
     """Cos/sin tables for axial 2D RoPE from integer (y, x) patch coordinates.
 
     Args:
@@ -70,7 +68,7 @@ class RotaryEmbedding2D(nn.Module):
             raise ValueError(f"coords must be [B, N, 2] or [N, 2] (y, x), got shape {list(coords.shape)}")
         if coords.ndim == 2:
             coords = coords[None]
-        self._follow(coords.device)
+        self.follow(coords.device)
         pos = coords.to(dtype=torch.float32)
         # [B, N, 2, 1] * [quarter] -> [B, N, 2, quarter] -> [B, N, head_dim/2] as (y freqs, x freqs)
         angles = (pos[..., None] * self.inv_freq).flatten(-2)
@@ -92,7 +90,7 @@ class RotaryEmbedding2D(nn.Module):
         reused every step. ``device``: where the tables are needed (default: where the module is).
         """
         if device is not None:
-            self._follow(device)
+            self.follow(device)
         key = (height, width, num_prefix_tokens, self.inv_freq.device)
         cached = self._grid_cache.get(key)
         if cached is None:
@@ -104,18 +102,15 @@ class RotaryEmbedding2D(nn.Module):
             self._grid_cache[key] = cached
         return cached
 
-    def _follow(self, device: torch.device) -> None:
-        # FSDP moves a module's parameters and buffers to the GPU without calling _apply, so the
-        # frequencies also follow the inputs they meet.
-        if self.inv_freq.device != torch.device(device):
-            self.inv_freq = self._frequencies(device)
+    def fixed_device(self) -> torch.device:
+        """Where the frequencies are (they follow the module's device, never its dtype)."""
+        return self.inv_freq.device
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> RotaryEmbedding2D:
-        self._grid_cache.clear()  # device moves invalidate cached tables
-        super()._apply(fn, recurse)
-        # Follow the module's device, never its dtype; recomputed, so to_empty() loses nothing either.
-        self.inv_freq = self._frequencies(target_device(fn, self.inv_freq))
-        return self
+    def place_fixed(self, device: torch.device) -> None:
+        """Recompute the float32 frequencies on ``device`` (so ``to_empty()`` loses nothing either);
+        cached tables of another device are dropped."""
+        self._grid_cache.clear()
+        self.inv_freq = self._frequencies(device)
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, theta={self.theta:g}"

@@ -24,6 +24,7 @@ from glmkit.data.masking import MaskGenerator, RandomMask
 from glmkit.losses import CosineDistillLoss, DistillLoss
 from glmkit.models.adaptors import MLPAdaptor
 from glmkit.models.distill_targets import LayerNormTarget, TargetNorm, resample_to_grid
+from glmkit.models.encoders.base import VisionEncoder
 from glmkit.models.frozen import FrozenModels
 from glmkit.models.teachers import Teacher
 from glmkit.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
@@ -67,7 +68,7 @@ class MIMDistill(Stage):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: VisionEncoder | nn.Module,
         teachers: dict[str, Teacher],
         teacher_weights: dict[str, float] | None = None,
         masking: MaskGenerator = lazy_instance(RandomMask, ratio=0.35),

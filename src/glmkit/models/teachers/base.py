@@ -13,22 +13,24 @@ A teacher is frozen for good:
   ``inference_mode``: inference tensors cannot be saved for the student loss's backward);
 - it stays in eval mode whatever ``train()`` says, because Lightning calls ``model.train()`` on the
   whole stage and HF DINOv3 jitters its RoPE coordinates in train mode;
-- with ``persistent=False`` (the default) its weights are left out of ``state_dict()`` and their
-  absence is accepted by ``load_state_dict(strict=True)``, so a stage-1 checkpoint holds only what
-  trains; the teacher is rebuilt from its hub id, directory or seeded config when the stage is built.
+- a stage holds its teachers in a :class:`~glmkit.models.frozen.FrozenModels`, outside its module
+  tree, so a stage-1 checkpoint holds only what trains; the teacher is rebuilt from its hub id,
+  directory or seeded config when the stage is built.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import difflib
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from glmkit.nn.fixed_precision import target_device
+from glmkit.nn.fixed_precision import FixedPrecisionModule
 from glmkit.registry import declare
 
 DType = Literal["float32", "bfloat16", "float16"]
@@ -81,7 +83,7 @@ def check_layer(layer: int, depth: int, name: str) -> None:
         )
 
 
-class Teacher(nn.Module):
+class Teacher(FixedPrecisionModule):
     """A frozen feature extractor: ``forward(images in [0, 1]) -> TeacherOutput``.
 
     Subclasses build the backbone and implement :meth:`encode` (normalised pixels at
@@ -98,8 +100,6 @@ class Teacher(nn.Module):
             model's ``last_hidden_state``).
         dtype: dtype of the weights and of the forward pass; features are always returned float32.
             An enclosing autocast (e.g. Lightning ``bf16-mixed``) still applies.
-        persistent: keep the teacher's weights in ``state_dict()`` (default ``False``: leave them
-            out, and let a strict load accept their absence).
     """
 
     embed_dim: int
@@ -118,7 +118,6 @@ class Teacher(nn.Module):
         layer: int = -1,
         final_norm: bool = True,
         dtype: DType = "float32",
-        persistent: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -136,19 +135,28 @@ class Teacher(nn.Module):
         self.image_size = int(image_size)
         self.layer = layer
         self.final_norm = final_norm
-        self.persistent = persistent
         self.dtype_name = dtype
         # [1, C, 1, 1], float32 whatever the teacher's dtype: plain attributes, not buffers, so that
         # casting the teacher never rounds them (see nn/fixed_precision.py); they follow its device.
         self._stats = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
-        self._place_stats(None)
+        self.place_fixed(None)
         self.model = model.to(torch_dtype(dtype))
         self.model.requires_grad_(False)
         self.train(False)
-        self._load_prefix: str | None = None
-        self.register_state_dict_post_hook(_drop_teacher_keys)
-        self.register_load_state_dict_pre_hook(_remember_load_prefix)
-        self.register_load_state_dict_post_hook(_accept_missing_teacher_keys)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Teacher:
+        """The teacher built from ``PRESETS[name]`` (its init arguments) with ``overrides`` on top,
+        e.g. ``SigLIP2Teacher.preset("tiny", image_size=64)``; a recipe writes ``preset: tiny``."""
+        if name not in cls.PRESETS:
+            close = difflib.get_close_matches(name, list(cls.PRESETS), n=2)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"unknown {cls.__name__} preset {name!r}.{hint} Presets: {', '.join(cls.PRESETS) or '(none)'}"
+            )
+        return cls(**{**copy.deepcopy(cls.PRESETS[name]), **overrides})
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -161,15 +169,15 @@ class Teacher(nn.Module):
         randomise its RoPE coordinates (which it does in train mode)."""
         return super().train(False)
 
-    def _place_stats(self, device: torch.device | None) -> None:
+    def fixed_device(self) -> torch.device:
+        """Where the float32 normalisation statistics are."""
+        return self.mean.device
+
+    def place_fixed(self, device: torch.device | None) -> None:
+        """Put the normalisation statistics on ``device`` in float32."""
         mean, std = self._stats
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
-        super()._apply(fn, recurse)
-        self._place_stats(target_device(fn, self.mean))
-        return self
 
     def preprocess(self, images: Tensor) -> Tensor:
         """Float images ``[B, 3, H, W]`` in [0, 1] -> normalised pixels at ``image_size`` (float32).
@@ -186,8 +194,7 @@ class Teacher(nn.Module):
                 "divide uint8 images by 255 first"
             )
         x = images.float()
-        if self.mean.device != x.device:  # moved by something other than _apply (e.g. FSDP)
-            self._place_stats(x.device)
+        self.follow(x.device)  # moved by something other than _apply (e.g. FSDP)
         size = (self.image_size, self.image_size)
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -218,34 +225,8 @@ class Teacher(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"embed_dim={self.embed_dim}, patch_size={self.patch_size}, image_size={self.image_size}, "
-            f"layer={self.layer}, final_norm={self.final_norm}, dtype={self.dtype_name}, persistent={self.persistent}"
+            f"layer={self.layer}, final_norm={self.final_norm}, dtype={self.dtype_name}"
         )
 
 
 TEACHERS = declare("teachers", "frozen teacher models for distillation", base=Teacher)
-
-
-def _drop_teacher_keys(module: Teacher, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
-    """State-dict post-hook: remove the teacher's tensors unless it is persistent."""
-    if module.persistent:
-        return
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        del state_dict[key]
-
-
-def _remember_load_prefix(module: Teacher, state_dict: Any, prefix: str, *args: Any) -> None:
-    """Load pre-hook: note where this teacher sits in the state dict being loaded."""
-    module._load_prefix = prefix
-
-
-def _accept_missing_teacher_keys(module: Teacher, incompatible_keys: Any) -> None:
-    """Load post-hook: a non-persistent teacher's absent weights are not 'missing'.
-
-    Teacher tensors that *are* present (a checkpoint saved with ``persistent=True``) still load.
-    """
-    prefix = module._load_prefix
-    module._load_prefix = None
-    if module.persistent or prefix is None:
-        return
-    missing = incompatible_keys.missing_keys
-    missing[:] = [k for k in missing if not k.startswith(prefix)]

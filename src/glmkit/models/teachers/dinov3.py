@@ -43,23 +43,24 @@ class DINOv3Teacher(Teacher):
         model: hub id (e.g. ``facebook/dinov3-vitl16-pretrain-lvd1689m``) or local directory written
             by ``save_pretrained``.
         config: a ``DINOv3ViTConfig`` dict for a randomly initialised teacher.
-        preset: a named config from :attr:`PRESETS` (random weights).
         image_size: square resolution to run at (default ``config.image_size``, 224 for the hub models).
-        layer, final_norm, dtype, persistent: see :class:`Teacher`.
+        layer, final_norm, dtype: see :class:`Teacher`.
         mean, std: override the normalisation statistics (default ImageNet).
-        seed: seed of the random initialisation when built from ``config``/``preset``.
+        seed: seed of the random initialisation when built from ``config`` (or a preset).
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # quickstart / tests: 14x14 patches at 224 px, four registers like the real models
         "tiny": {
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "patch_size": 16,
-            "image_size": 224,
-            "num_register_tokens": 4,
+            "config": {
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "patch_size": 16,
+                "image_size": 224,
+                "num_register_tokens": 4,
+            }
         },
     }
 
@@ -68,7 +69,6 @@ class DINOv3Teacher(Teacher):
         model: str | None = None,
         *,
         config: dict[str, Any] | None = None,
-        preset: str | None = None,
         image_size: int | None = None,
         layer: int = -1,
         final_norm: bool = True,
@@ -76,12 +76,11 @@ class DINOv3Teacher(Teacher):
         std: tuple[float, float, float] | None = None,
         dtype: DType = "float32",
         seed: int = 0,
-        persistent: bool = False,
     ) -> None:
         from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
         name = type(self).__name__
-        source, cfg = pick_source(name, model, config, preset, self.PRESETS)
+        source, cfg = pick_source(name, model, config)
         if source is not None:
             source = resolve_source(name, source)
             model_type = load_config(name, source).model_type
@@ -110,7 +109,6 @@ class DINOv3Teacher(Teacher):
             layer=layer,
             final_norm=final_norm,
             dtype=dtype,
-            persistent=persistent,
         )
         self.num_prefix_tokens = 1 + c.num_register_tokens  # CLS, then the registers
 

@@ -23,30 +23,15 @@ _UNUSED_WEIGHTS = ("head.", "mask_token")
 
 
 def pick_source(
-    teacher: str,
-    model: str | None,
-    config: Mapping[str, Any] | None,
-    preset: str | None,
-    presets: Mapping[str, Mapping[str, Any]],
+    teacher: str, model: str | None, config: Mapping[str, Any] | None
 ) -> tuple[str | None, dict[str, Any] | None]:
-    """Check that exactly one of ``model``, ``config``, ``preset`` is given; return (model, config)."""
-    given = [
-        name
-        for name, value in (("model", model), ("config", config), ("preset", preset))
-        if value is not None
-    ]
-    if len(given) != 1:
-        what = "none" if not given else " and ".join(given)
+    """Check that exactly one of ``model`` and ``config`` is given; return (model, config)."""
+    if (model is None) == (config is None):
+        what = "both" if model is not None else "neither"
         raise ValueError(
-            f"{teacher}: give exactly one of model= (hub id or local directory), config= (a config "
-            f"dict for a randomly initialised teacher) or preset= (one of {', '.join(presets)}); got {what}"
+            f"{teacher}: give exactly one of model= (hub id or local directory) or config= (a config dict "
+            f"for a randomly initialised teacher; {teacher}.preset(name) gives a named one); got {what}"
         )
-    if preset is not None:
-        if preset not in presets:
-            close = difflib.get_close_matches(preset, list(presets), n=2)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"{teacher}: unknown preset {preset!r}.{hint} Valid: {', '.join(presets)}")
-        return None, dict(presets[preset])
     return model, dict(config) if config is not None else None
 
 

@@ -59,24 +59,25 @@ class SigLIP2Teacher(Teacher):
             ``save_pretrained``; a full SigLIP2 image-text checkpoint works, its vision tower is used.
         config: a ``Siglip2VisionConfig`` dict for a randomly initialised teacher (add
             ``model_type: siglip_vision_model`` for a SigLIP v1 tower).
-        preset: a named config from :attr:`PRESETS` (random weights).
         image_size: square resolution to run at; default the checkpoint's native one
             (sqrt(num_patches) * patch for NaFlex models, ``config.image_size`` for SigLIP).
-        layer, final_norm, dtype, persistent: see :class:`Teacher`.
+        layer, final_norm, dtype: see :class:`Teacher`.
         mean, std: override the normalisation statistics (default 0.5 / 0.5).
-        seed: seed of the random initialisation when built from ``config``/``preset``.
+        seed: seed of the random initialisation when built from ``config`` (or a preset).
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # quickstart / tests: 14x14 patches at 224 px, a few hundred thousand weights
         "tiny": {
-            "hidden_size": 96,
-            "intermediate_size": 192,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "patch_size": 16,
-            "num_patches": 196,
-            "vision_use_head": False,
+            "config": {
+                "hidden_size": 96,
+                "intermediate_size": 192,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "patch_size": 16,
+                "num_patches": 196,
+                "vision_use_head": False,
+            }
         },
     }
 
@@ -85,7 +86,6 @@ class SigLIP2Teacher(Teacher):
         model: str | None = None,
         *,
         config: dict[str, Any] | None = None,
-        preset: str | None = None,
         image_size: int | None = None,
         layer: int = -1,
         final_norm: bool = True,
@@ -93,10 +93,9 @@ class SigLIP2Teacher(Teacher):
         std: tuple[float, float, float] | None = None,
         dtype: DType = "float32",
         seed: int = 0,
-        persistent: bool = False,
     ) -> None:
         name = type(self).__name__
-        source, cfg = pick_source(name, model, config, preset, self.PRESETS)
+        source, cfg = pick_source(name, model, config)
         if source is not None:
             source = resolve_source(name, source)
             model_type = load_config(name, source).model_type
@@ -120,7 +119,6 @@ class SigLIP2Teacher(Teacher):
             layer=layer,
             final_norm=final_norm,
             dtype=dtype,
-            persistent=persistent,
         )
         self.naflex = naflex
         # SigLIP v1 has a fixed position table; other sizes need its interpolation

@@ -56,10 +56,9 @@ class TimmTeacher(Teacher):
         pretrained: load pretrained weights (a random teacher is only good for tests).
         checkpoint: a local checkpoint file loaded through timm's pretrained path and filter.
         model_kwargs: extra ``create_model`` arguments (``depth``, ``reg_tokens``, ``dynamic_img_size``...).
-        preset: a named entry of :attr:`PRESETS` instead of ``model_name``/``model_kwargs``.
         image_size: square resolution to run at; passed to ``create_model`` as ``img_size`` (timm
             resamples a learned position table when loading). Default: the model's own size.
-        layer, final_norm, dtype, persistent: see :class:`Teacher` (``layer``/``final_norm`` other
+        layer, final_norm, dtype: see :class:`Teacher` (``layer``/``final_norm`` other
             than the defaults use ``forward_intermediates``).
         mean, std: override the model's pretrained-config statistics.
         seed: seed of the random initialisation (weights not covered by the checkpoint).
@@ -76,12 +75,11 @@ class TimmTeacher(Teacher):
 
     def __init__(
         self,
-        model_name: str | None = None,
+        model_name: str,
         *,
         pretrained: bool = True,
         checkpoint: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
-        preset: str | None = None,
         image_size: int | None = None,
         layer: int = -1,
         final_norm: bool = True,
@@ -89,21 +87,10 @@ class TimmTeacher(Teacher):
         std: tuple[float, float, float] | None = None,
         dtype: DType = "float32",
         seed: int = 0,
-        persistent: bool = False,
     ) -> None:
         import timm
 
         name = type(self).__name__
-        if (model_name is None) == (preset is None):
-            raise ValueError(
-                f"{name}: give exactly one of model_name= or preset= (one of {', '.join(self.PRESETS)})"
-            )
-        if preset is not None:
-            if preset not in self.PRESETS:
-                raise ValueError(f"{name}: unknown preset {preset!r}; valid: {', '.join(self.PRESETS)}")
-            entry = self.PRESETS[preset]
-            model_name, pretrained = entry["model_name"], entry["pretrained"]
-            model_kwargs = {**entry["model_kwargs"], **(model_kwargs or {})}
         kwargs: dict[str, Any] = {"num_classes": 0, **(model_kwargs or {})}  # no classifier head
         if image_size is not None:
             given = kwargs.setdefault("img_size", image_size)
@@ -145,7 +132,6 @@ class TimmTeacher(Teacher):
             layer=layer,
             final_norm=final_norm,
             dtype=dtype,
-            persistent=persistent,
         )
         self.num_prefix_tokens = int(getattr(net, "num_prefix_tokens", 0))
 
