@@ -229,6 +229,10 @@ def test_jsonl_trajectory_records_every_event_without_pixels(tmp_path):
     stop = events[-1]
     assert stop["reason"] == "answer" and stop["final_answer"] == "fine"
     assert stop["tool_calls"] == {"make_image": 1} and stop["usage"]["total_tokens"] == 30
+    # The stop event records exactly the outcome the result holds.
+    recorded = ("turns", "final_answer", "tool_calls", "usage", "parse_errors", "tool_errors", "error")
+    assert {k: stop[k] for k in recorded} == {k: getattr(result, k) for k in recorded}
+    assert stop["reason"] == result.stop_reason and result.parse_errors == 1
     for line in text.splitlines():
         json.loads(line)
 

@@ -49,6 +49,20 @@ def test_generation_is_deterministic_and_valid(tmp_path: Path) -> None:
         make_demo("demo-nope", tmp_path)
 
 
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_every_demo_writes_its_images_and_rows_alike(tmp_path: Path, name: str) -> None:
+    data = make_demo(name, tmp_path, n=4)
+    assert data == tmp_path / f"{name}.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    assert len(rows) == 4 and len({r["id"] for r in rows}) == 4
+    for row in rows:
+        assert set(row) == {"id", "question", "images", "answer", "category", "metadata"}
+        (image,) = row["images"]
+        assert image == f"images/{row['id'].replace('-', '_')}.png"
+        with Image.open(tmp_path / image) as img:
+            assert list(img.size) == row["metadata"]["image_size"]
+
+
 def test_serial_codes_have_no_vowels_and_are_deterministic(tmp_path: Path) -> None:
     codes = [serial_code(np.random.default_rng(seed)) for seed in range(2000)]
     assert codes == [serial_code(np.random.default_rng(seed)) for seed in range(2000)]

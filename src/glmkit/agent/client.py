@@ -1,17 +1,20 @@
 """A small client for OpenAI-compatible chat-completion endpoints (vLLM, SGLang, OpenAI, ...).
 
-It speaks ``POST {base_url}/chat/completions`` with httpx, retries transient failures (connection
-errors, 429 and 5xx) with exponential backoff, and turns PIL images into ``data:`` URLs so a
+It speaks ``POST {base_url}/chat/completions`` with httpx, synchronously or asynchronously,
+retries transient failures (connection errors, timeouts, 408/409/429 and 5xx) with exponential
+backoff under one policy for both, and turns PIL images into ``data:`` URLs so a
 multimodal message can be sent to any server that accepts OpenAI's ``image_url`` content parts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +66,7 @@ class ChatCompletion:
 
 
 class OpenAIChatClient:
-    """Synchronous client of one OpenAI-compatible endpoint.
+    """Client of one OpenAI-compatible endpoint: :meth:`chat` blocks, :meth:`achat` awaits.
 
     Args:
         base_url: e.g. ``http://localhost:8000/v1``.
@@ -92,11 +95,17 @@ class OpenAIChatClient:
         self.backoff = backoff
         self.default_params = dict(default_params or {})
 
-    def _headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers of a request (JSON, plus the bearer token when there is one)."""
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
+
+    @property
+    def url(self) -> str:
+        """The chat-completions URL requests are posted to."""
+        return f"{self.base_url}/chat/completions"
 
     def payload(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **params: Any
@@ -112,27 +121,106 @@ class OpenAIChatClient:
     ) -> ChatCompletion:
         """Send one chat-completion request and return the first choice."""
         body = self.payload(messages, tools, **params)
-        url = f"{self.base_url}/chat/completions"
+        retry = _RetryPolicy(self.url, self.max_retries, self.backoff)
+        for wait in retry.waits():
+            time.sleep(wait)
+            retry.record(self._post(body))
+        return retry.result()
+
+    async def achat(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        **params: Any,
+    ) -> ChatCompletion:
+        """:meth:`chat` without blocking: the same request, retries and backoff over ``httpx.AsyncClient``.
+
+        Args:
+            http: the client to send with (a caller with many requests in flight shares one, with
+                its own connection limits); by default one is opened for this call. Each request
+                keeps this client's ``timeout``.
+        """
+        if http is None:
+            async with httpx.AsyncClient(timeout=self.timeout) as own:
+                return await self.achat(messages, tools, http=own, **params)
+        body = self.payload(messages, tools, **params)
+        retry = _RetryPolicy(self.url, self.max_retries, self.backoff)
+        for wait in retry.waits():
+            await asyncio.sleep(wait)
+            retry.record(await self._apost(http, body))
+        return retry.result()
+
+    def _post(self, body: dict[str, Any]) -> httpx.Response | httpx.HTTPError:
+        try:
+            return httpx.post(self.url, json=body, headers=self.headers(), timeout=self.timeout)
+        except httpx.HTTPError as exc:  # a transient failure, for the retry policy to judge
+            return exc
+
+    async def _apost(self, http: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response | httpx.HTTPError:
+        try:
+            return await http.post(self.url, json=body, headers=self.headers(), timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            return exc
+
+
+class _RetryPolicy:
+    """The retry and backoff of one request, shared by :meth:`OpenAIChatClient.chat` and ``achat``.
+
+    Transient failures (``httpx`` errors, timeouts included, and :data:`RETRY_STATUS`) are retried
+    up to ``max_retries`` times, after ``backoff`` seconds doubled at each retry; any other status
+    ends the request. The caller only sends and sleeps: before each attempt it sleeps what
+    :meth:`waits` yields (0 before the first), hands the attempt's response or ``httpx`` error to
+    :meth:`record`, and finally takes :meth:`result`.
+    """
+
+    def __init__(self, url: str, max_retries: int, backoff: float) -> None:
+        self.url = url
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.attempts = 0
+        self.last_error = ""
+        self.completion: ChatCompletion | None = None
+        self._final = False  # a completion, or a status that retrying cannot change
+
+    def waits(self) -> Iterator[float]:
+        """Seconds to sleep before each attempt; ends after a success, a final error or the last retry."""
         delay = self.backoff
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = httpx.post(url, json=body, headers=self._headers(), timeout=self.timeout)
-            except httpx.HTTPError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    return _parse_completion(response, url)
-                last_error = f"HTTP {response.status_code}: {response.text[:500]}"
-                if response.status_code not in RETRY_STATUS:
-                    break
-            if attempt < self.max_retries:
-                time.sleep(delay)
-                delay *= 2
-        raise ChatClientError(f"chat completion at {url} failed after {attempt + 1} attempt(s): {last_error}")
+        yield 0.0
+        while not self._final and self.attempts <= self.max_retries:
+            yield delay
+            delay *= 2
+
+    def record(self, outcome: httpx.Response | httpx.HTTPError) -> None:
+        """Count one attempt: a 200 response is the completion; an ``httpx`` error (connection,
+        timeout, ...) or a status in :data:`RETRY_STATUS` is transient; any other status is final."""
+        self.attempts += 1
+        if isinstance(outcome, httpx.HTTPError):
+            self.last_error = f"{type(outcome).__name__}: {outcome}"
+        elif outcome.status_code == 200:
+            self.completion = parse_completion(outcome, self.url)
+            self._final = True
+        else:
+            self.last_error = f"HTTP {outcome.status_code}: {outcome.text[:500]}"
+            self._final = outcome.status_code not in RETRY_STATUS
+
+    def result(self) -> ChatCompletion:
+        """The completion, or :class:`ChatClientError` naming the attempts and the last error."""
+        if self.completion is None:
+            raise ChatClientError(
+                f"chat completion at {self.url} failed after {self.attempts} attempt(s): {self.last_error}"
+            )
+        return self.completion
 
 
-def _parse_completion(response: httpx.Response, url: str) -> ChatCompletion:
+def parse_completion(response: httpx.Response, url: str) -> ChatCompletion:
+    """The first choice of a 200 chat-completion ``response`` from ``url``.
+
+    Raises :class:`ChatClientError` naming what is malformed (no JSON, no ``choices[0].message``, a
+    message that is not an object) with the start of the body; a ``usage`` that is not an object
+    becomes ``{}``.
+    """
     try:
         data = response.json()
         choice = data["choices"][0]

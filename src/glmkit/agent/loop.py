@@ -192,31 +192,25 @@ class AgentLoop:
                 break
             messages.extend(step.observations)
 
+        # The stop event records the same outcome the result holds.
+        outcome: dict[str, Any] = {
+            "turns": turn,
+            "final_answer": final_answer,
+            "tool_calls": dict(stats.calls),
+            "usage": dict(usage),
+            "parse_errors": stats.parse_errors,
+            "tool_errors": stats.tool_errors,
+            "error": error,
+        }
         if logger:
-            logger.log(
-                "stop",
-                reason=stop,
-                turns=turn,
-                final_answer=final_answer,
-                tool_calls=dict(stats.calls),
-                usage=dict(usage),
-                parse_errors=stats.parse_errors,
-                tool_errors=stats.tool_errors,
-                error=error,
-            )
+            logger.log("stop", reason=stop, **outcome)
         return AgentResult(
-            final_answer=final_answer,
             stop_reason=stop,
             messages=messages,
-            turns=turn,
-            tool_calls=dict(stats.calls),
-            usage=dict(usage),
-            parse_errors=stats.parse_errors,
-            tool_errors=stats.tool_errors,
             images=dict(context.images),
-            error=error,
             trajectory_path=path,
             run_id=logger.run_id if logger else None,
+            **outcome,
         )
 
     def tool_parameter_schemas(self) -> dict[str, dict[str, Any]]:

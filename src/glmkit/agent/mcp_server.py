@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glmkit.cli_imports import add_import_option, import_modules
 from glmkit.tools.base import Tool, ToolContext, ToolError, ToolResult
 
 if TYPE_CHECKING:
@@ -260,14 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tools", default=None, help="comma-separated tool names (default: every registered tool)"
     )
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first (registers extra tools); repeatable",
-    )
+    add_import_option(parser, "tools")
     parser.add_argument("--name", default="glmkit-tools", help="server name reported to clients")
     parser.add_argument("--workdir", default=None, help="scratch directory for tools that write files")
     parser.add_argument(
@@ -285,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(name)s: %(message)s")
     try:
         _require_mcp()
-        for module in args.imports:
-            importlib.import_module(module)
+        error = import_modules(args.imports)
+        if error:
+            raise ImportError(error)
         names = [n.strip() for n in args.tools.split(",") if n.strip()] if args.tools else None
         context = ToolContext(
             workdir=Path(args.workdir) if args.workdir else None,

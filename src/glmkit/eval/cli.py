@@ -17,11 +17,11 @@ the run could not start or every sample failed, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
-import traceback
 from pathlib import Path
+
+from glmkit.cli_imports import add_import_option, import_modules
 
 DEFAULT_OUT = Path("eval_results")
 
@@ -64,15 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(<tool_call>{json}</tool_call> in the text), glm45 (GLM XML in the text) or another registered "
         "tool-call format (agent models)",
     )
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first, so the benchmarks, metrics and adapters it registers can be named "
-        "(repeatable; MODULE must be importable, e.g. its directory on PYTHONPATH)",
-    )
+    add_import_option(parser, "benchmarks, metrics and adapters")
     parser.add_argument("--list", action="store_true", help="list benchmarks and model adapters, then exit")
     parser.add_argument("--quiet", "-q", action="store_true", help="no per-sample progress lines")
     return parser
@@ -93,21 +85,6 @@ def list_text() -> str:
         lines.append(f"  {name:<{width}}  {get_benchmark(name).description}")
     lines.append("model adapters: " + ", ".join(MODEL_ADAPTERS.names()))
     return "\n".join(lines)
-
-
-def import_modules(modules: list[str]) -> str | None:
-    """Import each module in order (they register components); the first failure as a message, or None."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and (exc.name == module or module.startswith(exc.name + ".")):
-                return f"--import {module}: no module named {exc.name!r} (is its directory on PYTHONPATH?)"
-            return f"--import {module}: {type(exc).__name__}: {exc}"
-        except Exception as exc:
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            return f"--import {module}: importing it failed: {last}"
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,10 +121,18 @@ def parse_css_color(value: str) -> tuple[float, float, float]:
     return 0.0, 0.0, 0.0
 
 
+def chromium_paths(chromium: str | None = None, chromedriver: str | None = None) -> tuple[str, str]:
+    """The browser and driver binaries: the arguments, else ``$GLMKIT_CHROMIUM`` and
+    ``$GLMKIT_CHROMEDRIVER``, else ``/usr/bin/chromium`` and ``/usr/bin/chromedriver``."""
+    return (
+        chromium or os.environ.get("GLMKIT_CHROMIUM", DEFAULT_CHROMIUM),
+        chromedriver or os.environ.get("GLMKIT_CHROMEDRIVER", DEFAULT_CHROMEDRIVER),
+    )
+
+
 def chromium_unavailable_reason(chromium: str | None = None, chromedriver: str | None = None) -> str | None:
     """None when headless rendering can work, else why not (for skips and error messages)."""
-    chromium = chromium or os.environ.get("GLMKIT_CHROMIUM", DEFAULT_CHROMIUM)
-    chromedriver = chromedriver or os.environ.get("GLMKIT_CHROMEDRIVER", DEFAULT_CHROMEDRIVER)
+    chromium, chromedriver = chromium_paths(chromium, chromedriver)
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -160,8 +168,7 @@ class ChromiumRenderer:
         timeout: float = 30.0,
         block_network: bool = True,
     ) -> None:
-        self.chromium = chromium or os.environ.get("GLMKIT_CHROMIUM", DEFAULT_CHROMIUM)
-        self.chromedriver = chromedriver or os.environ.get("GLMKIT_CHROMEDRIVER", DEFAULT_CHROMEDRIVER)
+        self.chromium, self.chromedriver = chromium_paths(chromium, chromedriver)
         self.width, self.height, self.max_height = width, height, max_height
         self.timeout = timeout
         self.block_network = block_network

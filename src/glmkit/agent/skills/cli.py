@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from glmkit.agent.skills.export import export_skills
+from glmkit.cli_imports import add_import_option, import_modules
 from glmkit.tools.base import Tool
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=TOOL,TOOL",
         help="a skill and its tools; repeatable (default: one skill 'glmkit-tools' with every registered tool)",
     )
-    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    add_import_option(parser, "tools")
     parser.add_argument(
         "--no-run-examples",
         dest="run_examples",
@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        for module in args.imports:
-            importlib.import_module(module)
+        error = import_modules(args.imports)
+        if error:
+            raise ImportError(error)
         bundles: dict[str, list[Tool | str]] = {}
         for spec in args.bundle:
             name, sep, tools = spec.partition("=")

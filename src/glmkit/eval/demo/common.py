@@ -1,4 +1,4 @@
-"""What the demo generators share: seeded draws, the scene style, words, serial codes, JSONL writing.
+"""What the demo generators share: seeded draws, the scene style, words, serial codes, sample writing.
 
 Every generator draws from one ``numpy.random.Generator`` made by :func:`demo_rng` from the seed and
 the demo's own stream number, so two demos with the same seed do not repeat each other's draws.
@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from glmkit.data.procedural import NAMED_SHAPES, SHAPE_COLORS, ShapeScene, shape_scene
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 T = TypeVar("T")
 
@@ -122,3 +125,49 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+class DemoSamples:
+    """One demo's samples as they are made: each image saved under ``out_dir/images``, each row kept
+    for the benchmark JSONL that :meth:`write` writes.
+
+    Args:
+        out_dir: the demo's data folder; ``images`` and each of ``subdirs`` are created in it.
+        subdirs: further folders the demo writes (``"masks"``, ``"pages"``).
+    """
+
+    def __init__(self, out_dir: Path, *subdirs: str) -> None:
+        self.out_dir = Path(out_dir)
+        for sub in ("images", *subdirs):
+            (self.out_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        sample_id: str,
+        image: Image.Image,
+        question: str,
+        answer: Any,
+        category: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        image_stem: str | None = None,
+    ) -> None:
+        """Save ``image`` as ``images/<image_stem>.png`` (by default the id with ``_`` for ``-``) and
+        keep the sample's row; ``metadata.image_size`` is set to the saved image's (width, height)."""
+        name = f"images/{image_stem or sample_id.replace('-', '_')}.png"
+        image.save(self.out_dir / name)
+        self.rows.append(
+            {
+                "id": sample_id,
+                "question": question,
+                "images": [name],
+                "answer": answer,
+                "category": category,
+                "metadata": {**(metadata or {}), "image_size": list(image.size)},
+            }
+        )
+
+    def write(self, benchmark: str) -> Path:
+        """Write the rows to ``out_dir/<benchmark>.jsonl`` and return its path."""
+        return write_jsonl(self.out_dir / f"{benchmark}.jsonl", self.rows)

@@ -15,7 +15,7 @@ from PIL import ImageDraw
 
 from glmkit.data.fonts import load_font
 from glmkit.eval.definition import register_benchmark
-from glmkit.eval.demo.common import choice, demo_rng, demo_scene, randint, sample, serial_code, write_jsonl
+from glmkit.eval.demo.common import DemoSamples, choice, demo_rng, demo_scene, randint, sample, serial_code
 from glmkit.eval.imagemining import imagemining_benchmark
 
 SYLLABLES = ("vel", "mor", "ka", "stra", "lin", "dor", "bre", "tha", "nix", "quo", "ral", "zen", "pim", "sor")
@@ -42,9 +42,8 @@ def make_imagemining(out_dir: Path, n: int = 9, seed: int = 0) -> Path:
     from glmkit.tools.search import build_index
 
     rng = demo_rng(seed, 5)
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    documents, rows, used = [], [], set()
+    samples = DemoSamples(out_dir)
+    documents, used = [], set()
     tiny = load_font(9)
     for i in range(n):
         category = ("crop", "search", "crop+search")[i % 3]
@@ -91,18 +90,7 @@ def make_imagemining(out_dir: Path, n: int = 9, seed: int = 0) -> Path:
             left, top, right, bottom = draw.textbbox((0, 0), text, font=tiny)
             x, y = _corner_xy(corner, right - left, bottom - top)
             draw.text((x - left, y - top), text, font=tiny, fill=(60, 60, 60))
-        img_name = f"images/mine_{i:03d}.png"
-        image.save(out_dir / img_name)
-        rows.append(
-            {
-                "id": f"mine-{i:03d}",
-                "question": question,
-                "images": [img_name],
-                "answer": answer,
-                "category": category,
-                "metadata": {"image_size": list(CANVAS), "entity": name},
-            }
-        )
+        samples.add(f"mine-{i:03d}", image, question, answer, category, {"entity": name})
     for _ in range(n):  # distractor documents
         name = fictional_name(rng)
         if name not in used:
@@ -113,8 +101,8 @@ def make_imagemining(out_dir: Path, n: int = 9, seed: int = 0) -> Path:
                     "text": f"The {name} was planned in {randint(rng, 1800, 2000)} but never finished.",
                 }
             )
-    build_index(out_dir / "search_index", documents=documents)
-    return write_jsonl(out_dir / "demo-imagemining.jsonl", rows)
+    build_index(samples.out_dir / "search_index", documents=documents)
+    return samples.write("demo-imagemining")
 
 
 DEMO_IMAGEMINING = register_benchmark(

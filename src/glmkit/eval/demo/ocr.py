@@ -8,16 +8,14 @@ from PIL import Image, ImageDraw
 
 from glmkit.data.fonts import load_font
 from glmkit.eval.definition import Benchmark, register_benchmark
-from glmkit.eval.demo.common import WORDS, choice, demo_rng, randint, sample, serial_code, write_jsonl
+from glmkit.eval.demo.common import WORDS, DemoSamples, choice, demo_rng, randint, sample, serial_code
 
 
 def make_ocr(out_dir: Path, n: int = 12, seed: int = 0) -> Path:
     """Write ``n`` OCR samples under ``out_dir``: dark text on a light plain background, one of
     ``word``, ``code`` or ``sentence`` in turn; returns the JSONL path."""
     rng = demo_rng(seed, 2)
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
+    samples = DemoSamples(out_dir)
     kinds = ("word", "code", "sentence")
     for i in range(n):
         category = kinds[i % 3]
@@ -33,19 +31,10 @@ def make_ocr(out_dir: Path, n: int = 12, seed: int = 0) -> Path:
         left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
         image = Image.new("RGB", (right - left + 40, bottom - top + 30), bg)
         ImageDraw.Draw(image).text((20 - left, 15 - top), text, font=font, fill=fg)
-        name = f"images/ocr_{i:03d}.png"
-        image.save(out_dir / name)
-        rows.append(
-            {
-                "id": f"ocr-{i:03d}",
-                "question": "Read the text in the image. Answer with the text only.",
-                "images": [name],
-                "answer": text,
-                "category": category,
-                "metadata": {"image_size": list(image.size)},
-            }
+        samples.add(
+            f"ocr-{i:03d}", image, "Read the text in the image. Answer with the text only.", text, category
         )
-    return write_jsonl(out_dir / "demo-ocr.jsonl", rows)
+    return samples.write("demo-ocr")
 
 
 DEMO_OCR = register_benchmark(

@@ -7,41 +7,27 @@ from typing import Any
 
 from glmkit.eval.benchmarks import POINTING_PROMPT
 from glmkit.eval.definition import Benchmark, register_benchmark
-from glmkit.eval.demo.common import demo_rng, demo_scene, pixel_box, randint, write_jsonl
+from glmkit.eval.demo.common import DemoSamples, demo_rng, demo_scene, pixel_box, randint
 
 
 def make_pointing(out_dir: Path, n: int = 12, seed: int = 0) -> Path:
     """Write ``n`` pointing samples under ``out_dir`` (answers: the target's box, or its mask under
     ``masks/``); returns the JSONL path."""
     rng = demo_rng(seed, 1)
-    out_dir = Path(out_dir)
-    for sub in ("images", "masks"):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    rows = []
+    samples = DemoSamples(out_dir, "masks")
     for i in range(n):
         size = (randint(rng, 320, 480), randint(rng, 240, 360))
         scene = demo_scene(rng, size, 1 + randint(rng, 2, 6))
         target = scene.shapes[0]
-        name = f"images/point_{i:03d}.png"
-        scene.image.save(out_dir / name)
         if i % 2 == 0:
             answer: dict[str, Any] = {"box": pixel_box(target.box), "space": "pixels"}
             category = "box"
         else:
             mask_name = f"masks/point_{i:03d}.png"
-            scene.mask(0).save(out_dir / mask_name)
+            scene.mask(0).save(samples.out_dir / mask_name)
             answer, category = {"mask": mask_name}, "mask"
-        rows.append(
-            {
-                "id": f"point-{i:03d}",
-                "question": f"Point to the {target.label}.",
-                "images": [name],
-                "answer": answer,
-                "category": category,
-                "metadata": {"image_size": list(size)},
-            }
-        )
-    return write_jsonl(out_dir / "demo-pointing.jsonl", rows)
+        samples.add(f"point-{i:03d}", scene.image, f"Point to the {target.label}.", answer, category)
+    return samples.write("demo-pointing")
 
 
 DEMO_POINTING = register_benchmark(

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from glmkit.data.fonts import load_font
 from glmkit.eval.benchmarks import UI2CODE_PROMPT
 from glmkit.eval.definition import Benchmark, register_benchmark
-from glmkit.eval.demo.common import WORDS, demo_rng, randint, sample, write_jsonl
+from glmkit.eval.demo.common import WORDS, DemoSamples, demo_rng, randint, sample
 
 PALETTE = ("#1f3b73", "#8a1c1c", "#205e3b", "#5b2a86", "#a35200", "#2b2b2b", "#006d77")
 
@@ -82,19 +82,16 @@ def make_ui2code(out_dir: Path, n: int = 6, seed: int = 0) -> Path:
     from glmkit.eval.render import ChromiumRenderer, chromium_unavailable_reason
 
     rng = demo_rng(seed, 4)
-    out_dir = Path(out_dir)
-    for sub in ("images", "pages"):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    samples = DemoSamples(out_dir, "pages")
     pages = []
     for i in range(n):
         layout = ("landing", "article")[i % 2]
         html = page_html(rng, layout)
-        page = out_dir / "pages" / f"page_{i:03d}.html"
+        page = samples.out_dir / "pages" / f"page_{i:03d}.html"
         page.write_text(html, encoding="utf-8")
         pages.append((i, layout, page, html))
     reason = chromium_unavailable_reason()
     renderer = ChromiumRenderer() if reason is None else None
-    rows = []
     try:
         for i, layout, page, html in pages:
             if renderer is not None:
@@ -103,22 +100,19 @@ def make_ui2code(out_dir: Path, n: int = 6, seed: int = 0) -> Path:
                 source = "chromium"
             else:
                 shot, source = mock_screenshot(html), "mock"
-            name = f"images/page_{i:03d}.png"
-            shot.save(out_dir / name)
-            rows.append(
-                {
-                    "id": f"ui-{i:03d}",
-                    "question": "Here is a screenshot of a web page.",
-                    "images": [name],
-                    "answer": {"html": f"pages/page_{i:03d}.html"},
-                    "category": layout,
-                    "metadata": {"screenshot": source, "image_size": list(shot.size)},
-                }
+            samples.add(
+                f"ui-{i:03d}",
+                shot,
+                "Here is a screenshot of a web page.",
+                {"html": f"pages/page_{i:03d}.html"},
+                layout,
+                {"screenshot": source},
+                image_stem=f"page_{i:03d}",
             )
     finally:
         if renderer is not None:
             renderer.close()
-    return write_jsonl(out_dir / "demo-ui2code.jsonl", rows)
+    return samples.write("demo-ui2code")
 
 
 DEMO_UI2CODE = register_benchmark(

@@ -12,7 +12,7 @@ from glmkit.data.fonts import load_font
 from glmkit.data.procedural import SHAPE_COLORS
 from glmkit.eval.benchmarks import SHORT_PROMPT
 from glmkit.eval.definition import Benchmark, register_benchmark
-from glmkit.eval.demo.common import choice, demo_rng, demo_scene, randint, write_jsonl
+from glmkit.eval.demo.common import DemoSamples, choice, demo_rng, demo_scene, randint
 
 
 def bar_chart(rng: np.random.Generator) -> tuple[Image.Image, dict[str, int]]:
@@ -44,9 +44,7 @@ def make_vqa(out_dir: Path, n: int = 12, seed: int = 0) -> Path:
     """Write ``n`` VQA samples under ``out_dir``, one of ``count``, ``color`` or ``chart`` in turn;
     returns the JSONL path."""
     rng = demo_rng(seed, 3)
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
+    samples = DemoSamples(out_dir)
     for i in range(n):
         category = ("count", "color", "chart")[i % 3]
         metadata: dict[str, Any] = {}
@@ -68,20 +66,8 @@ def make_vqa(out_dir: Path, n: int = 12, seed: int = 0) -> Path:
             label = choice(rng, list(values))
             question, answer = f"What is the value of bar {label}?", values[label]
             metadata["rel_tol"] = 0.05
-        name = f"images/vqa_{i:03d}.png"
-        image.save(out_dir / name)
-        metadata["image_size"] = list(image.size)
-        rows.append(
-            {
-                "id": f"vqa-{i:03d}",
-                "question": question,
-                "images": [name],
-                "answer": answer,
-                "category": category,
-                "metadata": metadata,
-            }
-        )
-    return write_jsonl(out_dir / "demo-vqa.jsonl", rows)
+        samples.add(f"vqa-{i:03d}", image, question, answer, category, metadata)
+    return samples.write("demo-vqa")
 
 
 DEMO_VQA = register_benchmark(

@@ -5,8 +5,8 @@ question, the reference answer(s) and the candidate and returns a verdict. The j
 like any other, with three properties the harness relies on:
 
 * transient HTTP failures (429, 5xx, connection errors, timeouts) are retried with backoff by
-  :class:`~glmkit.agent.client.OpenAIChatClient` (or, asynchronously, by :meth:`LLMJudge.ajudge`
-  over ``httpx.AsyncClient`` with the same policy);
+  :class:`~glmkit.agent.client.OpenAIChatClient`, whose ``chat`` (:meth:`LLMJudge.judge`) and
+  ``achat`` (:meth:`LLMJudge.ajudge`) share one retry policy;
 * a reply that cannot be read as a verdict is asked again, up to ``max_attempts`` times;
 * when the judge still fails, the sample gets ``fallback_score`` and the reason (HTTP error,
   unparseable reply, score out of range) is recorded and counted in the run summary, so a flaky
@@ -18,7 +18,6 @@ The judge's model id (as the server reports it) is recorded with each verdict.
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import re
 import threading
@@ -267,7 +266,7 @@ class LLMJudge:
         for attempt in range(1, self.max_attempts + 1):
             verdict.attempts = attempt
             try:
-                completion = self.client.chat(messages, temperature=0.0, max_tokens=self.max_tokens)
+                completion = self.client.chat(messages, **self._request_params())
             except ChatClientError as exc:
                 verdict.errors.append(f"judge request failed: {exc}")
                 break  # the client already retried transient errors
@@ -278,8 +277,8 @@ class LLMJudge:
     async def ajudge(
         self, question: str, reference: str, prediction: str, *, http: httpx.AsyncClient | None = None
     ) -> JudgeVerdict:
-        """:meth:`judge` without blocking: the same requests, retries and verdict, sent with
-        ``httpx.AsyncClient`` under the client's per-request ``timeout``.
+        """:meth:`judge` without blocking: the same requests, retries and verdict, sent by
+        :meth:`~glmkit.agent.client.OpenAIChatClient.achat` under the client's per-request ``timeout``.
 
         Args:
             http: a client to send with (a caller scoring many samples shares one, with its own
@@ -295,7 +294,7 @@ class LLMJudge:
         for attempt in range(1, self.max_attempts + 1):
             verdict.attempts = attempt
             try:
-                completion = await self._achat(http, messages)
+                completion = await self.client.achat(messages, http=http, **self._request_params())
             except ChatClientError as exc:
                 verdict.errors.append(f"judge request failed: {exc}")
                 break  # transient errors were already retried
@@ -303,30 +302,9 @@ class LLMJudge:
                 return self._finish(verdict, ok=True)
         return self._finish(verdict, ok=False)
 
-    async def _achat(self, http: httpx.AsyncClient, messages: list[dict[str, Any]]) -> ChatCompletion:
-        """One chat completion over ``http`` with the retry policy of
-        :meth:`~glmkit.agent.client.OpenAIChatClient.chat` (transient errors, backoff doubling)."""
-        from glmkit.agent.client import RETRY_STATUS, ChatClientError, _parse_completion
-
-        client = self.client
-        body = client.payload(messages, temperature=0.0, max_tokens=self.max_tokens)
-        url = f"{client.base_url}/chat/completions"
-        delay, last_error, attempt = client.backoff, "", 0
-        for attempt in range(client.max_retries + 1):
-            try:
-                response = await http.post(url, json=body, headers=client._headers(), timeout=client.timeout)
-            except httpx.HTTPError as exc:  # timeouts included
-                last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    return _parse_completion(response, url)
-                last_error = f"HTTP {response.status_code}: {response.text[:500]}"
-                if response.status_code not in RETRY_STATUS:
-                    break
-            if attempt < client.max_retries:
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise ChatClientError(f"chat completion at {url} failed after {attempt + 1} attempt(s): {last_error}")
+    def _request_params(self) -> dict[str, Any]:
+        """The sampling parameters of every judge request (sync and async send the same body)."""
+        return {"temperature": 0.0, "max_tokens": self.max_tokens}
 
     def _read_reply(self, verdict: JudgeVerdict, completion: ChatCompletion) -> bool:
         """Record a reply in ``verdict``; True when it held a verdict."""
