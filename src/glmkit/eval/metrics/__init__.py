@@ -2,6 +2,7 @@
 a :class:`~glmkit.scoring.verifier.Verifier`) and torchmetrics ``Metric`` classes that aggregate
 across processes."""
 
+from glmkit.eval.metrics.answer_format import AnswerFormat
 from glmkit.eval.metrics.base import METRICS, reference_answers
 from glmkit.eval.metrics.design2code import Design2CodeScorer, design2code_scores
 from glmkit.eval.metrics.grounding import GroundingAccuracy, GroundingScorer, box_iou, parse_box, parse_boxes
@@ -28,6 +29,7 @@ from glmkit.eval.metrics.vqa import (
 )
 
 __all__ = [
+    "AnswerFormat",
     "METRICS",
     "ANLSScorer",
     "Design2CodeScorer",
