@@ -4,7 +4,12 @@
   pass@k, response length, aborts, deferrals, verifier failures) as one flat dict for
   ``LightningModule.log_dict``;
 - :mod:`~glmkit.rl.algorithms`: advantage estimators (registry ``rl_algorithms``: GRPO, RLOO),
-  dynamic sampling and the relative visual reward for UI-to-code.
+  dynamic sampling and the relative visual reward for UI-to-code;
+- :mod:`~glmkit.rl.rewards`: the reward system: eval's metrics as rule verifiers (inline or in
+  killable worker processes), model judges asynchronously under a concurrency limit, aggregation
+  strategies, and per-source failure policies;
+- :mod:`~glmkit.rl.rollout`: rollout engines, completion callbacks, early abort and the cache of
+  aborted prompts.
 
 The policy losses live in :mod:`glmkit.losses.policy` and the joint text/ViT micro-batch packing
 in :mod:`glmkit.data.packing`. Nothing here imports Lightning; this package imports no submodule,

@@ -1,0 +1,62 @@
+"""Rollout: engines, completion callbacks, early abort with a prompt cache, the asynchronous pipeline.
+
+GLM-5V-Turbo, section 2.4 ("infrastructure"): each finished request goes straight to the reward
+system; a step stops early once enough groups are complete, and the aborted prompts are cached
+and reused; batch construction overlaps with the next rollout. The pieces, one per module:
+
+- :mod:`~.engine`: :class:`RolloutEngine` (registry ``rollout_engines``) with
+  :class:`RolloutRequest`, :class:`SamplingParams` and :class:`Completion`: submit with a
+  completion callback, abort, weight versions;
+- :mod:`~.simulated`: :class:`SimulatedEngine`, seeded log-normal latencies, no model;
+- :mod:`~.reward`: :class:`CompletionReward`, the per-request reward protocol the reward system
+  satisfies, and :class:`RewardFunction` for a plain function;
+- :mod:`~.group`: :class:`ScoredSample` and :class:`RolloutGroup`, the records and their
+  checkpoint form; :mod:`~.batch`: :class:`RolloutBatch`, one step's result;
+- :mod:`~.abort`: :class:`EarlyAbort`, stop by completed-group count or time;
+- :mod:`~.cache`: :class:`PromptCache`, deferred groups, version-stamped, capped in age;
+- :mod:`~.scheduler`: :class:`RolloutScheduler`, one step: issue, score on completion, stop, cache;
+- :mod:`~.pipeline`: :class:`RolloutPipeline`, rollouts running ahead of training;
+- :mod:`~.virtual_time`: :func:`run_virtual`, an event loop on a virtual clock for exact tests.
+
+Nothing here imports Lightning or a model; the in-process (transformers) and OpenAI-server
+engines implement :class:`RolloutEngine` where the policy lives.
+"""
+
+from glmkit.rl.rollout.abort import EarlyAbort
+from glmkit.rl.rollout.batch import RolloutBatch
+from glmkit.rl.rollout.cache import PromptCache
+from glmkit.rl.rollout.engine import (
+    ROLLOUT_ENGINES,
+    Completion,
+    RolloutEngine,
+    RolloutRequest,
+    SamplingParams,
+)
+from glmkit.rl.rollout.group import RolloutGroup, ScoredSample
+from glmkit.rl.rollout.pipeline import RolloutPipeline
+from glmkit.rl.rollout.reward import CompletionReward, RewardFunction, reward_value, score_completion
+from glmkit.rl.rollout.scheduler import RolloutScheduler
+from glmkit.rl.rollout.simulated import SimulatedEngine
+from glmkit.rl.rollout.virtual_time import VirtualTimeLoop, run_virtual
+
+__all__ = [
+    "ROLLOUT_ENGINES",
+    "Completion",
+    "CompletionReward",
+    "EarlyAbort",
+    "PromptCache",
+    "RewardFunction",
+    "RolloutBatch",
+    "RolloutEngine",
+    "RolloutGroup",
+    "RolloutPipeline",
+    "RolloutRequest",
+    "RolloutScheduler",
+    "SamplingParams",
+    "ScoredSample",
+    "SimulatedEngine",
+    "VirtualTimeLoop",
+    "reward_value",
+    "run_virtual",
+    "score_completion",
+]
