@@ -38,7 +38,10 @@ def test_duplicate_name_raises_unless_override() -> None:
     reg: Registry = Registry("widgets")
     reg.add("a", int)
     reg.add("a", int)  # the same object again is harmless
-    with pytest.raises(RegistryError, match="already registered by builtins.int"):
+    # both owners are named: the newcomer and the one already there
+    with pytest.raises(
+        RegistryError, match=r"builtins.float cannot register the name 'a'.*registered by builtins.int"
+    ):
         reg.add("a", float)
     reg.add("a", float, override=True)
     assert reg.get("a") is float
@@ -160,3 +163,26 @@ def test_a_plugin_component_is_found_from_python_without_load_plugins(tmp_path, 
         LOSSES._entries.pop("a_plugin_loss", None)
         sys.modules.pop("lossplug_mod", None)
         load_plugins(force=True)
+
+
+def test_disabled_autoload_still_lists_installed_plugins(monkeypatch, capsys) -> None:
+    from glmkit.cli import main
+
+    monkeypatch.setattr(
+        reg_mod, "installed_plugins", lambda: ["example (glmkit-example 0.1.0): glmkit_example"]
+    )
+    import glmkit.cli as cli_mod
+
+    monkeypatch.setattr(cli_mod, "installed_plugins", reg_mod.installed_plugins)
+    monkeypatch.setenv(reg_mod.DISABLE_AUTOLOAD_ENV, "1")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "autoloading is disabled" in out and "example (glmkit-example 0.1.0)" in out
+    assert "no plugins installed" not in out
+
+
+def test_list_help_says_pattern_is_a_glob(capsys) -> None:
+    from glmkit.cli import main
+
+    assert main(["list", "--help"]) == 0
+    assert "shell-style glob" in capsys.readouterr().out

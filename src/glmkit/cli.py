@@ -26,7 +26,15 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 from glmkit.config import ConfigError, prepare_recipe
-from glmkit.registry import ImportReport, all_registries, import_all, load_plugins
+from glmkit.registry import (
+    DISABLE_AUTOLOAD_ENV,
+    ImportReport,
+    all_registries,
+    autoload_disabled,
+    import_all,
+    installed_plugins,
+    load_plugins,
+)
 
 
 class GlmkitCLI(LightningCLI):
@@ -132,7 +140,11 @@ def list_components(kind: str | None = None, pattern: str = "*") -> str:
 
 def _cmd_list(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: glmkit list [KIND] [PATTERN]\n\nList registered components, plugins included.")
+        print(
+            "usage: glmkit list [KIND] [PATTERN]\n\nList registered components, plugins included.\n\n"
+            "  KIND     a component kind (encoders, distill_losses, tools, metrics, ...); all kinds if omitted\n"
+            "  PATTERN  a shell-style glob over registered names, e.g. 'draw*' or '*_loss' (quote it)"
+        )
         return 0
     _print_report(import_all())
     kind = argv[0] if argv else None
@@ -142,6 +154,15 @@ def _cmd_list(argv: list[str]) -> int:
 
 
 def _cmd_plugins(argv: list[str]) -> int:
+    """Print each installed plugin and whether it loaded; exit 1 if any failed, else 0."""
+    if autoload_disabled():
+        installed = installed_plugins()
+        print(f"plugin autoloading is disabled ({DISABLE_AUTOLOAD_ENV} is set); not loaded:")
+        for name in installed:
+            print(f"  {name}")
+        if not installed:
+            print("  (no plugins installed: entry-point group 'glmkit.plugins')")
+        return 0
     report = load_plugins()
     for name in report.loaded:
         print(f"loaded  {name}")

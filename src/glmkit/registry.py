@@ -101,8 +101,9 @@ class Registry(Generic[T]):
             existing = self._entries.get(key)
             if existing is not None and existing is not obj and not override:
                 raise RegistryError(
-                    f"{self.kind}: the name {key!r} is already registered by "
-                    f"{_qualname(existing)}; pass override=True to replace it"
+                    f"{self.kind}: {_qualname(obj)} cannot register the name {key!r}: it is already "
+                    f"registered by {_qualname(existing)}; rename one of them, or pass override=True "
+                    "to replace it deliberately"
                 )
             self._entries[key] = obj
             return obj
@@ -287,6 +288,22 @@ def import_builtins(package: str = "glmkit") -> ImportReport:
 _PLUGIN_REPORT: ImportReport | None = None
 
 
+def autoload_disabled() -> bool:
+    """Whether ``GLMKIT_DISABLE_PLUGIN_AUTOLOAD`` is set (to anything but empty or ``0``)."""
+    return os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("", "0")
+
+
+def installed_plugins() -> list[str]:
+    """``"<entry name> (<distribution> <version>): <target>"`` of every installed plugin, without
+    importing any of them."""
+    seen: dict[tuple[str, str], str] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        dist = getattr(ep, "dist", None)
+        label = f"{ep.name} ({dist.name} {dist.version})" if dist is not None else ep.name
+        seen.setdefault((ep.name, ep.value), f"{label}: {ep.value}")
+    return list(seen.values())
+
+
 def load_plugins(*, force: bool = False) -> ImportReport:
     """Import every ``glmkit.plugins`` entry point once.
 
@@ -298,7 +315,7 @@ def load_plugins(*, force: bool = False) -> ImportReport:
     if _PLUGIN_REPORT is not None and not force:
         return _PLUGIN_REPORT
     report = ImportReport()
-    if os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("", "0"):
+    if autoload_disabled():
         _PLUGIN_REPORT = report
         return report
     seen: set[tuple[str, str]] = set()
