@@ -3,8 +3,9 @@
 - distillation (``losses/distill.py``, ``distill_losses``): ``(pred [M, D], target [M, D]) -> scalar``;
 - policy (``losses/policy.py``, ``policy_losses``): RL policy-gradient and distillation losses over
   token log-probabilities with a completion mask;
-- contrastive (stage 2's sigmoid loss) and token-level (MTP) losses join as ``losses/siglip.py``
-  and ``losses/mtp.py``, each with its own registry.
+- token-level (``losses/mtp.py``, ``token_losses``): next-token plus multi-token-prediction
+  cross-entropy over ``[B, T, V]`` logits with labels, image masks and packed-sequence ids;
+- contrastive (stage 2's sigmoid loss) joins as ``losses/siglip.py`` with its own registry.
 """
 
 from glmkit.losses.distill import (
@@ -14,6 +15,15 @@ from glmkit.losses.distill import (
     DistillLoss,
     MSEDistillLoss,
     SmoothL1DistillLoss,
+)
+from glmkit.losses.mtp import (
+    TOKEN_LOSSES,
+    MTPLoss,
+    TokenLoss,
+    TokenLossOutput,
+    sequence_ids,
+    shift_left,
+    shifted_targets,
 )
 from glmkit.losses.policy import (
     POLICY_LOSSES,
@@ -27,6 +37,13 @@ from glmkit.losses.policy import (
 )
 
 __all__ = [
+    "TOKEN_LOSSES",
+    "MTPLoss",
+    "TokenLoss",
+    "TokenLossOutput",
+    "sequence_ids",
+    "shift_left",
+    "shifted_targets",
     "POLICY_LOSSES",
     "ClippedPolicyLoss",
     "OnPolicyDistillationLoss",
