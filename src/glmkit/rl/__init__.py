@@ -9,7 +9,9 @@
   killable worker processes), model judges asynchronously under a concurrency limit, aggregation
   strategies, and per-source failure policies;
 - :mod:`~glmkit.rl.rollout`: rollout engines, completion callbacks, early abort and the cache of
-  aborted prompts.
+  aborted prompts;
+- :mod:`~glmkit.rl.gym`: the task categories (procedural, with exact verifiers), their weighted mix
+  and the single- and multi-step environment built on the agent's turn logic.
 
 The policy losses live in :mod:`glmkit.losses.policy` and the joint text/ViT micro-batch packing
 in :mod:`glmkit.data.packing`. Nothing here imports Lightning; this package imports no submodule,
