@@ -32,6 +32,7 @@ def test_every_default_is_printed_by_the_parser() -> None:
     )
     assert args.schedule.class_path == "glmkit.optim.WarmupCosine"
     assert args.schedule.init_args.warmup_steps == 0 and "*patch_embed.*" in args.fallback_patterns
+    assert args.qkv_split == "qkv" and args.qkv_patterns == ["*qkv.weight"]
 
 
 def test_the_optimizer_takes_the_builder_values() -> None:
@@ -71,3 +72,18 @@ def test_module_settings_need_named_modules_and_bad_values_are_refused() -> None
         MuonAdamW(modules={"vision": ModuleOptim(lr=1.0)}).build(nn.Linear(2, 2), 5)
     with pytest.raises(ValueError, match="need lr > 0"):
         MuonAdamW(lr=0.0)
+    with pytest.raises(ValueError, match=r"qkv_split must be one of \['none', 'qkv', 'heads'\], got 'head'"):
+        MuonAdamW(qkv_split="head")
+
+
+def test_the_builder_orthogonalises_fused_qkv_weights_as_configured() -> None:
+    from glmkit.nn.self_attention import SelfAttention
+
+    attention = SelfAttention(16, num_heads=2)
+    for split, blocks in (("none", 1), ("qkv", 3), ("heads", 6)):
+        optimizer = MuonAdamW(qkv_split=split).build(attention, 10)["optimizer"]
+        muon = next(g for g in optimizer.param_groups if g["name"] == "muon")
+        assert dict(zip(muon["param_names"], muon["muon_blocks"], strict=True)) == {
+            "qkv.weight": blocks,
+            "proj.weight": 1,
+        }

@@ -17,7 +17,14 @@ from jsonargparse import lazy_instance
 from torch import nn
 from torch.optim import Optimizer
 
-from glmkit.optim.param_groups import DEFAULT_FALLBACK_PATTERNS, DEFAULT_NO_DECAY_PATTERNS, muon_param_groups
+from glmkit.optim.muon import Muon
+from glmkit.optim.param_groups import (
+    DEFAULT_FALLBACK_PATTERNS,
+    DEFAULT_NO_DECAY_PATTERNS,
+    DEFAULT_QKV_PATTERNS,
+    QKV_SPLITS,
+    muon_param_groups,
+)
 from glmkit.optim.schedules import Schedule, WarmupCosine, build_scheduler
 from glmkit.registry import declare
 
@@ -49,13 +56,15 @@ OPTIMIZERS = declare("optimizers", "optimizer + schedule builders of the stages"
 
 @OPTIMIZERS.register("muon")
 class MuonAdamW(OptimizerBuilder):
-    """One ``timm.optim.Muon``: Muon on 2-D hidden weights, its AdamW fallback on everything else.
+    """One :class:`~glmkit.optim.Muon` (timm's): Muon on 2-D hidden weights, AdamW on everything else.
 
     Muon orthogonalises each hidden weight matrix's momentum update (Newton-Schulz, ``ns_steps``
     iterations); with ``adjust_lr_fn="match_rms_adamw"`` its step is scaled to AdamW's RMS
     (Moonlight, arXiv 2502.16982), so one ``lr`` serves both kinds of group. The fallback is AdamW
     with ``betas`` and ``eps``; with ``nesterov=True`` timm uses Nesterov momentum in Muon and
-    NAdamW in the fallback. Norms, biases and learned tokens never decay.
+    NAdamW in the fallback. Norms, biases and learned tokens never decay. Routing reads the
+    parameters' original shapes and names, and Muon orthogonalises whole matrices, under FSDP too;
+    fused qkv weights are orthogonalised as q, k and v (``qkv_split``).
 
     Args:
         lr: peak learning rate (before the schedule's multiplier).
@@ -69,6 +78,10 @@ class MuonAdamW(OptimizerBuilder):
         schedule: multiplier of ``lr`` over ``trainer.max_steps`` steps.
         fallback_patterns: names of 2-D weights that still go to AdamW (embeddings, heads).
         no_decay_patterns: names exempt from weight decay besides every 1-D parameter.
+        qkv_split: how Muon orthogonalises fused qkv weights: ``none`` (one ``[3D, D]`` matrix),
+            ``qkv`` (q, k and v separately, as nanochat and modded-nanogpt) or ``heads`` (each
+            head of q, k and v separately).
+        qkv_patterns: names of fused ``[3D, D]`` qkv weights.
         modules: per-module settings by the names the stage routes (e.g. ``vision``, ``text``,
             ``proj``); a module without an entry takes the values above.
     """
@@ -86,10 +99,14 @@ class MuonAdamW(OptimizerBuilder):
         schedule: Schedule = lazy_instance(WarmupCosine, warmup_steps=0, min_lr_ratio=0.0),
         fallback_patterns: Sequence[str] = DEFAULT_FALLBACK_PATTERNS,
         no_decay_patterns: Sequence[str] = DEFAULT_NO_DECAY_PATTERNS,
+        qkv_split: str = "qkv",
+        qkv_patterns: Sequence[str] = DEFAULT_QKV_PATTERNS,
         modules: dict[str, ModuleOptim] | None = None,
     ) -> None:
         if lr <= 0 or weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}")
+        if qkv_split not in QKV_SPLITS:
+            raise ValueError(f"qkv_split must be one of {list(QKV_SPLITS)}, got {qkv_split!r}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.momentum = momentum
@@ -101,6 +118,8 @@ class MuonAdamW(OptimizerBuilder):
         self.schedule = schedule
         self.fallback_patterns = tuple(fallback_patterns)
         self.no_decay_patterns = tuple(no_decay_patterns)
+        self.qkv_split = qkv_split
+        self.qkv_patterns = tuple(qkv_patterns)
         self.modules = dict(modules or {})
 
     def param_groups(
@@ -121,14 +140,14 @@ class MuonAdamW(OptimizerBuilder):
             named,
             fallback_patterns=self.fallback_patterns,
             no_decay_patterns=self.no_decay_patterns,
+            qkv_patterns=self.qkv_patterns,
+            qkv_split=self.qkv_split,
             settings=settings or None,
             root=module if modules is not None else None,
         )
 
     def optimizer(self, groups: list[dict[str, Any]]) -> Optimizer:
-        """The ``timm.optim.Muon`` over ``groups``."""
-        from timm.optim import Muon
-
+        """The :class:`~glmkit.optim.Muon` over ``groups``."""
         return Muon(
             groups,
             lr=self.lr,

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from glmkit.optim.builder import OptimizerBuilder
+from glmkit.optim.shapes import record_param_shapes
 from glmkit.registry import declare
 
 try:  # set by LightningCLI while it builds the model; Lightning 2.6 has no public accessor for it
@@ -77,6 +78,12 @@ class Stage(pl.LightningModule):
     def generator(self, split: str, step: int) -> torch.Generator:
         """A CPU generator seeded from (seed, split, step, rank): reproducible, distinct per rank."""
         return torch.Generator().manual_seed(seed_for(self.seed, split, step, self.global_rank))
+
+    def configure_model(self) -> None:
+        """Record each parameter's name and shape before the strategy wraps the model: FSDP flattens
+        parameters before ``configure_optimizers``, and Muon/AdamW routing needs the originals. A
+        subclass that builds layers here calls ``super().configure_model()`` after building them."""
+        record_param_shapes(self)
 
     def optim_modules(self) -> Mapping[str, nn.Module] | None:
         """Named modules with their own optimizer settings (stage 2's vision / text / proj), or
