@@ -5,7 +5,8 @@
   token log-probabilities with a completion mask;
 - token-level (``losses/mtp.py``, ``token_losses``): next-token plus multi-token-prediction
   cross-entropy over ``[B, T, V]`` logits with labels, image masks and packed-sequence ids;
-- contrastive (stage 2's sigmoid loss) joins as ``losses/siglip.py`` with its own registry.
+- contrastive (``losses/siglip.py``, ``contrastive_losses``): ``(image_emb [B, D], text_emb [B, D])``
+  -> scalar, with the SigLIP sigmoid loss and its exact, memory-bounded distributed exchanges.
 """
 
 from glmkit.losses.distill import (
@@ -35,8 +36,14 @@ from glmkit.losses.policy import (
     clipped_surrogate,
     kl_penalty,
 )
+from glmkit.losses.siglip import CONTRASTIVE_LOSSES, EXCHANGES, ContrastiveLoss, SigLIPLoss, sigmoid_loss
 
 __all__ = [
+    "CONTRASTIVE_LOSSES",
+    "EXCHANGES",
+    "ContrastiveLoss",
+    "SigLIPLoss",
+    "sigmoid_loss",
     "TOKEN_LOSSES",
     "MTPLoss",
     "TokenLoss",

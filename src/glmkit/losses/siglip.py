@@ -1,0 +1,403 @@
+"""Sigmoid (SigLIP) contrastive loss over a global batch, with an exact, memory-bounded exchange.
+
+CogViT stage 2 (GLM-5V-Turbo, arXiv 2604.26752, section 2.1) pretrains image and text towers with
+the sigmoid loss of SigLIP (Zhai et al., arXiv 2303.15343, section 3). For L2-normalised embeddings
+``x_i`` (images) and ``y_j`` (texts) of a batch of ``|B|`` pairs, with learnable temperature ``t'``
+and bias ``b``::
+
+    z_ij = exp(t') * <x_i, y_j> + b,      label_ij = +1 if i == j else -1
+    loss = -1/|B| * sum_i sum_j log sigmoid(label_ij * z_ij)          (SigLIP, eq. 1)
+
+initialised at ``t' = log 10`` and ``b = -10`` (section 3.2). On ``W`` ranks each rank holds
+``B_local`` pairs; as in the paper and open_clip's ``SigLipLoss``, rank ``r`` sums over its own
+images against the texts of *every* rank and divides by ``B_local``, so the mean of the ranks'
+losses (what DDP's gradient averaging optimises) is the single-process loss over the global batch.
+
+Texts reach the other ranks by one of two exchanges (``exchange=``):
+
+- ``"bidirectional"`` (default): text blocks travel around the ring in both directions, about
+  ``W/2`` rounds (SigLIP section 3.3's "chunked" implementation; open_clip's ``bidir``). A rank only
+  ever holds a few ``[B_local, D]`` blocks, never the global batch.
+- ``"all_gather"``: a differentiable all-gather of the texts (its backward sums every rank's
+  gradient of each block), then the same blockwise loss.
+
+Memory. Both compute each ``[B_local, B_local]`` block's logits in chunks of ``chunk_size`` image
+rows and compute the gradients of a chunk in the same pass as its loss, so no logits are stored
+for backward (open_clip keeps every block's logits; its memory grows as ``B_local * B_global``).
+With the bidirectional exchange the gradient a rank computes for a visiting text block travels on
+with that block and goes back to the block's owner in one message after the last round, so a rank
+keeps neither the visiting blocks nor their gradients: peak memory is ``O(B_local * chunk +
+B_local * D)`` whatever the world size. Gradients computed in the forward pass are skipped when no
+input needs them (``torch.no_grad()``, frozen towers and constants), and the backward pass only
+scales them by the incoming gradient (double backward is not supported).
+
+Every rank must pass embeddings of the same shape and the same ``requires_grad`` state (exchange
+buffers are allocated from the local shape), as a synchronised NaFlex batch schedule guarantees.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from glmkit.registry import declare
+
+EXCHANGES: tuple[str, ...] = ("bidirectional", "all_gather")
+
+
+class ContrastiveLoss(nn.Module):
+    """Base class of image-text contrastive losses.
+
+    ``forward(image_emb [B_local, D], text_emb [B_local, D]) -> scalar``: row ``i`` of both is a
+    matching pair; embeddings come in L2-normalised (as open_clip's losses take them). A loss owns
+    its learnable parameters (temperature, bias) and, under ``torch.distributed``, exchanges
+    embeddings with the other ranks itself.
+    """
+
+    def forward(self, image_emb: Tensor, text_emb: Tensor) -> Tensor:
+        """Compute this rank's loss."""
+        raise NotImplementedError
+
+
+CONTRASTIVE_LOSSES = declare(
+    "contrastive_losses",
+    "image-text contrastive losses: (image_emb [B_local, D], text_emb [B_local, D]) -> scalar",
+    base=ContrastiveLoss,
+)
+
+
+@CONTRASTIVE_LOSSES.register("siglip")
+class SigLIPLoss(ContrastiveLoss):
+    """The SigLIP sigmoid loss with learnable temperature and bias (arXiv 2303.15343, eq. 1).
+
+    Args:
+        exchange: how texts reach the other ranks: ``"bidirectional"`` (ring, both directions,
+            memory flat in the world size) or ``"all_gather"``. Ignored on one process.
+        chunk_size: image rows per logits chunk; ``None`` computes a ``[B_local, B_local]`` block
+            in one piece. Peak memory per rank is ``O(B_local * chunk_size)``.
+        init_logit_scale: initial ``t'``; the scale is ``exp(t')`` (SigLIP: ``log 10``).
+        init_logit_bias: initial bias ``b`` (SigLIP: ``-10``).
+    """
+
+    def __init__(
+        self,
+        exchange: str = "bidirectional",
+        chunk_size: int | None = None,
+        init_logit_scale: float = math.log(10.0),
+        init_logit_bias: float = -10.0,
+    ) -> None:
+        super().__init__()
+        self.exchange = _check_exchange(exchange)
+        self.chunk_size = _check_chunk_size(chunk_size)
+        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
+        self.logit_bias = nn.Parameter(torch.tensor(float(init_logit_bias)))
+
+    @property
+    def temperature(self) -> Tensor:
+        """The logit scale ``exp(t')`` (detached, for logging)."""
+        return self.logit_scale.detach().exp()
+
+    def forward(self, image_emb: Tensor, text_emb: Tensor) -> Tensor:
+        """This rank's loss: its images against the global batch's texts, divided by ``B_local``."""
+        return sigmoid_loss(
+            image_emb,
+            text_emb,
+            self.logit_scale.exp(),
+            self.logit_bias,
+            exchange=self.exchange,
+            chunk_size=self.chunk_size,
+        )
+
+    def extra_repr(self) -> str:
+        return f"exchange={self.exchange!r}, chunk_size={self.chunk_size}"
+
+
+def sigmoid_loss(
+    image_emb: Tensor,
+    text_emb: Tensor,
+    scale: Tensor,
+    bias: Tensor,
+    *,
+    exchange: str = "bidirectional",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """SigLIP's sigmoid loss (arXiv 2303.15343, eq. 1) of this rank's pairs against the global batch.
+
+    Args:
+        image_emb: ``[B_local, D]`` L2-normalised image embeddings of this rank.
+        text_emb: ``[B_local, D]`` L2-normalised text embeddings; row ``i`` matches image ``i``.
+        scale: the logit scale ``exp(t')`` (0-dim).
+        bias: the logit bias ``b`` (0-dim).
+        exchange: ``"bidirectional"`` or ``"all_gather"`` (see the module docstring); a single
+            process (``torch.distributed`` not initialised or world size 1) needs none.
+        chunk_size: image rows per logits chunk (``None``: the whole block).
+
+    Returns:
+        ``-1/B_local * sum_{i local, j global} log sigmoid(label_ij * z_ij)`` in the embeddings'
+        dtype promoted to at least float32.
+    """
+    exchange = _check_exchange(exchange)
+    chunk_size = _check_chunk_size(chunk_size)
+    if image_emb.ndim != 2 or image_emb.shape != text_emb.shape or image_emb.shape[0] == 0:
+        raise ValueError(
+            "sigmoid_loss needs image_emb and text_emb of one shape [B_local, D] with B_local >= 1, got "
+            f"{tuple(image_emb.shape)} and {tuple(text_emb.shape)}"
+        )
+    for name, value in (("scale", scale), ("bias", bias)):
+        if value.numel() != 1:
+            raise ValueError(f"sigmoid_loss needs a scalar {name}, got shape {tuple(value.shape)}")
+    scale, bias = scale.reshape(()), bias.reshape(())
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (image_emb, text_emb, scale, bias))
+    chunk = chunk_size or image_emb.shape[0]
+    device = image_emb.device.type
+    # logits in at least float32 even under bf16/fp16 autocast, as the functions cast their inputs
+    no_autocast = (
+        torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+    )
+    with no_autocast:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return _GatheredSigmoidLoss.apply(image_emb, text_emb, scale, bias, 0, chunk, need_grad)
+        if exchange == "all_gather":
+            texts = _AllGather.apply(text_emb)  # W * B_local, D
+            return _GatheredSigmoidLoss.apply(
+                image_emb, texts, scale, bias, dist.get_rank(), chunk, need_grad
+            )
+        return _BidirectionalSigmoidLoss.apply(image_emb, text_emb, scale, bias, chunk, need_grad)
+
+
+def _check_exchange(exchange: str) -> str:
+    if exchange not in EXCHANGES:
+        close = difflib.get_close_matches(str(exchange), EXCHANGES, n=1, cutoff=0.3)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown SigLIP exchange {exchange!r}; expected one of {', '.join(map(repr, EXCHANGES))}.{hint}"
+        )
+    return exchange
+
+
+def _check_chunk_size(chunk_size: int | None) -> int | None:
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be a positive integer or None (whole block), got {chunk_size!r}")
+    return chunk_size
+
+
+# ---------------------------------------------------------------------------------------------
+# One block of pairs, chunk by chunk
+
+
+def _block(
+    x: Tensor,
+    y: Tensor,
+    scale: Tensor,
+    bias: Tensor,
+    positive_offset: int | None,
+    chunk: int,
+    gx: Tensor | None,
+    gy: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Sum of ``-log sigmoid(label * z)`` over the pairs of images ``x [B, D]`` and texts ``y [M, D]``.
+
+    Positives are the pairs (row ``i``, column ``positive_offset + i``); ``None``: negatives only.
+    With ``gx``/``gy`` given, adds ``sum_j g_ij y_j`` to ``gx`` and ``sum_i g_ij x_i`` to ``gy``
+    (``g = dloss/dz``; the caller multiplies by ``scale``) and returns the sums of ``g * <x, y>`` and
+    ``g`` (the gradients of scale and bias). Logits live one ``[chunk, M]`` chunk at a time.
+    """
+    zero = x.new_zeros(())
+    loss, g_scale, g_bias = zero, zero.clone(), zero.clone()
+    # softplus returns z itself above the threshold; 50 keeps that exact to float64 precision
+    threshold = 50.0 if x.dtype == torch.float64 else 20.0
+    for start in range(0, x.shape[0], chunk):
+        xs = x[start : start + chunk]  # c, D
+        sim = xs @ y.T  # c, M: cosine similarities
+        z = sim * scale + bias  # c, M: logits
+        # -log sigmoid(-z) = softplus(z) for every pair, and -log sigmoid(z) = softplus(z) - z
+        loss = loss + F.softplus(z, threshold=threshold).sum()
+        if positive_offset is not None:
+            loss = loss - z.diagonal(positive_offset + start).sum()
+        if gx is None or gy is None:
+            continue
+        g = z.sigmoid_()  # c, M: d softplus(z) / dz
+        if positive_offset is not None:
+            g.diagonal(positive_offset + start).sub_(1.0)
+        g_bias += g.sum()
+        g_scale += torch.dot(g.reshape(-1), sim.reshape(-1))
+        gx[start : start + chunk].addmm_(g, y)
+        gy.addmm_(g.T, xs)
+    return loss, g_scale, g_bias
+
+
+def _compute_dtype(*tensors: Tensor) -> torch.dtype:
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def _grads_out(ctx, grad_loss: Tensor, grads: tuple[Tensor, ...]) -> tuple[Tensor | None, ...]:
+    """Scale the gradients saved in forward by the incoming gradient, in each input's dtype."""
+    return tuple(
+        (g * grad_loss).to(dtype) if needed else None
+        for g, dtype, needed in zip(grads, ctx.dtypes, ctx.needs_input_grad, strict=False)
+    )
+
+
+class _GatheredSigmoidLoss(torch.autograd.Function):
+    """Images ``x [B, D]`` against texts ``y [W*B, D]`` (all ranks' blocks), positives in block ``rank``."""
+
+    @staticmethod
+    def forward(ctx, x, y, scale, bias, rank: int, chunk: int, need_grad: bool):
+        dtype = _compute_dtype(x, y, scale, bias)
+        ctx.dtypes = (x.dtype, y.dtype, scale.dtype, bias.dtype)
+        xc, yc, s, b = (t.to(dtype) for t in (x, y, scale, bias))
+        rows = xc.shape[0]
+        gx = torch.zeros_like(xc) if need_grad else None
+        gy = torch.zeros_like(yc) if need_grad else None
+        loss, g_scale, g_bias = (xc.new_zeros(()) for _ in range(3))
+        for start in range(0, yc.shape[0], rows):  # one [B, B] block of texts at a time
+            block = _block(
+                xc,
+                yc[start : start + rows],
+                s,
+                b,
+                0 if start == rank * rows else None,
+                chunk,
+                gx,
+                None if gy is None else gy[start : start + rows],
+            )
+            loss, g_scale, g_bias = loss + block[0], g_scale + block[1], g_bias + block[2]
+        if need_grad:
+            factor = s / rows
+            ctx.save_for_backward(gx.mul_(factor), gy.mul_(factor), g_scale / rows, g_bias / rows)
+        return loss / rows
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        return *_grads_out(ctx, grad_loss, ctx.saved_tensors), None, None, None
+
+
+class _AllGather(torch.autograd.Function):
+    """Differentiable all-gather of ``[B, D]`` blocks into ``[W*B, D]``; backward sums every rank's gradient."""
+
+    @staticmethod
+    def forward(ctx, y):
+        ctx.rank, ctx.rows = dist.get_rank(), y.shape[0]
+        parts = [torch.empty_like(y) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, y.contiguous())
+        return torch.cat(parts)  # W * B, D
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        if dist.get_backend() == "nccl":
+            out = grad.new_empty((ctx.rows, *grad.shape[1:]))
+            dist.reduce_scatter_tensor(out, grad)
+            return out
+        grad = grad.clone()
+        dist.all_reduce(grad)  # gloo has no reduce-scatter: sum everything, keep this rank's rows
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bidirectional ring
+
+
+def _post(sends: list[tuple[Tensor, int]], recvs: list[tuple[Tensor, int]]) -> list:
+    """Start point-to-point sends and receives together (batched, so NCCL cannot deadlock)."""
+    ops = [dist.P2POp(dist.isend, t, peer) for t, peer in sends]
+    ops += [dist.P2POp(dist.irecv, t, peer) for t, peer in recvs]
+    return dist.batch_isend_irecv(ops) if ops else []
+
+
+def _wait(works: list) -> None:
+    for work in works:
+        work.wait()
+
+
+class _BidirectionalSigmoidLoss(torch.autograd.Function):
+    """The sigmoid loss with texts travelling around the ring in both directions.
+
+    Stream 0 carries text blocks to the right (``r -> r+1``) for ``ceil((W-1)/2)`` rounds, stream 1
+    to the left for ``floor((W-1)/2)`` rounds, so every rank sees every other rank's block once.
+    Each round the next round's texts are already in flight while this rank computes on the blocks
+    it holds (loss and gradients in one chunked pass). The gradient of a visiting block is added to
+    an accumulator that follows the block one round behind; after a block's last round its
+    accumulator goes straight back to the owner. Every rank posts the same sequence of batched
+    messages, so they pair up in order (gloo and NCCL alike). A rank holds at most four ``[B, D]``
+    buffers per direction (the block, the next block, two accumulators), whatever ``W``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, scale, bias, chunk: int, need_grad: bool):
+        rank, world = dist.get_rank(), dist.get_world_size()
+        dtype = _compute_dtype(x, y, scale, bias)
+        ctx.dtypes = (x.dtype, y.dtype, scale.dtype, bias.dtype)
+        xc, yc, s, b = (t.to(dtype).contiguous() for t in (x, y, scale, bias))
+        rows = xc.shape[0]
+        gx = torch.zeros_like(xc) if need_grad else None
+        gy = torch.zeros_like(yc) if need_grad else None
+        loss, g_scale, g_bias = _block(xc, yc, s, b, 0, chunk, gx, gy)
+
+        right, left = (rank + 1) % world, (rank - 1) % world
+        half, odd = divmod(world - 1, 2)
+        # (receive from, send to, rounds, direction): stream 0 moves right, stream 1 moves left
+        streams = [(left, right, half + odd, 1), (right, left, half, -1)]
+        streams = [st for st in streams if st[2] > 0]
+        rounds = streams[0][2]
+
+        def post_texts(held: list[Tensor], k: int) -> tuple[list, dict[int, Tensor]]:
+            live = [i for i, st in enumerate(streams) if st[2] >= k]
+            bufs = {i: torch.empty_like(yc) for i in live}
+            works = _post([(held[i], streams[i][1]) for i in live], [(bufs[i], streams[i][0]) for i in live])
+            return works, bufs
+
+        text_works, incoming = post_texts([yc, yc], 1)
+        acc_works: list = []
+        acc_in: dict[int, Tensor] = {}  # what the ranks before this one added to the blocks held next
+        finals: dict[int, Tensor] = {}
+        for k in range(1, rounds + 1):
+            _wait(text_works)
+            held = incoming  # by stream: the blocks of the ranks k hops away
+            if k < rounds:
+                text_works, incoming = post_texts([held.get(0), held.get(1)], k + 1)
+            _wait(acc_works)
+            accs = {
+                i: (acc_in[i] if i in acc_in else torch.zeros_like(yc)) if need_grad else None for i in held
+            }
+            for i, text in held.items():
+                block = _block(xc, text, s, b, None, chunk, gx, accs[i])
+                loss, g_scale, g_bias = loss + block[0], g_scale + block[1], g_bias + block[2]
+            if not need_grad:
+                continue
+            onward = [i for i in accs if streams[i][2] > k]
+            finals.update({i: accs[i] for i in accs if streams[i][2] == k})
+            acc_in = {i: torch.empty_like(yc) for i in onward}
+            acc_works = _post(
+                [(accs[i], streams[i][1]) for i in onward], [(acc_in[i], streams[i][0]) for i in onward]
+            )
+        if need_grad:
+            # each finished accumulator returns to the block's owner, `rounds` hops back
+            back = {i: torch.empty_like(yc) for i in finals}
+            sends = [(finals[i], (rank - d * n) % world) for i, (_, _, n, d) in enumerate(streams)]
+            recvs = [(back[i], (rank + d * n) % world) for i, (_, _, n, d) in enumerate(streams)]
+            _wait(_post(sends, recvs))
+            for buf in back.values():
+                gy += buf
+            factor = s / rows
+            ctx.save_for_backward(gx.mul_(factor), gy.mul_(factor), g_scale / rows, g_bias / rows)
+        return loss / rows
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        return *_grads_out(ctx, grad_loss, ctx.saved_tensors), None, None

@@ -1,0 +1,272 @@
+"""The SigLIP sigmoid loss against the paper's formula, open_clip's SigLipLoss, and one process.
+
+The distributed tests run 2, 3 and 4 gloo ranks and compare every rank's loss and gradients (image
+and text embeddings, temperature, bias) with the single-process loss over the concatenated global
+batch, for both exchanges, chunked and unchunked, in float64.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from glmkit.losses.siglip import CONTRASTIVE_LOSSES, EXCHANGES, ContrastiveLoss, SigLIPLoss, sigmoid_loss
+from tests.helpers.distributed import run_on_ranks
+
+HAS_OPEN_CLIP = importlib.util.find_spec("open_clip") is not None
+TIGHT = {"rtol": 1e-12, "atol": 1e-12}
+
+
+def _open_clip_siglip() -> type:
+    """open_clip's ``SigLipLoss``, from its loss module alone.
+
+    Importing the ``open_clip`` package loads its model zoo (seconds per spawned rank); ``loss.py``
+    needs only torch, so it is loaded by itself when it can be.
+    """
+    spec = importlib.util.find_spec("open_clip")
+    try:
+        path = f"{spec.submodule_search_locations[0]}/loss.py"
+        module_spec = importlib.util.spec_from_file_location("_open_clip_loss", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module.SigLipLoss
+    except (ImportError, OSError, AttributeError, TypeError):
+        from open_clip.loss import SigLipLoss
+
+        return SigLipLoss
+
+
+def _embeddings(rows: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = F.normalize(torch.randn(rows, dim, generator=gen, dtype=torch.float64), dim=-1)
+    # texts correlated with their images, so positives and negatives both matter
+    y = F.normalize(x + 0.7 * torch.randn(rows, dim, generator=gen, dtype=torch.float64), dim=-1)
+    return x, y
+
+
+def _paper_loss(x, y, logit_scale, bias):
+    """SigLIP eq. 1 written out: -1/|B| sum_ij log sigmoid(label_ij * (exp(t') x_i.y_j + b))."""
+    logits = logit_scale.exp() * x @ y.T + bias
+    labels = 2 * torch.eye(x.shape[0], dtype=x.dtype) - 1
+    return -F.logsigmoid(labels * logits).sum() / x.shape[0]
+
+
+def _grads(loss_fn, x, y, logit_scale, bias):
+    """Loss and gradients w.r.t. (x, y, t', b) of ``loss_fn(x, y, t', b)``, on fresh leaves."""
+    leaves = [t.detach().clone().requires_grad_() for t in (x, y, logit_scale, bias)]
+    loss = loss_fn(*leaves)
+    return loss.detach(), torch.autograd.grad(loss, leaves)
+
+
+def _module_loss(chunk_size=None, exchange="bidirectional"):
+    def fn(x, y, logit_scale, bias):
+        return sigmoid_loss(x, y, logit_scale.exp(), bias, exchange=exchange, chunk_size=chunk_size)
+
+    return fn
+
+
+def _params(dtype=torch.float64):
+    loss = SigLIPLoss().to(dtype)
+    return loss.logit_scale.detach(), loss.logit_bias.detach()
+
+
+def test_initialisation_and_the_registered_family() -> None:
+    loss = SigLIPLoss()
+    assert loss.logit_scale.item() == pytest.approx(2.302585, abs=1e-6)  # log 10
+    assert loss.temperature.item() == pytest.approx(10.0, rel=1e-6)
+    assert loss.logit_bias.item() == -10.0
+    assert {n for n, _ in loss.named_parameters()} == {"logit_scale", "logit_bias"}
+    assert CONTRASTIVE_LOSSES.get("siglip") is SigLIPLoss and CONTRASTIVE_LOSSES.base is ContrastiveLoss
+    assert set(EXCHANGES) == {"bidirectional", "all_gather"}
+
+
+def test_built_from_a_recipe_spec() -> None:
+    from glmkit.config import instantiate
+
+    spec = {"class_path": "siglip", "init_args": {"exchange": "all_gather", "chunk_size": 128}}
+    loss = instantiate(spec, "contrastive_losses")
+    assert isinstance(loss, SigLIPLoss) and (loss.exchange, loss.chunk_size) == ("all_gather", 128)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3, 7, 50])
+def test_one_process_equals_the_paper_formula(chunk_size) -> None:
+    x, y = _embeddings(7, 5)
+    t, b = _params()
+    want, want_grads = _grads(_paper_loss, x, y, t, b)
+    got, got_grads = _grads(_module_loss(chunk_size), x, y, t, b)
+    torch.testing.assert_close(got, want, **TIGHT)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, **TIGHT)
+
+
+@pytest.mark.skipif(not HAS_OPEN_CLIP, reason="open_clip_torch is not installed (the [test] extra has it)")
+def test_one_process_equals_open_clip() -> None:
+    SigLipLoss = _open_clip_siglip()
+    x, y = _embeddings(9, 6, seed=3)
+    t, b = torch.tensor(1.7, dtype=torch.float64), torch.tensor(-4.0, dtype=torch.float64)
+    want, want_grads = _grads(lambda x, y, t, b: SigLipLoss()(x, y, t.exp(), b), x, y, t, b)
+    got, got_grads = _grads(_module_loss(chunk_size=4), x, y, t, b)
+    torch.testing.assert_close(got, want, **TIGHT)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, **TIGHT)
+
+
+def test_chunked_equals_unchunked_through_the_module() -> None:
+    x, y = _embeddings(10, 4, seed=1)
+    results = []
+    for chunk_size in (None, 1, 3, 4, 10):
+        loss = SigLIPLoss(chunk_size=chunk_size).double()
+        xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+        value = loss(xs, ys)
+        (2.5 * value).backward()  # the incoming gradient scales the gradients saved in forward
+        results.append((value.detach(), xs.grad, ys.grad, loss.logit_scale.grad, loss.logit_bias.grad))
+    for other in results[1:]:
+        for g, w in zip(other, results[0], strict=True):
+            torch.testing.assert_close(g, w, **TIGHT)
+    want, want_grads = _grads(_paper_loss, x, y, *_params())
+    for g, w in zip(results[0][1:], want_grads, strict=True):
+        torch.testing.assert_close(g, 2.5 * w, **TIGHT)
+
+
+def test_no_logits_are_kept_for_backward() -> None:
+    """What autograd keeps is the [B, D] gradients and two scalars, never a [B, B] logits block."""
+    rows, dim = 64, 8
+    x, y = (t.requires_grad_() for t in _embeddings(rows, dim))
+    saved: list[torch.Size] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        SigLIPLoss(chunk_size=16).double()(x, y).backward()
+    assert max(s.numel() for s in saved) == rows * dim
+    assert sum(s.numel() for s in saved) == 2 * rows * dim + 2 + 1  # gx, gy, scale, bias; exp(t')
+
+
+def test_no_grad_frozen_inputs_and_low_precision() -> None:
+    x, y = _embeddings(6, 4)
+    t, b = _params()
+    want, want_grads = _grads(_paper_loss, x, y, t, b)
+    with torch.no_grad():
+        torch.testing.assert_close(sigmoid_loss(x, y, t.exp(), b), want, **TIGHT)
+    frozen_image = y.clone().requires_grad_()  # a locked image tower (LiT): only texts learn
+    sigmoid_loss(x, frozen_image, t.exp(), b, chunk_size=4).backward()
+    torch.testing.assert_close(frozen_image.grad, want_grads[1], **TIGHT)
+    half = [v.to(torch.bfloat16).requires_grad_() for v in (x, y)]
+    value = sigmoid_loss(*half, t.float().exp(), b.float())
+    value.backward()
+    assert value.dtype == torch.float32 and half[0].grad.dtype == torch.bfloat16
+    torch.testing.assert_close(value.double(), want, rtol=2e-2, atol=0)
+    single = [v.float() for v in (x, y, t.exp(), b)]
+    plain = sigmoid_loss(*single)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16-mixed: the logits stay in float32
+        torch.testing.assert_close(sigmoid_loss(*single), plain, rtol=0, atol=0)
+    torch.testing.assert_close(plain.double(), want, rtol=1e-6, atol=0)
+
+
+def test_bad_arguments_name_the_value() -> None:
+    with pytest.raises(ValueError, match=r"unknown SigLIP exchange 'bidir'.*Did you mean 'bidirectional'"):
+        SigLIPLoss(exchange="bidir")
+    with pytest.raises(ValueError, match=r"unknown SigLIP exchange 'allgather'.*Did you mean 'all_gather'"):
+        sigmoid_loss(
+            torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(()), torch.zeros(()), exchange="allgather"
+        )
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match=f"chunk_size must be a positive integer or None.*got {bad!r}"):
+            SigLIPLoss(chunk_size=bad)
+    with pytest.raises(ValueError, match=r"one shape \[B_local, D\].*got \(2, 3\) and \(2, 4\)"):
+        SigLIPLoss()(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"B_local >= 1, got \(0, 3\)"):
+        SigLIPLoss()(torch.zeros(0, 3), torch.zeros(0, 3))
+    with pytest.raises(ValueError, match=r"scalar bias, got shape \(2,\)"):
+        sigmoid_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(()), torch.zeros(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes
+
+
+def _counter(numels: list[int]):
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        numels.append(t.numel())
+        return t
+
+    return pack
+
+
+def _rank_losses(rank: int, world: int, x_all, y_all, logit_scale, bias, rows: int) -> dict:
+    """Every exchange and chunking on this rank's slice of the global batch: loss and gradients."""
+    x, y = x_all[rank * rows : (rank + 1) * rows], y_all[rank * rows : (rank + 1) * rows]
+    out = {}
+    for exchange in EXCHANGES:
+        for chunk_size in (None, 2):
+            loss = SigLIPLoss(exchange=exchange, chunk_size=chunk_size).double()
+            with torch.no_grad():
+                loss.logit_scale.copy_(logit_scale)
+                loss.logit_bias.copy_(bias)
+            xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+            saved: list[int] = []
+            with torch.autograd.graph.saved_tensors_hooks(_counter(saved), lambda t: t):
+                value = loss(xs, ys)
+            value.backward()
+            with torch.no_grad():  # no gradients, no accumulator messages: the value is the same
+                value_no_grad = loss(x, y)
+            out[exchange, chunk_size] = {
+                "loss": value.detach(),
+                "loss_no_grad": value_no_grad,
+                "grads": (xs.grad, ys.grad, loss.logit_scale.grad, loss.logit_bias.grad),
+                "saved": sum(saved),
+            }
+    if HAS_OPEN_CLIP:
+        SigLipLoss = _open_clip_siglip()
+        xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+        t, b = logit_scale.clone().requires_grad_(), bias.clone().requires_grad_()
+        value = SigLipLoss(rank=rank, world_size=world, dist_impl="bidir")(xs, ys, t.exp(), b)
+        value.backward()
+        out["open_clip"] = {"loss": value.detach(), "grads": (xs.grad, ys.grad, t.grad, b.grad)}
+    return out
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_distributed_equals_one_process_over_the_global_batch(world: int, tmp_path) -> None:
+    """Per rank r: loss_r = -1/B_local sum_{i in r, all j}; mean_r loss_r = the global loss; each
+    rank's embedding gradients are W times the global loss's (DDP averages them back); the mean of
+    the ranks' temperature and bias gradients is the global one."""
+    rows, dim = 3, 4
+    x_all, y_all = _embeddings(world * rows, dim, seed=world)
+    t, b = torch.tensor(1.9, dtype=torch.float64), torch.tensor(-3.5, dtype=torch.float64)
+    want, (gx, gy, gt, gb) = _grads(_paper_loss, x_all, y_all, t, b)
+    ranks = run_on_ranks(_rank_losses, world, tmp_path, x_all, y_all, t, b, rows)
+
+    for key in [(e, c) for e in EXCHANGES for c in (None, 2)] + (["open_clip"] if HAS_OPEN_CLIP else []):
+        per_rank = [r[key] for r in ranks]
+        torch.testing.assert_close(torch.stack([r["loss"] for r in per_rank]).mean(), want, **TIGHT)
+        for rank, r in enumerate(per_rank):
+            rows_r = slice(rank * rows, (rank + 1) * rows)
+            own = _paper_rows(x_all, y_all, t, b, rows_r)
+            torch.testing.assert_close(r["loss"], own, **TIGHT, msg=f"{key} rank {rank} loss")
+            if "loss_no_grad" in r:
+                torch.testing.assert_close(r["loss_no_grad"], own, **TIGHT, msg=f"{key} rank {rank} no_grad")
+            torch.testing.assert_close(
+                r["grads"][0], world * gx[rows_r], **TIGHT, msg=f"{key} rank {rank} image"
+            )
+            torch.testing.assert_close(
+                r["grads"][1], world * gy[rows_r], **TIGHT, msg=f"{key} rank {rank} text"
+            )
+        for i, name, want_grad in ((2, "temperature", gt), (3, "bias", gb)):
+            mean = torch.stack([r["grads"][i] for r in per_rank]).mean()
+            torch.testing.assert_close(mean, want_grad, **TIGHT, msg=f"{key} {name}")
+
+    # what autograd keeps: the bidirectional exchange keeps [B, D] gradients whatever W is, the
+    # all-gather the gathered texts' gradient [W * B, D]
+    for r in ranks:
+        assert r["bidirectional", 2]["saved"] == 2 * rows * dim + 3
+        assert r["all_gather", 2]["saved"] == (world + 1) * rows * dim + 3
+
+
+def _paper_rows(x_all, y_all, t, b, rows: slice):
+    """One rank's share: its images against every text, divided by its batch (open_clip, SigLIP)."""
+    logits = t.exp() * x_all[rows] @ y_all.T + b
+    labels = -torch.ones_like(logits)
+    labels[:, rows] += 2 * torch.eye(logits.shape[0], dtype=logits.dtype)
+    return -F.logsigmoid(labels * logits).sum() / logits.shape[0]
