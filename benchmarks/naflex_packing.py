@@ -1,0 +1,284 @@
+"""NaFlex batching: share of computed tokens that are real, and training throughput, packed vs padded.
+
+The same images (procedural scenes cropped to aspect ratios drawn log-uniformly from [1/3, 3]) are
+batched two ways by :class:`glmkit.data.naflex.NaFlexSchedule`, with the same bucket budgets, the
+same share of patches per bucket and the same patch positions per step:
+
+  padded          each step has a bucket length L and max_tokens // L images, each resized to at
+                  most L patches and padded to L (timm's NaFlex loader); ``PadCollate``, ``valid``
+  packed          each step has max_tokens // row_len rows filled first-fit with images whose
+                  budgets come from the buckets, unused budget passed on along the row;
+                  ``NaFlexPackCollate``, ``seq_lens`` (each image attends to itself only); glmkit's
+                  ``sdpa`` backend (one SDPA call per row with a block-diagonal mask)
+  packed+varlen   the packed batches with a prototype attention defined in this script: each
+                  image's own SDPA (images of one length batched), i.e. no work between images,
+                  as a varlen kernel (flash-attn ``cu_seqlens``, xformers ``BlockDiagonalMask``)
+                  does; its outputs are checked against ``sdpa`` in float64
+
+Batches are built first (data loading is not timed). Each round then times a training step
+(forward, loss = mean square of the valid patch tokens, backward; no optimizer step, so the weights
+and the cost of a step stay the same) of CogViT on every batch, the modes interleaved step by step
+in a rotating order so that load drift on a shared machine hits them alike; wall and process CPU
+time are both kept (CPU time is less sensitive to other jobs taking the cores).
+
+Columns: ``real/computed``: real patches over the patch positions the encoder computes (padding
+included); ``+prefix``: the same with each image's class and register tokens counted as real and
+the encoder's internal positions as computed (a packed row grows by the prefix tokens of its
+images); ``real tok/s`` and ``real tok/CPU-s``: real patches per second of training steps (medians
+over rounds). The ratios below the table are medians of per-round ratios against ``padded``.
+
+Example::
+
+    python benchmarks/naflex_packing.py --samples 192 --rounds 3 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import time
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from glmkit.data.mixture import Mixture
+from glmkit.data.naflex import NaFlexBatches, NaFlexResize, NaFlexSchedule, encoder_inputs, naflex_loader
+from glmkit.data.procedural import render_scene
+from glmkit.data.sources import ImageSource
+from glmkit.models.encoders import CogViT
+from glmkit.nn.attention import ATTENTION_BACKENDS, sdpa_attention
+from glmkit.nn.packed import SeqLens
+
+MODELS = {
+    "tiny": {},  # 96 wide, 3 blocks, 3 heads
+    "small": {"embed_dim": 384, "num_heads": 6, "depth": 4},  # ViT-S width, 4 blocks
+}
+
+
+class MixedAspectScenes(ImageSource):
+    """Procedural scenes cropped to an aspect ratio drawn log-uniformly from [1/3, 3]; the longer
+    side is drawn uniformly from ``sides`` (pixels)."""
+
+    def __init__(self, num_images: int, seed: int = 0, sides: tuple[int, int] = (384, 384)) -> None:
+        self.num_images, self.seed, self.sides = num_images, seed, sides
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def describe(self, index: int) -> str:
+        return f"mixed-aspect(seed={self.seed}, index={index})"
+
+    def load(self, index: int) -> Image.Image:
+        rng = np.random.default_rng([self.seed, index, 1])
+        aspect = math.exp(rng.uniform(math.log(1 / 3), math.log(3)))  # width / height
+        side = int(rng.integers(self.sides[0], self.sides[1] + 1))
+        scene = render_scene(self.seed, index, side)
+        width, height = (side, round(side / aspect)) if aspect >= 1 else (round(side * aspect), side)
+        left, top = (side - width) // 2, (side - height) // 2
+        return scene.crop((left, top, left + width, top + height))
+
+
+def build_batches(args: argparse.Namespace, mode: str) -> list[dict[str, Any]]:
+    """Every batch of one epoch of ``mode`` (rank 0 of one), built before timing."""
+    schedule = NaFlexSchedule(
+        args.samples,
+        mode=mode,
+        seq_lens=args.seq_lens,
+        max_tokens_per_batch=args.max_tokens,
+        row_len=args.row_len,
+        seed=args.seed,
+    )
+    source = MixedAspectScenes(args.samples, seed=args.seed, sides=tuple(args.sides))
+    data = Mixture({"scenes": source}, None, None, seed=args.seed, num_samples=args.samples)
+    transform = NaFlexResize(patch_size=16, max_upscale=args.max_upscale)
+    return list(naflex_loader(NaFlexBatches(data, schedule, transform)))
+
+
+def token_counts(batch: dict[str, Any], num_prefix: int) -> tuple[int, int, int, int]:
+    """(real patches, patch positions, real incl. prefix tokens, encoder-internal positions)."""
+    real = int(batch["patches_valid"].sum())
+    positions = batch["patches_valid"].numel()
+    images = len(batch["index"])
+    rows, length = batch["patches_valid"].shape
+    if "patches_seq_lens" in batch:  # each image gets its prefix tokens inside the row
+        internal = rows * (length + num_prefix * batch["patches_seq_lens"].shape[1])
+    else:
+        internal = rows * (length + num_prefix)
+    return real, positions, real + num_prefix * images, internal
+
+
+def train_step(model: CogViT, batch: dict[str, Any]) -> None:
+    """Forward and backward; no optimizer step, so the weights (and the step's cost) never drift."""
+    out = model(**encoder_inputs(batch))
+    loss = out.patch_tokens.square().sum() / (out.valid.sum() * out.patch_tokens.shape[-1])
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+
+
+# ---- prototype: exact packed attention without the blocks between images (not part of glmkit)
+_SEGMENTS: weakref.WeakKeyDictionary[SeqLens, list[Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _segment_index(seq_lens: SeqLens, n: int) -> list[Tensor]:
+    """Flat token positions ``[count, length]`` of the packed sequences, one tensor per length."""
+    if seq_lens not in _SEGMENTS:
+        starts: dict[int, list[int]] = {}
+        for row, lengths in enumerate(seq_lens.lengths.tolist()):
+            position = row * n
+            for length in lengths:
+                if length > 0:
+                    starts.setdefault(length, []).append(position)
+                    position += length
+        _SEGMENTS[seq_lens] = [
+            (torch.tensor(first)[:, None] + torch.arange(length)[None]).to(seq_lens.lengths.device)
+            for length, first in starts.items()
+        ]
+    return _SEGMENTS[seq_lens]
+
+
+def segments_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    seq_lens: SeqLens | None = None,
+) -> Tensor:
+    """Packed rows as per-image SDPA calls, images of one length batched together (exact).
+
+    What a varlen kernel does (flash-attn's ``cu_seqlens``, xformers' ``BlockDiagonalMask``): no
+    work between images, where glmkit's ``sdpa`` backend computes each whole row and masks it.
+    """
+    if seq_lens is None:
+        return sdpa_attention(q, k, v, attn_mask, dropout_p)
+    batch, heads, n, head_dim = q.shape
+    flat = [t.transpose(1, 2).reshape(batch * n, heads, head_dim) for t in (q, k, v)]  # B*N, heads, hd
+    out = q.new_zeros(batch * n, heads, head_dim)  # padding positions stay 0, as in the contract
+    for index in _segment_index(seq_lens, n):
+        qs, ks, vs = (t[index].transpose(1, 2) for t in flat)  # count, heads, length, hd
+        o = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout_p)
+        out = out.index_copy(0, index.flatten(), o.transpose(1, 2).reshape(-1, heads, head_dim))
+    return out.view(batch, n, heads, head_dim).transpose(1, 2)
+
+
+SEGMENTS = "naflex_bench_segments"
+ATTENTION_BACKENDS.register(SEGMENTS)(segments_attention)
+
+# mode -> (batches of which schedule mode, attention backend)
+MODES = {"padded": ("pad", "sdpa"), "packed": ("pack", "sdpa"), "packed+varlen": ("pack", SEGMENTS)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", choices=sorted(MODELS), nargs="+", default=["tiny", "small"])
+    parser.add_argument("--samples", type=int, default=192, help="images per epoch (each mode)")
+    parser.add_argument("--seq-lens", type=int, nargs="+", default=[64, 128, 256], help="bucket budgets")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="patch positions per step")
+    parser.add_argument(
+        "--row-len", type=int, default=None, help="packed row length (default: largest bucket)"
+    )
+    parser.add_argument(
+        "--sides", type=int, nargs=2, default=[384, 384], help="range of the longer side (px)"
+    )
+    parser.add_argument(
+        "--max-upscale", type=float, default=None, help="1.0: keep small images native (NaViT); default: fill"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    built = {kind: build_batches(args, kind) for kind in ("pad", "pack")}
+    batches = {mode: built[kind] for mode, (kind, _) in MODES.items()}
+    print(f"built {sum(map(len, built.values()))} batches in {time.perf_counter() - start:.1f} s")
+
+    rows = []
+    for name in args.model:
+        torch.manual_seed(args.seed)
+        model = CogViT.preset("tiny", **MODELS[name])
+        # exactness of the prototype on one packed batch, float64
+        reference = copy.deepcopy(model).double()
+        probe = {**built["pack"][0], "patches": built["pack"][0]["patches"].double()}
+        want = reference(**encoder_inputs(probe)).patch_tokens
+        reference.set_attn_backend(SEGMENTS)
+        error = (reference(**encoder_inputs(probe)).patch_tokens - want).abs().max().item()
+        seconds = {mode: [[0.0, 0.0] for _ in range(args.rounds)] for mode in MODES}  # [wall, cpu]
+        for mode, (_, backend) in MODES.items():  # warmup
+            model.set_attn_backend(backend)
+            train_step(model, batches[mode][0])
+        longest = max(map(len, batches.values()))
+        for round_ in range(args.rounds):
+            for i in range(longest):  # modes interleaved step by step, in a rotating order
+                modes = list(MODES)
+                shift = (i + round_) % len(modes)
+                for mode in modes[shift:] + modes[:shift]:
+                    if i < len(batches[mode]):
+                        model.set_attn_backend(MODES[mode][1])
+                        wall, cpu = time.perf_counter(), time.process_time()
+                        train_step(model, batches[mode][i])
+                        seconds[mode][round_][0] += time.perf_counter() - wall
+                        seconds[mode][round_][1] += time.process_time() - cpu
+        for mode, mode_batches in batches.items():
+            counts = np.array([token_counts(b, model.num_prefix_tokens) for b in mode_batches]).sum(0)
+            rows.append(
+                {
+                    "model": name,
+                    "mode": mode,
+                    "steps": len(mode_batches),
+                    "images": sum(len(b["index"]) for b in mode_batches),
+                    "real": int(counts[0]),
+                    "share": counts[0] / counts[1],
+                    "share_prefix": counts[2] / counts[3],
+                    "wall": statistics.median(w for w, _ in seconds[mode]),
+                    "cpu": statistics.median(c for _, c in seconds[mode]),
+                    "rounds": [(counts[0] / w, counts[0] / c) for w, c in seconds[mode]],
+                    "error": error if MODES[mode][1] == SEGMENTS else None,
+                }
+            )
+
+    print(
+        f"\n{args.samples} images (aspect ratios log-uniform in [1/3, 3], longer side {args.sides[0]}-"
+        f"{args.sides[1]} px, max_upscale {args.max_upscale}), buckets {args.seq_lens} "
+        f"(equal patch shares), {args.max_tokens} patch positions per step, row_len "
+        f"{args.row_len or max(args.seq_lens)}, {args.threads} thread(s), {args.rounds} rounds, "
+        "forward + backward\n"
+    )
+    print(
+        "| model | mode | steps | images | real patches | real/computed | +prefix | epoch wall (s) "
+        "| epoch CPU (s) | real tok/s | real tok/CPU-s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['mode']} | {r['steps']} | {r['images']} | {r['real']} | {r['share']:.3f} | "
+            f"{r['share_prefix']:.3f} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['real'] / r['wall']:.0f} | "
+            f"{r['real'] / r['cpu']:.0f} |"
+        )
+    print()
+    for name in args.model:
+        base = next(r for r in rows if r["model"] == name and r["mode"] == "padded")
+        for r in rows:
+            if r["model"] != name or r is base:
+                continue
+            wall = statistics.median(a[0] / b[0] for a, b in zip(r["rounds"], base["rounds"], strict=True))
+            cpu = statistics.median(a[1] / b[1] for a, b in zip(r["rounds"], base["rounds"], strict=True))
+            note = f"; max |diff| vs sdpa (float64) {r['error']:.1e}" if r["error"] is not None else ""
+            print(
+                f"- {name}, {r['mode']} / padded: real tok/s {wall:.3f} (wall), {cpu:.3f} (CPU), medians "
+                f"of per-round ratios; real share {r['share']:.3f} vs {base['share']:.3f}{note}"
+            )
+
+
+if __name__ == "__main__":
+    main()
