@@ -8,7 +8,7 @@ same share of patches per bucket and the same patch positions per step:
                   most L patches and padded to L (timm's NaFlex loader); ``PadCollate``, ``valid``
   packed          each step has max_tokens // row_len rows filled first-fit with images whose
                   budgets come from the buckets, unused budget passed on along the row;
-                  ``NaFlexPackCollate``, ``seq_lens`` (each image attends to itself only); glmkit's
+                  ``PackCollate``, ``seq_lens`` (each image attends to itself only); glmkit's
                   ``sdpa`` backend (one SDPA call per row with a block-diagonal mask)
   packed+varlen   the packed batches with a prototype attention defined in this script: each
                   image's own SDPA (images of one length batched), i.e. no work between images,

@@ -55,21 +55,23 @@ def test_pad_rounds_to_the_bucket_and_marks_valid_positions():
         assert batch["patches"][i, n:].eq(0).all() and not valid[i, n:].any()
 
 
-def test_pack_concatenates_with_lengths_in_order():
+def test_pack_fills_rows_in_order_with_the_encoders_seq_lens_layout():
     samples = _samples([3, 5, 1])
-    batch = PackCollate(["patches"])(samples)
-    assert batch["patches"].shape == (1, 9, 3) and batch["patches_seq_lens"].tolist() == [3, 5, 1]
-    pieces = batch["patches"][0].split(batch["patches_seq_lens"].tolist())
-    for piece, sample in zip(pieces, samples, strict=True):
-        assert torch.equal(piece, sample["patches"])
+    batch = PackCollate(row_len=8, keys=["patches"])(samples)
+    # rows of 8: [3, 5] then [1]; seq_lens [R, S] with 0 in unused slots
+    assert batch["patches"].shape == (2, 8, 3) and batch["patches_seq_lens"].tolist() == [[3, 5], [1, 0]]
+    assert batch["patches_valid"].sum(1).tolist() == [8, 1]
+    assert torch.equal(batch["patches"][0, :3], samples[0]["patches"])
+    assert torch.equal(batch["patches"][0, 3:8], samples[1]["patches"])
+    assert torch.equal(batch["patches"][1, :1], samples[2]["patches"])
     assert batch["source"] == ["science", "natural", "science"]
 
 
 def test_pad_and_pack_refuse_what_they_cannot_batch():
     samples = _samples([2, 3])
     samples[1]["patches"] = torch.zeros(3, 4)
-    with pytest.raises(ValueError, match="sequences differ beyond their length"):
-        PackCollate(["patches"])(samples)
+    with pytest.raises(ValueError, match="field 'patches' of sample"):
+        PackCollate(row_len=8, keys=["patches"])(samples)
     with pytest.raises(KeyError, match="samples have no field 'tokens'"):
         PadCollate(["tokens"])(_samples([2]))
     with pytest.raises(ValueError, match="multiple must be >= 1"):

@@ -8,11 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from glmkit.data.collate import COLLATES, PadCollate
+from glmkit.data.collate import COLLATES, PackCollate, PadCollate
 from glmkit.data.mixture import Mixture
 from glmkit.data.naflex import (
     NaFlexBatches,
-    NaFlexPackCollate,
     NaFlexRandomResizedCrop,
     NaFlexResize,
     NaFlexSchedule,
@@ -132,7 +131,7 @@ def test_random_resized_crop_is_seeded_and_keeps_the_budget() -> None:
 def test_registered_and_errors_name_the_values() -> None:
     assert TRANSFORMS.get("naflex_resize") is NaFlexResize
     assert TRANSFORMS.get("naflex_train_crop") is NaFlexRandomResizedCrop
-    assert COLLATES.get("naflex_pack") is NaFlexPackCollate
+    assert COLLATES.get("pack") is PackCollate
     with pytest.raises(ValueError, match="max_num_patches must be a positive integer, got 0"):
         NaFlexResize(max_num_patches=0)
     with pytest.raises(ValueError, match=r"ratio factors .* got \(1.2, 1.5\)"):
@@ -150,7 +149,7 @@ def test_registered_and_errors_name_the_values() -> None:
     with pytest.raises(ValueError, match="max_tokens_per_batch=100 is smaller"):
         NaFlexSchedule(10, mode="pad", seq_lens=(64, 128), max_tokens_per_batch=100)
     with pytest.raises(ValueError, match="sample 1 has 40 patches, more than row_len=32"):
-        NaFlexPackCollate(row_len=32)(
+        PackCollate(row_len=32)(
             [{"patches": torch.zeros(n, 3), "coords": torch.zeros(n, 2)} for n in (8, 40)]
         )
 
@@ -161,7 +160,7 @@ def test_pack_collate_fills_rows_in_order_and_encoder_inputs() -> None:
         {"patches": torch.full((n, 3), float(i)), "coords": torch.zeros(n, 2, dtype=torch.long), "index": i}
         for i, n in enumerate([5, 4, 3, 6, 2])
     ]
-    batch = NaFlexPackCollate(row_len=10)(samples)
+    batch = PackCollate(row_len=10)(samples)
     assert batch["patches"].shape == (3, 10, 3) and batch["coords"].shape == (3, 10, 2)
     assert batch["index"].tolist() == [0, 1, 2, 3, 4]  # per-image fields stay in image order
     # 5 + 4 fill row 0, 3 + 6 row 1; 2 no longer fits row 1 (9 + 2 > 10): a third row
@@ -347,7 +346,7 @@ def test_a_model_trained_at_one_budget_runs_at_twice_the_budget() -> None:
     samples = [resize({"image": im}) for im in images]
     assert max(int(s["grid"].prod()) for s in samples) > 32  # grids the model never saw
     with torch.no_grad():
-        packed = encoder(**encoder_inputs(NaFlexPackCollate(row_len=128)(samples)))
+        packed = encoder(**encoder_inputs(PackCollate(row_len=128)(samples)))
         for i, (sample, tokens) in enumerate(zip(samples, packed.patch_tokens_per_image(), strict=True)):
             rows, cols = sample["grid"].tolist()
             assert tokens.shape == (rows * cols, encoder.embed_dim) and torch.isfinite(tokens).all()

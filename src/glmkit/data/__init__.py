@@ -49,7 +49,6 @@ _EXPORTS: dict[str, str] = {
     "DATAMODULES": "glmkit.data.datamodule",
     "MixtureDataModule": "glmkit.data.datamodule",
     "NaFlexBatches": "glmkit.data.naflex",
-    "NaFlexPackCollate": "glmkit.data.naflex",
     "NaFlexRandomResizedCrop": "glmkit.data.naflex",
     "NaFlexResize": "glmkit.data.naflex",
     "NaFlexSchedule": "glmkit.data.naflex",

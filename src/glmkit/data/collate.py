@@ -9,8 +9,9 @@ token sequence) is batched:
 - :class:`StackCollate`: every tensor field has one shape across the batch (stage 1's crops);
 - :class:`PadCollate`: the ``pad_keys`` fields are padded along their first dimension to a length
   bucket (a multiple of ``multiple``), with a ``<key>_valid`` mask;
-- :class:`PackCollate`: the ``pack_keys`` fields are concatenated along their first dimension into
-  one row, with ``<key>_seq_lens`` giving each sample's length (for block-diagonal attention).
+- :class:`PackCollate`: the ``keys`` fields are packed back to back into rows of ``row_len``
+  positions, with ``<key>_seq_lens [R, S]`` giving each row's sample lengths (the encoder's packed
+  layout: block-diagonal attention, no compute on padding) and ``<key>_valid [R, row_len]``.
 """
 
 from __future__ import annotations
@@ -138,27 +139,108 @@ class PadCollate(Collate):
 
 @COLLATES.register("pack")
 class PackCollate(Collate):
-    """Concatenate the ``pack_keys`` fields of all samples into one row ``[1, sum(L_i), ...]``.
+    """Pack samples back to back into rows of ``row_len`` positions (NaViT's Patch n' Pack).
 
-    ``<key>_seq_lens`` (LongTensor ``[B]``) gives each sample's length in order, which is what
-    variable-length (block-diagonal) attention needs; no compute goes to padding.
+    The ``keys`` fields (``[n_i, ...]`` per sample) become ``[R, row_len, ...]``, zero after each
+    row's last image; ``<key>_seq_lens [R, S]`` (int64, for the first key) gives the images' lengths
+    row by row, 0 in unused slots (CogViT's ``seq_lens``), and ``<key>_valid [R, row_len]`` marks
+    the positions that hold a patch. Other fields are batched as :class:`Collate` does, one entry
+    per image in row-major order (the order of the encoder's ``prefix_tokens``).
+
+    Called on samples alone it fills rows in order, starting a new row when the next image does not
+    fit; :meth:`pack` takes the layout from a :class:`glmkit.data.naflex.NaFlexStep` instead, so that every rank has
+    the same ``R`` and ``S``.
 
     Args:
-        pack_keys: the variable-length fields.
+        row_len: positions per row.
+        keys: the variable-length fields, packed alike; the first one's length counts.
     """
 
-    def __init__(self, pack_keys: Sequence[str] = ("patches",)) -> None:
-        self.pack_keys = tuple(pack_keys)
+    def __init__(self, row_len: int = 1024, keys: Sequence[str] = ("patches", "coords")) -> None:
+        if row_len < 1:
+            raise ValueError(f"row_len must be >= 1, got {row_len}")
+        if not keys:
+            raise ValueError("PackCollate needs at least one key to pack")
+        self.row_len = int(row_len)
+        self.keys = tuple(keys)
 
-    def collate_field(self, key: str, values: list[Any]) -> Any:
-        """Pack the variable-length fields; batch the others as :class:`Collate` does."""
-        if key not in self.pack_keys:
-            return super().collate_field(key, values)
-        return torch.cat(_check_sequences(key, values))[None]  # 1, sum(L_i), ...
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        if not samples:
+            raise ValueError("cannot collate an empty batch")
+        rows: list[int] = []
+        used = self.row_len  # forces a first row
+        for n in self._lengths(samples):
+            if used + n > self.row_len:
+                rows.append(0)
+                used = 0
+            rows[-1] += 1
+            used += n
+        return self.pack(samples, rows)
 
-    def extra(self, samples: list[Sample]) -> dict[str, Any]:
-        """``<key>_seq_lens`` of the packed fields."""
-        for key in self.pack_keys:
-            if key not in samples[0]:
-                raise KeyError(f"PackCollate: samples have no field {key!r}; they have {sorted(samples[0])}")
-        return {f"{key}_seq_lens": torch.tensor([s[key].shape[0] for s in samples]) for key in self.pack_keys}
+    def pack(
+        self, samples: list[dict[str, Any]], row_sizes: Sequence[int], num_slots: int | None = None
+    ) -> dict[str, Any]:
+        """Pack ``samples`` in order: ``row_sizes[r]`` images in row ``r``, ``num_slots`` columns of
+        ``seq_lens`` (default: the largest row size)."""
+        if not samples:
+            raise ValueError("cannot collate an empty batch")
+        lengths = self._lengths(samples)
+        if any(int(k) < 0 for k in row_sizes) or sum(row_sizes) != len(samples):
+            raise ValueError(
+                f"row_sizes {list(row_sizes)} must be >= 0 and sum to the {len(samples)} samples"
+            )
+        slots = max(row_sizes) if num_slots is None else int(num_slots)
+        if max(row_sizes) > slots:
+            raise ValueError(f"a row holds {max(row_sizes)} images, more than num_slots={slots}")
+        seq_lens = torch.zeros(len(row_sizes), slots, dtype=torch.long)  # R, S
+        starts: list[tuple[int, int]] = []  # (row, position) of each sample
+        i = 0
+        for r, size in enumerate(row_sizes):
+            position = 0
+            for s in range(int(size)):
+                seq_lens[r, s] = lengths[i]
+                starts.append((r, position))
+                position += lengths[i]
+                i += 1
+            if position > self.row_len:
+                first = i - int(size)
+                raise ValueError(
+                    f"row {r} holds images of {lengths[first:i]} patches, {position} in all, more than "
+                    f"row_len={self.row_len}"
+                )
+        head = self.keys[0]
+        batch = super().__call__([{k: v for k, v in s.items() if k not in self.keys} for s in samples])
+        for key in self.keys:
+            first = samples[0][key]
+            out = first.new_zeros((len(row_sizes), self.row_len, *first.shape[1:]))  # R, L, ...
+            for sample, (r, position), n in zip(samples, starts, lengths, strict=True):
+                value = sample[key]
+                if value.shape[0] != n or value.shape[1:] != first.shape[1:]:
+                    raise ValueError(
+                        f"field {key!r} of sample {sample.get('index', '?')} has shape {list(value.shape)}; "
+                        f"expected [{n}, {', '.join(map(str, first.shape[1:]))}] like {head!r}"
+                    )
+                out[r, position : position + n] = value
+            batch[key] = out
+        batch[f"{head}_seq_lens"] = seq_lens
+        batch[f"{head}_valid"] = torch.arange(self.row_len)[None] < seq_lens.sum(1, keepdim=True)  # R, L
+        return batch
+
+    def _lengths(self, samples: list[dict[str, Any]]) -> list[int]:
+        head = self.keys[0]
+        lengths = []
+        for i, sample in enumerate(samples):
+            missing = [k for k in self.keys if k not in sample]
+            if missing:
+                raise KeyError(f"PackCollate: sample {i} has no field(s) {missing}; it has {sorted(sample)}")
+            value = sample[head]
+            if not isinstance(value, torch.Tensor) or value.ndim < 1:
+                raise TypeError(f"field {head!r} must hold tensors [n, ...], got {type(value).__name__}")
+            n = int(value.shape[0])
+            if n > self.row_len:
+                raise ValueError(
+                    f"sample {i} has {n} patches, more than row_len={self.row_len}; raise row_len or lower "
+                    "the transform's max_num_patches"
+                )
+            lengths.append(n)
+        return lengths

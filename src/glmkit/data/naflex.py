@@ -29,7 +29,7 @@ normalises per channel).
 - padded: :class:`glmkit.data.collate.PadCollate` with ``pad_keys=("patches", "coords")`` and
   ``multiple`` = the bucket length gives ``patches [B, L, P*P*C]``, ``coords [B, L, 2]`` and
   ``patches_valid [B, L]`` (False at padding);
-- packed: :class:`NaFlexPackCollate` puts several images back to back in rows of ``row_len``
+- packed: :class:`glmkit.data.collate.PackCollate` puts several images back to back in rows of ``row_len``
   positions and gives ``patches_seq_lens [R, S]``, CogViT's ``seq_lens`` (each image attends only to
   itself; 0 marks an empty slot), and ``patches_valid [R, L]``.
 
@@ -86,7 +86,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from glmkit.data.collate import COLLATES, Collate, PadCollate
+from glmkit.data.collate import PackCollate, PadCollate
 from glmkit.data.loader import ResumableDataLoader, ResumableSampler
 from glmkit.data.transforms import (
     TRANSFORMS,
@@ -341,122 +341,11 @@ def _check_budget(max_num_patches: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------- collate
-@COLLATES.register("naflex_pack")
-class NaFlexPackCollate(Collate):
-    """Pack NaFlex samples back to back into rows of ``row_len`` positions (NaViT's Patch n' Pack).
-
-    The ``keys`` fields (``[n_i, ...]`` per sample) become ``[R, row_len, ...]``, zero after each
-    row's last image; ``<key>_seq_lens [R, S]`` (int64, for the first key) gives the images' lengths
-    row by row, 0 in unused slots (CogViT's ``seq_lens``), and ``<key>_valid [R, row_len]`` marks
-    the positions that hold a patch. Other fields are batched as :class:`Collate` does, one entry
-    per image in row-major order (the order of the encoder's ``prefix_tokens``).
-
-    Called on samples alone it fills rows in order, starting a new row when the next image does not
-    fit; :meth:`pack` takes the layout from a :class:`NaFlexStep` instead, so that every rank has
-    the same ``R`` and ``S``.
-
-    Args:
-        row_len: positions per row.
-        keys: the variable-length fields, packed alike; the first one's length counts.
-    """
-
-    def __init__(self, row_len: int = 1024, keys: Sequence[str] = ("patches", "coords")) -> None:
-        if row_len < 1:
-            raise ValueError(f"row_len must be >= 1, got {row_len}")
-        if not keys:
-            raise ValueError("NaFlexPackCollate needs at least one key to pack")
-        self.row_len = int(row_len)
-        self.keys = tuple(keys)
-
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        if not samples:
-            raise ValueError("cannot collate an empty batch")
-        rows: list[int] = []
-        used = self.row_len  # forces a first row
-        for n in self._lengths(samples):
-            if used + n > self.row_len:
-                rows.append(0)
-                used = 0
-            rows[-1] += 1
-            used += n
-        return self.pack(samples, rows)
-
-    def pack(
-        self, samples: list[dict[str, Any]], row_sizes: Sequence[int], num_slots: int | None = None
-    ) -> dict[str, Any]:
-        """Pack ``samples`` in order: ``row_sizes[r]`` images in row ``r``, ``num_slots`` columns of
-        ``seq_lens`` (default: the largest row size)."""
-        if not samples:
-            raise ValueError("cannot collate an empty batch")
-        lengths = self._lengths(samples)
-        if any(int(k) < 0 for k in row_sizes) or sum(row_sizes) != len(samples):
-            raise ValueError(
-                f"row_sizes {list(row_sizes)} must be >= 0 and sum to the {len(samples)} samples"
-            )
-        slots = max(row_sizes) if num_slots is None else int(num_slots)
-        if max(row_sizes) > slots:
-            raise ValueError(f"a row holds {max(row_sizes)} images, more than num_slots={slots}")
-        seq_lens = torch.zeros(len(row_sizes), slots, dtype=torch.long)  # R, S
-        starts: list[tuple[int, int]] = []  # (row, position) of each sample
-        i = 0
-        for r, size in enumerate(row_sizes):
-            position = 0
-            for s in range(int(size)):
-                seq_lens[r, s] = lengths[i]
-                starts.append((r, position))
-                position += lengths[i]
-                i += 1
-            if position > self.row_len:
-                first = i - int(size)
-                raise ValueError(
-                    f"row {r} holds images of {lengths[first:i]} patches, {position} in all, more than "
-                    f"row_len={self.row_len}"
-                )
-        head = self.keys[0]
-        batch = super().__call__([{k: v for k, v in s.items() if k not in self.keys} for s in samples])
-        for key in self.keys:
-            first = samples[0][key]
-            out = first.new_zeros((len(row_sizes), self.row_len, *first.shape[1:]))  # R, L, ...
-            for sample, (r, position), n in zip(samples, starts, lengths, strict=True):
-                value = sample[key]
-                if value.shape[0] != n or value.shape[1:] != first.shape[1:]:
-                    raise ValueError(
-                        f"field {key!r} of sample {sample.get('index', '?')} has shape {list(value.shape)}; "
-                        f"expected [{n}, {', '.join(map(str, first.shape[1:]))}] like {head!r}"
-                    )
-                out[r, position : position + n] = value
-            batch[key] = out
-        batch[f"{head}_seq_lens"] = seq_lens
-        batch[f"{head}_valid"] = torch.arange(self.row_len)[None] < seq_lens.sum(1, keepdim=True)  # R, L
-        return batch
-
-    def _lengths(self, samples: list[dict[str, Any]]) -> list[int]:
-        head = self.keys[0]
-        lengths = []
-        for i, sample in enumerate(samples):
-            missing = [k for k in self.keys if k not in sample]
-            if missing:
-                raise KeyError(
-                    f"NaFlexPackCollate: sample {i} has no field(s) {missing}; it has {sorted(sample)}"
-                )
-            value = sample[head]
-            if not isinstance(value, Tensor) or value.ndim < 1:
-                raise TypeError(f"field {head!r} must hold tensors [n, ...], got {type(value).__name__}")
-            n = int(value.shape[0])
-            if n > self.row_len:
-                raise ValueError(
-                    f"sample {i} has {n} patches, more than row_len={self.row_len}; raise row_len or lower "
-                    "the transform's max_num_patches"
-                )
-            lengths.append(n)
-        return lengths
-
-
 def encoder_inputs(
     batch: dict[str, Any], key: str = "patches", coords_key: str = "coords"
 ) -> dict[str, Tensor]:
     """The encoder keyword arguments of a NaFlex batch: ``patches``, ``coords`` and ``seq_lens``
-    (packed, :class:`NaFlexPackCollate`) or ``valid`` (padded, ``PadCollate``)."""
+    (packed, :class:`PackCollate`) or ``valid`` (padded, ``PadCollate``)."""
     missing = [k for k in (key, coords_key) if k not in batch]
     if missing:
         raise KeyError(f"not a NaFlex batch: no field(s) {missing}; it has {sorted(batch)}")
@@ -477,7 +366,7 @@ class NaFlexStep:
         row_len: positions per row (the padded length ``L``, or a packed row's capacity).
         rows: the patch budget of each image, row by row. A padded step has one image per row,
             with budget ``row_len``; a packed row's budgets sum to at most ``row_len``.
-        packed: whether rows hold several images (collated by :class:`NaFlexPackCollate`).
+        packed: whether rows hold several images (collated by :class:`PackCollate`).
     """
 
     row_len: int
@@ -733,7 +622,7 @@ class NaFlexBatches(Dataset):
     step's samples, read as ``dataset[(epoch, index)]`` (a :class:`~glmkit.data.mixture.Mixture`;
     ``dataset[index]`` with ``keys_with_epoch=False``), each passed through
     ``transform.with_budget(budget)`` and collated: padded steps by ``PadCollate`` to the step's
-    length (``patches_valid``), packed steps by :class:`NaFlexPackCollate` (``patches_seq_lens``).
+    length (``patches_valid``), packed steps by :class:`PackCollate` (``patches_seq_lens``).
     In a packed row, the budget an image leaves unused goes to the next image of the row. The
     transform's ``rng`` for sample ``i`` of epoch ``e`` is seeded from ``(schedule.seed, e, i)``,
     apart from the mixture's own. Serve it with :func:`naflex_loader`.
@@ -787,9 +676,7 @@ class NaFlexBatches(Dataset):
                 left -= int(sample["patches"].shape[0])
                 samples.append(sample)
         if layout.packed:
-            return NaFlexPackCollate(layout.row_len).pack(
-                samples, [len(r) for r in layout.rows], layout.num_slots
-            )
+            return PackCollate(layout.row_len).pack(samples, [len(r) for r in layout.rows], layout.num_slots)
         return PadCollate(("patches", "coords"), multiple=layout.row_len)(samples)
 
     def _sample(self, epoch: int, index: int, budget: int) -> dict[str, Any]:
@@ -832,7 +719,6 @@ def naflex_loader(batches: NaFlexBatches, rank: int = 0, **loader_kwargs: Any) -
 
 __all__ = [
     "NaFlexBatches",
-    "NaFlexPackCollate",
     "NaFlexRandomResizedCrop",
     "NaFlexResize",
     "NaFlexSchedule",
