@@ -114,3 +114,38 @@ def test_records_without_a_source_count_as_default() -> None:
     summary = summarize(records, [M()])
     assert {k: v["scores"]["m"] for k, v in summary["sources"].items()} == {"default": 1.0, "web": 0.0}
     assert "| source: default | 1 | 0 | 100.0 |" in summary_markdown(summary)
+
+
+def test_every_column_names_its_scorer_and_stand_ins_are_marked_not_comparable(tmp_path: Path) -> None:
+    from glmkit.eval.metrics.base import scorer_info
+    from glmkit.eval.report import NOT_COMPARABLE_LABEL, scorer_lines
+
+    class StandIn(Verifier):
+        name = "visualish"
+
+        def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
+            return self._out(0.5, visual=0.25)
+
+        def describe(self) -> dict[str, Any]:
+            info = scorer_info(
+                "Some benchmark: visual_eval", not_comparable=[self.key], why_not_comparable="SSIM ran"
+            )
+            return {**super().describe(), **info}
+
+    bench = Benchmark("mixed", ["chartqa", "chartqa_lenient", "exact_match"])
+    result = run_benchmark(bench, OracleAdapter(), tmp_path / "o", data=_data(tmp_path, n=2))
+    summary = result.summary
+    assert (
+        summary["scorers"]["chartqa"] == "VLMEvalKit vlmeval/dataset/utils/vqa_eval.py: relaxed_correctness"
+    )
+    assert "lenient variant, not a benchmark's reference" in summary["scorers"]["chartqa_lenient"]
+    assert "glmkit variant" in summary["scorers"]["exact_match"] and summary["not_comparable"] == {}
+    md = summary_markdown(summary)
+    assert "Scorer of each column:" in md and "- chartqa: VLMEvalKit" in md
+    # a stand-in column is labelled in the header and explained under the table
+    summary = summarize([{"id": "a", "scores": {"visualish": 0.5, "visualish.visual": 0.25}}], [StandIn()])
+    header, _ = summary_rows(summary)
+    assert f"visualish {NOT_COMPARABLE_LABEL}" in header and "visual" in header
+    md = summary_markdown(summary)
+    assert "Not comparable with published numbers: visualish (SSIM ran)" in md
+    assert scorer_lines(summary) == ["visualish, visualish.visual: Some benchmark: visual_eval"]

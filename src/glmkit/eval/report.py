@@ -7,7 +7,9 @@ model call, every metric or (with several attempts) every attempt failed; failur
 attempts are counted under ``failed_attempts`` and those attempts count as incorrect.
 
 The table shows a row per category when there are several, and a row per data source
-(``source: NAME``) when there are several.
+(``source: NAME``) when there are several. Under it, every column is attributed to its scorer (the
+reference implementation a metric reproduces, or that it is a lenient or glmkit-only variant), and
+a column whose value came from an offline stand-in is labelled ``(not comparable)`` with the reason.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from glmkit.eval.metrics.passk import pass_at_k_table
 from glmkit.scoring import DEFAULT_TAG, Verifier
 
 LOWER_IS_BETTER_LABEL = "(lower is better)"
+NOT_COMPARABLE_LABEL = "(not comparable)"
 SOURCE_ROW_PREFIX = "source: "
 
 
@@ -77,6 +80,31 @@ def lower_is_better_keys(metrics: Sequence[Verifier]) -> list[str]:
     return [f"{metric.key}.{name}" for metric in metrics for name in getattr(metric, "lower_is_better", ())]
 
 
+def scorers(summary: dict[str, Any]) -> dict[str, str]:
+    """``{metric key: the scorer behind its columns}`` from the metrics' ``describe()`` entries."""
+    out = {}
+    for m in summary.get("metrics") or []:
+        key = m.get("key") or m.get("name")
+        scorer = m.get("scorer")
+        variant = m.get("variant")
+        if scorer is None:
+            out[key] = f"{m.get('name', key)} (no reference declared)"
+        elif variant and variant != "reference":
+            out[key] = f"{scorer} ({variant} variant, not a benchmark's reference)"
+        else:
+            out[key] = scorer
+    return out
+
+
+def not_comparable(summary: dict[str, Any]) -> dict[str, str]:
+    """``{score key: why}`` for score columns that cannot be compared with published numbers."""
+    out = {}
+    for m in summary.get("metrics") or []:
+        for key in m.get("not_comparable") or ():
+            out[key] = m.get("why_not_comparable") or "an offline stand-in ran"
+    return out
+
+
 def summarize(
     records: list[dict[str, Any]], metrics: Sequence[Verifier], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -102,6 +130,8 @@ def summarize(
         "sources": {src: _group_summary(rs, keys, with_tools) for src, rs in sorted(by_source.items())},
         "metrics": [m.describe() for m in metrics],
     }
+    summary["scorers"] = scorers(summary)
+    summary["not_comparable"] = not_comparable(summary)
     return summary
 
 
@@ -125,6 +155,11 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     labels = [k.split(".", 1)[1] if "." in k and subs.count(k.split(".", 1)[1]) == 1 else k for k in keys]
     labels = [
         f"{label} {LOWER_IS_BETTER_LABEL}" if k in lower else label
+        for k, label in zip(keys, labels, strict=True)
+    ]
+    stand_ins = not_comparable(summary)
+    labels = [
+        f"{label} {NOT_COMPARABLE_LABEL}" if k in stand_ins else label
         for k, label in zip(keys, labels, strict=True)
     ]
     header = ["split", "n", "errors", *labels, *passk, "latency s"]
@@ -154,10 +189,24 @@ def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def scorer_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per metric naming the scorer behind its columns (headline and dotted sub-scores)."""
+    keys = summary.get("score_keys") or []
+    lines = []
+    for metric_key, scorer in scorers(summary).items():
+        columns = [k for k in keys if k == metric_key or k.startswith(f"{metric_key}.")] or [metric_key]
+        lines.append(f"{', '.join(columns)}: {scorer}")
+    return lines
+
+
 def _notes(summary: dict[str, Any]) -> list[str]:
-    """Lines printed under the table: metric fallbacks and failed attempts."""
+    """Lines printed under the table: stand-ins, metric fallbacks and failed attempts."""
     overall = summary["overall"]
     notes = []
+    stand_ins = not_comparable(summary)
+    if stand_ins:
+        reasons = sorted(set(stand_ins.values()))
+        notes.append(f"Not comparable with published numbers: {', '.join(stand_ins)} ({'; '.join(reasons)})")
     failures = overall.get("metric_failures")
     if failures:
         notes.append(
@@ -185,6 +234,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     for note in _notes(summary):
         lines += ["", note]
+    scorer_rows = scorer_lines(summary)
+    if scorer_rows:
+        lines += ["", "Scorer of each column:", *[f"- {row}" for row in scorer_rows]]
     tools = summary["overall"].get("tools_used")
     if tools:
         lines += ["", "Samples using each tool: " + ", ".join(f"{k}: {v}" for k, v in tools.items())]
@@ -215,3 +267,5 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
     for note in _notes(summary):
         console.print(note, markup=False, highlight=False)
+    for row in scorer_lines(summary):
+        console.print(f"scorer of {row}", markup=False, highlight=False)

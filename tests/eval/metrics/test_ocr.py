@@ -1,4 +1,4 @@
-"""OCR metrics: Levenshtein, NED with normalisation options, ANLS, OCRBench hit."""
+"""OCR edit distance: Levenshtein, NED with normalisation options (ANLS and OCRBench: their own tests)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from functools import cache
 
 import pytest
 
-from glmkit.eval.metrics.ocr import (
-    ANLSScorer,
-    EditDistanceScorer,
-    NormalizedEditDistance,
-    OCRBenchScorer,
-    anls,
-    normalized_edit_distance,
-)
+from glmkit.eval.metrics.ocr import EditDistanceScorer, NormalizedEditDistance, normalized_edit_distance
 from glmkit.eval.metrics.text import levenshtein
 from glmkit.scoring import Sample
 
@@ -58,22 +51,6 @@ def test_edit_distance_scorer_best_reference_and_extraction() -> None:
     assert scorer.score(sample, scorer.oracle(sample)).scores["ocr_ned"] == 1.0
 
 
-def test_anls_threshold() -> None:
-    assert anls("kitten", ["sitting"]) == pytest.approx(1 - 3 / 7)  # NL 0.43 < 0.5
-    assert anls("abcd", ["wxyz"]) == 0.0
-    assert anls("Total: 5", ["total: 5", "nope"]) == 1.0
-    assert ANLSScorer().score(Sample("s", "q", "abcxyz"), "abcdef").scores["anls"] == 0.0  # NL exactly 0.5
-
-
-def test_ocrbench_substring_and_case_sensitive_category() -> None:
-    scorer = OCRBenchScorer()
-    assert scorer.score(Sample("s", "q", "exit"), "The sign says EXIT here").scores["ocrbench"] == 1.0
-    assert scorer.score(Sample("s", "q", ["exit", "way out"]), "Entrance").scores["ocrbench"] == 0.0
-    hme = Sample("s", "q", "x ^ 2", category="Handwritten Mathematical Expression Recognition")
-    assert scorer.score(hme, "$x^2$").scores["ocrbench"] == 1.0
-    assert scorer.score(hme, "$X^2$").scores["ocrbench"] == 0.0
-
-
 def test_torchmetric_mean_ned() -> None:
     metric = NormalizedEditDistance()
     metric.update(["kitten", "abc"], ["sitting", "abc"])
@@ -82,19 +59,10 @@ def test_torchmetric_mean_ned() -> None:
         metric.update(["a", "b"], ["a"])
 
 
-def test_ocr_metrics_ignore_thinking() -> None:
+def test_ocr_ned_ignores_thinking() -> None:
     sample = Sample("s", "q", "EXIT")
-    ocrbench = OCRBenchScorer()
-    # The reference appears only while reasoning: no hit.
-    assert ocrbench.score(sample, "<think>it could read EXIT or ENTRY</think>ENTRY").scores["ocrbench"] == 0.0
-    assert (
-        ocrbench.score(sample, "reads EXIT?</think><|begin_of_box|>ENTRY<|end_of_box|>").scores["ocrbench"]
-        == 0.0
-    )
-    assert ocrbench.score(sample, "<think>hmm, ENTRY?</think>The sign says EXIT").scores["ocrbench"] == 1.0
     thinking = "<think>ENTRY?</think><|begin_of_box|>EXIT<|end_of_box|>"
     assert EditDistanceScorer().score(sample, thinking).scores["ocr_ned"] == 1.0
     assert (
         EditDistanceScorer(extract=False).score(sample, "<think>ENTRY?</think>EXIT").scores["ocr_ned"] == 1.0
     )
-    assert ANLSScorer().score(sample, thinking).scores["anls"] == 1.0

@@ -55,3 +55,42 @@ def test_torchmetric() -> None:
     other.update(4, 4)
     metric.merge_state(other)
     assert metric.compute().item() == pytest.approx((_brute_force(4, 1, 2) + 0 + 1) / 3)
+
+
+# Parity with openai/human-eval human_eval/evaluation.py, estimate_pass_at_k's estimator:
+# 1.0 when n - c < k, else 1 - prod(1 - k / arange(n - c + 1, n + 1)). (n, c, k, expected)
+HUMAN_EVAL_CASES = [
+    (1, 0, 1, 0.0),  # no correct sample
+    (1, 1, 1, 1.0),  # n - c = 0 < k
+    (5, 0, 1, 0.0),
+    (5, 5, 5, 1.0),
+    (5, 1, 1, 0.2),  # c / n for k = 1
+    (5, 1, 5, 1.0),  # n - c = 4 < 5
+    (10, 3, 1, 0.3),
+    (10, 3, 5, 0.9166666666666666),  # 1 - C(7,5) / C(10,5) = 1 - 21/252
+    (10, 3, 8, 1.0),  # n - c = 7 < 8
+    (10, 7, 4, 1.0),
+    (20, 1, 10, 0.5),  # one correct of 20, half the 10-subsets hold it
+    (100, 1, 1, 0.01),
+    (100, 1, 10, 0.1),
+    (100, 1, 100, 1.0),
+    (200, 13, 10, 0.4975511147306061),
+    (200, 13, 100, 0.9999194971988055),
+    (7, 3, 5, 1.0),
+    (3, 1, 2, 2 / 3),
+    (4, 2, 3, 1.0),
+    (1000, 1, 500, 0.5),
+    (16, 8, 8, 0.9999222999223),  # 1 - C(8,8) / C(16,8) = 1 - 1/12870
+]
+
+
+@pytest.mark.parametrize(("n", "c", "k", "expected"), HUMAN_EVAL_CASES)
+def test_matches_human_eval_estimator(n: int, c: int, k: int, expected: float) -> None:
+    assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_only_ks_every_problem_supports_are_reported() -> None:
+    # human-eval reports pass@k only where (total >= k).all(); the mean over problems.
+    table = pass_at_k_table([4, 8, 8], [1, 0, 8], ks=[1, 2, 4, 8])
+    assert set(table) == {1, 2, 4}
+    assert table[1] == pytest.approx((0.25 + 0.0 + 1.0) / 3)

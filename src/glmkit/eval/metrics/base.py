@@ -14,6 +14,7 @@ which the ``oracle`` adapter uses for smoke tests of the harness.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from glmkit.registry import declare
@@ -41,3 +42,28 @@ def reference_answers(answer: Any) -> list[str]:
             raise ValueError(f"expected a string or number (or a list of them), got {ref!r}")
         out.append(str(ref))
     return out
+
+
+def scorer_info(
+    scorer: str,
+    variant: str = "reference",
+    not_comparable: Sequence[str] = (),
+    why_not_comparable: str | None = None,
+) -> dict[str, Any]:
+    """The entries a metric adds to its ``describe()`` so that a summary names the scorer of each column.
+
+    Args:
+        scorer: what computes the score: for a parity metric the reference file and function it
+            reproduces (``"VLMEvalKit vlmeval/dataset/utils/vqa_eval.py: relaxed_correctness"``).
+        variant: ``"reference"`` (reproduces that scorer), ``"lenient"`` (a glmkit variant that
+            accepts more answers; never registered under a benchmark's name) or ``"glmkit"``
+            (glmkit's own protocol, with no published reference).
+        not_comparable: score keys whose values cannot be compared with published numbers (an
+            offline stand-in ran); the summary marks those columns.
+        why_not_comparable: the reason, printed under the table.
+    """
+    info: dict[str, Any] = {"scorer": scorer, "variant": variant}
+    if not_comparable:
+        info["not_comparable"] = list(not_comparable)
+        info["why_not_comparable"] = why_not_comparable or "an offline stand-in replaced part of the scorer"
+    return info

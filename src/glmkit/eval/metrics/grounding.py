@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS
+from glmkit.eval.metrics.base import METRICS, scorer_info
 from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
 from glmkit.scoring import Sample, Scores, Verifier
 
@@ -186,7 +186,14 @@ class GroundingScorer(Verifier):
         return format_glm_box(from_pixels(to_pixels(ref, ref_space, size), self.pred_space, size))
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "iou_threshold": self.iou_threshold, "pred_space": self.pred_space}
+        return {
+            **super().describe(),
+            "iou_threshold": self.iou_threshold,
+            "pred_space": self.pred_space,
+            **scorer_info(
+                "glmkit Acc@IoU with declared coordinate spaces (RefCOCO's reference: refcoco)", "glmkit"
+            ),
+        }
 
 
 class GroundingAccuracy(Metric):

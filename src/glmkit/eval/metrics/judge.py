@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from glmkit.eval.metrics.base import METRICS, reference_answers
+from glmkit.eval.metrics.base import METRICS, reference_answers, scorer_info
 from glmkit.eval.metrics.text import extract_answer, strip_thinking
 from glmkit.scoring import Sample, Scores, Verifier
 
@@ -434,4 +434,5 @@ class JudgeScorer(Verifier):
             "judge_model": self.judge.client.model,
             "calls": self.judge.calls,
             "failures": self.judge.failures,
+            **scorer_info(f"LLM judge {self.judge.client.model} with glmkit's binary prompt", "glmkit"),
         }

@@ -1,4 +1,5 @@
-"""OCR metrics: normalised edit distance, ANLS and the OCRBench substring hit (report section 5).
+"""OCR edit-distance metrics: normalised edit distance (report section 5); ANLS lives in
+:mod:`~glmkit.eval.metrics.anls`, OCRBench in :mod:`~glmkit.eval.metrics.ocrbench`.
 
 NED = Levenshtein(pred, ref) / max(len(pred), len(ref)), in [0, 1], 0 for identical strings (two
 empty strings have NED 0). The harness reports the similarity 1 - NED so that higher is better,
@@ -13,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS, reference_answers
+from glmkit.eval.metrics.base import METRICS, reference_answers, scorer_info
 from glmkit.eval.metrics.text import extract_answer, levenshtein, normalize_whitespace, strip_thinking
 from glmkit.scoring import Sample, Scores, Verifier
 
@@ -42,18 +43,6 @@ def normalized_edit_distance(
     ref = normalize_ocr(ref, lowercase=lowercase, whitespace=whitespace)
     longest = max(len(pred), len(ref))
     return levenshtein(pred, ref) / longest if longest else 0.0
-
-
-def anls(pred: str, refs: Sequence[str], threshold: float = 0.5) -> float:
-    """Average Normalised Levenshtein Similarity of one prediction (Biten et al. 2019).
-
-    Lowercased, whitespace-collapsed; per reference 1 - NL if NL < ``threshold`` else 0; best reference.
-    """
-    best = 0.0
-    for ref in refs:
-        nl = normalized_edit_distance(pred, ref, lowercase=True, whitespace="collapse")
-        best = max(best, 1.0 - nl if nl < threshold else 0.0)
-    return best
 
 
 @METRICS.register("ocr_ned")
@@ -96,62 +85,12 @@ class EditDistanceScorer(Verifier):
         return self._out(1.0 - ned, {"extracted": text}, ned=ned)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "lowercase": self.lowercase, "whitespace": self.whitespace}
-
-
-@METRICS.register("anls")
-class ANLSScorer(Verifier):
-    """ANLS with the usual threshold 0.5 (DocVQA / lmms-eval convention)."""
-
-    name = "anls"
-
-    def __init__(self, threshold: float = 0.5, key: str | None = None) -> None:
-        super().__init__(key)
-        self.threshold = threshold
-
-    def check_answer(self, sample: Sample) -> None:
-        reference_answers(sample.answer)
-
-    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
-        text = extract_answer(response)
-        return self._out(anls(text, reference_answers(sample.answer), self.threshold), {"extracted": text})
-
-
-@METRICS.register("ocrbench")
-class OCRBenchScorer(Verifier):
-    """OCRBench's hit: some reference is a substring of the lowercased final answer.
-
-    The final answer is :func:`extract_answer`'s (thinking removed; the box / answer span if any),
-    so a reference that appears only in the reasoning is no hit.
-
-    For the handwritten-maths category (``category`` in ``case_sensitive_categories``) spaces are
-    removed and case is kept, as OCRBench does. Substring matching rewards verbose answers; pair it
-    with ``ocr_ned`` when that matters.
-    """
-
-    name = "ocrbench"
-
-    def __init__(
-        self,
-        case_sensitive_categories: Sequence[str] = ("Handwritten Mathematical Expression Recognition",),
-        key: str | None = None,
-    ) -> None:
-        super().__init__(key)
-        self.case_sensitive_categories = set(case_sensitive_categories)
-
-    def check_answer(self, sample: Sample) -> None:
-        reference_answers(sample.answer)
-
-    def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
-        pred = extract_answer(response)
-        refs = reference_answers(sample.answer)
-        if sample.category in self.case_sensitive_categories:
-            pred_n = "".join(pred.split())
-            hit = any("".join(r.split()) in pred_n for r in refs)
-        else:
-            pred_n = pred.lower().strip().replace("\n", " ")
-            hit = any(r.lower().strip().replace("\n", " ") in pred_n for r in refs)
-        return self._out(float(hit), {"extracted": pred})
+        return {
+            **super().describe(),
+            "lowercase": self.lowercase,
+            "whitespace": self.whitespace,
+            **scorer_info("glmkit 1 - normalised edit distance", "glmkit"),
+        }
 
 
 class NormalizedEditDistance(Metric):

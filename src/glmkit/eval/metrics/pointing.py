@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS
+from glmkit.eval.metrics.base import METRICS, scorer_info
 from glmkit.eval.metrics.grounding import COORD_SPACES, CoordSpace, to_pixels
 from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
 from glmkit.scoring import Sample, Scores, Verifier
@@ -146,6 +146,15 @@ class PointingScorer(Verifier):
         else:
             x, y = px
         return f"{BEGIN_BOX}[[{x:.3f},{y:.3f}]]{END_BOX}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "pred_space": self.pred_space,
+            **scorer_info(
+                "glmkit first-point hit with declared coordinate spaces (PointBench's: pointbench)", "glmkit"
+            ),
+        }
 
 
 def _interior_pixel(mask: np.ndarray) -> Point:

@@ -1,8 +1,9 @@
 """Visual similarity of two screenshots: **SSIM** (Wang et al. 2004) on greyscale (report section 5).
 
 Gaussian window (sigma 1.5, 11 taps), K1 0.01, K2 0.03; screenshots are padded to a common size
-with white and resized to 256 px width. This replaces Design2Code's CLIP similarity, which needs
-downloaded weights.
+with white and resized to 256 px width. Design2Code's visual score is CLIP's
+(:mod:`~glmkit.eval.metrics.clip_score`); SSIM is only its offline stand-in, and a summary marks the
+numbers computed with it as not comparable.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""VQA answer matching: exact, normalised (VQA-eval style), soft VQA accuracy, numeric tolerance.
+"""glmkit's VQA answer matching: exact, normalised, lenient soft VQA accuracy, numeric tolerance.
+
+These are glmkit's own matchers, more lenient than the benchmarks' reference scorers; none is
+registered under a benchmark's name (``vqa`` is VLMEvalKit's VQAv2 accuracy in
+:mod:`~glmkit.eval.metrics.vqav2`, ``chartqa`` ChartQA's relaxed accuracy in
+:mod:`~glmkit.eval.metrics.chartqa`). The mixed matcher is ``vqa_lenient``, the soft VQA accuracy
+without leave-one-out is ``vqa_soft_lenient``.
 
 All scorers first take the final answer out of the model output (thinking removed, then GLM's
 ``<|begin_of_box|>`` span, ``<answer>``, ``\\boxed{}``; see :func:`~glmkit.eval.metrics.text.extract_answer`), then compare it
@@ -22,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torchmetrics import Metric
 
-from glmkit.eval.metrics.base import METRICS, reference_answers
+from glmkit.eval.metrics.base import METRICS, reference_answers, scorer_info
 from glmkit.eval.metrics.text import extract_answer, normalize_vqa, strip_thinking
 from glmkit.scoring import Sample, Scores, Verifier
 
@@ -132,6 +138,9 @@ class ExactMatchScorer(Verifier):
         text = extract_answer(response) if self.extract else strip_thinking(response)
         return self._out(float(exact_match(text, reference_answers(sample.answer))), {"extracted": text})
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **scorer_info("glmkit exact match of the final answer", "glmkit")}
+
 
 @METRICS.register("normalized_match")
 class NormalizedMatchScorer(Verifier):
@@ -151,12 +160,19 @@ class NormalizedMatchScorer(Verifier):
         hit = normalized_match(text, reference_answers(sample.answer), contains=self.contains)
         return self._out(float(hit), {"extracted": text})
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **scorer_info("glmkit VQA-style normalised match", "lenient")}
 
-@METRICS.register("vqa_soft")
-class VQASoftScorer(Verifier):
-    """VQAv2 soft accuracy against a list of (typically ten) human answers."""
 
-    name = "vqa_soft"
+@METRICS.register("vqa_soft_lenient")
+class VQASoftLenientScorer(Verifier):
+    """Soft VQA accuracy min(1, matching human answers / 3) over glmkit's normalisation.
+
+    Lenient: the official VQAv2 score averages this over the leave-one-out subsets (3 matching
+    answers of 10 give 0.9 there, 1.0 here) and normalises differently; that one is ``vqa``.
+    """
+
+    name = "vqa_soft_lenient"
 
     def check_answer(self, sample: Sample) -> None:
         reference_answers(sample.answer)
@@ -164,6 +180,12 @@ class VQASoftScorer(Verifier):
     def score(self, sample: Sample, response: str, metadata: Mapping[str, Any] | None = None) -> Scores:
         text = extract_answer(response)
         return self._out(vqa_soft_accuracy(text, reference_answers(sample.answer)), {"extracted": text})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            **scorer_info("glmkit soft VQA accuracy without leave-one-out", "lenient"),
+        }
 
 
 @METRICS.register("numeric")
@@ -204,19 +226,24 @@ class NumericScorer(Verifier):
         return self._out(float(hit), {"extracted": text, "parsed": parsed.value if parsed else None})
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "rel_tol": self.rel_tol, "abs_tol": self.abs_tol}
+        return {
+            **super().describe(),
+            "rel_tol": self.rel_tol,
+            "abs_tol": self.abs_tol,
+            **scorer_info("glmkit last-number match within tolerance", "lenient"),
+        }
 
 
-@METRICS.register("vqa")
+@METRICS.register("vqa_lenient")
 class VQAScorer(Verifier):
-    """Mixed VQA: numeric answers are compared with :class:`NumericScorer` tolerances, everything else
-    by normalised match.
+    """Lenient mixed VQA: numeric answers are compared with :class:`NumericScorer` tolerances,
+    everything else by normalised match. Not the VQAv2 score (``vqa``) nor ChartQA's (``chartqa``).
 
     A sample is numeric when ``metadata.answer_type == "numeric"`` or every reference is a numeral:
     a JSON number or a string holding one number only (``"45"``, ``"3.5%"``; see :func:`is_numeral`).
     """
 
-    name = "vqa"
+    name = "vqa_lenient"
 
     def __init__(self, rel_tol: float = 0.0, abs_tol: float = 0.0, key: str | None = None) -> None:
         super().__init__(key)
@@ -236,6 +263,14 @@ class VQAScorer(Verifier):
         out = (self.numeric if self._is_numeric(sample) else self.text).score(sample, response, metadata)
         out.details["mode"] = "numeric" if self._is_numeric(sample) else "normalized"
         return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "rel_tol": self.numeric.rel_tol,
+            "abs_tol": self.numeric.abs_tol,
+            **scorer_info("glmkit mixed numeric / normalised match", "lenient"),
+        }
 
 
 class MatchAccuracy(Metric):
