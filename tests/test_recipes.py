@@ -67,3 +67,52 @@ def test_quickstart_runs_end_to_end_and_learns(
     for teacher in ("siglip2", "dinov3"):
         vals = [float(r[f"val/{teacher}/cosine"]) for r in rows if r.get(f"val/{teacher}/cosine")]
         assert len(vals) == 3 and vals[-1] > vals[0] + 0.02, (teacher, vals)
+
+
+def _printed(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    with pytest.raises(SystemExit):
+        main(["fit", *argv, "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def _outputs(printed: dict) -> list[str]:
+    trainer = printed["trainer"]
+    paths = [trainer["logger"]["init_args"]["save_dir"]] if isinstance(trainer["logger"], dict) else []
+    for callback in trainer["callbacks"]:
+        args = callback.get("init_args") or {}
+        paths += [args[k] for k in ("dirpath", "path") if isinstance(args.get(k), str)]
+    return paths
+
+
+@pytest.mark.parametrize("recipe", ["quickstart/stage1_tiny.yaml", "cogvit/stage1_mim_distill.yaml"])
+def test_default_root_dir_moves_every_output(recipe: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--trainer.default_root_dir moves the logger's and the callbacks' outputs; --print_config shows it."""
+    path = str(ROOT / "recipes" / recipe)
+    root = yaml.safe_load((ROOT / "recipes" / recipe).read_text())["trainer"]["default_root_dir"]
+    default = _outputs(_printed(capsys, "--config", path))
+    assert default and all(p == root or p.startswith(root + "/") for p in default), default
+    moved = _printed(capsys, "--config", path, "--trainer.default_root_dir=elsewhere/run")
+    assert moved["trainer"]["default_root_dir"] == "elsewhere/run"
+    assert all(p == "elsewhere/run" or p.startswith("elsewhere/run/") for p in _outputs(moved))
+    assert [p.replace("elsewhere/run", root, 1) for p in _outputs(moved)] == default
+
+
+def test_quickstart_keeps_its_readme_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    printed = _printed(capsys, "--config", str(ROOT / "recipes/quickstart/stage1_tiny.yaml"))
+    assert _outputs(printed) == [
+        "runs/quickstart_stage1",
+        "runs/quickstart_stage1/checkpoints",
+        "runs/quickstart_stage1/encoder",
+        "runs/quickstart_stage1/metrics.png",
+    ]
+
+
+@pytest.mark.slow
+def test_quickstart_writes_under_an_overridden_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["--trainer.default_root_dir=out/run", "--trainer.max_steps=3", "--trainer.limit_val_batches=0"]
+    assert main(["fit", "--config", str(QUICKSTARTS[0]), *argv, "--trainer.log_every_n_steps=1"]) == 0
+    run = tmp_path / "out" / "run"
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "encoder" / "config.json").is_file()
+    assert (run / "metrics.png").is_file() and list(run.glob("logs/version_*/metrics.csv"))
+    assert not (tmp_path / "runs").exists()

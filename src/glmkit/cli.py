@@ -13,6 +13,7 @@ no model are handled here before Lightning sees ``sys.argv`` (the DDP launcher r
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import sys
@@ -44,7 +45,16 @@ class GlmkitCLI(LightningCLI):
     (subclass mode); optimizers are built by each stage from its own parameter routing, so the
     top-level ``--optimizer`` groups are off; re-running in the same directory may overwrite the
     saved ``config.yaml``.
+
+    A run's outputs live under ``trainer.default_root_dir``: relative output paths of the logger
+    (``save_dir``) and of the callbacks (``dirpath``, ``path``, ``save_dir``) are taken under it, so
+    ``--trainer.default_root_dir=elsewhere`` moves every output. A path a recipe writes out under its
+    own root (``runs/x/checkpoints`` beside ``default_root_dir: runs/x``) moves with the root too.
+    The paths are resolved before parsing, so ``--print_config`` shows where the run writes.
     """
+
+    #: The ``init_args`` keys of loggers and callbacks that name output paths.
+    OUTPUT_PATH_KEYS = ("dirpath", "path", "save_dir")
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("model_class", LightningModule)
@@ -69,7 +79,65 @@ class GlmkitCLI(LightningCLI):
         except ConfigError as exc:
             print(f"glmkit: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-        self.config = parser.parse_args(argv)
+        self.config = parser.parse_args(self.outputs_under_root(argv))
+
+    @classmethod
+    def outputs_under_root(cls, argv: list[str]) -> list[str]:
+        """``argv`` with the recipes' relative output paths placed under the run's root directory.
+
+        The root is the last ``trainer.default_root_dir`` set, by a ``--config`` recipe or by
+        ``--trainer.default_root_dir``, in command-line order; without one, nothing changes.
+        """
+        root: str | None = None
+        recipes: dict[int, dict[str, Any]] = {}
+        for i, arg in enumerate(argv):
+            if arg == "--config" and i + 1 < len(argv):
+                try:
+                    recipe = yaml.safe_load(argv[i + 1])
+                except yaml.YAMLError:
+                    continue
+                trainer = recipe.get("trainer") if isinstance(recipe, dict) else None
+                if isinstance(trainer, dict):
+                    recipes[i + 1] = recipe
+                    if trainer.get("default_root_dir"):
+                        root = str(trainer["default_root_dir"])
+            elif arg == "--trainer.default_root_dir" and i + 1 < len(argv):
+                root = argv[i + 1]
+            elif arg.startswith("--trainer.default_root_dir="):
+                root = arg.split("=", 1)[1]
+        if root is None:
+            return argv
+        out = list(argv)
+        for index, recipe in recipes.items():
+            trainer = recipe["trainer"]
+            own = trainer.get("default_root_dir")
+            for spec in cls._output_specs(trainer):
+                args = spec.get("init_args")
+                for key in cls.OUTPUT_PATH_KEYS:
+                    if isinstance(args, dict) and isinstance(args.get(key), str):
+                        args[key] = cls._under_root(args[key], root, own)
+            out[index] = yaml.safe_dump(recipe, sort_keys=False)
+        return out
+
+    @staticmethod
+    def _under_root(path: str, root: str, recipe_root: str | None) -> str:
+        """``path`` under ``root`` when it is relative (after its recipe's own root, if it starts with it)."""
+        if Path(path).is_absolute():
+            return path
+        relative = Path(path)
+        if recipe_root:
+            with contextlib.suppress(ValueError):  # not under the recipe's root: taken as it is
+                relative = relative.relative_to(recipe_root)
+        return str(Path(root) / relative) if str(relative) != "." else str(Path(root))
+
+    @staticmethod
+    def _output_specs(trainer: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ``class_path``/``init_args`` specs of the trainer's logger(s) and callbacks."""
+        specs: list[Any] = []
+        for key in ("logger", "callbacks"):
+            value = trainer.get(key)
+            specs += value if isinstance(value, list) else [value]
+        return [spec for spec in specs if isinstance(spec, dict)]
 
 
 def prepare_config_args(argv: list[str]) -> list[str]:

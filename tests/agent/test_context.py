@@ -150,3 +150,22 @@ def test_registry_and_bad_arguments():
         ImageWindowPolicy(keep_last=-1)
     with pytest.raises(ValueError, match="chunk"):
         ImageWindowPolicy(chunk=0)
+
+
+def test_a_follow_up_questions_image_is_kept_and_the_old_questions_image_ages():
+    """A continued conversation: the current question is the last user turn that is not a tool
+    observation, so its image stays and the first question's image is windowed like a tool image."""
+    messages = trajectory(3)
+    messages.append({"role": "assistant", "content": "It is a crop."})
+    follow_up = image_ref("img_9", Image.new("RGB", (56, 56)))
+    messages.append({"role": "user", "content": [{"type": "text", "text": "img_9:"}, follow_up]})
+    assert kept_ids(ImageWindowPolicy(keep_last=2).apply(messages)) == ["img_2", "img_3", "img_9"]
+    assert kept_ids(ImageWindowPolicy(keep_last=0).apply(messages)) == ["img_9"]
+
+
+def test_token_budget_never_hides_the_newest_tool_image():
+    # the question (100 tokens) plus one tool image (400 tokens) exceed the 300-token budget
+    messages = trajectory(3, size=(280, 280))
+    messages[-1]["content"][1] = image_ref("img_3", Image.new("RGB", (560, 560)))
+    out = ImageWindowPolicy(keep_last=2, max_image_tokens=300).apply(messages)
+    assert kept_ids(out) == ["img_0", "img_3"]

@@ -200,11 +200,6 @@ GLM_BAD = [
     ('<tool_call>{"name": "search"}</tool_call>', "expected a function name"),
     ("<tool_call>nope\n</tool_call>", "unknown tool 'nope'"),
     ("<tool_call>search\n<arg_key>query</arg_key>\n</tool_call>", "has no <arg_value>"),
-    (
-        "<tool_call>search<arg_key>query</arg_key><arg_value>a</arg_value>"
-        "<arg_key>query</arg_key><arg_value>b</arg_value></tool_call>",
-        "given twice",
-    ),
     ("<tool_call>search\nquery=cats\n</tool_call>", "expected <arg_key>"),
     ("<tool_call>search\n<arg_key>query</arg_key><arg_value>cats</arg_value>", "unclosed"),
 ]
@@ -343,23 +338,94 @@ def test_tool_parameter_schemas_accepts_tools_schemas_and_mappings():
 
 def test_prepare_messages_for_a_text_format():
     fmt = Glm45ToolCallFormat()
+    native = OpenAIToolCallFormat().render_message([ToolCall("echo", {"text": "hi", "times": 2}, "c0")], "ok")
     history = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Repeat hi."},
-        OpenAIToolCallFormat().render_message([ToolCall("echo", {"text": "hi", "times": 2}, "c0")], "ok"),
+        native,
         {"role": "tool", "tool_call_id": "c0", "content": "hi hi"},
         {"role": "tool", "tool_call_id": "c1", "content": "second"},
         {"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"}]},
     ]
     out = fmt.prepare_messages(history, [t.schema() for t in toy_tools()])
-    assert [m["role"] for m in out] == ["system", "user", "assistant", "user"]
-    assert out[0]["content"].startswith("Be brief.") and '"name": "echo"' in out[0]["content"]
-    assert "<tool_call>echo" in out[2]["content"] and "<arg_value>2</arg_value>" in out[2]["content"]
-    assert "tool_calls" not in out[2]
-    observation = out[3]["content"]
+    # GLM: the tools are their own first system block; results stay role: tool for the template
+    assert [m["role"] for m in out] == ["system", "system", "user", "assistant", "tool", "tool", "user"]
+    assert out[0]["content"].startswith("# Tools\n") and '"name": "echo"' in out[0]["content"]
+    assert out[1] == history[0] and out[3] == native  # the native call is kept as the model produced it
+
+    fallback = fmt.prepare_messages(history, None, observation_role="user", native_calls="text")
+    assert [m["role"] for m in fallback] == ["system", "user", "assistant", "user"]
+    assert (
+        "<tool_call>echo" in fallback[2]["content"] and "<arg_value>2</arg_value>" in fallback[2]["content"]
+    )
+    assert "tool_calls" not in fallback[2]
+    observation = fallback[3]["content"]
     assert observation.count("<tool_response>") == 2 and "hi hi" in observation
     assert "Images returned by the tools:" in observation  # the following user turn was merged
     assert OpenAIToolCallFormat().prepare_messages(history) == history
+    with pytest.raises(ValueError, match="observation_role"):
+        fmt.prepare_messages(history, observation_role="observation")
+
+
+def test_hermes_tools_follow_the_system_prompt():
+    fmt = HermesToolCallFormat(default_system="You are Qwen.")
+    tools = [t.schema() for t in toy_tools()]
+    first = fmt.prepare_messages([{"role": "system", "content": "Be brief."}], tools)[0]["content"]
+    assert first.startswith("Be brief.\n\n# Tools\n\nYou may call one or more functions")
+    alone = fmt.prepare_messages([{"role": "user", "content": "hi"}], tools)
+    assert alone[0]["content"].startswith("You are Qwen.\n\n# Tools\n") and alone[1]["role"] == "user"
+
+
+def test_hermes_reads_a_parameters_key_and_says_so():
+    text = '<tool_call>{"name": "search", "parameters": {"query": "cats"}}</tool_call>'
+    [call] = HermesToolCallFormat().parse_text(text, SCHEMAS).calls
+    assert call.arguments == {"query": "cats"}
+    assert call.notes and "'parameters'" in call.notes[0]
+
+
+def test_arguments_are_coerced_as_serving_parsers_accept_them_with_notes():
+    schemas = {
+        "f": {
+            "type": "object",
+            "properties": {
+                "n": {"type": "integer"},
+                "opts": {"type": "object"},
+                "flag": {"type": "boolean"},
+                "id": {"type": "string"},
+                "box": {"type": "array"},
+            },
+        }
+    }
+    text = (
+        '<tool_call>{"name": "f", "arguments": {"n": "5", "opts": "{\'a\': 1}", "flag": "True", '
+        '"id": "10220_3939392", "box": "[1, 2]"}}</tool_call>'
+    )
+    [call] = HermesToolCallFormat().parse_text(text, schemas).calls
+    assert call.arguments == {"n": 5, "opts": {"a": 1}, "flag": True, "id": "10220_3939392", "box": [1, 2]}
+    assert len(call.notes) == 4 and any("'n'" in n and "integer 5" in n for n in call.notes)
+    # GLM: a quoted number for an integer, a Python dict for an object
+    glm = (
+        '<tool_call>f<arg_key>n</arg_key><arg_value>"5"</arg_value>'
+        "<arg_key>opts</arg_key><arg_value>{'a': [1, 'x']}</arg_value></tool_call>"
+    )
+    [call] = Glm45ToolCallFormat().parse_text(glm, schemas).calls
+    assert call.arguments == {"n": 5, "opts": {"a": [1, "x"]}} and len(call.notes) == 2
+    # native tool_calls too
+    native = {
+        "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"n": "7"}'}}]
+    }
+    [call] = OpenAIToolCallFormat().parse_message(native, schemas).calls
+    assert call.arguments == {"n": 7} and call.notes
+
+
+def test_glm_accepts_literal_newlines_and_repeated_keys_with_notes():
+    text = (
+        "<tool_call>search\\n<arg_key>query</arg_key>\\n<arg_value>a</arg_value>\\n"
+        "<arg_key>query</arg_key><arg_value>b</arg_value>\\n</tool_call>"
+    )
+    [call] = Glm45ToolCallFormat().parse_text(text, SCHEMAS).calls
+    assert call.name == "search" and call.arguments == {"query": "b"}
+    assert any("literal" in n for n in call.notes) and any("more than once" in n for n in call.notes)
 
 
 def test_text_format_also_reads_calls_a_server_already_parsed():

@@ -178,9 +178,82 @@ def test_text_format_over_an_openai_endpoint():
     assert system["role"] == "system" and system["content"].startswith("Be exact.")
     assert "<tools>" in system["content"] and '"name": "echo"' in system["content"]
     second = requests[1]["messages"]
-    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    # the result goes as role: tool, for the server's chat template to render as the model was trained
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "tool"]
     assert second[2]["content"] == text
-    assert second[3]["content"] == "<tool_response>\nhey hey hey\n</tool_response>"
+    assert second[3]["content"] == "hey hey hey" and second[3]["tool_call_id"] == "call_1_0"
+
+
+def test_text_format_over_an_openai_endpoint_with_user_observations():
+    text = '<tool_call>\n{"name": "echo", "arguments": {"text": "hey"}}\n</tool_call>'
+    with ScriptedOpenAIServer([reply(content=text), reply(content="hey")]) as srv:
+        model = OpenAIChatModel(base_url=srv.base_url, tool_format="hermes", observation_role="user")
+        AgentLoop(model, toy_tools()).run("Say hey.")
+    second = srv.requests[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[3]["content"] == "<tool_response>\nhey\n</tool_response>"
+
+
+def test_a_reply_cut_off_without_calls_is_reported_as_truncated():
+    script = [reply(content="The answer is forty", finish_reason="length"), reply(content="-two.")]
+    result, requests = run_scripted(script)
+    assert result.stop_reason == "truncated" and result.truncated == 1
+    assert result.final_answer == "The answer is forty" and len(requests) == 1
+
+    result, requests = run_scripted(script, on_truncation="continue")
+    assert result.stop_reason == "answer" and result.final_answer == "-two." and result.truncated == 1
+    assert requests[1]["messages"][-1]["content"].startswith("Your reply was cut off by the length limit")
+    with pytest.raises(ValueError, match="on_truncation"):
+        AgentLoop(OpenAIChatModel(base_url="http://127.0.0.1:9/v1"), on_truncation="ignore")
+
+
+def test_coerced_arguments_run_and_the_model_is_told():
+    script = [reply(tool_calls=[tool_call("echo", {"text": "hi", "times": "2"}, "c1")]), reply(content="ok")]
+    result, requests = run_scripted(script)
+    assert result.tool_errors == 0 and result.tool_calls == {"echo": 1}
+    observation = requests[1]["messages"][-1]["content"]
+    assert observation.startswith("Note: argument 'times': the string \"2\" was read as")
+    assert observation.endswith("hi hi")
+
+
+def test_a_text_only_server_is_warned_about_once_and_sent_placeholders():
+    """vLLM serving a text-only model answers 400 "At most 0 image(s) may be provided in one request"."""
+    from glmkit.agent.models import TextOnlyServerWarning
+
+    class Refusing(ScriptedOpenAIServer):
+        def __enter__(self):
+            super().__enter__()
+            handler = self._server.RequestHandlerClass
+            send = handler._send
+
+            def refuse_images(handler_self, status, payload):
+                body = self.requests[-1]
+                has_image = any(
+                    isinstance(m.get("content"), list)
+                    and any(p.get("type") == "image_url" for p in m["content"])
+                    for m in body["messages"]
+                )
+                if has_image:
+                    status, payload = (
+                        400,
+                        {"error": {"message": "At most 0 image(s) may be provided in one request."}},
+                    )
+                send(handler_self, status, payload)
+
+            handler._send = refuse_images
+            return self
+
+    with Refusing([reply(content="I cannot see it.")]) as srv:
+        model = OpenAIChatModel(base_url=srv.base_url)
+        loop = AgentLoop(model, toy_tools())
+        with pytest.warns(TextOnlyServerWarning, match="does not take images"):
+            result = loop.run("What is it?", [Image.new("RGB", (8, 8))])
+        result_again = loop.run("And now?", [Image.new("RGB", (8, 8))])  # no second warning, no refusal
+    assert result.final_answer == "I cannot see it." and result_again.final_answer == "I cannot see it."
+    assert model.text_only and len(srv.requests) == 3
+    assert (
+        "[image img_0: not shown, this model reads text only]" in srv.requests[-1]["messages"][0]["content"]
+    )
 
 
 def test_glm_text_format_types_arguments_from_the_schema():

@@ -220,3 +220,44 @@ def test_python_dash_m_help_runs():
         timeout=60,
     )
     assert out.returncode == 0 and "--tools" in out.stdout
+
+
+def test_a_slow_fetch_does_not_hold_up_another_call():
+    """A server that sends its headers one byte at a time: read_webpage gives up at its total limit,
+    and a crop sent meanwhile to the same MCP server answers at once."""
+    from glmkit.tools.base import ToolContext
+    from tests.tools.conftest import SlowHeadersServer
+
+    slow = SlowHeadersServer(interval=0.1, duration=10.0)
+    context = ToolContext(network_policy=slow.policy(read_timeout=2.0, total_timeout=2.0))
+    tool_server = build_server(["read_webpage", "crop_image"], context=context)
+    picture = png_b64(Image.new("RGB", (64, 64), "red"))
+    timings: dict[str, float] = {}
+
+    async def go():
+        async with Client(tool_server.server) as client:
+            results = {}
+
+            async def fetch_page():
+                start = anyio.current_time()
+                results["page"] = await client.call_tool("read_webpage", {"url": slow.url()})
+                timings["page"] = anyio.current_time() - start
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(fetch_page)
+                await anyio.sleep(0.3)
+                start = anyio.current_time()
+                results["crop"] = await client.call_tool(
+                    "crop_image",
+                    {"input_images": {"img_0": picture}, "image": "img_0", "bbox": [0, 0, 500, 500]},
+                )
+                timings["crop"] = anyio.current_time() - start
+        return results
+
+    try:
+        results = anyio.run(go)
+    finally:
+        slow.close()
+    assert not results["crop"].is_error and timings["crop"] < 1.0
+    assert results["page"].is_error and "took longer than 2 s in total" in results["page"].content[0].text
+    assert timings["page"] < 4.0

@@ -123,7 +123,9 @@ def test_prompt_has_tool_schemas_and_image_placeholders(tokenizer, tiny_llama):
         {"role": "user", "content": [image_ref("img_1", Image.new("RGB", (4, 4)))]},
     ]
     prompt = model.render_prompt(messages, [t.schema() for t in toy_tools()])
-    assert prompt.startswith("<|im_start|>system\nLook carefully.")
+    # GLM's tools block comes first, as its own system turn, then the system prompt
+    assert prompt.startswith("<|im_start|>system\n# Tools\n")
+    assert "<|im_end|>\n<|im_start|>system\nLook carefully.<|im_end|>" in prompt
     assert '"name": "echo"' in prompt and '"times"' in prompt and "<tools>" in prompt
     assert "<arg_key>" in prompt  # the GLM call syntax is explained
     assert prompt.count("<|image|>") == 2
@@ -260,7 +262,8 @@ def test_agent_loop_with_a_local_model_and_glm_calls(tokenizer):
     first, second = lm.prompts
     assert "img_0:<|image|>Say hi twice." in first
     assert call in second  # the assistant's raw call is replayed
-    assert "<|im_start|>user\n<tool_response>\nhi hi\n</tool_response>" in second
+    # the ChatML template renders role: tool itself, so the result goes as a tool turn
+    assert "<|im_start|>tool\nhi hi<|im_end|>" in second
 
 
 TOOL_TEMPLATE = (

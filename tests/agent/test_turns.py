@@ -164,3 +164,13 @@ def test_the_log_gets_the_turn_in_order(tools, tmp_path):
     events = read_trajectory(log.path)
     assert [e["event"] for e in events] == ["assistant", "parse_error", "tool_call", "image", "tool_result"]
     assert events[0]["usage"] == {"total_tokens": 7} and events[4]["image_ids"] == ["img_0"]
+
+
+def test_a_cut_off_reply_without_calls_ends_as_truncated_not_as_an_answer():
+    from glmkit.tools.base import ToolContext
+    from tests.agent.toy_tools import EchoTool
+
+    step = take_turn("The answer is", "glm45", {"echo": EchoTool()}, ToolContext(), finish_reason="length")
+    assert step.done and step.truncated and step.end_reason == "truncated"
+    assert step.final_answer == "The answer is"
+    assert take_turn("Done.", "glm45", {"echo": EchoTool()}, ToolContext()).end_reason == "answer"

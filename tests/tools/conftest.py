@@ -130,3 +130,60 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+class SlowHeadersServer:
+    """A raw TCP server on 127.0.0.1 that starts a response and then sends its headers one byte per
+    ``interval`` seconds (``HTTP/1.1 200 OK\\r\\nX-Slow: aaaa...``) for at most ``duration`` seconds."""
+
+    def __init__(self, interval: float = 0.1, duration: float = 8.0) -> None:
+        import socket
+
+        self.interval, self.duration = interval, duration
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._dribble, args=(conn,), daemon=True).start()
+
+    def _dribble(self, conn) -> None:  # type: ignore[no-untyped-def]
+        end = time.monotonic() + self.duration
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while time.monotonic() < end and not self.stop.is_set():
+                conn.sendall(b"a")
+                time.sleep(self.interval)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def policy(self, **kwargs: object) -> NetworkPolicy:
+        return NetworkPolicy(allow_endpoints=frozenset({("127.0.0.1", self.port)}), **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def slow_headers() -> Iterator[SlowHeadersServer]:
+    srv = SlowHeadersServer()
+    yield srv
+    srv.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from glmkit.tools.base import ToolContext
@@ -145,3 +148,57 @@ def test_read_webpage_survives_old_style_and_malformed_html(server):
     bad = tool({"url": server.url("/bad")}, ToolContext())
     assert bad.ok, bad.error
     assert bad.text == f"# T\nURL: {server.url('/bad')}\n\nSee x [a](https://other.example/a)\n"
+
+
+def test_read_webpage_fetches_and_converts_a_page_once_per_context(server, monkeypatch):
+    import glmkit.tools.browser as browser
+
+    body = ("<p>" + "word " * 4000 + "</p>").encode()
+    server.routes["/long"] = Route(body=body, headers={"Content-Type": "text/html"})
+    conversions = []
+    real = browser.html_to_markdown
+    monkeypatch.setattr(browser, "html_to_markdown", lambda *a, **k: conversions.append(1) or real(*a, **k))
+    tool = ReadWebpageTool(policy=server.policy())
+    context = ToolContext()
+    texts = [
+        tool({"url": server.url("/long"), "start": s, "max_chars": 5000}, context).text
+        for s in (0, 5000, 10000)
+    ]
+    assert len(server.requests) == 1 and len(conversions) == 1
+    assert "word word" in texts[1] and "start=15000" in texts[2]
+    tool({"url": server.url("/long")}, ToolContext())  # another conversation fetches again
+    assert len(server.requests) == 2
+
+
+def test_page_cache_is_bounded():
+    from glmkit.tools.browser import PageCache, ReadPage
+
+    cache = PageCache(max_chars=100, max_pages=3)
+    for i in range(5):
+        cache.put(f"u{i}", ReadPage(f"u{i}", "x" * 40))
+    assert len(cache) == 2 and cache.get("u0") is None and cache.get("u4") is not None
+    cache.put("big", ReadPage("big", "x" * 101))  # alone over the limit: not kept
+    assert cache.get("big") is None
+
+
+MANUALS = Path("/usr/share/doc/libxml2/html")
+
+
+@pytest.mark.skipif(not (MANUALS / "FAQ.html").exists(), reason="Debian package libxml2-doc not installed")
+def test_read_webpage_on_a_real_manual_with_layout_tables(server):
+    """libxml2's HTML manual lays every page out in tables: its headings and lists must survive."""
+    from bs4 import BeautifulSoup
+
+    raw = (MANUALS / "FAQ.html").read_bytes()
+    server.routes["/FAQ.html"] = Route(body=raw, headers={"Content-Type": "text/html"})
+    result = ReadWebpageTool(policy=server.policy())(
+        {"url": server.url("/FAQ.html"), "max_chars": 100_000}, ToolContext()
+    )
+    assert result.ok, result.error
+    soup = BeautifulSoup(raw, "html.parser")
+    headings = len(soup.find_all(re.compile(r"^h[1-6]$")))
+    items = len(soup.find_all("li"))
+    assert headings >= 5 and items >= 50
+    body = result.text.split("## Images on this page")[0]
+    assert len(re.findall(r"^#{1,6} ", body, re.M)) >= headings  # the page title adds one
+    assert len(re.findall(r"^\s*(?:[-*+]|\d+\.) ", body, re.M)) == items

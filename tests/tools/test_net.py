@@ -6,6 +6,7 @@ import gzip
 import ipaddress
 import re
 import threading
+import time
 import tracemalloc
 import zlib
 from collections.abc import Callable
@@ -289,6 +290,15 @@ def test_trickling_server_hits_the_total_time_limit(server):
     server.routes["/drip"] = Route(body=b"y" * 12_000, drip=0.1)
     with pytest.raises(FetchError, match="took longer than 0.8 s in total; download stopped"):
         fetch(server.url("/drip"), server.policy(total_timeout=0.8, read_timeout=10))
+
+
+def test_headers_sent_one_byte_at_a_time_hit_the_total_time_limit(slow_headers):
+    """Each read returns a byte, so no read timeout fires; the total limit must still hold."""
+    policy = slow_headers.policy(read_timeout=1.0, total_timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(FetchError, match=r"took longer than 1 s in total"):
+        fetch(slow_headers.url(), policy)
+    assert time.monotonic() - start < 2.0
 
 
 def test_http_errors_are_reported(server):

@@ -6,11 +6,20 @@ import os
 import select
 import socket
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from glmkit.tools.base import ToolContext
-from glmkit.tools.sandbox import PythonTool, SandboxLimits, process_isolation, run_python, user_isolation
+from glmkit.tools.base import ToolContext, ToolError
+from glmkit.tools.sandbox import (
+    PythonTool,
+    SandboxLimits,
+    process_isolation,
+    run_python,
+    sandbox_mechanism,
+    user_isolation,
+)
 from glmkit.tools.sandbox.user_switch import searchable_by
 
 FAST = SandboxLimits(cpu_seconds=5, wall_seconds=15, memory_mb=512)
@@ -245,7 +254,10 @@ def test_namespace_blocks_a_child_process_that_has_no_audit_hook(ctx, tcp_listen
     code = f"import subprocess, sys\nr = subprocess.run([sys.executable, '-c', {inner!r}], capture_output=True, text=True)\nprint(r.returncode)\nprint(r.stderr[-200:])"
     result = PythonTool(FAST, isolation="namespace")({"code": code}, ctx)
     assert result.data["network_isolation"] == "namespace"
-    assert "--- stdout ---\n1" in result.text and "unreachable" in result.text.lower()
+    # unshare leaves the namespace's loopback down (unreachable); bubblewrap brings up its own
+    # loopback, where nothing listens (refused): either way the host's listener is never reached
+    assert "--- stdout ---\n1" in result.text
+    assert "unreachable" in result.text.lower() or "refused" in result.text.lower()
     assert accepted == []
 
 
@@ -311,7 +323,9 @@ def test_root_runs_the_code_as_an_unprivileged_user(tmp_path, isolation):
     )
     limits = SandboxLimits(cpu_seconds=5, wall_seconds=15, memory_mb=512, run_as_uid=65534, run_as_gid=65534)
     run = run_python(code, tmp_path / "work", limits, isolation)
-    assert run.status == "error" and "PermissionError" in run.stderr, run.stderr
+    # bubblewrap does not even show the folder; otherwise the unprivileged uid may not write there
+    refusal = "FileNotFoundError" if run.sandbox == "bubblewrap" else "PermissionError"
+    assert run.status == "error" and refusal in run.stderr, run.stderr
     assert run.stdout.split("\n")[0] == "65534 65534 []"
     assert not (outside / "x").exists()
     assert [p.name for p in run.files] == ["inside.txt"] and run.files[0].read_text() == "ok"
@@ -365,3 +379,78 @@ def test_a_working_directory_with_too_many_entries_is_walked_only_so_far(ctx, mo
     monkeypatch.setattr(workdir, "MAX_SNAPSHOT_ENTRIES", 5)
     result = PythonTool(FAST)({"code": "for i in range(12):\n    open(f'f{i}.txt', 'w').close()"}, ctx)
     assert result.ok and "holds more than 5 entries; only the first were checked" in result.text
+
+
+BWRAP = pytest.mark.skipif(
+    sandbox_mechanism() != "bubblewrap", reason="bubblewrap (Debian package bubblewrap) unavailable here"
+)
+
+
+@BWRAP
+def test_bubblewrap_hides_a_file_planted_outside_the_scratch_folder(ctx, tmp_path):
+    """The planted file is readable by anyone on the host; the code must not find it."""
+    planted = tmp_path / "planted" / "secret.txt"
+    planted.parent.mkdir()
+    planted.write_text("planted-token-5831")
+    planted.chmod(0o644)
+    home_file = Path.home() / ".glmkit-sandbox-probe"
+    home_file.write_text("home-token-7702")
+    try:
+        code = (
+            "import os\n"
+            f"for path in ({str(planted)!r}, {str(home_file)!r}, '/etc/shadow', '/etc/passwd'):\n"
+            "    try:\n        print(path, 'was read:', open(path).read())\n"
+            "    except OSError as exc:\n        print(path, type(exc).__name__)\n"
+            "print(sorted(os.listdir('/')))\n"
+            "open('/usr/escape', 'w')"
+        )
+        result = PythonTool(FAST)({"code": code}, ctx)
+    finally:
+        home_file.unlink()
+    assert result.data["sandbox"] == "bubblewrap" and result.data["filesystem_isolation"] == "private"
+    assert "was read:" not in result.text, result.text
+    assert "planted-token-5831" not in result.text and "home-token-7702" not in result.text
+    assert f"{planted} FileNotFoundError" in result.text
+    assert "Read-only file system" in result.text  # the system folders are read-only
+    assert "'home'" not in result.text and "'work'" not in result.text
+    assert result.data["network_isolation"] == "namespace"
+    assert result.data["process_isolation"] == "pid_namespace"
+
+
+@BWRAP
+def test_bubblewrap_sandbox_still_runs_numpy_matplotlib_and_returns_files(ctx):
+    code = (
+        "import numpy as np, matplotlib.pyplot as plt\n"
+        "plt.plot(np.arange(5))\nplt.savefig('plot.png')\nprint(np.arange(3).sum())"
+    )
+    result = PythonTool(FAST)({"code": code}, ctx)
+    assert result.ok and result.data["status"] == "ok", result.text
+    assert "--- stdout ---\n3" in result.text and [p.name for p in result.files] == ["plot.png"]
+    assert len(result.images) == 1
+
+
+@BWRAP
+def test_bubblewrap_wall_timeout_kills_the_whole_sandbox(tmp_path):
+    code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\ntime.sleep(60)"
+    limits = SandboxLimits(cpu_seconds=5, wall_seconds=1.5, memory_mb=512)
+    start = time.monotonic()
+    run = run_python(code, tmp_path / "work", limits)
+    assert run.status == "timeout" and run.sandbox == "bubblewrap"
+    assert time.monotonic() - start < 6
+
+
+def test_without_bubblewrap_the_previous_mechanism_runs_and_says_so(ctx, monkeypatch):
+    from glmkit.tools.sandbox import bubblewrap, runner
+
+    monkeypatch.setattr(runner, "bubblewrap_works", lambda *args: False)
+    result = PythonTool(FAST)({"code": "print('hi')"}, ctx)
+    assert result.ok and result.data["sandbox"] in ("unshare", "audit_hook")
+    assert result.data["filesystem_isolation"] == "none"
+    with pytest.raises(ToolError, match="bubblewrap is unavailable"):
+        run_python("pass", ctx.scratch_dir() / "b", FAST, "bubblewrap")
+    monkeypatch.setattr(bubblewrap, "bwrap_path", lambda: None)
+    bubblewrap.bubblewrap_works.cache_clear()
+    try:
+        assert bubblewrap.bubblewrap_works(False) is False
+    finally:
+        bubblewrap.bubblewrap_works.cache_clear()

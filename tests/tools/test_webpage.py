@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
-from glmkit.tools.webpage import html_to_markdown
+import pytest
+
+from glmkit.tools.webpage import ConversionTimeout, html_to_markdown
 
 PAGE = """<!doctype html>
 <html><head><title> Test  Page </title>
@@ -148,3 +151,79 @@ def test_title_outside_head_is_shown_once():
     page = html_to_markdown("<title>Notes</title><p>body text</p>", "https://example.com/")
     assert page.title == "Notes" and page.markdown == "body text"
     assert page.render().count("Notes") == 1
+
+
+PARSERS = pytest.mark.parametrize("parser", ["lxml", "html.parser"])
+
+
+@PARSERS
+def test_conversion_is_linear_in_the_page_size(parser):
+    """80,000 <br> then 80,000 </i> (640 KB): bs4's html.parser builder scanned a list per end tag."""
+    if parser == "lxml":
+        pytest.importorskip("lxml")
+    page = "<p>" + "<br>" * 80_000 + "</i>" * 80_000 + "<b>end</b></p>"
+    start = time.monotonic()
+    converted = html_to_markdown(page, parser=parser)
+    assert time.monotonic() - start < 10
+    assert converted.markdown.endswith("**end**")
+
+
+def test_conversion_stops_at_its_time_limit():
+    page = "<div>" + "<p><b>x</b> y</p>" * 50_000 + "</div>"
+    with pytest.raises(ConversionTimeout, match="too long"):
+        html_to_markdown(page, time_limit=0.01)
+
+
+@PARSERS
+def test_inline_display_none_and_visibility_hidden_are_dropped(parser):
+    page = (
+        '<p>shown</p><div style="display:none">secret one</div>'
+        '<span style="color: red; DISPLAY : none !important">secret two</span>'
+        '<p style="visibility:hidden">secret three</p><p style="display: block">also shown</p>'
+    )
+    markdown = html_to_markdown(page, parser=parser).markdown
+    assert "secret" not in markdown and "shown" in markdown and "also shown" in markdown
+
+
+@PARSERS
+def test_a_layout_table_is_read_as_its_blocks(parser):
+    page = (
+        "<table><tr><td><a href='/'>Home</a></td><td><h1>Guide</h1><p>Intro.</p>"
+        "<h2>Steps</h2><ul><li>one</li><li>two</li></ul><pre>code</pre></td></tr></table>"
+        "<table><tr><th>k</th><th>v</th></tr><tr><td>a</td><td>1</td></tr></table>"
+    )
+    markdown = html_to_markdown(page, "https://x.org/a.html", parser=parser).markdown
+    assert "# Guide" in markdown and "## Steps" in markdown
+    assert "- one\n- two" in markdown and "```\ncode\n```" in markdown
+    assert "| k | v |\n|---|---|\n| a | 1 |" in markdown  # a data table stays a table
+
+
+@PARSERS
+def test_icon_links_anchors_code_languages_and_svg(parser):
+    page = (
+        '<h2 id="new">new<a class="anchor" href="#new"></a></h2>'
+        '<a href="/src/vec.rs.html#400"><span class="icon"></span></a>'
+        '<a href="/copy" aria-label="Copy item path"><img src="/clipboard.svg" alt=""></a>'
+        '<p>See <a href="#method.push">push</a> and <a href="https://doc.rs/vec.html#method.pop">pop</a>.</p>'
+        '<pre class="rust rust-example-rendered"><code>let v = vec![1];</code></pre>'
+        '<div class="highlight-python notranslate"><div class="highlight"><pre>print(1)</pre></div></div>'
+        '<pre><code class="language-js">x()</code></pre><pre>plain</pre>'
+        '<img src="/logo.svg" alt="Logo"><img src="/shot.png" alt="Shot">'
+    )
+    page_url = "https://doc.rs/vec.html"
+    converted = html_to_markdown(page, page_url, parser=parser)
+    markdown = converted.markdown
+    assert "](https://doc.rs/src" not in markdown and "[https://" not in markdown  # no bare-URL icon link
+    assert "[Copy item path](https://doc.rs/copy)" in markdown
+    assert "See push and pop." in markdown  # same-page anchors are plain text
+    assert "```rust\nlet v = vec![1];\n```" in markdown
+    assert "```python\nprint(1)\n```" in markdown and "```js\nx()\n```" in markdown
+    assert "```\nplain\n```" in markdown
+    assert "[image: Logo]" in markdown and [src for _, src in converted.images] == ["https://doc.rs/shot.png"]
+
+
+@PARSERS
+def test_unclosed_list_items_are_separate_items(parser):
+    page = "<ul><li>one<li>two<ul><li>two-a<li>two-b</ul><li>three</ul>"
+    markdown = html_to_markdown(page, parser=parser).markdown
+    assert markdown == "- one\n- two\n  - two-a\n  - two-b\n- three"

@@ -41,7 +41,15 @@ from glmkit.agent.formats import (
     get_tool_call_format,
 )
 from glmkit.agent.loop import AgentLoop, AgentResult
-from glmkit.agent.models import CHAT_MODELS, ChatModel, OpenAIChatModel, TransformersChatModel
+from glmkit.agent.models import (
+    CHAT_MODELS,
+    ChatModel,
+    OpenAIChatModel,
+    TemplateSupport,
+    TextOnlyServerWarning,
+    TransformersChatModel,
+    probe_template,
+)
 from glmkit.agent.trajectory import TrajectoryLogger, read_trajectory
 from glmkit.agent.turns import CallOutcome, Turn, initial_messages, take_turn
 
@@ -67,6 +75,8 @@ __all__ = [
     "ToolCall",
     "ToolCallError",
     "ToolCallFormat",
+    "TemplateSupport",
+    "TextOnlyServerWarning",
     "TrajectoryLogger",
     "TransformersChatModel",
     "Turn",
@@ -76,6 +86,7 @@ __all__ = [
     "image_ref",
     "image_to_data_url",
     "initial_messages",
+    "probe_template",
     "read_trajectory",
     "take_turn",
 ]

@@ -48,6 +48,19 @@ def iter_image_refs(messages: Sequence[dict[str, Any]]) -> list[tuple[int, int, 
     return found
 
 
+def is_observation_message(messages: Sequence[dict[str, Any]], index: int) -> bool:
+    """True for a user message that carries tool results' images: it directly follows ``role: tool``."""
+    return messages[index].get("role") == "user" and index > 0 and messages[index - 1].get("role") == "tool"
+
+
+def current_question_index(messages: Sequence[dict[str, Any]]) -> int | None:
+    """Index of the last user message that is a question, not a tool observation (``None``: no question)."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user" and not is_observation_message(messages, index):
+            return index
+    return None
+
+
 def image_tokens(image: Image.Image | None, pixels_per_token: int = 28) -> int:
     """Rough visual-token cost of an image: one token per ``pixels_per_token``-square cell.
 
@@ -85,20 +98,22 @@ class KeepAllImages:
 
 @CONTEXT_POLICIES.register("image_window")
 class ImageWindowPolicy:
-    """Keep the question's images and the last ``keep_last`` tool images; older images become placeholders.
+    """Keep the current question's images and the last ``keep_last`` other images; older ones become placeholders.
 
-    Question images are those before the first assistant message. Tool images are all later ones.
+    The current question is the last user message that is not a tool observation (the image
+    message that follows ``role: tool`` results), so in a continued conversation the follow-up
+    question's images are pinned and an earlier question's images age like tool images.
 
     Args:
         keep_last: tool images kept in full, newest first.
-        keep_question_images: never replace the question's images.
+        keep_question_images: never replace the current question's images.
         chunk: replace images ``chunk`` at a time, so the request prefix, and a server's prefix
             cache, changes once every ``chunk`` new images instead of every turn; between
             ``keep_last`` and ``keep_last + chunk - 1`` tool images are then kept.
         max_image_tokens: optional budget for the kept images (estimated by :func:`image_tokens`);
             more old tool images are replaced until the kept ones fit, also in whole chunks where
-            that still leaves ``keep_last``; only the budget goes below ``keep_last``. Question
-            images always stay.
+            that still leaves ``keep_last``; only the budget goes below ``keep_last``, and it never
+            hides the newest image. The current question's images always stay.
         placeholder: text that replaces an image; ``{image_id}``, ``{width}`` and ``{height}`` are filled in.
         pixels_per_token: passed to :func:`image_tokens`.
     """
@@ -125,27 +140,29 @@ class ImageWindowPolicy:
 
     def omitted(self, messages: Sequence[dict[str, Any]]) -> list[tuple[int, int, dict[str, Any]]]:
         """The image parts this policy replaces, as ``(message index, part index, part)``."""
-        first_assistant = next(
-            (i for i, m in enumerate(messages) if m.get("role") == "assistant"), len(messages)
-        )
+        current = current_question_index(messages)
         refs = iter_image_refs(messages)
-        question = [r for r in refs if r[0] < first_assistant]
-        tools = [r for r in refs if r[0] >= first_assistant]
+        question = [r for r in refs if r[0] == current]
+        # Every other image, oldest first: tool images and the images of earlier questions.
+        tools = [r for r in refs if r[0] != current]
         if not self.keep_question_images:
-            tools, question = question + tools, []
+            tools, question = refs, []
         # Whole chunks only, rounded down: the window keeps keep_last .. keep_last + chunk - 1 images,
         # so the newest tool image is never hidden by the rounding.
         n_drop = max(0, len(tools) - self.keep_last) // self.chunk * self.chunk
-        if self.max_image_tokens is not None:
+        if self.max_image_tokens is not None and tools:
             cost = [image_tokens(r[2].get("image"), self.pixels_per_token) for r in tools]
             fixed = sum(image_tokens(r[2].get("image"), self.pixels_per_token) for r in question)
+            # The budget never hides the newest image: a tool just returned it, and without it the
+            # model would ask for it again and again.
+            newest = len(tools) - 1
             need = n_drop
-            while need < len(tools) and fixed + sum(cost[need:]) > self.max_image_tokens:
+            while need < newest and fixed + sum(cost[need:]) > self.max_image_tokens:
                 need += 1
             if need > n_drop:
                 # The budget may go below keep_last; rounding its count up to a chunk may not.
                 rounded = math.ceil(need / self.chunk) * self.chunk
-                n_drop = min(rounded, max(need, len(tools) - self.keep_last))
+                n_drop = min(rounded, max(need, len(tools) - self.keep_last), newest)
         return tools[:n_drop]
 
     def apply(self, messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,9 +5,10 @@ and hands the reply to :func:`glmkit.agent.turns.take_turn`, the transport-free 
 the calls with the model's tool-call format, run them, build the observation messages; see
 :mod:`glmkit.agent.turns` for how calls, errors, images and cut-off replies are answered).
 
-The run stops on a reply without calls (the final answer), when ``max_turns`` requests were made,
-when the summed token usage reaches ``max_tokens``, or when the model endpoint fails; the result
-records which.
+The run stops on a reply without calls (the final answer, or a reply the length limit cut off:
+``"truncated"``, unless ``on_truncation="continue"`` asks the model to go on), when ``max_turns``
+requests were made, when the summed token usage reaches ``max_tokens``, or when the model endpoint
+fails; the result records which.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from glmkit.tools.base import Tool, ToolContext
 if TYPE_CHECKING:
     from PIL import Image
 
-StopReason = Literal["answer", "max_turns", "max_tokens", "model_error"]
+StopReason = Literal["answer", "truncated", "max_turns", "max_tokens", "model_error"]
+#: What the loop does with a reply that the length limit cut off before any call: ``"stop"`` ends
+#: the run with ``stop_reason="truncated"`` (the partial text is ``final_answer``); ``"continue"``
+#: asks the model to go on with :data:`CONTINUE_PROMPT`.
+OnTruncation = Literal["stop", "continue"]
+CONTINUE_PROMPT = "Your reply was cut off by the length limit. Continue exactly where it stopped."
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -40,7 +46,9 @@ class AgentResult:
     ``turns`` counts model replies; ``tool_calls`` counts executed calls per tool (failed runs
     included, malformed calls not: those are ``parse_errors``); ``tool_errors`` counts calls whose
     tool reported an error; ``usage`` sums the replies' token usage; ``images`` holds every image
-    of the run by id; ``error`` says why the endpoint failed when ``stop_reason`` is ``model_error``.
+    of the run by id; ``error`` says why the endpoint failed when ``stop_reason`` is ``model_error``;
+    ``truncated`` counts replies the length limit cut off (``stop_reason == "truncated"`` when the
+    last one ended the run, its partial text in ``final_answer``).
     """
 
     final_answer: str | None
@@ -53,6 +61,7 @@ class AgentResult:
     tool_errors: int = 0
     images: dict[str, Image.Image] = field(default_factory=dict)
     error: str | None = None
+    truncated: int = 0
     trajectory_path: Path | None = None
     run_id: str | None = None
 
@@ -72,6 +81,8 @@ class AgentLoop:
         trajectory_path: JSONL file that receives the run's events (appended; images beside it).
         system_prompt: optional system message put first.
         tool_context: shared :class:`~glmkit.tools.base.ToolContext` (a fresh one per run by default).
+        on_truncation: a reply cut off by the length limit before any call: ``"stop"`` the run
+            (``stop_reason="truncated"``) or ``"continue"`` it (see :data:`OnTruncation`).
     """
 
     def __init__(
@@ -86,7 +97,10 @@ class AgentLoop:
         trajectory_path: str | Path | None = None,
         system_prompt: str | None = None,
         tool_context: ToolContext | None = None,
+        on_truncation: OnTruncation = "stop",
     ) -> None:
+        if on_truncation not in ("stop", "continue"):
+            raise ValueError(f"on_truncation must be 'stop' or 'continue', got {on_truncation!r}")
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         if token_budget_field not in ("total_tokens", "completion_tokens"):
@@ -102,6 +116,7 @@ class AgentLoop:
         self.trajectory_path = Path(trajectory_path) if trajectory_path is not None else None
         self.system_prompt = system_prompt
         self.tool_context = tool_context
+        self.on_truncation = on_truncation
 
     @property
     def tool_schemas(self) -> list[dict[str, Any]]:
@@ -186,6 +201,9 @@ class AgentLoop:
             )
             messages.append(step.message)
             stats.add(step)
+            if step.done and step.end_reason == "truncated" and self.on_truncation == "continue":
+                messages.append({"role": "user", "content": CONTINUE_PROMPT})
+                continue
             if step.done:
                 final_answer = step.final_answer
                 stop = step.end_reason or "answer"
@@ -201,6 +219,7 @@ class AgentLoop:
             "parse_errors": stats.parse_errors,
             "tool_errors": stats.tool_errors,
             "error": error,
+            "truncated": stats.truncated,
         }
         if logger:
             logger.log("stop", reason=stop, **outcome)
@@ -223,9 +242,11 @@ class _CallStats:
     calls: Counter[str] = field(default_factory=Counter)
     parse_errors: int = 0
     tool_errors: int = 0
+    truncated: int = 0
 
     def add(self, step: Turn) -> None:
         """Count the calls of one turn."""
         self.calls.update(c.item.name for c in step.calls if c.executed and c.item.name)
         self.parse_errors += step.parse_errors
         self.tool_errors += step.tool_errors
+        self.truncated += step.truncated

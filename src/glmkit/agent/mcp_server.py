@@ -29,7 +29,6 @@ import importlib
 import io
 import logging
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,7 +127,6 @@ class ToolServer:
         self.context = context if context is not None else ToolContext()
         self.max_images = max_images
         self.name = name
-        self._lock = threading.Lock()
         self.server = self._build()
 
     def _build(self) -> Server:
@@ -146,8 +144,12 @@ class ToolServer:
         async def on_call_tool(ctx: Any, params: Any) -> types.CallToolResult:
             import anyio
 
-            # Tools are synchronous and may be slow (web fetches, the Python sandbox).
-            return await anyio.to_thread.run_sync(self.call, params.name, dict(params.arguments or {}))
+            # Tools are synchronous and may be slow (web fetches, the Python sandbox), so each call
+            # runs in its own worker thread and others go on meanwhile. A cancelled call returns at
+            # once; its thread finishes on its own (every tool has a hard time limit).
+            return await anyio.to_thread.run_sync(
+                self.call, params.name, dict(params.arguments or {}), abandon_on_cancel=True
+            )
 
         return Server(
             self.name,
@@ -159,17 +161,16 @@ class ToolServer:
     def call(self, name: str, arguments: dict[str, Any]) -> Any:
         """Run one tool call and return an MCP ``CallToolResult``; failures become ``is_error`` results.
 
-        Calls are serialised: they share one tool context.
+        Calls may run at once (one slow fetch never holds up a crop): they share one tool context,
+        whose image store is thread-safe.
         """
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
             return _error_result(f"unknown tool {name!r}; this server has: {known}")
-        # Calls run in worker threads and share the context, whose image ids must not race.
-        with self._lock:
-            return self._call_locked(tool, dict(arguments))
+        return self._run(tool, dict(arguments))
 
-    def _call_locked(self, tool: Tool, arguments: dict[str, Any]) -> Any:
+    def _run(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         import mcp.types as types
 
         sources = arguments.pop(INPUT_IMAGES_ARG, None) or {}
@@ -181,7 +182,7 @@ class ToolServer:
                     raise ToolError(
                         f"{INPUT_IMAGES_ARG}.{image_id} must be a string (path, data URL or base64)"
                     )
-                self.context.images[str(image_id)] = load_image_source(source)
+                self.context.set_image(str(image_id), load_image_source(source))
         except ToolError as exc:
             return _error_result(f"{INPUT_IMAGES_ARG}: {exc}")
         result = tool(arguments, self.context)
@@ -194,9 +195,7 @@ class ToolServer:
 
     def _trim_images(self) -> None:
         # drop_image retires the id: a client holding it gets a clear error, never another image.
-        excess = len(self.context.images) - self.max_images
-        for image_id in list(self.context.images)[: max(0, excess)]:
-            self.context.drop_image(image_id)
+        self.context.drop_oldest_images(self.max_images)
 
 
 def _structured(result: ToolResult) -> dict[str, Any] | None:

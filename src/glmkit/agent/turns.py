@@ -18,7 +18,9 @@ sees its mistake and can retry instead of the episode stopping. Images returned 
 go in ``role: tool``: Chat Completions endpoints reject them there (vLLM#43203) or ignore them
 (openai-openapi#523). A reply cut off by the length limit (``finish_reason == "length"``) has its
 calls refused rather than run with truncated arguments (hermes-agent#7680). A reply without calls
-is the final answer and ends the episode.
+ends the episode: the final answer, or, cut off by the length limit, a truncated one
+(``end_reason="truncated"``) that the caller may continue. A call the parser accepted leniently
+(a coerced value, a repeated argument) has its notes put before the tool's result.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ if TYPE_CHECKING:
     from glmkit.agent.formats import ParsedMessage
     from glmkit.agent.trajectory import TrajectoryLogger
 
-#: Why a turn ended the episode; budgets (turns, tokens) are the caller's to enforce.
-EndReason = Literal["answer"]
+#: Why a turn ended the episode: a reply without calls (``"answer"``), or one without calls that the
+#: length limit cut off (``"truncated"``: its text may be an unfinished answer, and the caller chooses
+#: to continue or stop). Budgets (turns, tokens) are the caller's to enforce.
+EndReason = Literal["answer", "truncated"]
 
 TRUNCATED_CALL = (
     "Error: the reply was cut off by the length limit, so this tool call may be "
@@ -74,6 +78,7 @@ class Turn:
 
     ``message`` is the reply as it goes into the history (role ``assistant``, native call ids filled
     in); ``observations`` are the messages to append after it (empty when the episode ended).
+    ``truncated`` is true when the length limit cut the reply off.
     """
 
     message: dict[str, Any]
@@ -84,6 +89,11 @@ class Turn:
     end_reason: EndReason | None = None
     final_answer: str | None = None
     finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The length limit cut the reply off (``finish_reason == "length"``)."""
+        return self.finish_reason == "length"
 
     @property
     def parse_errors(self) -> int:
@@ -175,7 +185,8 @@ def take_turn(
         context: the episode's tool context (images by id, scratch directory); tools add to it.
         turn: the reply's number in the episode (1-based), used for missing call ids
             (``call_<turn>_<index>``) and the log.
-        finish_reason: the generation's finish reason; ``"length"`` refuses every call.
+        finish_reason: the generation's finish reason; ``"length"`` refuses every call, and a cut-off
+            reply without calls ends the episode with ``end_reason="truncated"``.
         usage: the reply's token usage, for the log only.
         logger: a trajectory log that receives the ``assistant``, ``parse_error``, ``tool_call`` and
             ``tool_result`` events, in that order.
@@ -188,7 +199,8 @@ def take_turn(
         logger.log("assistant", turn=turn, message=message, finish_reason=finish_reason, usage=usage)
     outcome = Turn(message=message, parsed=parsed, finish_reason=finish_reason)
     if not parsed.items:
-        outcome.done, outcome.end_reason, outcome.final_answer = True, "answer", parsed.content
+        outcome.done, outcome.final_answer = True, parsed.content
+        outcome.end_reason = "truncated" if outcome.truncated else "answer"
         return outcome
     truncated = finish_reason == "length"
     for index, item in enumerate(parsed.items):
@@ -249,7 +261,10 @@ def _answer(
             data=result.data,
             seconds=round(seconds, 4),
         )
-    return CallOutcome(call_id, item, result.to_text(), result, seconds)
+    observation = result.to_text()
+    if item.notes:  # what the parser accepted leniently, so the model can write it exactly next time
+        observation = "\n".join(f"Note: {note}" for note in item.notes) + "\n" + observation
+    return CallOutcome(call_id, item, observation, result, seconds)
 
 
 def _assistant_message(message: Mapping[str, Any]) -> dict[str, Any]:

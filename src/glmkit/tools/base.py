@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,33 +65,62 @@ class ToolContext:
 
     An id is never handed out twice, even after :meth:`drop_image` (the MCP server drops old images
     to bound memory): a caller still holding a dropped id gets an error that says so, never a
-    different image under the same id.
+    different image under the same id. Adding and dropping images is thread-safe, so calls that
+    share a context (the MCP server's) may run at once.
+
+    ``caches`` holds per-context caches of tools, by name (``read_webpage`` keeps converted pages
+    there), so they live as long as the conversation.
     """
 
     images: dict[str, Image.Image] = field(default_factory=dict)
     workdir: Path | None = None
     allow_private_network: bool = False
     network_policy: NetworkPolicy | None = None
+    caches: dict[str, Any] = field(default_factory=dict, repr=False)
     # The next index (shared by all prefixes) and the dropped ids: both only grow, so ids stay unique.
     _next_index: int = field(default=0, init=False, repr=False)
     _dropped: set[str] = field(default_factory=set, init=False, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable and deep-copyable: the lock is not state (a copy gets its own)."""
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def add_image(self, image: Image.Image, prefix: str = "img") -> str:
         """Store ``image`` under a fresh id (``<prefix>_<n>``, ``n`` increasing) and return the id."""
-        # Never below the number of stored images, which keeps the numbering of images set directly
-        # in ``images`` (question images, MCP input_images); ids taken or dropped are skipped.
-        idx = max(self._next_index, len(self.images))
-        while f"{prefix}_{idx}" in self.images or f"{prefix}_{idx}" in self._dropped:
-            idx += 1
-        self._next_index = idx + 1
-        image_id = f"{prefix}_{idx}"
-        self.images[image_id] = image
-        return image_id
+        with self._lock:
+            # Never below the number of stored images, which keeps the numbering of images set directly
+            # in ``images`` (question images, MCP input_images); ids taken or dropped are skipped.
+            idx = max(self._next_index, len(self.images))
+            while f"{prefix}_{idx}" in self.images or f"{prefix}_{idx}" in self._dropped:
+                idx += 1
+            self._next_index = idx + 1
+            image_id = f"{prefix}_{idx}"
+            self.images[image_id] = image
+            return image_id
+
+    def set_image(self, image_id: str, image: Image.Image) -> None:
+        """Store ``image`` under a given id (an image sent by a client), replacing what was there."""
+        with self._lock:
+            self.images[image_id] = image
 
     def drop_image(self, image_id: str) -> None:
         """Forget the image stored as ``image_id``; its id is not reused and asking for it is an error."""
-        del self.images[image_id]
-        self._dropped.add(image_id)
+        with self._lock:
+            del self.images[image_id]
+            self._dropped.add(image_id)
+
+    def drop_oldest_images(self, keep: int) -> None:
+        """Drop the oldest images until at most ``keep`` are stored (see :meth:`drop_image`)."""
+        with self._lock:
+            for image_id in list(self.images)[: max(0, len(self.images) - keep)]:
+                self.drop_image(image_id)
 
     def get_image(self, image_id: str) -> Image.Image:
         """The image stored as ``image_id``, or a :class:`ToolError` naming the known ids."""

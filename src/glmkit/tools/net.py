@@ -13,7 +13,9 @@ A URL a model writes is untrusted. :func:`fetch` therefore
    means a second DNS answer (rebinding) is never used;
 4. follows redirects by hand, repeating 1-3 for every hop *before* sending it, up to a hop limit;
 5. streams the body and stops at a byte limit, with connect, read and total time limits, and
-   ignores proxy variables (a proxy would bypass 3). It asks for ``Accept-Encoding: identity``; a
+   ignores proxy variables (a proxy would bypass 3). The total limit is a hard deadline: every
+   socket operation (connect, TLS handshake, each read and write, so the headers too) is given only
+   the time left, so a server that sends its headers one byte a second cannot stretch a call. It asks for ``Accept-Encoding: identity``; a
    server that compresses anyway (gzip, deflate) is decoded here with the output capped at the
    limit, so a gzip bomb never takes more than about ``max_bytes`` of memory; other encodings
    (br, zstd, ...) are refused.
@@ -34,9 +36,11 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
+import certifi
+import httpcore
 import httpx
 
 from glmkit.tools.base import ToolError
@@ -289,14 +293,111 @@ def _host_header(url: httpx.URL) -> str:
     return host if url.port is None else f"{host}:{url.port}"
 
 
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every operation gets at most the time left before ``deadline``.
+
+    httpx's read timeout applies to each read, so a server that sends one byte a second never
+    triggers it; the headers are read inside httpcore, before any check of ours could run. Giving
+    each socket operation only the time left makes the total limit a hard one.
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self.inner, self.deadline = inner, deadline
+
+    def _left(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise error("the total time limit of the fetch was reached")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read with the time left (or ``timeout``, if shorter)."""
+        return self.inner.read(max_bytes, self._left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write with the time left (or ``timeout``, if shorter)."""
+        self.inner.write(buffer, self._left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.inner.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        """The TLS handshake, with the time left."""
+        inner = self.inner.start_tls(
+            ssl_context, server_hostname, self._left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner, self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        """As the wrapped stream."""
+        return self.inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's synchronous sockets, each one a :class:`_DeadlineStream`."""
+
+    def __init__(self, deadline: float) -> None:
+        self.inner, self.deadline = httpcore.SyncBackend(), deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        """Connect within the time left (or ``timeout``, if shorter)."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ConnectTimeout("the total time limit of the fetch was reached")
+        timeout = left if timeout is None else min(timeout, left)
+        stream = self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream, self.deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        """Never used: fetches go to checked TCP addresses only."""
+        raise httpcore.ConnectError("unix sockets are not reachable from tools")
+
+    def sleep(self, seconds: float) -> None:
+        """As httpcore's backend."""
+        self.inner.sleep(seconds)
+
+
+def _deadline_transport(deadline: float) -> httpx.HTTPTransport:
+    """An httpx transport (no proxies, certifi's CA bundle) whose sockets all stop at ``deadline``."""
+    import ssl
+
+    transport = httpx.HTTPTransport(trust_env=False)
+    # httpx has no option for httpcore's network backend; its HTTPTransport keeps the pool in _pool.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=ssl.create_default_context(cafile=certifi.where()),
+        network_backend=_DeadlineBackend(deadline),
+    )
+    return transport
+
+
 def fetch(url: str, policy: NetworkPolicy | None = None, *, accept: str = "*/*") -> FetchedResponse:
-    """GET ``url`` under ``policy`` (see the module docstring for every check made)."""
+    """GET ``url`` under ``policy`` (see the module docstring for every check made).
+
+    ``policy.total_timeout`` bounds the whole call, every hop, the headers and the body included.
+    """
     policy = policy or NetworkPolicy()
     deadline = time.monotonic() + policy.total_timeout
+    return _fetch(url, policy, accept, deadline)
+
+
+def _fetch(url: str, policy: NetworkPolicy, accept: str, deadline: float) -> FetchedResponse:
     timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
     hops: list[str] = []
     current = url
-    with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout) as client:
+    transport = _deadline_transport(deadline)
+    with httpx.Client(
+        transport=transport, trust_env=False, follow_redirects=False, timeout=timeout
+    ) as client:
         for _ in range(policy.max_redirects + 1):
             if time.monotonic() > deadline:
                 raise FetchError(f"{url} took longer than {policy.total_timeout:g} s in total (redirects)")
@@ -317,6 +418,11 @@ def fetch(url: str, policy: NetworkPolicy | None = None, *, accept: str = "*/*")
             try:
                 response = client.send(request, stream=True)
             except httpx.TimeoutException:
+                if time.monotonic() >= deadline:
+                    raise FetchError(
+                        f"{current} took longer than {policy.total_timeout:g} s in total (connecting or "
+                        "receiving the headers); gave up"
+                    ) from None
                 raise FetchError(f"timed out connecting to or waiting for {current}") from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"request to {current} failed: {type(exc).__name__}: {exc}") from None
@@ -413,6 +519,10 @@ def _read_limited(response: httpx.Response, policy: NetworkPolicy, deadline: flo
     except zlib.error as exc:
         raise FetchError(f"{url} sent a corrupt {encoding} body: {exc}") from None
     except httpx.TimeoutException:
+        if time.monotonic() >= deadline:
+            raise FetchError(
+                f"{url} took longer than {policy.total_timeout:g} s in total; download stopped"
+            ) from None
         raise FetchError(f"timed out reading {url} (no data for {policy.read_timeout:g} s)") from None
     except httpx.HTTPError as exc:
         raise FetchError(f"reading {url} failed: {type(exc).__name__}: {exc}") from None

@@ -37,9 +37,15 @@ from glmkit.agent.formats.glm45 import (
     ARG_VALUE_OPEN,
     Glm45ToolCallFormat,
 )
-from glmkit.agent.formats.hermes import HermesToolCallFormat
+from glmkit.agent.formats.hermes import QWEN25_DEFAULT_SYSTEM, HermesToolCallFormat
 from glmkit.agent.formats.openai import OpenAIToolCallFormat
-from glmkit.agent.formats.schema_values import decode_glm_value, encode_glm_value, schema_types
+from glmkit.agent.formats.schema_values import (
+    coerce_arguments,
+    coerce_value,
+    decode_glm_value,
+    encode_glm_value,
+    schema_types,
+)
 from glmkit.agent.formats.text import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -55,6 +61,7 @@ __all__ = [
     "ARG_KEY_OPEN",
     "ARG_VALUE_CLOSE",
     "ARG_VALUE_OPEN",
+    "QWEN25_DEFAULT_SYSTEM",
     "THINK_CLOSE",
     "THINK_OPEN",
     "TOOL_CALL_CLOSE",
@@ -68,6 +75,8 @@ __all__ = [
     "ToolCall",
     "ToolCallError",
     "ToolCallFormat",
+    "coerce_arguments",
+    "coerce_value",
     "decode_glm_value",
     "encode_glm_value",
     "get_tool_call_format",

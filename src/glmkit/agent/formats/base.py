@@ -21,11 +21,16 @@ _RAW_LIMIT = 2000  # characters of a malformed call quoted back to the model
 
 @dataclass
 class ToolCall:
-    """One well-formed call: the tool's name, decoded arguments and the call id (if the format has ids)."""
+    """One well-formed call: the tool's name, decoded arguments and the call id (if the format has ids).
+
+    ``notes`` say what the parser accepted leniently (a coerced value, a repeated argument, a
+    ``parameters`` key); the agent loop shows them to the model with the tool's result.
+    """
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
+    notes: list[str] = field(default_factory=list, compare=False)
 
     def to_openai(self, call_id: str | None = None) -> dict[str, Any]:
         """The call as an OpenAI ``tool_calls`` item (arguments as a JSON string)."""
@@ -83,9 +88,10 @@ class ToolCallFormat(ABC):
     """How tool calls are written in an assistant message and how tools are announced to the model.
 
     ``native`` formats carry calls in the message's ``tool_calls`` and tools in the request's
-    ``tools`` parameter; text formats carry both in text, so a model adapter calls
-    :meth:`prepare_messages` to turn glmkit's canonical history (OpenAI-shaped: assistant
-    ``tool_calls``, ``role: tool`` results) into plain chat turns.
+    ``tools`` parameter; text formats carry both in text. A model adapter whose chat template is
+    given the tools sends glmkit's canonical history (OpenAI-shaped: assistant ``tool_calls``,
+    ``role: tool`` results) as it is; otherwise it calls :meth:`prepare_messages`, which writes the
+    tools section where the template would.
     """
 
     name: ClassVar[str]
@@ -108,12 +114,12 @@ class ToolCallFormat(ABC):
         return [dict(m) for m in tool_messages]
 
     def prepare_messages(
-        self, messages: Sequence[Mapping[str, Any]], tools: Any = None, *, keep_tool_messages: bool = False
+        self, messages: Sequence[Mapping[str, Any]], tools: Any = None, **options: Any
     ) -> list[dict[str, Any]]:
-        """Canonical history -> the messages to send with this format (identity for native formats).
+        """Canonical history -> the messages to send with this format (a copy, for native formats).
 
-        ``keep_tool_messages`` leaves ``role: tool`` results as they are, for chat templates that
-        render them natively (GLM's ``<|observation|>``, Qwen's ``<tool_response>``).
+        Text formats also write the tools section and take fallback ``options``
+        (:meth:`glmkit.agent.formats.text.TextToolCallFormat.prepare_messages`).
         """
         return [dict(m) for m in messages]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from glmkit.agent.formats.base import TOOL_CALL_FORMATS, ToolCall, ToolCallError
-from glmkit.agent.formats.schema_values import decode_glm_value, encode_glm_value
+from glmkit.agent.formats.schema_values import coerce_arguments, decode_glm_value, encode_glm_value
 from glmkit.agent.formats.text import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TextToolCallFormat, _skip_ws
 from glmkit.agent.formats.tool_schemas import _unknown_tool, tool_signatures_prompt
 
@@ -20,7 +20,7 @@ ARG_KEY_OPEN, ARG_KEY_CLOSE = "<arg_key>", "</arg_key>"
 ARG_VALUE_OPEN, ARG_VALUE_CLOSE = "<arg_value>", "</arg_value>"
 
 # A function name, then the end of its line, an argument or the end of the call (or of the text).
-_GLM_CALL_START = re.compile(r"\w[\w.\-]*[ \t]*(?:\r?\n|<arg_key>|</tool_call>|$)")
+_GLM_CALL_START = re.compile(r"\w[\w.\-]*[ \t]*(?:\r?\n|\\n|<arg_key>|</tool_call>|$)")
 
 
 @TOOL_CALL_FORMATS.register("glm45")
@@ -49,13 +49,29 @@ class Glm45ToolCallFormat(TextToolCallFormat):
         return sep.join(parts) + sep + TOOL_CALL_CLOSE
 
     def render_tools(self, tools: Any) -> str:
-        """Tool signatures as JSON lines and the XML call syntax."""
-        return tool_signatures_prompt(tools) + (
-            "To call a function, write one block per call in this form (string values as plain text, "
-            "other values as JSON):\n"
-            "<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n<arg_value>{arg-value-1}</arg_value>\n"
-            "<arg_key>{arg-key-2}</arg_key>\n<arg_value>{arg-value-2}</arg_value>\n...\n</tool_call>"
+        """The tools section of the GLM-4.5/4.6 chat template, verbatim (the compact call syntax of
+        GLM-4.7/5 with ``newlines=False``)."""
+        sep = "\n" if self.newlines else ""
+        syntax = sep.join(
+            (
+                "<tool_call>{function-name}",
+                "<arg_key>{arg-key-1}</arg_key>",
+                "<arg_value>{arg-value-1}</arg_value>",
+                "<arg_key>{arg-key-2}</arg_key>",
+                "<arg_value>{arg-value-2}</arg_value>",
+                "...",
+                "</tool_call>",
+            )
         )
+        return (
+            tool_signatures_prompt(tools) + "\n\nFor each function call, output the function name and "
+            "arguments within the following XML format:\n" + syntax
+        )
+
+    def announce_tools(self, messages: list[dict[str, Any]], section: str) -> list[dict[str, Any]]:
+        """GLM templates write the tools section as its own first ``<|system|>`` block, before any
+        system message."""
+        return [{"role": "system", "content": section}, *messages]
 
     def _starts_call(self, text: str, body: int) -> bool:
         """A GLM call starts with a function name ending the line or followed by ``<arg_key>``."""
@@ -73,21 +89,30 @@ class Glm45ToolCallFormat(TextToolCallFormat):
                 reason = "unclosed <tool_call> (missing </tool_call>)"
             return ToolCallError(reason, text[start:stop], name=name), stop
 
-        # The name runs to the first newline, <arg_key> or </tool_call>, whichever comes first.
-        ends = (text.find("\n", body), text.find(ARG_KEY_OPEN, body), text.find(TOOL_CALL_CLOSE, body))
+        # The name runs to the first newline, <arg_key> or </tool_call>, whichever comes first (or to a
+        # literal backslash-n, which some models write instead of the newline).
+        ends = (
+            text.find("\n", body),
+            text.find(ARG_KEY_OPEN, body),
+            text.find(TOOL_CALL_CLOSE, body),
+            text.find(_LITERAL_NEWLINE, body),
+        )
         name_end = min((p for p in ends if p >= 0), default=len(text))
         candidate = text[body:name_end].strip()
         if not candidate:
             return fail("tool call without a function name", body)
-        if any(c in candidate for c in "<>{}\"'") or any(c.isspace() for c in candidate):
+        if any(c in candidate for c in "<>{}\"'\\") or any(c.isspace() for c in candidate):
             return fail(f"expected a function name after <tool_call>, got {candidate[:60]!r}", body)
         name = candidate
         schema = (schemas or {}).get(name, {})
         properties = schema.get("properties") if isinstance(schema, Mapping) else None
         arguments: dict[str, Any] = {}
+        notes: list[str] = []
+        literal_newlines = False
         i = name_end
         while True:
-            i = _skip_ws(text, i)
+            i, literal = _skip_separators(text, i)
+            literal_newlines |= literal
             if text.startswith(TOOL_CALL_CLOSE, i):
                 stop = i + len(TOOL_CALL_CLOSE)
                 break
@@ -102,14 +127,17 @@ class Glm45ToolCallFormat(TextToolCallFormat):
             if key_end < 0:
                 return fail("unclosed <arg_key>", i)
             key = text[i + len(ARG_KEY_OPEN) : key_end].strip()
-            i = _skip_ws(text, key_end + len(ARG_KEY_CLOSE))
+            i, literal = _skip_separators(text, key_end + len(ARG_KEY_CLOSE))
+            literal_newlines |= literal
             if not text.startswith(ARG_VALUE_OPEN, i):
                 return fail(f"argument {key!r} of {name!r} has no <arg_value>", i)
             value_end = text.find(ARG_VALUE_CLOSE, i)
             if value_end < 0:
                 return fail(f"unclosed <arg_value> for {key!r}", i)
-            if not key or key in arguments:
-                return fail("empty argument name" if not key else f"argument {key!r} given twice", value_end)
+            if not key:
+                return fail("empty argument name", value_end)
+            if key in arguments:  # vLLM and SGLang keep the last value
+                notes.append(f"argument {key!r} was given more than once; the last value was used")
             raw_value = text[i + len(ARG_VALUE_OPEN) : value_end]
             prop = properties.get(key) if isinstance(properties, Mapping) else None
             arguments[key] = decode_glm_value(raw_value, prop)
@@ -118,4 +146,21 @@ class Glm45ToolCallFormat(TextToolCallFormat):
         error = _unknown_tool(name, schemas)
         if error:
             return ToolCallError(error, raw, name=name), stop
-        return ToolCall(name, arguments), stop
+        if literal_newlines:
+            notes.insert(0, "literal '\\n' between the parts of the call was read as a newline")
+        arguments, coerced = coerce_arguments(arguments, schema)
+        return ToolCall(name, arguments, notes=notes + coerced), stop
+
+
+_LITERAL_NEWLINE = "\\n"  # the two characters backslash and n
+
+
+def _skip_separators(text: str, i: int) -> tuple[int, bool]:
+    """Skip whitespace and literal ``\\n`` between the parts of a call; also say whether a literal one was seen."""
+    literal = False
+    while True:
+        i = _skip_ws(text, i)
+        if not text.startswith(_LITERAL_NEWLINE, i):
+            return i, literal
+        literal = True
+        i += len(_LITERAL_NEWLINE)

@@ -11,29 +11,49 @@ import json
 from typing import Any
 
 from glmkit.agent.formats.base import TOOL_CALL_FORMATS, ToolCall, ToolCallError
-from glmkit.agent.formats.schema_values import _json_type
+from glmkit.agent.formats.schema_values import _json_type, coerce_arguments
 from glmkit.agent.formats.text import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TextToolCallFormat, _skip_ws
 from glmkit.agent.formats.tool_schemas import _unknown_tool, tool_signatures_prompt
+
+#: The system prompt Qwen2.5's chat template writes when the conversation has none.
+QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 
 @TOOL_CALL_FORMATS.register("hermes")
 class HermesToolCallFormat(TextToolCallFormat):
-    """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes 2 Pro, Qwen, DeepEyes)."""
+    """``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (Hermes 2 Pro, Qwen, DeepEyes).
+
+    Args:
+        allow_unclosed: see :class:`TextToolCallFormat`.
+        default_system: the system prompt the tools section follows when the conversation has none
+            (``QWEN25_DEFAULT_SYSTEM`` reproduces Qwen2.5's template; ``None``: the section alone).
+    """
 
     name = "hermes"
 
+    def __init__(self, allow_unclosed: bool = False, default_system: str | None = None) -> None:
+        super().__init__(allow_unclosed=allow_unclosed)
+        self.default_system = default_system
+
     def render_call(self, call: ToolCall) -> str:
-        """``<tool_call>\\n{json}\\n</tool_call>``."""
+        """``<tool_call>\n{json}\n</tool_call>``."""
         body = json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
         return f"{TOOL_CALL_OPEN}\n{body}\n{TOOL_CALL_CLOSE}"
 
     def render_tools(self, tools: Any) -> str:
-        """Tool signatures as JSON lines in ``<tools></tools>`` and how to call them."""
+        """The tools section of the Qwen2.5 chat template, verbatim."""
         return tool_signatures_prompt(tools) + (
-            "To call a function, write a JSON object with its name and arguments between "
-            "<tool_call></tool_call> tags, one block per call:\n"
-            '<tool_call>\n{"name": "<function name>", "arguments": {<arguments as JSON>}}\n</tool_call>'
+            "\n\nFor each function call, return a json object with function name and arguments within "
+            "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+            '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
         )
+
+    def announce_tools(self, messages: list[dict[str, Any]], section: str) -> list[dict[str, Any]]:
+        """Appended to the first system message, as Qwen2.5's template does; without one, to
+        ``default_system`` (Qwen2.5's template uses :data:`QWEN25_DEFAULT_SYSTEM`)."""
+        if (not messages or messages[0].get("role") != "system") and self.default_system:
+            messages = [{"role": "system", "content": self.default_system}, *messages]
+        return super().announce_tools(messages, section)
 
     def _starts_call(self, text: str, body: int) -> bool:
         """A Hermes call is a JSON object."""
@@ -69,7 +89,12 @@ class HermesToolCallFormat(TextToolCallFormat):
         if not isinstance(name, str) or not name.strip():
             return ToolCallError("tool call without a 'name'", raw), stop
         name = name.strip()
-        arguments = obj.get("arguments", {})
+        notes: list[str] = []
+        if "arguments" not in obj and "parameters" in obj:  # Llama 3.x's key; SGLang reads it too
+            arguments = obj["parameters"]
+            notes.append("the arguments were read from the 'parameters' key; name them 'arguments'")
+        else:
+            arguments = obj.get("arguments", {})
         if isinstance(arguments, str):  # some models double-encode the arguments
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
@@ -83,4 +108,5 @@ class HermesToolCallFormat(TextToolCallFormat):
         error = _unknown_tool(name, schemas)
         if error:
             return ToolCallError(error, raw, name=name), stop
-        return ToolCall(name, arguments), stop
+        arguments, coerced = coerce_arguments(arguments, (schemas or {}).get(name))
+        return ToolCall(name, arguments, notes=notes + coerced), stop

@@ -18,7 +18,7 @@ from glmkit.agent.formats.base import (
     ToolCallFormat,
     message_text,
 )
-from glmkit.agent.formats.schema_values import _json_type
+from glmkit.agent.formats.schema_values import _json_type, coerce_arguments
 from glmkit.agent.formats.tool_schemas import _unknown_tool, tool_parameter_schemas
 
 
@@ -66,7 +66,8 @@ class OpenAIToolCallFormat(ToolCallFormat):
             if error:
                 parsed.items.append(ToolCallError(error, raw, name=name, id=call_id))
                 continue
-            parsed.items.append(ToolCall(name, arguments, call_id))
+            arguments, notes = coerce_arguments(arguments, (schemas or {}).get(name))
+            parsed.items.append(ToolCall(name, arguments, call_id, notes=notes))
         return parsed
 
     def render_message(self, calls: Sequence[ToolCall], content: str = "") -> dict[str, Any]:

@@ -10,6 +10,8 @@ int).
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -112,3 +114,62 @@ def encode_glm_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def coerce_value(value: Any, schema: Any) -> tuple[Any, str | None]:
+    """``value`` read as the schema's type when it is a string the schema does not allow, and how.
+
+    Returns ``(value, None)`` unchanged when the schema allows strings (or says nothing), when the
+    value is not a string, or when no reading fits; otherwise the coerced value and a note naming
+    what was read (``'the string "5" was read as the integer 5'``).
+    """
+    types = schema_types(schema)
+    if types is None or "string" in types or not isinstance(value, str):
+        return value, None
+    text = value.strip()
+    readings: list[tuple[str, Any]] = []
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        decoded = _MISSING
+    if decoded is not _MISSING:
+        readings.append(("JSON", decoded))
+        if isinstance(decoded, str):  # double-encoded: '"5"', '"[1, 2]"'
+            with contextlib.suppress(ValueError):
+                readings.append(("JSON inside a JSON string", json.loads(decoded.strip())))
+    if text in ("True", "False"):
+        readings.append(("a Python boolean", text == "True"))
+    if text == "None":
+        readings.append(("Python's None", None))
+    if text[:1] in ("{", "[") and types & {"object", "array"}:
+        # Only whole containers: a bare literal_eval would read the id 10220_3939392 as an int.
+        try:
+            literal = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            literal = _MISSING
+        if isinstance(literal, (dict, list)):
+            readings.append(("a Python literal", literal))
+    for how, reading in readings:
+        if _matches(reading, types):
+            kind = _json_type(reading)
+            return reading, f"the string {_shown(value)} was read as {how}: the {kind} {_shown(reading)}"
+    return value, None
+
+
+def coerce_arguments(arguments: dict[str, Any], schema: Any) -> tuple[dict[str, Any], list[str]]:
+    """Apply :func:`coerce_value` to each top-level argument with a schema; the notes name each one."""
+    properties = schema.get("properties") if isinstance(schema, Mapping) else None
+    if not isinstance(properties, Mapping):
+        return arguments, []
+    out, notes = dict(arguments), []
+    for key, value in arguments.items():
+        new, note = coerce_value(value, properties.get(key))
+        if note is not None:
+            out[key] = new
+            notes.append(f"argument {key!r}: {note}")
+    return out, notes

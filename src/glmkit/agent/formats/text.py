@@ -1,14 +1,16 @@
 """Base of the text formats: ``<tool_call>...</tool_call>`` blocks found in the message text.
 
-The scan skips ``<think>...</think>`` reasoning and tags merely mentioned in prose; :meth:`prepare_messages`
-turns glmkit's canonical (OpenAI-shaped) history into plain chat turns for these formats.
+The scan skips ``<think>...</think>`` reasoning and tags merely mentioned in prose;
+:meth:`TextToolCallFormat.prepare_messages` writes the tools section into glmkit's canonical
+(OpenAI-shaped) history the way the model's chat template does, for requests whose template is not
+given the tools.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from glmkit.agent.formats.base import ParsedMessage, ToolCall, ToolCallError, ToolCallFormat, message_text
 from glmkit.agent.formats.openai import OpenAIToolCallFormat
@@ -17,6 +19,15 @@ from glmkit.agent.formats.tool_schemas import tool_parameter_schemas
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+#: How tool results are sent: ``"tool"`` keeps ``role: tool`` messages for the chat template to render
+#: (GLM's ``<|observation|>``, Qwen's ``<tool_response>`` user turn); ``"user"`` writes them as
+#: ``<tool_response>`` user turns, for templates that cannot render ``role: tool``.
+ObservationRole = Literal["tool", "user"]
+#: How native ``tool_calls`` in the history are sent: ``"keep"`` leaves them on the message for the
+#: chat template to render in the model's own syntax; ``"text"`` writes them in this format's text,
+#: for templates that cannot render ``tool_calls``.
+NativeCalls = Literal["keep", "text"]
 
 
 def _content_parts(content: Any) -> list[dict[str, Any]]:
@@ -122,27 +133,51 @@ class TextToolCallFormat(ToolCallFormat):
         return {"role": "assistant", "content": text}
 
     def render_observation(self, tool_messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """One user turn wrapping each result in ``<tool_response>...</tool_response>``."""
+        """One user turn wrapping each result in ``<tool_response>...</tool_response>`` (what Qwen2.5's
+        template makes of a run of ``role: tool`` messages)."""
         blocks = [f"<tool_response>\n{message_text(m)}\n</tool_response>" for m in tool_messages]
         return [{"role": "user", "content": "\n".join(blocks)}]
 
+    def announce_tools(self, messages: list[dict[str, Any]], section: str) -> list[dict[str, Any]]:
+        """Put the tools ``section`` where the chat template puts it: appended to the first system
+        message after a blank line (Qwen2.5, Hermes), or as the system message when there is none."""
+        if messages and messages[0].get("role") == "system":
+            first = {**messages[0], "content": message_text(messages[0]) + "\n\n" + section}
+            return [first, *messages[1:]]
+        return [{"role": "system", "content": section}, *messages]
+
     def prepare_messages(
-        self, messages: Sequence[Mapping[str, Any]], tools: Any = None, *, keep_tool_messages: bool = False
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Any = None,
+        *,
+        observation_role: ObservationRole = "tool",
+        native_calls: NativeCalls = "keep",
     ) -> list[dict[str, Any]]:
-        """Announce the tools in the system prompt (when ``tools`` is given), write native
-        ``tool_calls`` as text blocks, turn runs of tool results into observation turns (unless
-        ``keep_tool_messages``) and join consecutive user turns."""
+        """The canonical history as this format sends it when the chat template is not given ``tools``.
+
+        With ``tools``, the section :meth:`render_tools` writes is placed by :meth:`announce_tools`,
+        so the prompt the template renders is byte for byte the one it renders when given the tools
+        itself (GLM-4.5/4.6, Qwen2.5). ``observation_role`` and ``native_calls`` choose the fallbacks
+        for templates that cannot render ``role: tool`` messages or ``tool_calls`` (see
+        :data:`ObservationRole`, :data:`NativeCalls`); by default both are left to the template, so each
+        call stays in the form the model produced it.
+        """
+        if observation_role not in ("tool", "user"):
+            raise ValueError(f"observation_role must be 'tool' or 'user', got {observation_role!r}")
+        if native_calls not in ("keep", "text"):
+            raise ValueError(f"native_calls must be 'keep' or 'text', got {native_calls!r}")
         out: list[dict[str, Any]] = []
         pending: list[Mapping[str, Any]] = []
         for msg in messages:
             role = msg.get("role")
-            if role == "tool" and not keep_tool_messages:
+            if role == "tool" and observation_role == "user":
                 pending.append(msg)
                 continue
             if pending:
                 out.extend(self.render_observation(pending))
                 pending = []
-            if role == "assistant" and msg.get("tool_calls"):
+            if role == "assistant" and msg.get("tool_calls") and native_calls == "text":
                 parsed = OpenAIToolCallFormat().parse_message(msg)
                 calls = [c if isinstance(c, ToolCall) else ToolCall(c.name or "?", {}) for c in parsed.items]
                 out.append(self.render_message(calls, parsed.content))
@@ -150,13 +185,11 @@ class TextToolCallFormat(ToolCallFormat):
                 out.append(dict(msg))
         if pending:
             out.extend(self.render_observation(pending))
-        section = self.render_tools(tools) if tools else ""
-        if section:
-            if out and out[0].get("role") == "system":
-                out[0] = {"role": "system", "content": message_text(out[0]).rstrip() + "\n\n" + section}
-            else:
-                out.insert(0, {"role": "system", "content": section})
-        return _merge_user_messages(out)
+        if tools:
+            out = self.announce_tools(out, self.render_tools(tools))
+        # Observation user turns next to other user turns: join them for templates that need
+        # alternating roles (role: tool messages are left to the template).
+        return _merge_user_messages(out) if observation_role == "user" else out
 
     def _skip_to_close(self, text: str, i: int) -> int:
         """Where parsing resumes after a malformed call: past its ``</tool_call>``, or at the next

@@ -54,10 +54,20 @@ def _unknown_tool(name: str, schemas: dict[str, dict[str, Any]] | None) -> str |
     return f"unknown tool {name!r}; available tools: {known}"
 
 
+#: The opening of the tools section that GLM-4.5/4.6 and Qwen2.5 chat templates write, verbatim.
+TOOLS_PREAMBLE = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+)
+
+
+def tool_json_lines(tools: Any) -> list[str]:
+    """Each tool's OpenAI schema as one JSON line, as the templates' ``tool | tojson`` writes it
+    (``ensure_ascii=False``, default separators, keys in the given order)."""
+    return [json.dumps(s, ensure_ascii=False) for s in openai_tool_schemas(tools)]
+
+
 def tool_signatures_prompt(tools: Any) -> str:
-    """The system-prompt header text formats share: the tools' JSON schemas inside ``<tools></tools>``."""
-    lines = "\n".join(json.dumps(s, ensure_ascii=False) for s in openai_tool_schemas(tools))
-    return (
-        "# Tools\n\nYou can call the functions below. Their signatures, as JSON schemas, are inside "
-        f"<tools></tools>:\n<tools>\n{lines}\n</tools>\n\n"
-    )
+    """``# Tools ... <tools>\n{one JSON line per tool}\n</tools>``: the part of the tools section
+    that GLM-4.5/4.6 and Qwen2.5 templates share, byte for byte."""
+    return TOOLS_PREAMBLE + "".join("\n" + line for line in tool_json_lines(tools)) + "\n</tools>"

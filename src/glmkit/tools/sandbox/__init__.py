@@ -49,8 +49,9 @@ offers), :mod:`.capture` (capped output), :mod:`.workdir` (files the run wrote),
 (:func:`run_python`) and :mod:`.tool` (the registered ``python`` tool).
 """
 
+from glmkit.tools.sandbox.bubblewrap import bubblewrap_works, bwrap_arguments
 from glmkit.tools.sandbox.limits import SandboxLimits
-from glmkit.tools.sandbox.namespaces import network_isolation, process_isolation
+from glmkit.tools.sandbox.namespaces import network_isolation, process_isolation, sandbox_mechanism
 from glmkit.tools.sandbox.runner import ISOLATION_MODES, SandboxRun, run_python
 from glmkit.tools.sandbox.tool import IMAGE_SUFFIXES, PythonTool
 from glmkit.tools.sandbox.user_switch import user_isolation
@@ -63,8 +64,11 @@ __all__ = [
     "PythonTool",
     "SandboxLimits",
     "SandboxRun",
+    "bubblewrap_works",
+    "bwrap_arguments",
     "network_isolation",
     "process_isolation",
     "run_python",
+    "sandbox_mechanism",
     "user_isolation",
 ]

@@ -7,12 +7,15 @@ process by running a trivial program under each candidate ``unshare`` command.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from functools import lru_cache
 
-from glmkit.tools.sandbox.user_switch import user_isolation
+from glmkit.tools.sandbox.bubblewrap import bubblewrap_works
+from glmkit.tools.sandbox.limits import SandboxLimits
+from glmkit.tools.sandbox.user_switch import setpriv_command, user_isolation
 
 # Tried in order; the first that runs a trivial program wins. A user namespace comes first: then
 # even a root parent gives the child no capability over the host's namespaces. --kill-child makes
@@ -57,12 +60,23 @@ def default_prefix() -> tuple[str, ...] | None:
     return namespace_prefix(user_namespace=user_isolation() in ("host_user", "root"))
 
 
+def sandbox_mechanism() -> str:
+    """What runs a call with default limits: ``"bubblewrap"``, ``"unshare"`` or ``"audit_hook"``."""
+    as_root = os.geteuid() == 0
+    drop = setpriv_command(SandboxLimits().run_as_uid, SandboxLimits().run_as_gid) if as_root else ()
+    if bubblewrap_works(as_root, drop):
+        return "bubblewrap"
+    return "unshare" if default_prefix() is not None else "audit_hook"
+
+
 def network_isolation() -> str:
     """``"namespace"`` when children get an empty network namespace, else ``"audit_hook"``."""
-    return "namespace" if default_prefix() is not None else "audit_hook"
+    return "namespace" if sandbox_mechanism() != "audit_hook" else "audit_hook"
 
 
 def process_isolation() -> str:
     """``"pid_namespace"`` when the code's descendants die with it, else ``"audit_hook"`` (no forking)."""
+    if sandbox_mechanism() == "bubblewrap":
+        return "pid_namespace"
     prefix = default_prefix()
     return "pid_namespace" if prefix is not None and "--pid" in prefix else "audit_hook"

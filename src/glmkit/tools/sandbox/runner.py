@@ -17,10 +17,11 @@ from pathlib import Path
 from glmkit.tools.base import ToolError
 from glmkit.tools.sandbox import workdir as workdir_files
 from glmkit.tools.sandbox.bootstrap import BOOTSTRAP
+from glmkit.tools.sandbox.bubblewrap import bubblewrap_works, bwrap_arguments, sandbox_pid
 from glmkit.tools.sandbox.capture import CappedReader
 from glmkit.tools.sandbox.limits import SandboxLimits
 from glmkit.tools.sandbox.namespaces import namespace_prefix
-from glmkit.tools.sandbox.user_switch import user_plan
+from glmkit.tools.sandbox.user_switch import setpriv_command, user_plan
 
 
 @dataclass
@@ -36,6 +37,8 @@ class SandboxRun:
     files: list[Path] = field(default_factory=list)
     process_isolation: str = "audit_hook"
     user_isolation: str = "host_user"  # see user_isolation()
+    sandbox: str = "audit_hook"  # bubblewrap | unshare | audit_hook: which mechanism ran the code
+    filesystem_isolation: str = "none"  # private (bubblewrap: read-only system, the workdir only) | none
 
     def summary(self, limits: SandboxLimits) -> str:
         """One status line for the model."""
@@ -71,7 +74,7 @@ def _read_status(fd: int) -> int | None:
         return None
 
 
-ISOLATION_MODES = ("auto", "namespace", "audit_hook")
+ISOLATION_MODES = ("auto", "bubblewrap", "namespace", "audit_hook")
 
 
 def run_python(
@@ -79,29 +82,54 @@ def run_python(
 ) -> SandboxRun:
     """Execute ``code`` in a limited child interpreter with ``workdir`` as cwd and HOME.
 
-    ``isolation`` picks the barrier: ``"auto"`` (namespaces when available), ``"namespace"``
-    (required; an error when unavailable) or ``"audit_hook"`` (hook only, so no forking either).
-    Processes are contained by a PID namespace whenever the namespace prefix has one; otherwise the
-    hook refuses to fork (see the module docstring and ``SandboxRun.process_isolation``).
+    ``isolation`` picks the barrier: ``"auto"`` (bubblewrap when it works here, else ``unshare``
+    namespaces when available, else the audit hook), ``"bubblewrap"`` (required; an error when
+    unavailable), ``"namespace"`` (bubblewrap or ``unshare`` namespaces, required) or
+    ``"audit_hook"`` (hook only, so no forking either). Processes are contained by a PID namespace
+    whenever the mechanism has one; otherwise the hook refuses to fork (see the module docstring and
+    ``SandboxRun.process_isolation``). ``SandboxRun.sandbox`` says which mechanism ran.
     """
     limits = limits or SandboxLimits()
     if isolation not in ISOLATION_MODES:
         raise ToolError(f"unknown isolation {isolation!r}; use one of {', '.join(ISOLATION_MODES)}")
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    user_mode, drop = user_plan(limits, workdir)
+    as_root = os.geteuid() == 0
+    bwrap_drop = setpriv_command(limits.run_as_uid, limits.run_as_gid) if as_root else ()
+    use_bwrap = isolation in ("auto", "bubblewrap", "namespace") and bubblewrap_works(as_root, bwrap_drop)
+    if isolation == "bubblewrap" and not use_bwrap:
+        raise ToolError(
+            "bubblewrap is unavailable here (the bwrap program of Debian's bubblewrap package is missing, "
+            "or this host does not let it create namespaces)"
+        )
+    info_read = info_write = None
+    if use_bwrap:
+        # The unprivileged uid can reach the interpreter and the working directory inside: bubblewrap
+        # binds them at their paths under folders it creates itself.
+        user_mode = "dropped" if bwrap_drop else ("root" if as_root else "host_user")
+        drop = bwrap_drop
+        info_read, info_write = os.pipe()
+        prefix: list[str] | tuple[str, ...] | None = bwrap_arguments(
+            workdir, as_root=as_root, info_fd=info_write
+        )
+        sandbox, mode, pid_namespace = "bubblewrap", "namespace", True
+        # A user namespace (ordinary user) or the dedicated uid (root): RLIMIT_NPROC counts only the sandbox.
+        nproc = limits.max_processes
+    else:
+        user_mode, drop = user_plan(limits, workdir)
+        prefix = namespace_prefix(user_namespace=not drop) if isolation != "audit_hook" else None
+        if isolation == "namespace" and prefix is None:
+            raise ToolError(
+                "network namespaces are unavailable here (bubblewrap and util-linux unshare missing or not permitted)"
+            )
+        mode = "namespace" if prefix is not None else "audit_hook"
+        sandbox = "unshare" if prefix is not None else "audit_hook"
+        pid_namespace = prefix is not None and "--pid" in prefix
+        # RLIMIT_NPROC counts per user namespace; outside one it would count every process of the host
+        # user, which is acceptable only for the dedicated unprivileged uid.
+        nproc = limits.max_processes if drop or (prefix is not None and "--user" in prefix) else 0
     if drop:  # the unprivileged uid writes only here
         os.chown(workdir, limits.run_as_uid, limits.run_as_gid)
-    prefix = namespace_prefix(user_namespace=not drop) if isolation != "audit_hook" else None
-    if isolation == "namespace" and prefix is None:
-        raise ToolError(
-            "network namespaces are unavailable here (util-linux unshare missing or not permitted)"
-        )
-    mode = "namespace" if prefix is not None else "audit_hook"
-    pid_namespace = prefix is not None and "--pid" in prefix
-    # RLIMIT_NPROC counts per user namespace; outside one it would count every process of the host
-    # user, which is acceptable only for the dedicated unprivileged uid.
-    nproc = limits.max_processes if drop or (prefix is not None and "--user" in prefix) else 0
     before, _ = workdir_files.snapshot(workdir)
     status_read, status_write = os.pipe()
     args = [
@@ -124,6 +152,8 @@ def run_python(
             ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"), "1"
         ),
     }
+    if use_bwrap:  # caches (fontconfig, matplotlib) go to the private /tmp, not among the returned files
+        env.update(XDG_CACHE_HOME="/tmp/.cache", MPLCONFIGDIR="/tmp/.cache/matplotlib")
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -135,13 +165,17 @@ def run_python(
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
-            pass_fds=(status_write,),
+            pass_fds=(status_write,) if info_write is None else (status_write, info_write),
         )
     except BaseException:
         os.close(status_read)
+        if info_read is not None:
+            os.close(info_read)
         raise
     finally:
         os.close(status_write)
+        if info_write is not None:
+            os.close(info_write)
     cap = limits.max_output_chars
     readers = [CappedReader(proc.stdout, cap), CappedReader(proc.stderr, cap)]
     for reader in readers:
@@ -158,6 +192,13 @@ def run_python(
             timed_out = True
             break
         time.sleep(0.01)
+    if info_read is not None:
+        # bubblewrap runs the sandbox's init in a session of its own: kill it by pid, which ends the
+        # whole PID namespace (the code and everything it started).
+        init = sandbox_pid(info_read)
+        if init is not None and timed_out:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(init, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):  # also ends what the code left running
         os.killpg(proc.pid, signal.SIGKILL)
     exit_code = proc.wait()
@@ -195,4 +236,6 @@ def run_python(
         files=changed,
         process_isolation="pid_namespace" if pid_namespace else "audit_hook",
         user_isolation=user_mode,
+        sandbox=sandbox,
+        filesystem_isolation="private" if use_bwrap else "none",
     )

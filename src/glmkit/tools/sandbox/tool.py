@@ -26,7 +26,8 @@ class PythonTool(Tool):
         limits: resource limits (:class:`SandboxLimits`); a call's ``timeout_s`` can only lower the
             wall-clock limit.
         per_call_dir: a fresh working directory for every call instead of a persistent one.
-        isolation: ``"auto"``, ``"namespace"`` or ``"audit_hook"`` (see :func:`run_python`).
+        isolation: ``"auto"``, ``"bubblewrap"``, ``"namespace"`` or ``"audit_hook"`` (see
+            :func:`run_python`); ``data["sandbox"]`` of each result says which mechanism ran.
     """
 
     name = "python"
@@ -110,6 +111,8 @@ class PythonTool(Tool):
                 "network_isolation": result.network_isolation,
                 "process_isolation": result.process_isolation,
                 "user_isolation": result.user_isolation,
+                "sandbox": result.sandbox,
+                "filesystem_isolation": result.filesystem_isolation,
                 "wall_seconds": round(result.wall_seconds, 3),
                 "workdir": str(workdir),
             },

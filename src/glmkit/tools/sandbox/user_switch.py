@@ -28,21 +28,9 @@ def drop_commands(uid: int, gid: int) -> dict[str, tuple[str, ...]]:
     interpreter or working directory the uid cannot reach. Each is probed once: the interpreter must
     start under it and find its own installation (``sys.prefix``).
     """
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
         return {}
-    base = (setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs")
-    keep = f"-all,+{_READ_SEARCH}"
-    variants = {
-        "dropped": (*base, "--inh-caps=-all", "--bounding-set=-all", "--"),
-        "dropped_read_all": (
-            *base,
-            f"--inh-caps={keep}",
-            f"--ambient-caps={keep}",
-            f"--bounding-set={keep}",
-            "--",
-        ),
-    }
+    variants = {mode: setpriv_command(uid, gid, mode) for mode in ("dropped", "dropped_read_all")}
     working = {}
     for mode, command in variants.items():
         try:
@@ -57,6 +45,21 @@ def drop_commands(uid: int, gid: int) -> dict[str, tuple[str, ...]]:
         if probe.returncode == 0 and probe.stdout.decode(errors="replace").strip() == sys.prefix:
             working[mode] = command
     return working
+
+
+def setpriv_command(uid: int, gid: int, mode: str = "dropped") -> tuple[str, ...]:
+    """The ``setpriv ... --`` prefix of a user-isolation ``mode`` (not probed; ``()`` without setpriv).
+
+    ``"dropped"`` keeps no capability; ``"dropped_read_all"`` keeps ``CAP_DAC_READ_SEARCH``.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ()
+    base = (setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs")
+    if mode == "dropped":
+        return (*base, "--inh-caps=-all", "--bounding-set=-all", "--")
+    keep = f"-all,+{_READ_SEARCH}"
+    return (*base, f"--inh-caps={keep}", f"--ambient-caps={keep}", f"--bounding-set={keep}", "--")
 
 
 def searchable_by(path: Path, uid: int, gid: int) -> bool:
