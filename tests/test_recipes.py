@@ -51,14 +51,8 @@ def _read_metrics(run_dir: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(metrics.open()))
 
 
-@pytest.mark.parametrize("recipe", QUICKSTARTS, ids=lambda p: p.name)
-def test_quickstart_runs_end_to_end_and_learns(
-    recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The quickstart recipe as shipped (about 30 s here): it saves its outputs and it learns."""
-    monkeypatch.chdir(tmp_path)  # the recipe writes under ./runs
-    assert main(["fit", "--config", str(recipe)]) == 0
-    run_dir = tmp_path / "runs" / "quickstart_stage1"
+def _check_stage1(run_root: Path) -> None:
+    run_dir = run_root / "quickstart_stage1"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "metrics.png").stat().st_size > 10_000
     encoder = CogViT.from_pretrained(run_dir / "encoder")
@@ -67,6 +61,36 @@ def test_quickstart_runs_end_to_end_and_learns(
     for teacher in ("siglip2", "dinov3"):
         vals = [float(r[f"val/{teacher}/cosine"]) for r in rows if r.get(f"val/{teacher}/cosine")]
         assert len(vals) == 3 and vals[-1] > vals[0] + 0.02, (teacher, vals)
+
+
+def _check_vlm(run_root: Path) -> None:
+    from glmkit.models.mtp import MTPCausalLM
+    from glmkit.models.vlm import VisionLanguageModel
+
+    run_dir = run_root / "quickstart_vlm"
+    rows = [r for r in _read_metrics(run_dir) if r.get("train/main_loss")]
+    main_losses = [float(r["train/main_loss"]) for r in rows]
+    assert main_losses[-1] < main_losses[0] - 1.0, main_losses  # the LM learns the tasks' text
+    assert float(rows[-1]["train/mtp_1_top1"]) > 0.0 and "train/mtp_1_loss" in rows[-1]
+    loaded = MTPCausalLM.from_pretrained(run_dir / "vlm")
+    assert loaded.mtp_load_report.fresh_depths == []  # the MTP head was exported and reloads
+    vlm = VisionLanguageModel.from_pretrained(run_dir / "vlm", language_model=loaded.llm)
+    assert (run_dir / "vlm" / "tokenizer.json").is_file() and vlm.image_token_id > 0
+
+
+#: What each shipped quickstart must leave behind and show; a new quickstart adds its check here.
+QUICKSTART_CHECKS = {"stage1_tiny.yaml": _check_stage1, "vlm_tiny.yaml": _check_vlm}
+
+
+@pytest.mark.parametrize("recipe", QUICKSTARTS, ids=lambda p: p.name)
+def test_quickstart_runs_end_to_end_and_learns(
+    recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every quickstart recipe as shipped (stage 1: about 30 s here): it saves its outputs and learns."""
+    assert recipe.name in QUICKSTART_CHECKS, f"add a check for {recipe.name} to QUICKSTART_CHECKS"
+    monkeypatch.chdir(tmp_path)  # the recipes write under ./runs
+    assert main(["fit", "--config", str(recipe), "--trainer.enable_progress_bar=false"]) == 0
+    QUICKSTART_CHECKS[recipe.name](tmp_path / "runs")
 
 
 def _printed(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
