@@ -1,0 +1,115 @@
+"""The contrastive stage: per-module optimisation, a short fit with validation retrieval metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+import lightning.pytorch as pl
+
+from glmkit.data.captions import PickCaption, ShapeCaptions
+from glmkit.data.datamodule_naflex import NaFlexDataModule
+from glmkit.data.naflex import NaFlexRandomResizedCrop, NaFlexResize
+from glmkit.models.encoders import CogViT
+from glmkit.models.encoders.image_tower import ImageTower
+from glmkit.models.text import HFTextTower
+from glmkit.optim import ModuleOptim, MuonAdamW
+from glmkit.stages.contrastive import Contrastive
+from tests.models.test_text_towers import tiny_bert
+
+
+def build(tmp_path: Path) -> Contrastive:
+    torch.manual_seed(0)
+    return Contrastive(
+        ImageTower(CogViT.preset("tiny", depth=2), embed_dim=32, pooling="map"),
+        HFTextTower(tiny_bert(tmp_path), embed_dim=32, max_length=16),
+        optimization=MuonAdamW(
+            lr=2e-3,
+            modules={
+                "vision": ModuleOptim(lr=2e-3),
+                "text": ModuleOptim(lr=1e-3),
+                "proj": ModuleOptim(lr=3e-3),
+            },
+        ),
+        class_names=["red", "blue", "green", "yellow", "purple", "orange"],
+    )
+
+
+def test_module_groups_have_their_lrs(tmp_path: Path) -> None:
+    stage = build(tmp_path)
+    groups = stage.optimization.param_groups(stage, stage.optim_modules())
+    lrs = {g["lr"] for g in groups}
+    assert {2e-3, 1e-3, 3e-3} <= lrs
+    names = {id(p) for g in groups for p in g["params"]}
+    assert id(stage.loss.logit_bias) in names and id(stage.text_tower.proj.weight) in names
+
+
+def test_embed_dims_must_match(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="embed_dim"):
+        Contrastive(
+            ImageTower(CogViT.preset("tiny", depth=1), embed_dim=8),
+            HFTextTower(tiny_bert(tmp_path), embed_dim=16),
+        )
+
+
+def test_short_fit_logs_loss_and_retrieval(tmp_path: Path) -> None:
+    stage = build(tmp_path)
+    data = NaFlexDataModule(
+        {"shapes": ShapeCaptions(1000, seed=1, min_size=48, max_size=96)},
+        transform=PickCaption(),
+        naflex=NaFlexRandomResizedCrop(16, 24),
+        val_naflex=NaFlexResize(16, 24),
+        seq_lens=(12, 24),
+        max_tokens_per_batch=192,
+        row_len=48,
+        val_seq_len=24,
+        samples_per_epoch=400,
+        val_samples=24,
+        val_sources={"held_out": ShapeCaptions(100, seed=9, min_size=48, max_size=96)},
+    )
+    trainer = pl.Trainer(
+        max_steps=4,
+        val_check_interval=4,
+        check_val_every_n_epoch=None,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(stage, data)
+    m = trainer.callback_metrics
+    for key in (
+        "train/loss",
+        "train/temperature",
+        "train/bias",
+        "val/i2t/R@1",
+        "val/t2i/R@5",
+        "val/zero_shot/top1",
+    ):
+        assert key in m, sorted(m)
+    assert torch.isfinite(m["train/loss"])
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_frozen_text_backbone_makes_no_empty_group(tmp_path: Path, named: bool) -> None:
+    modules = {"vision": ModuleOptim(lr=2e-3), "proj": ModuleOptim(lr=3e-3)}
+    if named:
+        modules["text"] = ModuleOptim(lr=1e-3)
+    stage = Contrastive(
+        ImageTower(CogViT.preset("tiny", depth=1), embed_dim=16),
+        HFTextTower(tiny_bert(tmp_path), embed_dim=16, trainable_layers=0),
+        optimization=MuonAdamW(modules=modules),
+    )
+    routed = stage.optim_modules()
+    assert ("text" in routed) is named  # kept only where the recipe's settings name it
+    out = stage.optimization.build(stage, 10, routed)
+    groups = out["optimizer"].param_groups
+    assert groups and all(g["params"] for g in groups)
+    assert not any(g["name"].startswith("text/") for g in groups)
+    assert id(stage.text_tower.proj.weight) in {id(p) for g in groups for p in g["params"]}
