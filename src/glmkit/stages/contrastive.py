@@ -1,0 +1,188 @@
+"""CogViT stage 2: NaFlex contrastive image-text pretraining with the sigmoid (SigLIP) loss.
+
+GLM-5V-Turbo section 2.1: starting from the stage-1 encoder, an image tower (CogViT on NaFlex
+inputs, pooled and projected) and a text tower (a pretrained, possibly bilingual, transformers
+encoder, pooled and projected) are trained with SigLIP's sigmoid loss (arXiv 2303.15343, eq. 1) over
+the global batch: each rank's images meet the texts of every rank through the loss's exchange, so
+the global batch is the per-rank batch times the world size. Vision, text and projection have their
+own learning rates and schedules (``optim_modules``; the recipe's ``optimization.modules``).
+
+Validation embeds the held-out pairs and reports image-text retrieval R@1/R@5 both ways and, when
+``class_names`` are given and batches carry ``label``, zero-shot classification accuracy.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jsonargparse import lazy_instance
+from torch import Tensor, nn
+
+from glmkit.data.naflex import encoder_inputs
+from glmkit.eval.retrieval import retrieval_metrics, zero_shot_accuracy, zero_shot_classify
+from glmkit.losses.siglip import ContrastiveLoss, SigLIPLoss
+from glmkit.models.encoders.image_tower import ImageTower
+from glmkit.models.text.base import TextTower
+from glmkit.optim import MuonAdamW, OptimizerBuilder
+from glmkit.stages.base import STAGES, Stage
+
+
+@STAGES.register("contrastive")
+class Contrastive(Stage):
+    """Image-text contrastive training (CogViT stage 2).
+
+    Args:
+        image_tower: encoder + pooling + projection (:class:`~glmkit.models.encoders.image_tower.ImageTower`).
+        text_tower: a :class:`~glmkit.models.text.TextTower` with the same ``embed_dim``.
+        loss: the contrastive loss; owns temperature and bias and exchanges across ranks.
+        optimization: the optimizer builder; ``modules`` may set ``vision``, ``text`` and ``proj``.
+        caption_key: the batch field holding one caption per image.
+        class_names: zero-shot classes of the validation ``label`` field (``None``: no classification).
+        class_templates: prompt templates of the classes (``{}`` is the class name).
+        retrieval_ks: the R@K cut-offs of validation.
+        seed: seed of the step's random draws (stochastic depth).
+    """
+
+    def __init__(
+        self,
+        image_tower: ImageTower,
+        text_tower: TextTower,
+        loss: ContrastiveLoss = lazy_instance(SigLIPLoss),
+        optimization: OptimizerBuilder = lazy_instance(MuonAdamW),
+        caption_key: str = "caption",
+        class_names: list[str] | None = None,
+        class_templates: list[str] = ["{}"],  # noqa: B006  (jsonargparse needs a literal default)
+        retrieval_ks: Sequence[int] = (1, 5),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if int(image_tower.embed_dim) != int(text_tower.embed_dim):
+            raise ValueError(
+                f"image_tower.embed_dim={image_tower.embed_dim} != text_tower.embed_dim={text_tower.embed_dim}; "
+                "set both towers' embed_dim to the shared width"
+            )
+        self.save_component_hparams(["image_tower", "text_tower", "loss", "optimization"])
+        self.image_tower = image_tower
+        self.text_tower = text_tower
+        self.loss = loss
+        self.optimization = optimization
+        self.caption_key = caption_key
+        self.class_names = list(class_names) if class_names else None
+        self.class_templates = list(class_templates)
+        self.retrieval_ks = tuple(int(k) for k in retrieval_ks)
+        self.seed = seed
+        self._val: dict[str, list[Tensor]] = {}
+
+    # ----------------------------------------------------------------------------------- pieces
+    def optim_modules(self) -> Mapping[str, nn.Module]:
+        """``vision`` (the encoder), ``text`` (the transformers model), ``proj`` (pooling heads,
+        projections, and the loss's temperature and bias).
+
+        A module without trainable parameters (a frozen text backbone, ``trainable_layers: 0``) is
+        left out, unless ``optimization.modules`` names it: then it stays, so the recipe's settings
+        still match, and the builder makes no (empty) group for it."""
+        proj = nn.ModuleList([self.image_tower.pool, self.image_tower.proj, self.loss])
+        text_rest = [m for name, m in self.text_tower.named_children() if name != "model"]
+        modules: dict[str, nn.Module] = {
+            "vision": self.image_tower.encoder,
+            "text": self.text_tower.model,
+            "proj": nn.ModuleList([*proj, *text_rest]),
+        }
+        named = set(getattr(self.optimization, "modules", None) or {})
+        return {
+            name: module
+            for name, module in modules.items()
+            if name in named or any(p.requires_grad for p in module.parameters())
+        }
+
+    def encode_images(self, batch: Mapping[str, Any]) -> Tensor:
+        """``[I, D]`` L2-normalised embeddings of the batch's images (NaFlex or ``image [B, 3, H, W]``)."""
+        if "patches" in batch:
+            emb = self.image_tower(**encoder_inputs(dict(batch)))
+        else:
+            emb = self.image_tower(batch["image"])
+        return F.normalize(emb.float(), dim=-1)
+
+    def encode_texts(self, captions: Sequence[str]) -> tuple[Tensor, int]:
+        """``([B, D]`` L2-normalised caption embeddings, captions cut at the length limit``)``."""
+        tokens = self.text_tower.tokenize(list(captions)).to(self.device)
+        return F.normalize(self.text_tower(tokens).float(), dim=-1), tokens.truncated
+
+    def captions(self, batch: Mapping[str, Any]) -> list[str]:
+        """The batch's captions, one per image."""
+        if self.caption_key not in batch:
+            raise KeyError(f"batch has no {self.caption_key!r} field; it has {sorted(batch)}")
+        return list(batch[self.caption_key])
+
+    # ------------------------------------------------------------------------------- lightning
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """Encode images and captions, sigmoid loss over the global batch, log."""
+        image_emb = self.encode_images(batch)
+        text_emb, truncated = self.encode_texts(self.captions(batch))
+        loss = self.loss(image_emb, text_emb)
+        size = image_emb.shape[0]
+        self.log_dict(
+            {
+                "train/loss": loss,
+                "train/temperature": self.loss.logit_scale.detach().exp(),
+                "train/bias": self.loss.logit_bias.detach(),
+                "train/truncated_captions": float(truncated),
+            },
+            batch_size=size,
+        )
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=size)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {"image": [], "text": [], "group": [], "label": []}
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Embed the held-out pairs (metrics at the end of the epoch) and log their loss."""
+        captions = self.captions(batch)
+        image_emb = self.encode_images(batch)
+        text_emb, _ = self.encode_texts(captions)
+        self.log("val/loss", self.loss(image_emb, text_emb), sync_dist=True, batch_size=len(captions))
+        self._val["image"].append(image_emb)
+        self._val["text"].append(text_emb)
+        # pairs that share a caption match each other; a stable id is comparable across ranks
+        self._val["group"].append(
+            torch.tensor([zlib.crc32(c.encode()) for c in captions], device=self.device)
+        )
+        if "label" in batch:
+            self._val["label"].append(torch.as_tensor(batch["label"], device=self.device))
+
+    def on_validation_epoch_end(self) -> None:
+        """Retrieval R@K both ways (and zero-shot accuracy) over all ranks' held-out pairs."""
+        if not self._val.get("image"):
+            return
+        gathered = {k: self._gather(torch.cat(v)) for k, v in self._val.items() if v}
+        metrics = retrieval_metrics(gathered["image"], gathered["text"], self.retrieval_ks, gathered["group"])
+        if self.class_names and "label" in gathered:
+            logits = zero_shot_classify(
+                gathered["image"], self.class_names, self._encode_prompts, self.class_templates
+            )
+            metrics["zero_shot/top1"] = zero_shot_accuracy(logits, gathered["label"])
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, rank_zero_only=True)
+        self._val = {}
+
+    def _encode_prompts(self, prompts: list[str]) -> Tensor:
+        return self.encode_texts(prompts)[0]
+
+    def _gather(self, x: Tensor) -> Tensor:
+        if self.trainer.world_size == 1:
+            return x
+        return self.all_gather(x).flatten(0, 1)  # W, N, ... -> W*N, ...
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Normalised image (and, with captions, text) embeddings of a batch."""
+        out = {"index": batch["index"], "image_emb": self.encode_images(batch)}
+        if self.caption_key in batch:
+            out["text_emb"] = self.encode_texts(self.captions(batch))[0]
+        return out
+
+
+__all__ = ["Contrastive"]
