@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "to_tensor": "glmkit.data.transforms",
     "DATAMODULES": "glmkit.data.datamodule",
     "MixtureDataModule": "glmkit.data.datamodule",
+    "ShardedDataModule": "glmkit.data.datamodule",
     "NaFlexBatches": "glmkit.data.naflex",
     "NaFlexRandomResizedCrop": "glmkit.data.naflex",
     "NaFlexResize": "glmkit.data.naflex",

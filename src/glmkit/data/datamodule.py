@@ -38,13 +38,67 @@ from glmkit.registry import declare
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
 
+
+class ShardedDataModule(L.LightningDataModule):
+    """Base of glmkit's DataModules: this rank among the data-parallel ranks, and the training
+    loader's position saved in checkpoints (also when Lightning restores before the loader exists,
+    Lightning issue #20550).
+
+    A subclass builds its training loader (a ``ResumableDataLoader``) and passes it through
+    :meth:`resume_train_loader` before returning it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._train_loader: ResumableDataLoader | None = None
+        self._pending_train_state: dict[str, Any] | None = None
+
+    def _replicas(self) -> tuple[int, int]:
+        """(number of data-parallel ranks, this rank), from the trainer when attached."""
+        trainer = self.trainer
+        if trainer is not None:
+            kwargs = trainer.distributed_sampler_kwargs
+            if kwargs is not None:
+                return int(kwargs["num_replicas"]), int(kwargs["rank"])
+            return 1, 0
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def resume_train_loader(self, loader: ResumableDataLoader) -> ResumableDataLoader:
+        """Apply a restored position to a new training loader and remember it for ``state_dict``."""
+        if self._pending_train_state is not None:
+            loader.load_state_dict(self._pending_train_state)
+            self._pending_train_state = None
+        self._train_loader = loader
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position, saved in checkpoints under this class's name."""
+        if self._train_loader is not None:
+            return {"train_loader": self._train_loader.state_dict()}
+        if self._pending_train_state is not None:
+            return {"train_loader": dict(self._pending_train_state)}
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the training loader; applied now or when the loader is created."""
+        state = state_dict.get("train_loader")
+        if state is None:
+            return
+        if self._train_loader is not None:
+            self._train_loader.load_state_dict(state)
+        else:
+            self._pending_train_state = dict(state)
+
+
 DATAMODULES = declare(
     "datamodules", "Lightning DataModules (a recipe's data section)", base=L.LightningDataModule
 )
 
 
 @DATAMODULES.register("mixture")
-class MixtureDataModule(L.LightningDataModule):
+class MixtureDataModule(ShardedDataModule):
     """Batches from a weighted mixture of record sources; what a batch holds is the collate's output
     of the transformed records, plus ``source`` (list[str]), ``index`` (LongTensor[B]) and
     ``skipped`` (list[str]).
@@ -123,20 +177,6 @@ class MixtureDataModule(L.LightningDataModule):
                 num_samples=val_samples,
                 stream=VAL_STREAM,
             )
-        self._train_loader: ResumableDataLoader | None = None
-        self._pending_train_state: dict[str, Any] | None = None
-
-    def _replicas(self) -> tuple[int, int]:
-        """(number of data-parallel ranks, this rank), from the trainer when attached."""
-        trainer = self.trainer
-        if trainer is not None:
-            kwargs = trainer.distributed_sampler_kwargs
-            if kwargs is not None:
-                return int(kwargs["num_replicas"]), int(kwargs["rank"])
-            return 1, 0
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size(), dist.get_rank()
-        return 1, 0
 
     def _loader(self, dataset: Mixture, train: bool) -> ResumableDataLoader:
         num_replicas, rank = self._replicas()
@@ -170,11 +210,7 @@ class MixtureDataModule(L.LightningDataModule):
     def train_dataloader(self) -> ResumableDataLoader:
         """The sharded, resumable training loader (equal batch counts on every rank)."""
         loader = self._loader(self.train_set, train=True)
-        if self._pending_train_state is not None:
-            loader.load_state_dict(self._pending_train_state)
-            self._pending_train_state = None
-        self._train_loader = loader
-        return loader
+        return self.resume_train_loader(loader)
 
     def val_dataloader(self) -> ResumableDataLoader | list:
         """Validation loader over ``val_samples`` draws (fixed epoch 0), or none."""
@@ -201,21 +237,3 @@ class MixtureDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=self.collate,
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The training loader's position, saved in checkpoints under this class's name."""
-        if self._train_loader is not None:
-            return {"train_loader": self._train_loader.state_dict()}
-        if self._pending_train_state is not None:
-            return {"train_loader": dict(self._pending_train_state)}
-        return {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume the training loader; applied now or when the loader is created."""
-        state = state_dict.get("train_loader")
-        if state is None:
-            return
-        if self._train_loader is not None:
-            self._train_loader.load_state_dict(state)
-        else:
-            self._pending_train_state = dict(state)

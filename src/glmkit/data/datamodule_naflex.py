@@ -10,13 +10,10 @@ and the world size, so every rank holds the same shapes (the SigLIP exchange nee
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import lightning as L
-import torch.distributed as dist
 from jsonargparse import lazy_instance
 
-from glmkit.data.datamodule import DATAMODULES, TRAIN_STREAM, VAL_STREAM
+from glmkit.data.datamodule import DATAMODULES, TRAIN_STREAM, VAL_STREAM, ShardedDataModule
 from glmkit.data.loader import ResumableDataLoader
 from glmkit.data.mixture import Mixture
 from glmkit.data.naflex import (
@@ -31,7 +28,7 @@ from glmkit.data.transforms import Transform
 
 
 @DATAMODULES.register("naflex")
-class NaFlexDataModule(L.LightningDataModule):
+class NaFlexDataModule(ShardedDataModule):
     """NaFlex batches from a weighted mixture of sources.
 
     A batch holds ``patches``, ``coords`` and ``patches_seq_lens`` (pack) or ``patches_valid``
@@ -109,17 +106,6 @@ class NaFlexDataModule(L.LightningDataModule):
             )
         # fail at construction on a bad layout, not at fit time
         NaFlexSchedule(samples_per_epoch, seed=seed, **self.schedule_args)
-        self._train_loader: ResumableDataLoader | None = None
-        self._pending: dict[str, Any] | None = None
-
-    def _replicas(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is not None:
-            kwargs = trainer.distributed_sampler_kwargs
-            return (int(kwargs["num_replicas"]), int(kwargs["rank"])) if kwargs else (1, 0)
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size(), dist.get_rank()
-        return 1, 0
 
     def train_dataloader(self) -> ResumableDataLoader:
         """Training steps laid out by the schedule, this rank's share of each."""
@@ -130,11 +116,7 @@ class NaFlexDataModule(L.LightningDataModule):
         loader = naflex_loader(
             NaFlexBatches(self.train_set, schedule, self.naflex), rank, num_workers=self.num_workers
         )
-        if self._pending is not None:
-            loader.load_state_dict(self._pending)
-            self._pending = None
-        self._train_loader = loader
-        return loader
+        return self.resume_train_loader(loader)
 
     def val_dataloader(self) -> ResumableDataLoader | list:
         """The validation samples at ``val_seq_len`` patches, the same images every validation."""
@@ -155,22 +137,3 @@ class NaFlexDataModule(L.LightningDataModule):
     def test_dataloader(self) -> ResumableDataLoader | list:
         """The validation samples, for ``glmkit test``."""
         return self.val_dataloader()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The training loader's position."""
-        if self._train_loader is not None:
-            return {"train_loader": self._train_loader.state_dict()}
-        return {"train_loader": dict(self._pending)} if self._pending is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume the training loader, now or when it is created."""
-        state = state_dict.get("train_loader")
-        if state is None:
-            return
-        if self._train_loader is not None:
-            self._train_loader.load_state_dict(state)
-        else:
-            self._pending = dict(state)
-
-
-__all__ = ["NaFlexDataModule"]
