@@ -1,0 +1,515 @@
+"""A rollout engine that sends each request to an OpenAI-compatible server (vLLM, SGLang, ...).
+
+GLM-5V-Turbo (section 2.4) rolls out on an inference server and pushes the policy's weights to it
+after each update. :class:`OpenAIServerEngine` (``rollout_engines: openai_server``) is that engine:
+
+* **one chat request per rollout request**, sent by the project's client
+  (:class:`~glmkit.agent.client.OpenAIChatClient`, over one shared ``httpx.AsyncClient``). The
+  messages are the gym's opening messages for the sample (:func:`~glmkit.agent.turns.initial_messages`:
+  each image named and sent as a ``data:`` URL, then the question), so a policy sees the same
+  prompt from every engine. :class:`~.engine.SamplingParams` map to ``max_tokens``,
+  ``temperature``, ``top_p`` and ``stop``; ``extra`` is passed through (``top_k``, ``seed``, ...);
+* **at most** ``max_concurrency`` requests on the wire; the rest wait in submission order;
+* **a deadline per request** (``timeout_s``, from the moment it is sent): an overrun, an HTTP
+  error, a malformed reply or a server-side end (``finish_reason`` other than ``stop``,
+  ``tool_calls`` or ``length``, e.g. SGLang's ``abort``) finishes the request with
+  ``finish_reason="error"`` and the reason in ``error``; nothing is lost;
+* **per-token log-probabilities** (``logprobs: true``) parsed into :attr:`Completion.logprobs`
+  when the server returns them, and the token ids into :attr:`Completion.token_ids` where the
+  reply has them: the choice's ``token_ids`` (vLLM's ``return_token_ids: true``, which the engine
+  also sends to SGLang), or token strings ``token_id:N`` (vLLM's ``return_tokens_as_token_ids``);
+* **abort**: the request's task is cancelled, which closes its connection (vLLM aborts a request
+  whose client disconnected); with ``flavour="sglang"`` the :meth:`abort_requests` hook also posts
+  SGLang's ``/abort_request`` with the request's ``rid``, which the engine sets on every request;
+* **weight push** (:meth:`update_weights`): the policy is written with ``save_pretrained`` to
+  ``weights_dir/policy-v<version>`` (or a directory is given) and the server is told to load it
+  through its own API; ``weights_version`` changes only when the server confirms:
+
+  - SGLang: ``POST /update_weights_from_disk`` ``{"model_path", "weight_version"}``, confirmed by
+    ``{"success": true}`` (SGLang's ``http_server.py``; its "SGLang for RL" guide);
+  - vLLM: vLLM's OpenAI server has no load-from-disk route (vllm-project/vllm#12774; its native
+    weight-sync API, #31848/#31943, moves tensors over NCCL or IPC from a trainer on the same
+    cluster). What it has is ``POST /collective_rpc`` (served with ``VLLM_SERVER_DEV_MODE=1``),
+    which calls a method on every worker, and ``--worker-extension-cls``, which adds methods to
+    the workers: the pattern of TRL, prime-rl and SkyRL. Start vLLM with
+    ``--worker-extension-cls glmkit.rl.rollout.server.VLLMWeightLoader``; the engine posts
+    ``{"method": "glmkit_load_weights", "kwargs": {"path": ...}}``, every worker loads the
+    safetensors files of the directory into its model (:class:`VLLMWeightLoader`) and reports
+    how many tensors it read, and the engine then posts ``/reset_prefix_cache`` so no cached
+    prefix computed by the old weights is reused. (vLLM's built-in ``reload_weights`` rereads the
+    path the server was started with and may serve cached weights, vllm-project/vllm#32718.)
+  - ``generic`` (OpenAI, ``transformers serve``, ...): no weight API; a push raises.
+
+  The directory must be readable by the server at the same path (the same machine or a shared
+  file system). Requests in flight keep running during a push; a caller that wants no mixed
+  versions aborts or drains them first (:meth:`~.engine.RolloutEngine.update_weights`).
+
+Nothing here imports torch or vLLM at import time; :class:`VLLMWeightLoader` imports
+``safetensors`` (and vLLM, when present) inside the worker that runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from glmkit.rl.rollout.engine import ROLLOUT_ENGINES, Completion, RolloutEngine, RolloutRequest
+from glmkit.scoring import Sample
+
+if TYPE_CHECKING:
+    from glmkit.agent.client import ChatCompletion, OpenAIChatClient
+
+logger = logging.getLogger(__name__)
+
+FLAVOURS = ("vllm", "sglang", "generic")
+"""Server kinds: what the engine adds to requests, how it aborts and how it pushes weights."""
+
+# Server finish reasons that are a normal end; "length" is the token limit; anything else
+# (SGLang's and vLLM's "abort", "content_filter", an unknown value) is an error.
+_STOP_REASONS = frozenset({"stop", "tool_calls", "function_call", "eos", None})
+# An abort post must not hold up the rollout step when the server is stuck.
+_ABORT_TIMEOUT_S = 10.0
+_TOKEN_ID_PREFIX = "token_id:"  # vLLM's token strings with return_tokens_as_token_ids
+
+
+class WeightUpdateError(RuntimeError):
+    """The server did not confirm a weight push; the message says which server, path and why."""
+
+
+@ROLLOUT_ENGINES.register("openai_server")
+class OpenAIServerEngine(RolloutEngine):
+    """Rollouts on an OpenAI-compatible server (module docstring).
+
+    Args:
+        base_url: the server's OpenAI API root, e.g. ``http://localhost:30000/v1``; its native
+            routes (``/abort_request``, ``/update_weights_from_disk``, ``/collective_rpc``) are
+            taken relative to the same URL without the trailing ``/v1``.
+        model: the served model name sent with each request.
+        flavour: ``vllm``, ``sglang`` or ``generic`` (module docstring).
+        max_concurrency: requests on the wire at once.
+        timeout_s: the deadline of one request from the moment it is sent (seconds).
+        max_retries: resends of a request after a transient failure (connection error, 429,
+            5xx) within its deadline; 0 by default because the scheduler re-issues failed
+            requests itself (``max_request_retries``).
+        logprobs: ask for per-token log-probabilities (and token ids on vLLM and SGLang).
+        system_prompt: a system message opening every request (as the gym's environment has).
+        request_params: further fields of every request (``chat_template_kwargs``, ...);
+            a request's ``SamplingParams.extra`` overrides them.
+        api_key: bearer token; defaults to ``$OPENAI_API_KEY``.
+        weights_dir: where pushed policies are saved (default: a new temporary directory).
+        keep_weights: how many pushed policy directories the engine keeps (older ones that it
+            wrote are deleted once the server has confirmed a newer one).
+        weight_timeout_s: the deadline of one weight push (saving excluded).
+        vllm_load_method: the worker method a vLLM push calls (:class:`VLLMWeightLoader`'s).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "default",
+        flavour: str = "generic",
+        max_concurrency: int = 64,
+        timeout_s: float = 600.0,
+        max_retries: int = 0,
+        logprobs: bool = True,
+        system_prompt: str | None = None,
+        request_params: dict[str, Any] | None = None,
+        api_key: str | None = None,
+        weights_dir: str | Path | None = None,
+        keep_weights: int = 2,
+        weight_timeout_s: float = 600.0,
+        vllm_load_method: str = "glmkit_load_weights",
+    ) -> None:
+        super().__init__()
+        from glmkit.agent.client import OpenAIChatClient
+
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"base_url must be an http(s) URL such as http://localhost:8000/v1, got {base_url!r}"
+            )
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        for name, value in (("timeout_s", timeout_s), ("weight_timeout_s", weight_timeout_s)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if keep_weights < 1:
+            raise ValueError(f"keep_weights must be >= 1, got {keep_weights}")
+        self.flavour = flavour
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self.logprobs = logprobs
+        self.system_prompt = system_prompt
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else None
+        self.keep_weights = keep_weights
+        self.weight_timeout_s = weight_timeout_s
+        self.vllm_load_method = vllm_load_method
+        # The client's own timeout is a backstop: the engine's deadline (asyncio) ends a request first.
+        self.client: OpenAIChatClient = OpenAIChatClient(
+            base_url,
+            model=model,
+            api_key=api_key,
+            timeout=timeout_s + 5.0,
+            max_retries=max_retries,
+            default_params=request_params,
+        )
+        root = self.client.base_url
+        self.server_url = root[: -len("/v1")] if root.endswith("/v1") else root
+        self.rid_prefix = f"glmkit-{uuid.uuid4().hex[:8]}-"  # server request ids unique across runs
+        self.abort_failures = 0  # /abort_request posts that failed (logged, never raised)
+        self._session: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient, asyncio.Semaphore] | None = None
+        self._pushed: list[Path] = []  # policy directories this engine wrote, oldest first
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def server_rid(self, request: RolloutRequest) -> str:
+        """The id the server knows ``request`` by (SGLang's ``rid``, vLLM's ``request_id``)."""
+        return f"{self.rid_prefix}{request.request_id}@{request.attempt}"
+
+    def messages(self, sample: Sample) -> list[dict[str, Any]]:
+        """The chat messages of ``sample``: the gym's opening messages with images as data URLs."""
+        from glmkit.agent.models import to_openai_messages
+        from glmkit.agent.turns import initial_messages
+        from glmkit.tools.base import ToolContext
+
+        images = sample.load_images()
+        return to_openai_messages(
+            initial_messages(sample.question, images, ToolContext(), system_prompt=self.system_prompt)
+        )
+
+    def request_params(self, request: RolloutRequest) -> dict[str, Any]:
+        """The request fields besides ``model`` and ``messages`` (exposed so tests see what is sent)."""
+        sp = request.params
+        params: dict[str, Any] = {
+            "max_tokens": sp.max_new_tokens,
+            "temperature": sp.temperature,
+            "top_p": sp.top_p,
+        }
+        if sp.stop:
+            params["stop"] = list(sp.stop)
+        if self.logprobs:
+            params["logprobs"] = True
+            if self.flavour in ("vllm", "sglang"):
+                params["return_token_ids"] = True
+        if self.flavour == "sglang":
+            params["rid"] = self.server_rid(request)
+        elif self.flavour == "vllm":
+            params["request_id"] = self.server_rid(request)
+        params.update(sp.extra)
+        return params
+
+    def _http(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        """The shared HTTP client and concurrency slots of the running event loop (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session[0] is not loop:
+            limits = httpx.Limits(
+                max_connections=self.max_concurrency + 4, max_keepalive_connections=self.max_concurrency
+            )
+            http = httpx.AsyncClient(timeout=self.client.timeout, limits=limits)
+            self._session = (loop, http, asyncio.Semaphore(self.max_concurrency))
+        return self._session[1], self._session[2]
+
+    async def generate(self, request: RolloutRequest) -> Completion:
+        """Send ``request`` and wait for its completion (module docstring)."""
+        messages = await asyncio.to_thread(self.messages, request.sample)  # image reads stay off the loop
+        params = self.request_params(request)
+        http, slots = self._http()
+        async with slots:
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            try:
+                reply = await asyncio.wait_for(
+                    self.client.achat(messages, http=http, **params), self.timeout_s
+                )
+            except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
+                raise TimeoutError(
+                    f"request {request.request_id} got no completion from {self.client.url} "
+                    f"within timeout_s={self.timeout_s}"
+                ) from None
+            latency = loop.time() - sent
+        return self.completion(request, reply, latency)
+
+    def completion(
+        self, request: RolloutRequest, reply: ChatCompletion, latency_s: float = 0.0
+    ) -> Completion:
+        """The :class:`Completion` of a server reply: text, finish reason, token counts, log-probs."""
+        from glmkit.agent.client import usage_count
+
+        choice = _first_choice(reply.raw)
+        logprobs, tokens = _parse_logprobs(choice.get("logprobs"))
+        token_ids = _int_list(choice.get("token_ids"))
+        if token_ids is None and tokens and all(t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
+            token_ids = [int(t[len(_TOKEN_ID_PREFIX) :]) for t in tokens]
+        count = usage_count(reply.usage.get("completion_tokens"))
+        if not count:
+            count = len(token_ids or logprobs or [])
+        metadata = {
+            "latency_s": latency_s,
+            "server_finish_reason": reply.finish_reason,
+            "model": reply.raw.get("model"),
+            "rid": self.server_rid(request),
+        }
+        server_reason = reply.finish_reason
+        if server_reason == "length" or server_reason in _STOP_REASONS:
+            return Completion(
+                request,
+                reply.content,
+                finish_reason="length" if server_reason == "length" else "stop",
+                response_tokens=count,
+                weights_version=self.weights_version,
+                token_ids=token_ids,
+                logprobs=logprobs,
+                metadata=metadata,
+            )
+        metadata["partial_response"] = reply.content
+        return Completion(
+            request,
+            "",
+            finish_reason="error",
+            response_tokens=count,
+            weights_version=self.weights_version,
+            error=f"server ended request {request.request_id} with finish_reason={server_reason!r}",
+            metadata=metadata,
+        )
+
+    # -- aborts --------------------------------------------------------------------------------------
+
+    async def abort_requests(self, requests: list[RolloutRequest]) -> None:
+        """SGLang: post ``/abort_request`` for each request (the others abort on disconnect).
+
+        A failed post is logged and counted in ``abort_failures``, never raised: the request's
+        connection is already closed, and an abort must not fail the rollout step.
+        """
+        if self.flavour != "sglang" or not requests:
+            return
+        http, _ = self._http()
+        url = f"{self.server_url}/abort_request"
+
+        async def one(request: RolloutRequest) -> None:
+            rid = self.server_rid(request)
+            try:
+                response = await http.post(
+                    url, json={"rid": rid}, headers=self.client.headers(), timeout=_ABORT_TIMEOUT_S
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            except (httpx.HTTPError, RuntimeError) as exc:
+                self.abort_failures += 1
+                logger.warning("could not abort %s at %s: %s", rid, url, exc)
+
+        await asyncio.gather(*(one(r) for r in requests))
+
+    async def close(self) -> None:
+        """Abort everything outstanding and close the HTTP client."""
+        await super().close()
+        if self._session is not None and self._session[0] is asyncio.get_running_loop():
+            await self._session[1].aclose()
+        self._session = None
+
+    # -- weights -------------------------------------------------------------------------------------
+
+    async def update_weights(self, version: int, weights: Any = None) -> None:
+        """Push ``weights`` to the server, then set ``weights_version`` (only once it confirmed).
+
+        Args:
+            version: the new policy version (never lower than the current one).
+            weights: a model with ``save_pretrained`` (saved to ``weights_dir/policy-v<version>``
+                first), a directory holding such a checkpoint (as the server sees it), or None to
+                change the version alone.
+
+        Raises:
+            WeightUpdateError: the server refused the weights or did not answer; the version
+                stays where it was.
+        """
+        if not isinstance(version, int) or version < self.weights_version:
+            raise ValueError(
+                f"weights version must be an int >= the current {self.weights_version}, got {version!r}"
+            )
+        if weights is not None:
+            await self._push(weights, version)
+        await super().update_weights(version)
+
+    async def load_weights(self, weights: Any) -> None:
+        """Hook: push ``weights`` (as :meth:`update_weights` does) without a version."""
+        await self._push(weights, None)
+
+    def save_policy(self, model: Any, version: int | None) -> Path:
+        """Write ``model`` with ``save_pretrained`` to a new directory under ``weights_dir``."""
+        if self.weights_dir is None:
+            self.weights_dir = Path(tempfile.mkdtemp(prefix="glmkit-policy-"))
+        name = f"policy-v{version}" if version is not None else f"policy-{uuid.uuid4().hex[:8]}"
+        path = self.weights_dir / name
+        if path.exists():  # a failed push of this version left it behind
+            shutil.rmtree(path)
+        model.save_pretrained(str(path))
+        return path
+
+    async def _push(self, weights: Any, version: int | None) -> None:
+        if self.flavour == "generic":
+            raise WeightUpdateError(
+                f"the server at {self.server_url} is 'generic': it has no weight-update API; "
+                "use flavour='vllm' or flavour='sglang', or restart the server on the new weights"
+            )
+        if isinstance(weights, str | os.PathLike):
+            path, written = Path(weights), False
+        elif callable(getattr(weights, "save_pretrained", None)):
+            path, written = await asyncio.to_thread(self.save_policy, weights, version), True
+        else:
+            raise TypeError(
+                f"weights must be a checkpoint directory or a model with save_pretrained, got {type(weights).__name__}"
+            )
+        http, _ = self._http()
+        try:
+            if self.flavour == "sglang":
+                await self._push_sglang(http, path, version)
+            else:
+                await self._push_vllm(http, path)
+        except httpx.HTTPError as exc:
+            raise WeightUpdateError(
+                f"weight push of {path} to {self.server_url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if written:
+            self._pushed.append(path)
+            while len(self._pushed) > self.keep_weights:
+                shutil.rmtree(self._pushed.pop(0), ignore_errors=True)
+
+    async def _post(self, http: httpx.AsyncClient, route: str, body: dict[str, Any]) -> httpx.Response:
+        return await http.post(
+            f"{self.server_url}{route}",
+            json=body,
+            headers=self.client.headers(),
+            timeout=self.weight_timeout_s,
+        )
+
+    async def _push_sglang(self, http: httpx.AsyncClient, path: Path, version: int | None) -> None:
+        body: dict[str, Any] = {"model_path": str(path)}
+        if version is not None:
+            body["weight_version"] = str(version)
+        response = await self._post(http, "/update_weights_from_disk", body)
+        answer = _json(response)
+        if response.status_code != 200 or not isinstance(answer, dict) or answer.get("success") is not True:
+            message = answer.get("message") if isinstance(answer, dict) else None
+            raise WeightUpdateError(
+                f"SGLang at {self.server_url} did not load the weights at {path}: "
+                f"HTTP {response.status_code}: {message or response.text[:500]}"
+            )
+
+    async def _push_vllm(self, http: httpx.AsyncClient, path: Path) -> None:
+        body = {"method": self.vllm_load_method, "kwargs": {"path": str(path)}}
+        response = await self._post(http, "/collective_rpc", body)
+        if response.status_code == 404:
+            raise WeightUpdateError(
+                f"vLLM at {self.server_url} has no /collective_rpc: start it with VLLM_SERVER_DEV_MODE=1 "
+                "and --worker-extension-cls glmkit.rl.rollout.server.VLLMWeightLoader"
+            )
+        answer = _json(response)
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if response.status_code != 200 or not isinstance(results, list) or not results:
+            raise WeightUpdateError(
+                f"vLLM at {self.server_url} did not load the weights at {path} "
+                f"({self.vllm_load_method}): HTTP {response.status_code}: {response.text[:500]}"
+            )
+        bad = [r for r in results if not (isinstance(r, int) and not isinstance(r, bool) and r > 0)]
+        if bad:
+            raise WeightUpdateError(
+                f"vLLM at {self.server_url}: {len(bad)} of {len(results)} workers did not load the weights "
+                f"at {path} ({self.vllm_load_method} returned {bad[:4]}; expected a tensor count > 0)"
+            )
+        response = await self._post(http, "/reset_prefix_cache", {})
+        if response.status_code != 200:
+            raise WeightUpdateError(
+                f"vLLM at {self.server_url} loaded {path} but did not reset its prefix cache: "
+                f"HTTP {response.status_code}: {response.text[:500]}"
+            )
+
+
+class VLLMWeightLoader:
+    """A vLLM worker extension that loads a ``save_pretrained`` directory into the served model.
+
+    Start vLLM with ``--worker-extension-cls glmkit.rl.rollout.server.VLLMWeightLoader`` (and
+    ``VLLM_SERVER_DEV_MODE=1`` for ``/collective_rpc``); vLLM mixes this class into each worker,
+    which then has ``self.model_runner``. :class:`OpenAIServerEngine` calls
+    :meth:`glmkit_load_weights` on every worker through ``/collective_rpc``.
+    """
+
+    model_runner: Any  # provided by the vLLM worker this class is mixed into
+
+    def glmkit_load_weights(self, path: str) -> int:
+        """Load every tensor of the ``*.safetensors`` files in ``path``; returns how many were read.
+
+        The tensors go through the model's own ``load_weights`` (which maps Hugging Face names to
+        vLLM's fused and sharded parameters), then vLLM's post-load processing where it exists.
+        """
+        from safetensors import safe_open
+
+        files = sorted(Path(path).glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no *.safetensors files in {path}; save the policy with save_pretrained")
+        count = 0
+
+        def tensors() -> Any:
+            nonlocal count
+            for file in files:
+                with safe_open(str(file), framework="pt", device="cpu") as handle:
+                    for name in handle.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                        count += 1
+                        yield name, handle.get_tensor(name)
+
+        model = self.model_runner.model
+        model.load_weights(tensors())
+        try:
+            from vllm.model_executor.model_loader.utils import process_weights_after_loading
+        except ImportError:  # outside vLLM (tests), or a vLLM without it: nothing to post-process
+            return count
+        device = next(model.parameters()).device
+        process_weights_after_loading(model, self.model_runner.model_config, device)
+        return count
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _first_choice(raw: dict[str, Any]) -> dict[str, Any]:
+    choices = raw.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return {}
+
+
+def _int_list(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    return None
+
+
+def _parse_logprobs(value: Any) -> tuple[list[float] | None, list[str]]:
+    """(log-probs, token strings) of a choice's OpenAI ``logprobs`` object; (None, []) when absent or malformed."""
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list) or not content:
+        return None, []
+    logprobs: list[float] = []
+    tokens: list[str] = []
+    for item in content:
+        if not isinstance(item, dict) or isinstance(item.get("logprob"), bool):
+            return None, []
+        try:
+            logprobs.append(float(item["logprob"]))
+        except (KeyError, TypeError, ValueError):
+            return None, []
+        tokens.append(str(item.get("token", "")))
+    return logprobs, tokens
