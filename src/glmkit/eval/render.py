@@ -1,11 +1,12 @@
-"""Headless-Chromium page renderer: full-page screenshots and visible text blocks.
+"""Headless-Chromium page renderer: full-page screenshots and Design2Code's text blocks.
 
 Pages are rendered in Debian's ``chromium`` + ``chromedriver`` through Selenium (one browser reused
 for a whole run, network requests blocked so offline rendering is deterministic; untrusted HTML is
 loaded from a ``data:`` URL so that it cannot embed local files). For each page we take a
-full-page screenshot and, with JavaScript, the visible text blocks: one block per element holding
-text, with its bounding box and its computed text colour. Used by the Design2Code metric
-(:mod:`glmkit.eval.metrics.design2code`) and the UI-to-code demo data.
+full-page screenshot and, when asked, the text blocks as Design2Code finds them without OCR
+(:mod:`glmkit.eval.text_blocks`: the loaded page is recoloured in place with two palettes and
+captured twice more). Used by the Design2Code metric (:mod:`glmkit.eval.metrics.design2code`), the
+UI-to-code demo data and the RL UI-to-code category.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -22,6 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from glmkit.eval.text_blocks import (
+    RECOLOUR_JS,
+    SHIFT,
+    TEXT_NODES_JS,
+    TEXT_TAGS,
+    blocks_from_renders,
+    palette,
+    text_colours,
+)
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 DEFAULT_CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -41,7 +51,8 @@ CHROMIUM_FLAGS = (
 
 @dataclass
 class TextBlock:
-    """A visible text block: its text, its box in page pixels (x, y, w, h) and its RGB text colour."""
+    """A text block: its text, its box in screenshot pixels (x, y, w, h) and its RGB colour (the
+    mean of its glyph pixels in the screenshot)."""
 
     text: str
     x: float
@@ -68,57 +79,9 @@ def blank_page(width: int = 1280, height: int = 960, error: str | None = None) -
     return PageRender([], width, height, np.full((height, width, 3), 255, np.uint8), error=error)
 
 
-_BLOCKS_JS = r"""
-const groups = new Map();
-const order = [];
-const root = document.body || document.documentElement;
-const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-let node;
-while ((node = walker.nextNode())) {
-  const text = node.textContent.replace(/\s+/g, ' ').trim();
-  if (!text) continue;
-  const el = node.parentElement;
-  if (!el || ['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'TITLE'].includes(el.tagName)) continue;
-  if (el.checkVisibility && !el.checkVisibility({opacityProperty: true, visibilityProperty: true})) continue;
-  const range = document.createRange();
-  range.selectNodeContents(node);
-  const rects = Array.from(range.getClientRects()).filter(r => r.width > 0 && r.height > 0);
-  if (!rects.length) continue;
-  let g = groups.get(el);
-  if (!g) {
-    g = {text: [], x1: Infinity, y1: Infinity, x2: -Infinity, y2: -Infinity, color: getComputedStyle(el).color};
-    groups.set(el, g);
-    order.push(el);
-  }
-  g.text.push(text);
-  for (const r of rects) {
-    g.x1 = Math.min(g.x1, r.left + window.scrollX);
-    g.y1 = Math.min(g.y1, r.top + window.scrollY);
-    g.x2 = Math.max(g.x2, r.right + window.scrollX);
-    g.y2 = Math.max(g.y2, r.bottom + window.scrollY);
-  }
-}
-return order.map(el => {
-  const g = groups.get(el);
-  return {text: g.text.join(' '), x: g.x1, y: g.y1, w: g.x2 - g.x1, h: g.y2 - g.y1, color: g.color};
-});
-"""
-
 _PAGE_HEIGHT_JS = (
     "return Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0);"
 )
-_NUM_RE = re.compile(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", re.I)
-
-
-def parse_css_color(value: str) -> tuple[float, float, float]:
-    """RGB (0-255) of a computed CSS colour: ``rgb(...)``, ``rgba(...)`` or ``color(srgb r g b)``."""
-    value = (value or "").strip().lower()
-    nums = [float(v) for v in _NUM_RE.findall(value)]
-    if value.startswith("color(srgb") and len(nums) >= 3:
-        return nums[0] * 255.0, nums[1] * 255.0, nums[2] * 255.0
-    if value.startswith("rgb") and len(nums) >= 3:
-        return nums[0], nums[1], nums[2]
-    return 0.0, 0.0, 0.0
 
 
 def chromium_paths(chromium: str | None = None, chromedriver: str | None = None) -> tuple[str, str]:
@@ -241,23 +204,32 @@ class ChromiumRenderer:
             {"width": self.width, "height": height, "deviceScaleFactor": 1, "mobile": False},
         )
 
-    def render_file(self, path: str | Path) -> PageRender:
-        """Render a trusted local HTML file (relative assets resolve against its directory)."""
-        return self._render(Path(path).resolve().as_uri())
+    def render_file(self, path: str | Path, text_blocks: bool = True) -> PageRender:
+        """Render a trusted local HTML file (relative assets resolve against its directory).
 
-    def render_html(self, html: str) -> PageRender:
-        """Render an untrusted HTML string.
+        ``text_blocks=False`` takes the screenshot only (two captures fewer)."""
+        return self._render(Path(path).resolve().as_uri(), text_blocks)
+
+    def render_html(self, html: str, text_blocks: bool = True) -> PageRender:
+        """Render an untrusted HTML string (``text_blocks`` as for :meth:`render_file`).
 
         The page is loaded from a ``data:`` URL, so its origin is opaque and Chromium refuses every
         ``file://`` load it asks for (iframes, images, stylesheets): a generated page cannot put
         local files into its screenshot or text. Relative URLs do not resolve.
         """
         encoded = base64.b64encode(html.encode("utf-8")).decode("ascii")
-        return self._render(f"data:text/html;charset=utf-8;base64,{encoded}")
+        return self._render(f"data:text/html;charset=utf-8;base64,{encoded}", text_blocks)
 
-    def _render(self, url: str) -> PageRender:
+    def _capture(self) -> np.ndarray:
+        """The current page as an (H, W, 3) uint8 RGB array (lossless PNG, fast compression)."""
         from PIL import Image
 
+        shot = self._driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "optimizeForSpeed": True}
+        )
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB"))
+
+    def _render(self, url: str, text_blocks: bool) -> PageRender:
         # One lock around start, render and the close after a failure: with several scoring
         # threads, a failure in one must not quit the browser while another is rendering.
         with self._lock:
@@ -268,23 +240,25 @@ class ChromiumRenderer:
                 page_height = int(self._driver.execute_script(_PAGE_HEIGHT_JS) or self.height)
                 page_height = min(max(page_height, self.height), self.max_height)
                 self._viewport(page_height)
-                raw_blocks = self._driver.execute_script(_BLOCKS_JS) or []
-                shot = self._driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+                image = self._capture()
+                meta: dict[str, Any] = {}
+                blocks: list[TextBlock] = []
+                if text_blocks:
+                    blocks = self._text_blocks(image, meta)
             except Exception:
                 # A page that hangs (an endless script) can leave the tab unusable: start afresh next time.
                 self._close()
                 raise
-        image = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB"))
-        blocks = [
-            TextBlock(
-                text=str(b["text"]),
-                x=float(b["x"]),
-                y=float(b["y"]),
-                w=float(b["w"]),
-                h=float(b["h"]),
-                color=parse_css_color(b.get("color", "")),
-            )
-            for b in raw_blocks
-            if b.get("w", 0) > 0 and b.get("h", 0) > 0
-        ]
-        return PageRender(blocks, int(image.shape[1]), int(image.shape[0]), image)
+        return PageRender(blocks, int(image.shape[1]), int(image.shape[0]), image, meta=meta)
+
+    def _text_blocks(self, image: np.ndarray, meta: dict[str, Any]) -> list[TextBlock]:
+        """Design2Code's blocks of the loaded page (:mod:`glmkit.eval.text_blocks`); changes the page."""
+        colours = palette(0)
+        count = self._driver.execute_script(RECOLOUR_JS, colours, list(TEXT_TAGS))
+        nodes = text_colours(self._driver.execute_script(TEXT_NODES_JS) or [])
+        recoloured = self._capture()
+        self._driver.execute_script(RECOLOUR_JS, palette(SHIFT), list(TEXT_TAGS))
+        shifted = self._capture()
+        if count > len(colours):
+            meta["text_blocks_note"] = f"{count} text elements; only the first {len(colours)} were recoloured"
+        return [TextBlock(**b) for b in blocks_from_renders(image, recoloured, shifted, nodes)]

@@ -23,8 +23,8 @@ processor convention (``processor(text=..., images=..., videos=...)``, ``apply_c
   time marker per pair (the time of the pair's first frame, in seconds).
 * **Boxes and points** are integers in ``0..1000`` of the image width and height
   (:func:`box_to_norm1000`, :func:`box_from_norm1000`, :func:`point_to_norm1000`,
-  :func:`point_from_norm1000`), answers written as ``<|begin_of_box|>[[x1,y1,x2,y2]]<|end_of_box|>``
-  (:func:`format_boxes`).
+  :func:`point_from_norm1000`, from :mod:`glmkit.coords`), answers written as
+  ``<|begin_of_box|>[[x1,y1,x2,y2]]<|end_of_box|>`` (:func:`format_boxes`).
 
 The output (a transformers ``BatchFeature``; :meth:`VLMProcessor.__call__`) is what
 :meth:`glmkit.models.vlm.VisionLanguageModel.forward` takes.
@@ -46,6 +46,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from glmkit.coords import box_from_norm1000, box_to_norm1000, point_from_norm1000, point_to_norm1000
 from glmkit.data.decode import decode_image
 from glmkit.data.naflex import naflex_grid
 from glmkit.data.transforms import to_tensor
@@ -67,7 +68,6 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     END_BOX,
     *ROLE_TOKENS,
 )
-NORM = 1000
 CONFIG_NAME = "vlm_processor_config.json"
 
 # GLM-4.5V's chat layout (``<|role|>\ncontent``, media as begin/placeholder/end, tool results as
@@ -95,63 +95,6 @@ _MARKER = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})")
 
 
 # ---------------------------------------------------------------------------------------- boxes
-def _round_half_up(value: float) -> int:
-    return math.floor(value + 0.5)
-
-
-def _size(size: Sequence[int]) -> tuple[int, int]:
-    width, height = (int(v) for v in size)
-    if width < 1 or height < 1:
-        raise ValueError(f"image size must be (width, height) >= 1, got {tuple(size)}")
-    return width, height
-
-
-def point_to_norm1000(point: Sequence[float], size: Sequence[int]) -> list[int]:
-    """A pixel point ``(x, y)`` of an image of ``size = (W, H)`` as GLM-V integers ``0..1000``.
-
-    ``round(x / W * 1000)`` with halves rounded up, clamped to ``0..1000``.
-    """
-    if len(point) != 2:
-        raise ValueError(f"a point is (x, y), got {list(point)!r}")
-    width, height = _size(size)
-    x, y = (float(v) for v in point)
-    return [
-        min(max(_round_half_up(x / width * NORM), 0), NORM),
-        min(max(_round_half_up(y / height * NORM), 0), NORM),
-    ]
-
-
-def point_from_norm1000(point: Sequence[float], size: Sequence[int]) -> tuple[float, float]:
-    """A GLM-V ``0..1000`` point as pixel coordinates ``(x * W / 1000, y * H / 1000)``."""
-    if len(point) != 2:
-        raise ValueError(f"a point is (x, y), got {list(point)!r}")
-    width, height = _size(size)
-    x, y = (float(v) for v in point)
-    for name, value in (("x", x), ("y", y)):
-        if not 0 <= value <= NORM:
-            raise ValueError(f"0-1000 point {name} = {value:g} is outside 0..{NORM}")
-    return x * width / NORM, y * height / NORM
-
-
-def box_to_norm1000(box: Sequence[float], size: Sequence[int]) -> list[int]:
-    """A pixel box ``(x1, y1, x2, y2)`` of an image of ``size = (W, H)`` as GLM-V integers ``0..1000``."""
-    if len(box) != 4:
-        raise ValueError(f"a box is (x1, y1, x2, y2), got {list(box)!r}")
-    x1, y1, x2, y2 = (float(v) for v in box)
-    if x2 < x1 or y2 < y1:
-        raise ValueError(f"box {list(box)!r} must have x1 <= x2 and y1 <= y2")
-    return [*point_to_norm1000((x1, y1), size), *point_to_norm1000((x2, y2), size)]
-
-
-def box_from_norm1000(box: Sequence[float], size: Sequence[int]) -> tuple[float, float, float, float]:
-    """A GLM-V ``0..1000`` box as a pixel box ``(x1 * W / 1000, y1 * H / 1000, x2 * W / 1000, y2 * H / 1000)``."""
-    if len(box) != 4:
-        raise ValueError(f"a box is (x1, y1, x2, y2), got {list(box)!r}")
-    x1, y1 = point_from_norm1000(box[:2], size)
-    x2, y2 = point_from_norm1000(box[2:], size)
-    return x1, y1, x2, y2
-
-
 def format_boxes(boxes: Sequence[Sequence[float]]) -> str:
     """GLM-V's answer form of 0-1000 boxes: ``<|begin_of_box|>[[x1,y1,x2,y2],...]<|end_of_box|>``."""
     body = ",".join("[" + ",".join(str(int(round(v))) for v in box) + "]" for box in boxes)

@@ -1,15 +1,17 @@
-"""Coordinate spaces of the image tools and conversion to pixels.
+"""Coordinate spaces of the image tools: validation of call arguments and mapping to pixels.
 
 GLM-V emits integer coordinates normalised to 0-1000 (``x / W * 1000``, ``y / H * 1000``; GLM-5V
 report section 3.1, zai-org/GLM-V README "Grounding"), so that is the default space of every tool.
 A call may say ``coord_space: "pixels"`` instead. The space is always explicit: guessing it from
-magnitudes misreads small images and tiny boxes.
+magnitudes misreads small images and tiny boxes. The arithmetic is :mod:`glmkit.coords`', shared
+with the model processor and the evaluation metrics; this module adds the checks a tool call needs
+(errors the model can read) and the region a crop cuts.
 
 Two mappings to pixels exist because they answer different questions:
 
-- a *point* (marker, box corner to draw) maps to the pixel it falls on: ``round(v * W / 1000)``
-  with halves rounded up (not Python's half-even) and clamped to ``W - 1``, since ``1000`` maps to
-  ``W``, one past the last pixel;
+- a *point* (marker, box corner to draw) maps to the pixel it falls on: ``v * W / 1000`` with
+  halves rounded up (not Python's half-even) and clamped to ``W - 1``, since ``1000`` maps to
+  ``W``, one past the last pixel (:func:`glmkit.coords.pixel_index`);
 - a *region* (what ``crop_image`` cuts) maps to the half-open pixel box ``[floor(x1'), ceil(x2'))``
   that covers every pixel the box touches, clamped to ``[0, W]``.
 
@@ -22,11 +24,11 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from glmkit.coords import NORM, norm1000_from_pixel, pixel_index, to_pixels
 from glmkit.tools.base import ToolError
 
 CoordSpace = Literal["norm1000", "pixels"]
 COORD_SPACES: tuple[str, ...] = ("norm1000", "pixels")
-NORM = 1000
 
 COORD_SPACE_SCHEMA: dict[str, Any] = {
     "type": "string",
@@ -60,10 +62,6 @@ def check_space(space: str) -> CoordSpace:
     return space  # type: ignore[return-value]
 
 
-def _scale(space: CoordSpace, extent: int) -> float:
-    return extent / NORM if space == "norm1000" else 1.0
-
-
 def _check_value(value: float, limit: float, what: str, space: CoordSpace, extent: int) -> float:
     if not math.isfinite(value):
         raise ToolError(f"{what} is {value!r}; coordinates must be finite numbers")
@@ -81,13 +79,9 @@ def _limit(space: CoordSpace, extent: int) -> float:
     return float(NORM) if space == "norm1000" else float(extent)
 
 
-def _round_half_up(value: float) -> int:
-    return math.floor(value + 0.5)
-
-
 def to_pixel_coord(value: float, extent: int, space: CoordSpace = "norm1000") -> int:
-    """The pixel index (``0..extent-1``) a single coordinate falls on."""
-    return min(max(_round_half_up(value * _scale(space, extent)), 0), extent - 1)
+    """The pixel index (``0..extent-1``) a single coordinate falls on (:func:`glmkit.coords.pixel_index`)."""
+    return pixel_index(value, extent, space)
 
 
 def point_to_pixels(
@@ -145,12 +139,11 @@ def box_to_region(
     """
     x1, y1, x2, y2 = validate_box(box, size, space, name=name)
     width, height = size
-    sx, sy = _scale(space, width), _scale(space, height)
-    # 1e-9 absorbs float error so that e.g. 300 * 640 / 1000 stays 192, not 192.00000000000003.
-    left = min(max(math.floor(x1 * sx + 1e-9), 0), width - 1)
-    top = min(max(math.floor(y1 * sy + 1e-9), 0), height - 1)
-    right = min(max(math.ceil(x2 * sx - 1e-9), left + 1), width)
-    bottom = min(max(math.ceil(y2 * sy - 1e-9), top + 1), height)
+    # 1e-9 absorbs float error of fractional inputs (833.3 * 3 / 1000 is not exact).
+    left = min(max(math.floor(to_pixels(x1, width, space) + 1e-9), 0), width - 1)
+    top = min(max(math.floor(to_pixels(y1, height, space) + 1e-9), 0), height - 1)
+    right = min(max(math.ceil(to_pixels(x2, width, space) - 1e-9), left + 1), width)
+    bottom = min(max(math.ceil(to_pixels(y2, height, space) - 1e-9), top + 1), height)
     return left, top, right, bottom
 
 
@@ -161,16 +154,14 @@ def length_to_pixels(
     space = check_space(space)
     if not math.isfinite(value) or value <= 0:
         raise ToolError(f"{name} must be a positive number, got {value!r}")
-    return value * _scale(space, extent)
+    return to_pixels(value, extent, space)
 
 
 def pixels_to_norm1000(point: Sequence[float], size: tuple[int, int]) -> tuple[int, int]:
-    """Map a pixel point to integer 0-1000 coordinates (the inverse the model reads back)."""
+    """Map a pixel point to integer 0-1000 coordinates (the inverse the model reads back;
+    :func:`glmkit.coords.norm1000_from_pixel`)."""
     width, height = size
-    return (
-        min(max(_round_half_up(point[0] / width * NORM), 0), NORM),
-        min(max(_round_half_up(point[1] / height * NORM), 0), NORM),
-    )
+    return norm1000_from_pixel(point[0], width), norm1000_from_pixel(point[1], height)
 
 
 def region_to_norm1000(region: Sequence[int], size: tuple[int, int]) -> list[int]:

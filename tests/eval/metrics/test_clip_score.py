@@ -56,6 +56,22 @@ def test_a_local_model_loads_and_scores_identical_screenshots_as_one(tiny_clip: 
 
 
 @needs_open_clip
+def test_half_precision_runs_as_the_reference_on_a_gpu(tiny_clip: Path) -> None:
+    import torch
+
+    half = ClipVisualScore(str(tiny_clip), precision="fp16")
+    full = ClipVisualScore(str(tiny_clip))
+    assert half.model.visual.conv1.weight.dtype == torch.float16
+    assert full.model.visual.conv1.weight.dtype == torch.float32
+    shot = np.random.default_rng(0).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    other = np.random.default_rng(1).integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    assert half.embed(shot, []).dtype == torch.float16
+    assert half(shot, other, [], []) == pytest.approx(full(shot, other, [], []), abs=5e-3)
+    with pytest.raises(ValueError, match="valid: fp32, fp16"):
+        ClipVisualScore(str(tiny_clip), precision="bf16")  # type: ignore[arg-type]
+
+
+@needs_open_clip
 @needs_cv2
 def test_text_boxes_are_inpainted_before_embedding(tiny_clip: Path) -> None:
     clip = ClipVisualScore(str(tiny_clip))

@@ -273,6 +273,9 @@ def test_rendered_pages_identical_and_changed_with_the_ssim_stand_in(tmp_path: P
         changed = scorer.score(sample, f"```html\n{CHANGED}\n```").scores
         hung = scorer.score(sample, "<html><body><script>while(true){}</script>")
         again = scorer.score(sample, scorer.oracle(sample)).scores  # the browser recovers
+        # a short page is captured in Playwright's default 1280 x 720 viewport, as the reference's
+        ref_shot = scorer._ref_cache[sample.resolve("ref.html")].screenshot
+        assert ref_shot is not None and ref_shot.shape[:2] == (720, 1280)
     finally:
         scorer.close()
     for key in (

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import pytest
 
+from glmkit.eval.metrics.glm_wrapper import reference_prediction
 from glmkit.eval.metrics.judge import VerdictParseError
 from glmkit.eval.metrics.simplevqa import (
     CORRECT,
     INCORRECT,
     NOT_ATTEMPTED,
+    SIMPLEVQA_TEMPLATE,
     SimpleVQAScorer,
     candidate_lines,
     parse_simplevqa_reply,
@@ -113,9 +115,68 @@ def test_the_judge_sees_the_candidate_lines_and_its_verdicts_become_scores() -> 
         unsure = scorer.score(sample, "不知道")
         broken = scorer.score(sample, "祈年殿")
         prompt = srv.requests[0]["messages"][-1]["content"]
-    assert candidate_lines(["天坛"]) in prompt and "正确答案: 天坛" in prompt
+    assert candidate_lines(["天坛"]) in prompt and "参考答案：天坛" in prompt
     assert right.scores == {"simplevqa": 1.0, "simplevqa.incorrect": 0.0, "simplevqa.not_attempted": 0.0}
     assert unsure.scores["simplevqa.not_attempted"] == 1.0 and unsure.details["verdict"] == NOT_ATTEMPTED
     assert broken.failure is not None and set(broken.scores.values()) == {0.0}
     with pytest.raises(ValueError, match="needs a judge endpoint"):
         SimpleVQAScorer()
+
+
+# (question, standard answer, model reply, the judge's fixed reply, expected verdict); the judge replies
+# are what a judge following the rubric answers, in the forms SimpleVQA's judges write them
+GRADED = [
+    ("桥的主跨长多少米？", "86.45", "约86米", '{"预测答案0": "未尝试"}', NOT_ATTEMPTED),
+    (
+        "桥的主跨长多少米？",
+        "86.45",
+        "<think>看刻度</think>86.4",
+        '```json\n{"预测答案0": "正确"}\n```',
+        CORRECT,
+    ),
+    ("桥的主跨长多少米？", "86.45", "87", '{"预测答案0": "错误"}', INCORRECT),
+    ("这是什么化合物？", "氯化钠（NaCl）", "NaCl", '{"预测答案0": {"conclusion": "**正确**"}}', CORRECT),
+    ("图中人物是谁？", "Alan Turing", "我认不出来", '{"预测答案0": "未尝试"}', NOT_ATTEMPTED),
+    ("图中有哪两种动物？", "猫和狗", "猫", '{"预测答案0": "错误"}', INCORRECT),
+    ("画的作者是谁？", "莫奈", "可能是莫奈", '{"预测答案0": "正确"}', CORRECT),
+    ("画的作者是谁？", "莫奈", "", '{"预测答案0": "不知道该怎么判"}', NOT_ATTEMPTED),  # > 3 characters
+]
+
+
+def test_grading_on_fixed_judge_answers_end_to_end() -> None:
+    replies = iter([r for *_, r, _ in GRADED])
+    with ScriptedOpenAIServer([lambda body: reply(content=next(replies))]) as srv:
+        scorer = SimpleVQAScorer(judge_url=f"{srv.base_url}@judge", max_attempts=1)
+        records = []
+        for i, (question, answer, response, _, expected) in enumerate(GRADED):
+            out = scorer.score(Sample(f"s{i}", question, answer), response)
+            assert out.details["verdict"] == expected, (question, response)
+            records.append({"scores": out.scores})
+        prompts = [r["messages"][-1]["content"] for r in srv.requests]
+    for (question, answer, response, *_), prompt in zip(GRADED, prompts, strict=True):
+        assert f"题目：{question}" in prompt and f"参考答案：{answer}" in prompt
+        assert prompt.endswith('{"预测答案0": "正确、错误或未尝试之一"}\n```')  # braces unescaped once
+        # the GLM wrapper's answer (thinking removed) is the candidate
+        assert candidate_lines([reference_prediction(response, "glm", "SimpleVQA")]) in prompt
+    assert "<think>" not in prompts[1] and "[预测答案0]：86.4\n" in prompts[1]
+    summary = simplevqa_summary(records)["simplevqa"]
+    assert (
+        summary["is_correct"] == 0.375
+        and summary["is_incorrect"] == 0.25
+        and summary["is_not_attempted"] == 0.375
+    )
+    assert summary["accuracy_given_attempted"] == pytest.approx(0.375 / 0.625)
+    assert summary["f1"] == pytest.approx(2 * 0.6 * 0.375 / (0.6 + 0.375))
+
+
+def test_own_template_states_the_rubric() -> None:
+    filled = SIMPLEVQA_TEMPLATE.format(question="Q", reference="R", prediction=candidate_lines(["P"]))
+    assert (
+        "{" not in filled.replace('{"预测答案0"', "") and "题目：Q" in filled and "[预测答案0]：P" in filled
+    )
+    for word in ("【正确】", "【错误】", "【未尝试】", "预测答案0"):
+        assert word in filled
+    # the rules that decide close cases: numbers (finer decimals may drop, ranges are not attempted),
+    # partial lists, hedging, extra information in the standard answer, other names of the same thing
+    for rule in ("小数位", "范围或约数", "只给出其中一部分", "不确定语气", "多于题目所问", "不同称呼"):
+        assert rule in filled, rule

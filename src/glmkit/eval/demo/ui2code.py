@@ -95,7 +95,7 @@ def make_ui2code(out_dir: Path, n: int = 6, seed: int = 0) -> Path:
     try:
         for i, layout, page, html in pages:
             if renderer is not None:
-                shot = Image.fromarray(renderer.render_file(page).screenshot)
+                shot = Image.fromarray(renderer.render_file(page, text_blocks=False).screenshot)
                 shot.thumbnail((640, 2000))
                 source = "chromium"
             else:

@@ -15,8 +15,14 @@ Reference: Design2Code (NoviScl/Design2Code) ``metrics/visual_score.py``,
 The model is loaded with open_clip (``pip install open_clip_torch``; inpainting needs
 ``opencv-python-headless``) from a hub id (default ``hf-hub:timm/vit_base_patch32_clip_224.openai``,
 the OpenAI weights) or a local directory holding ``open_clip_config.json`` and the weights.
-Design2Code runs OpenAI's ``clip`` package, in half precision on a GPU; glmkit runs open_clip in
-float32, so the last digits may differ.
+Precision: Design2Code runs OpenAI's ``clip`` package, whose ``clip.load`` keeps the weights in
+float16 on a GPU (layer norms in float32) and in float32 on a CPU. glmkit runs float32 by default;
+``precision="fp16"`` builds the model as the GPU run does (open_clip's ``precision="fp16"``: weights
+in float16, layer norms in float32). Measured on 45 pairs of real page screenshots with a full-size
+ViT-B/32 (random weights: the trained ones cannot be fetched offline) the two precisions differ by
+2.4e-4 in the cosine on average and 6.6e-4 at most (``docs/eval.md``, "CLIP precision"), below the
+third decimal that Design2Code reports; trained weights, with their larger activations, may differ
+more, which was not measured.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,6 +38,7 @@ DEFAULT_CLIP_MODEL = "hf-hub:timm/vit_base_patch32_clip_224.openai"
 _WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 Box = Sequence[float]
+Precision = Literal["fp32", "fp16"]
 
 
 def open_clip_name(model: str) -> str:
@@ -100,27 +107,34 @@ class ClipVisualScore:
     Args:
         model: open_clip hub id (``hf-hub:org/name``) or a local directory.
         device: where the encoder runs.
+        precision: ``"fp32"`` or ``"fp16"`` (the reference's precision on a GPU; see the module docstring).
     """
 
-    def __init__(self, model: str = DEFAULT_CLIP_MODEL, device: str = "cpu") -> None:
+    def __init__(
+        self, model: str = DEFAULT_CLIP_MODEL, device: str = "cpu", precision: Precision = "fp32"
+    ) -> None:
         import open_clip
         import torch
 
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"CLIP precision={precision!r}; valid: fp32, fp16")
         self.model_name = model
+        self.precision = precision
         self.device = torch.device(device)
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            open_clip_name(model), device=self.device
+            open_clip_name(model), device=self.device, precision=precision
         )
         self.model.eval()
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
 
     def embed(self, image: np.ndarray, boxes: Sequence[Box]) -> Any:
         """The normalised CLIP embedding of one masked, squared screenshot."""
         import torch
 
-        pixels = self.preprocess(rescale_and_mask(image, boxes)).unsqueeze(0).to(self.device)
+        pixels = self.preprocess(rescale_and_mask(image, boxes)).unsqueeze(0).to(self.device, self.dtype)
         with torch.no_grad():
             features = self.model.encode_image(pixels)
-        return features / features.norm(dim=-1, keepdim=True)
+        return features / features.norm(dim=-1, keepdim=True)  # in the model's precision, as the reference
 
     def __call__(
         self, image1: np.ndarray, image2: np.ndarray, boxes1: Sequence[Box], boxes2: Sequence[Box]

@@ -34,9 +34,13 @@ are rendered (:mod:`glmkit.eval.render`; the generated HTML first goes through t
 summary marks them); ``"auto"`` (default) runs CLIP when its weights are available offline and the
 stand-in otherwise, saying so.
 
-Where glmkit's rendering differs from the reference: blocks come from the DOM (one per element
-holding text, whitespace collapsed) rather than from re-rendering each text node in a unique colour,
-and a block's colour is its computed CSS colour rather than the mean rendered colour of its glyphs.
+Text blocks are found as the reference finds them (``metrics/ocr_free_utils.py``,
+``get_blocks_ocr_free``): each text element recoloured from a palette, two renders diffed, each text
+node's box and colour read from its pixels (:mod:`glmkit.eval.text_blocks`). glmkit recolours the
+loaded page in place instead of re-parsing and reloading it (the same blocks on well-formed pages;
+the differences on malformed markup are listed there). The reference re-renders every page through
+Playwright's full-page screenshot in a 1280 x 720 viewport (glmkit's default too); glmkit's renderer
+caps the page height at 4000 px.
 """
 
 from __future__ import annotations
@@ -53,7 +57,12 @@ from typing import Any, Literal
 import numpy as np
 
 from glmkit.eval.metrics.base import METRICS, scorer_info
-from glmkit.eval.metrics.clip_score import DEFAULT_CLIP_MODEL, ClipVisualScore, clip_unavailable_reason
+from glmkit.eval.metrics.clip_score import (
+    DEFAULT_CLIP_MODEL,
+    ClipVisualScore,
+    Precision,
+    clip_unavailable_reason,
+)
 from glmkit.eval.metrics.color import design2code_color_similarity
 from glmkit.eval.metrics.design2code_html import extract_html, preprocess_html
 from glmkit.eval.metrics.visual import visual_similarity
@@ -63,6 +72,7 @@ from glmkit.scoring import Sample, Scores, Verifier
 logger = logging.getLogger(__name__)
 
 VisualMode = Literal["auto", "clip", "ssim"]
+FAILED_RENDER_SIZE = (1280, 960)  # take_screenshot's blank image when a page fails to render
 SSIM_STAND_IN = "visual: SSIM of the screenshots, an offline stand-in for the CLIP ViT-B/32 score"
 
 __all__ = [
@@ -321,12 +331,17 @@ class Design2CodeScorer(Verifier):
     Args:
         chromium / chromedriver: browser paths (default: Debian's, or ``GLMKIT_CHROMIUM`` /
             ``GLMKIT_CHROMEDRIVER``).
-        width / height: the browser window (1280 x 960, a blank page's size).
+        width / height: the browser viewport: 1280 x 720, Playwright's default, which the reference's
+            ``take_screenshot`` (``browser.new_page()``) renders in; a page shorter than the viewport
+            is captured at the viewport's height. A page that fails to render is a white 1280 x 960
+            image, as there, whatever the viewport.
         min_similarity: text similarity below which a pair is dropped (0.5).
         timeout: page-load limit in seconds.
         visual: ``"clip"``, ``"ssim"`` (offline stand-in, not comparable) or ``"auto"``.
         clip_model: open_clip hub id or local directory of the CLIP ViT-B/32 weights.
         device: where CLIP runs.
+        clip_precision: ``"fp32"`` (default) or ``"fp16"``, the precision of the reference's GPU runs
+            (:mod:`~glmkit.eval.metrics.clip_score`).
         key: the name the score is reported under.
     """
 
@@ -337,15 +352,18 @@ class Design2CodeScorer(Verifier):
         chromium: str | None = None,
         chromedriver: str | None = None,
         width: int = 1280,
-        height: int = 960,
+        height: int = 720,
         min_similarity: float = 0.5,
         timeout: float = 30.0,
         visual: VisualMode = "auto",
         clip_model: str = DEFAULT_CLIP_MODEL,
         device: str = "cpu",
+        clip_precision: Precision = "fp32",
         key: str | None = None,
     ) -> None:
         super().__init__(key)
+        if clip_precision not in ("fp32", "fp16"):
+            raise ValueError(f"design2code: clip_precision={clip_precision!r}; valid: fp32, fp16")
         if visual not in ("auto", "clip", "ssim"):
             raise ValueError(f"design2code: visual={visual!r}; valid: auto, clip, ssim")
         reason = chromium_unavailable_reason(chromium, chromedriver)
@@ -365,6 +383,7 @@ class Design2CodeScorer(Verifier):
         self.visual = "ssim" if visual == "ssim" or (visual == "auto" and clip_reason is not None) else "clip"
         self.visual_fallback_reason = clip_reason if visual == "auto" and self.visual == "ssim" else None
         self.clip_model = clip_model
+        self.clip_precision = clip_precision
         self.device = device
         self._clip: ClipVisualScore | None = None
         self.renderer = ChromiumRenderer(chromium, chromedriver, width=width, height=height, timeout=timeout)
@@ -386,7 +405,7 @@ class Design2CodeScorer(Verifier):
 
             return ssim
         if self._clip is None:
-            self._clip = ClipVisualScore(self.clip_model, self.device)
+            self._clip = ClipVisualScore(self.clip_model, self.device, self.clip_precision)
         clip = self._clip
 
         def clip_score(pred_blocks: Sequence[Block], ref_blocks: Sequence[Block]) -> float:
@@ -406,7 +425,7 @@ class Design2CodeScorer(Verifier):
             cand = self.renderer.render_html(preprocess_html(extract_html(response)))
         except Exception as exc:  # a broken page scores as blank, and the failure is counted
             failure = f"candidate page failed to render: {type(exc).__name__}: {exc}"
-            cand = blank_page(self.renderer.width, self.renderer.height, failure)
+            cand = blank_page(*FAILED_RENDER_SIZE, failure)
         scores = design2code_scores(
             page_blocks(cand), page_blocks(ref), self._visual_fn(cand, ref), self.min_similarity
         )
@@ -441,6 +460,7 @@ class Design2CodeScorer(Verifier):
             **super().describe(),
             "visual": self.visual,
             "clip_model": self.clip_model if self.visual == "clip" else None,
+            "clip_precision": self.clip_precision if self.visual == "clip" else None,
             "min_similarity": self.min_similarity,
             **info,
         }

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torchmetrics import Metric
 
+from glmkit import coords
+from glmkit.coords import COORD_SPACES, CoordSpace
 from glmkit.eval.metrics.base import METRICS, scorer_info
 from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
 from glmkit.scoring import Sample, Scores, Verifier
-
-CoordSpace = Literal["norm1000", "norm1", "pixels"]
-COORD_SPACES: tuple[str, ...] = ("norm1000", "norm1", "pixels")
 
 Box = tuple[float, float, float, float]
 
@@ -70,31 +69,28 @@ def _ordered(x1: float, y1: float, x2: float, y2: float) -> Box:
 
 
 def to_pixels(box: Sequence[float], space: str, size: tuple[int, int]) -> Box:
-    """Convert ``box`` from ``space`` (norm1000, norm1 or pixels) to pixels of an image of ``size`` (W, H)."""
+    """Convert ``box`` from ``space`` (norm1000, norm1 or pixels) to pixels of an image of ``size`` (W, H)
+    (:func:`glmkit.coords.to_pixels` on each coordinate; continuous, unclamped)."""
     x1, y1, x2, y2 = (float(v) for v in box)
     width, height = size
-    if space == "pixels":
-        sx, sy = 1.0, 1.0
-    elif space == "norm1000":
-        sx, sy = width / 1000.0, height / 1000.0
-    elif space == "norm1":
-        sx, sy = float(width), float(height)
-    else:
-        raise ValueError(f"unknown coordinate space {space!r}; valid: {', '.join(COORD_SPACES)}")
-    return _ordered(x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+    return _ordered(
+        coords.to_pixels(x1, width, space),
+        coords.to_pixels(y1, height, space),
+        coords.to_pixels(x2, width, space),
+        coords.to_pixels(y2, height, space),
+    )
 
 
 def from_pixels(box: Sequence[float], space: str, size: tuple[int, int]) -> Box:
-    """Inverse of :func:`to_pixels`."""
-    width, height = size
+    """Inverse of :func:`to_pixels` (:func:`glmkit.coords.from_pixels`, unrounded)."""
     x1, y1, x2, y2 = (float(v) for v in box)
-    if space == "pixels":
-        return _ordered(x1, y1, x2, y2)
-    if space == "norm1000":
-        return _ordered(x1 * 1000 / width, y1 * 1000 / height, x2 * 1000 / width, y2 * 1000 / height)
-    if space == "norm1":
-        return _ordered(x1 / width, y1 / height, x2 / width, y2 / height)
-    raise ValueError(f"unknown coordinate space {space!r}; valid: {', '.join(COORD_SPACES)}")
+    width, height = size
+    return _ordered(
+        coords.from_pixels(x1, width, space),
+        coords.from_pixels(y1, height, space),
+        coords.from_pixels(x2, width, space),
+        coords.from_pixels(y2, height, space),
+    )
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -107,9 +103,10 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def format_glm_box(box: Sequence[float]) -> str:
-    """A box in GLM-V's answer format with integer coordinates."""
-    coords = ",".join(str(round(v)) for v in box)
-    return f"{BEGIN_BOX}[[{coords}]]{END_BOX}"
+    """A box in GLM-V's answer format, its coordinates rounded half up as the processor writes
+    training targets (:func:`glmkit.coords.round_half_up`)."""
+    values = ",".join(str(coords.round_half_up(v)) for v in box)
+    return f"{BEGIN_BOX}[[{values}]]{END_BOX}"
 
 
 def _reference_box(sample: Sample, default_space: str) -> tuple[Box, str]:

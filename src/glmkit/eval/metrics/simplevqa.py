@@ -21,10 +21,16 @@ reading of its reply) and ``simpleVQA_eval.py``, ``SimpleVQAEval`` (the aggregat
   ``accuracy_given_attempted`` and ``is_correct``. The ``simplevqa`` benchmark adds it to its summary.
 
 Prompt: the reference prompt is written in Chinese with worked examples; glmkit ships its own
-wording of the same rubric (:data:`SIMPLEVQA_TEMPLATE`, same verdict words and reply format). For
-byte-identical requests pass the reference prompt as ``template_file`` (a text file with the
-placeholders ``{question}``, ``{reference}`` for the standard answer and ``{prediction}`` for the
-candidate lines). The per-sample scores are ``simplevqa`` (1 when correct),
+wording and its own examples of the same rubric (:data:`SIMPLEVQA_TEMPLATE`): the same three verdict
+words and reply format, and the same rules: correct needs every key fact and no contradiction
+(language, case, punctuation and hedging do not matter); a contradiction, a partial list given as
+complete, an added wrong item or several alternative answers is incorrect; no key fact and no
+contradiction (refusal, "cannot tell", empty) is not attempted; a number may drop finer decimals
+but a different exact value is incorrect and a range is not attempted; only what the question asks
+is needed; omissions the question implies, other transliterations and other names of the same
+thing are correct. For byte-identical requests pass the reference prompt as ``template_file`` (a
+text file with the placeholders ``{question}``, ``{reference}`` for the standard answer and
+``{prediction}`` for the candidate lines). The per-sample scores are ``simplevqa`` (1 when correct),
 ``simplevqa.incorrect`` and ``simplevqa.not_attempted``.
 """
 
@@ -43,19 +49,26 @@ from glmkit.scoring import Sample, Scores, Verifier
 CORRECT, INCORRECT, NOT_ATTEMPTED = "正确", "错误", "未尝试"
 VERDICTS = {CORRECT: "is_correct", INCORRECT: "is_incorrect", NOT_ATTEMPTED: "is_not_attempted"}
 
-SIMPLEVQA_TEMPLATE = """你是一名评审。请根据问题和标准答案，判断模型的预测答案属于以下哪一类：
-- 正确：预测答案包含标准答案中的关键信息，且没有与标准答案相矛盾的内容（中英文、大小写、标点和表述方式不重要；含有猜测语气但答案正确也算正确）。
-- 错误：预测答案中有与标准答案相矛盾的内容，即使语气不确定也算错误。
-- 未尝试：预测答案没有给出标准答案中的关键信息，也没有与之矛盾（例如表示不知道、无法识别、拒绝回答，或答案为空）。
-对于数值答案，预测值应与标准答案一致；只给出大致范围的回答算作未尝试。
+SIMPLEVQA_TEMPLATE = """你将担任问答评分员。下面给出一道看图问答题、它的参考答案和一个待评分的模型回答。请只依据参考答案判断回答属于哪一类，不要自己重新作答，也不要评价文风。
 
-问题: {question}
-正确答案: {reference}
-预测答案: {prediction}
+评分类别
+【正确】回答给出了参考答案要求的全部关键信息，且没有任何与参考答案冲突的内容。只看语义：中文或英文、大小写、标点、语序和措辞都不影响判断；回答带有“可能”“我猜”之类的不确定语气，只要关键信息齐全且没有错误内容，仍算正确。
+【错误】回答中出现与参考答案冲突的说法，无论语气是否肯定。以下情况也算错误：参考答案有多项而回答只给出其中一部分并当作完整答案；在正确内容之外又加入错误的项；同时给出几个互相替代的候选答案。
+【未尝试】回答没有给出参考答案的关键信息，但也没有说错任何内容，例如：表示不知道或无法确定、说认不出图中对象、要求补充信息、只给出部分事实并说明其余部分不清楚、回答为空或为 N/A。
 
-只返回一个JSON字典，键不要替换为具体答案，每个值只能是"正确"、"错误"、"未尝试"之一：
+判定细则
+1. 数值答案：与参考答案一致即为正确，允许省略参考答案更细的小数位（参考答案为 86.45 时，86、86.4、86.45 都算正确）；给出另一个确切数值（如 87 或 90）算错误；只给出范围或约数（如“八十多”“不到 100”）算未尝试。
+2. 参考答案的信息多于题目所问时，回答只需覆盖题目所问的部分（参考答案为“氯化钠（NaCl）”时，“氯化钠”或“NaCl”都算正确）。
+3. 回答省略的内容如果能从题目中明确推知，仍算正确（题目已说明城市在日本、参考答案为“日本京都”时，“京都”算正确）。
+4. 人名、地名的不同译写，以及同一对象的不同称呼，只要明显指同一事物，都算正确。
+
+题目：{question}
+参考答案：{reference}
+待评分回答：{prediction}
+
+回复要求：每个回答只判为“正确”“错误”“未尝试”三者之一，不要解释、道歉或改写答案。只输出下面这种 JSON 对象，不输出其他内容；键名保持“预测答案0”这样的编号，不要换成回答的内容：
 ```json
-{{"预测答案0": "正确/错误/未尝试"}}
+{{"预测答案0": "正确、错误或未尝试之一"}}
 ```"""
 """glmkit's wording of SimpleVQA's judge rubric (not the reference text; see the module docstring)."""
 

@@ -72,7 +72,7 @@ class UI2Code(TaskCategory):
         if self.use_chromium:
             if self._renderer is None:
                 self._renderer = ChromiumRenderer()
-            shot = Image.fromarray(self._renderer.render_html(html).screenshot)
+            shot = Image.fromarray(self._renderer.render_html(html, text_blocks=False).screenshot)
             shot.thumbnail((self.max_width, 4 * self.max_width))
             how = "chromium"
         else:
