@@ -9,11 +9,13 @@ same share of patches per bucket and the same patch positions per step:
   packed          each step has max_tokens // row_len rows filled first-fit with images whose
                   budgets come from the buckets, unused budget passed on along the row;
                   ``PackCollate``, ``seq_lens`` (each image attends to itself only); glmkit's
-                  ``sdpa`` backend (one SDPA call per row with a block-diagonal mask)
-  packed+varlen   the packed batches with a prototype attention defined in this script: each
-                  image's own SDPA (images of one length batched), i.e. no work between images,
-                  as a varlen kernel (flash-attn ``cu_seqlens``, xformers ``BlockDiagonalMask``)
-                  does; its outputs are checked against ``sdpa`` in float64
+                  ``sdpa`` backend, which on the CPU runs one SDPA call per image (no work
+                  between images, as a varlen kernel: flash-attn ``cu_seqlens``, xformers
+                  ``BlockDiagonalMask``)
+  packed+mask     the packed batches with one SDPA call per row and the block-diagonal mask
+                  (glmkit's CPU path before, still its CUDA path without xformers), defined in this
+                  script as the baseline of the change; its outputs are checked against ``packed``
+                  in float64
 
 Batches are built first (data loading is not timed). Each round then times a training step
 (forward, loss = mean square of the valid patch tokens, backward; no optimizer step, so the weights
@@ -39,7 +41,6 @@ import copy
 import math
 import statistics
 import time
-import weakref
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ from glmkit.data.naflex import NaFlexBatches, NaFlexResize, NaFlexSchedule, enco
 from glmkit.data.procedural import render_scene
 from glmkit.data.sources import ImageSource
 from glmkit.models.encoders import CogViT
-from glmkit.nn.attention import ATTENTION_BACKENDS, sdpa_attention
+from glmkit.nn.attention import ATTENTION_BACKENDS, packed_attention_mask, sdpa_attention
 from glmkit.nn.packed import SeqLens
 
 MODELS = {
@@ -122,28 +123,8 @@ def train_step(model: CogViT, batch: dict[str, Any]) -> None:
     loss.backward()
 
 
-# ---- prototype: exact packed attention without the blocks between images (not part of glmkit)
-_SEGMENTS: weakref.WeakKeyDictionary[SeqLens, list[Tensor]] = weakref.WeakKeyDictionary()
-
-
-def _segment_index(seq_lens: SeqLens, n: int) -> list[Tensor]:
-    """Flat token positions ``[count, length]`` of the packed sequences, one tensor per length."""
-    if seq_lens not in _SEGMENTS:
-        starts: dict[int, list[int]] = {}
-        for row, lengths in enumerate(seq_lens.lengths.tolist()):
-            position = row * n
-            for length in lengths:
-                if length > 0:
-                    starts.setdefault(length, []).append(position)
-                    position += length
-        _SEGMENTS[seq_lens] = [
-            (torch.tensor(first)[:, None] + torch.arange(length)[None]).to(seq_lens.lengths.device)
-            for length, first in starts.items()
-        ]
-    return _SEGMENTS[seq_lens]
-
-
-def segments_attention(
+# ---- baseline: packed rows as one masked SDPA call each (glmkit's CPU path before, its CUDA path now)
+def masked_rows_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -151,28 +132,19 @@ def segments_attention(
     dropout_p: float = 0.0,
     seq_lens: SeqLens | None = None,
 ) -> Tensor:
-    """Packed rows as per-image SDPA calls, images of one length batched together (exact).
-
-    What a varlen kernel does (flash-attn's ``cu_seqlens``, xformers' ``BlockDiagonalMask``): no
-    work between images, where glmkit's ``sdpa`` backend computes each whole row and masks it.
-    """
+    """Each packed row as one SDPA call with the block-diagonal mask: ``N^2`` work per row."""
     if seq_lens is None:
         return sdpa_attention(q, k, v, attn_mask, dropout_p)
-    batch, heads, n, head_dim = q.shape
-    flat = [t.transpose(1, 2).reshape(batch * n, heads, head_dim) for t in (q, k, v)]  # B*N, heads, hd
-    out = q.new_zeros(batch * n, heads, head_dim)  # padding positions stay 0, as in the contract
-    for index in _segment_index(seq_lens, n):
-        qs, ks, vs = (t[index].transpose(1, 2) for t in flat)  # count, heads, length, hd
-        o = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout_p)
-        out = out.index_copy(0, index.flatten(), o.transpose(1, 2).reshape(-1, heads, head_dim))
-    return out.view(batch, n, heads, head_dim).transpose(1, 2)
+    mask = packed_attention_mask(seq_lens, q, k)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    return out.masked_fill(~seq_lens.valid(q.shape[2])[:, None, :, None], 0.0)
 
 
-SEGMENTS = "naflex_bench_segments"
-ATTENTION_BACKENDS.register(SEGMENTS)(segments_attention)
+MASKED = "naflex_bench_masked_rows"
+ATTENTION_BACKENDS.register(MASKED)(masked_rows_attention)
 
 # mode -> (batches of which schedule mode, attention backend)
-MODES = {"padded": ("pad", "sdpa"), "packed": ("pack", "sdpa"), "packed+varlen": ("pack", SEGMENTS)}
+MODES = {"padded": ("pad", "sdpa"), "packed": ("pack", "sdpa"), "packed+mask": ("pack", MASKED)}
 
 
 def main() -> None:
@@ -207,11 +179,12 @@ def main() -> None:
     for name in args.model:
         torch.manual_seed(args.seed)
         model = CogViT.preset("tiny", **MODELS[name])
-        # exactness of the prototype on one packed batch, float64
+        # glmkit's per-sequence CPU path equals the masked rows on one packed batch, float64
         reference = copy.deepcopy(model).double()
         probe = {**built["pack"][0], "patches": built["pack"][0]["patches"].double()}
+        reference.set_attn_backend(MASKED)
         want = reference(**encoder_inputs(probe)).patch_tokens
-        reference.set_attn_backend(SEGMENTS)
+        reference.set_attn_backend("sdpa")
         error = (reference(**encoder_inputs(probe)).patch_tokens - want).abs().max().item()
         seconds = {mode: [[0.0, 0.0] for _ in range(args.rounds)] for mode in MODES}  # [wall, cpu]
         for mode, (_, backend) in MODES.items():  # warmup
@@ -243,7 +216,7 @@ def main() -> None:
                     "wall": statistics.median(w for w, _ in seconds[mode]),
                     "cpu": statistics.median(c for _, c in seconds[mode]),
                     "rounds": [(counts[0] / w, counts[0] / c) for w, c in seconds[mode]],
-                    "error": error if MODES[mode][1] == SEGMENTS else None,
+                    "error": error if mode == "packed" else None,
                 }
             )
 
@@ -273,7 +246,7 @@ def main() -> None:
                 continue
             wall = statistics.median(a[0] / b[0] for a, b in zip(r["rounds"], base["rounds"], strict=True))
             cpu = statistics.median(a[1] / b[1] for a, b in zip(r["rounds"], base["rounds"], strict=True))
-            note = f"; max |diff| vs sdpa (float64) {r['error']:.1e}" if r["error"] is not None else ""
+            note = f"; max |diff| vs packed+mask (float64) {r['error']:.1e}" if r["error"] is not None else ""
             print(
                 f"- {name}, {r['mode']} / padded: real tok/s {wall:.3f} (wall), {cpu:.3f} (CPU), medians "
                 f"of per-round ratios; real share {r['share']:.3f} vs {base['share']:.3f}{note}"

@@ -83,10 +83,15 @@ def _check_stage2(run_root: Path) -> None:
     rows = [r for r in _read_metrics(run_dir) if r.get("val/i2t/R@1")]
     last = {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v}
     chance = 0.0082  # 200 held-out pairs, pairs sharing a caption count as matches (seed 0)
-    # measured: seed 0 i2t 0.105, t2i 0.090; seed 1 i2t 0.075, t2i 0.025
+    # measured: seed 0 i2t 0.105, t2i 0.090; seed 1 i2t 0.075, t2i 0.025; seed 0 after packed
+    # attention went per image on the CPU: i2t 0.100, t2i 0.055
     assert last["val/i2t/R@1"] + last["val/t2i/R@1"] >= 10 * chance, last
     assert min(last["val/i2t/R@1"], last["val/t2i/R@1"]) >= 2 * chance, last
     assert last["val/zero_shot/top1"] >= 0.9, last  # colour names, chance 1/6
+    # both towers were exported at fit end; each loads back alone and embeds as the trained stage does
+    from tests.stages.test_export import check_exported_towers
+
+    check_exported_towers(run_dir, "logs/version_*/checkpoints/*step=200.ckpt")
 
 
 #: What each shipped quickstart must leave behind and show; a new quickstart adds its check here.

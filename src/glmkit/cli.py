@@ -8,6 +8,7 @@ no model are handled here before Lightning sees ``sys.argv`` (the DDP launcher r
 - ``glmkit list [KIND] [PATTERN]``: registered components (plugins included);
 - ``glmkit plugins``: which plugins loaded and which failed;
 - ``glmkit eval ...``: benchmark harness (``glmkit.eval.cli``);
+- ``glmkit eval-retrieval ...``: zero-shot retrieval / classification of exported stage-2 towers;
 - ``glmkit tools serve|export-skills ...``: MCP server and skill export (``glmkit.agent``).
 """
 
@@ -249,6 +250,113 @@ def _cmd_eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
+def _retrieval_parser() -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="glmkit eval-retrieval",
+        description="Zero-shot image-text retrieval R@K both ways (and zero-shot classification) of "
+        "an exported pair of stage-2 towers, computed by the contrastive stage's own validation.",
+    )
+    parser.add_argument(
+        "--image-tower", required=True, help="directory written by ImageTower.save_pretrained"
+    )
+    parser.add_argument(
+        "--text-tower", required=True, help="directory written by HFTextTower.save_pretrained"
+    )
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--config",
+        help="the stage-2 recipe: its data section's validation pairs (val_sources, val_naflex, "
+        "val_seq_len) and its model's class_names, class_templates and retrieval_ks",
+    )
+    data.add_argument("--data", help="a JSONL manifest of image-caption pairs (image and caption fields)")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        help="pairs drawn, seeded and with replacement as validation draws them (default: the recipe's val_samples, or one per line of --data)",
+    )
+    parser.add_argument("--caption-key", default="caption", help="caption field of --data (default: caption)")
+    parser.add_argument("--languages", nargs="+", help="caption languages to draw from ({language: caption})")
+    parser.add_argument("--max-num-patches", type=int, default=256, help="NaFlex patch budget of --data")
+    parser.add_argument("--class-names", nargs="+", help="zero-shot classes of the records' label field")
+    parser.add_argument("--class-templates", nargs="+", help="prompt templates, {} is the class name")
+    parser.add_argument("--ks", type=int, nargs="+", help="R@K cut-offs (default: the recipe's, or 1 5)")
+    parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
+    parser.add_argument("--out", help="also write the metrics to this JSON file")
+    return parser
+
+
+def _cmd_eval_retrieval(argv: list[str]) -> int:
+    import json
+
+    from glmkit.config import instantiate
+    from glmkit.stages.contrastive import evaluate_towers
+
+    args = _retrieval_parser().parse_args(argv)
+    _print_report(import_all())
+    model: dict[str, Any] = {}
+    try:
+        if args.config:
+            recipe = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
+            data_spec = dict(recipe.get("data") or {})
+            if "class_path" not in data_spec:
+                raise ConfigError(f"{args.config}: no data section with a class_path to read the pairs from")
+            init = dict(data_spec.get("init_args") or {})
+            if args.samples:
+                init["val_samples"] = args.samples
+            if not init.get("val_samples"):
+                raise ConfigError(f"{args.config}: data.init_args.val_samples is 0; give --samples N")
+            datamodule = instantiate({**data_spec, "init_args": init}, where=f"{args.config}: data")
+            model = dict((recipe.get("model") or {}).get("init_args") or {})
+        else:
+            datamodule = _manifest_pairs(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"glmkit eval-retrieval: {exc}", file=sys.stderr)
+        return 2
+    metrics = evaluate_towers(
+        args.image_tower,
+        args.text_tower,
+        datamodule,
+        class_names=args.class_names or model.get("class_names"),
+        class_templates=args.class_templates or model.get("class_templates") or ["{}"],
+        retrieval_ks=args.ks or model.get("retrieval_ks") or (1, 5),
+        accelerator=args.accelerator,
+    )
+    width = max(len(k) for k in metrics)
+    print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def _manifest_pairs(args: Any) -> Any:
+    """A NaFlex datamodule whose validation pairs come from the ``--data`` manifest, drawn as the
+    stage's validation draws them (seeded, with replacement: ``--samples`` draws, default one per line)."""
+    from glmkit.data.captions import CaptionedSource, PickCaption
+    from glmkit.data.datamodule_naflex import NaFlexDataModule
+    from glmkit.data.naflex import NaFlexResize
+    from glmkit.data.sources import JsonlManifest
+    from glmkit.models.zoo import read_config
+
+    encoder = read_config(Path(args.image_tower) / "encoder")["init_args"]
+    source = CaptionedSource(
+        JsonlManifest(args.data, fields=[args.caption_key]), key=args.caption_key, languages=args.languages
+    )
+    naflex = NaFlexResize(patch_size=int(encoder["patch_size"]), max_num_patches=args.max_num_patches)
+    return NaFlexDataModule(
+        {"pairs": source},
+        transform=PickCaption(args.caption_key, args.languages),
+        naflex=naflex,
+        val_naflex=naflex,
+        seq_lens=(args.max_num_patches,),
+        val_seq_len=args.max_num_patches,
+        val_samples=args.samples or len(source),
+        val_sources={"pairs": source},
+    )
+
+
 def _cmd_tools(argv: list[str]) -> int:
     usage = "usage: glmkit tools {serve,export-skills} ..."
     if not argv or argv[0] in ("-h", "--help"):
@@ -271,6 +379,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "list": _cmd_list,
     "plugins": _cmd_plugins,
     "eval": _cmd_eval,
+    "eval-retrieval": _cmd_eval_retrieval,
     "tools": _cmd_tools,
 }
 
@@ -283,6 +392,8 @@ Commands of glmkit itself:
   plugins                 installed glmkit plugins and whether they loaded
   eval --benchmark NAME --model SPEC
                           run an evaluation benchmark (glmkit eval --help)
+  eval-retrieval --image-tower DIR --text-tower DIR (--config RECIPE | --data MANIFEST)
+                          zero-shot retrieval of exported stage-2 towers (--help)
   tools serve | export-skills
                           the tool chain over MCP (stdio), or as agent skill folders
 

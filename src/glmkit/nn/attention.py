@@ -139,9 +139,13 @@ def sdpa_attention(
     """``torch.nn.functional.scaled_dot_product_attention`` (CPU and GPU; picks flash / mem-efficient / math).
 
     Without a mask PyTorch can use its flash kernels; a boolean mask (packed rows included, as a
-    block-diagonal mask) rules flash out on CUDA and the memory-efficient kernel runs instead.
+    block-diagonal mask) rules flash out on CUDA and the memory-efficient kernel runs instead. On
+    the CPU packed rows run one SDPA call per sequence instead (no work between sequences).
     """
     _check_one_mask(attn_mask, seq_lens)
+    if seq_lens is not None and q.device.type == "cpu":
+        _check_packed(seq_lens, q, k)
+        return _sdpa_per_sequence(q, k, v, seq_lens, dropout_p)
     if seq_lens is not None:
         mask = packed_attention_mask(seq_lens, q, k)
         # A padding query has no key; SDPA's math kernel returns zeros there, but not every fused
@@ -151,6 +155,38 @@ def sdpa_attention(
         return out.masked_fill(~valid[:, None, :, None], 0.0)
     mask = expand_attention_mask(attn_mask, q, k)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def _sdpa_per_sequence(q: Tensor, k: Tensor, v: Tensor, seq_lens: SeqLens, dropout_p: float) -> Tensor:
+    """Packed rows as one SDPA call per sequence (its slice of the row), padding left as zeros.
+
+    The CPU path: a masked SDPA over a whole row of ``N`` tokens costs ``N^2`` whatever the mask
+    (the CPU flash kernel skips no block), where the sequences alone cost ``sum(n_i^2)``; measured
+    in ``benchmarks/naflex_packing.py``. Exactly the per-sequence attention, so the contract holds.
+    """
+    batch, heads, n, head_dim = q.shape
+    spans = []  # per row: the (start, length) of its sequences
+    for lengths in seq_lens.lengths.tolist():
+        starts = [sum(lengths[:i]) for i in range(len(lengths))]
+        spans.append([(start, length) for start, length in zip(starts, lengths, strict=True) if length > 0])
+    outs = [  # 1, heads, n_i, hd per sequence, from views of its row
+        [
+            F.scaled_dot_product_attention(
+                *(t[row : row + 1, :, start : start + length].contiguous() for t in (q, k, v)),
+                dropout_p=dropout_p,
+            )
+            for start, length in row_spans
+        ]
+        for row, row_spans in enumerate(spans)
+    ]
+    dtype = next((o.dtype for row in outs for o in row), q.dtype)  # autocast may lower it
+    rows = []
+    for row_outs, row_spans in zip(outs, spans, strict=True):
+        used = sum(length for _, length in row_spans)
+        if used < n:  # padding queries see no key: zeros, the contract of packed attention
+            row_outs = [*row_outs, q.new_zeros(1, heads, n - used, head_dim, dtype=dtype)]
+        rows.append(torch.cat(row_outs, dim=2) if len(row_outs) > 1 else row_outs[0])
+    return torch.cat(rows, dim=0) if batch > 1 else rows[0]  # B, heads, N, hd
 
 
 def is_xformers_available() -> bool:

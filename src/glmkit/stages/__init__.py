@@ -1,7 +1,7 @@
 """Training stages: one LightningModule per stage of the GLM-5V-Turbo recipe, and the kit they share."""
 
 from glmkit.stages.base import STAGES, Stage, seed_for
-from glmkit.stages.export import ExportEncoder
+from glmkit.stages.export import Export, ExportEncoder, ExportVLM
 from glmkit.stages.mim_distill import MIMDistill
 from glmkit.stages.plots import PlotMetrics
 from glmkit.stages.seeding import Reseed
@@ -9,7 +9,9 @@ from glmkit.stages.skips import SkippedSamples
 
 __all__ = [
     "STAGES",
+    "Export",
     "ExportEncoder",
+    "ExportVLM",
     "MIMDistill",
     "PlotMetrics",
     "Reseed",

@@ -9,14 +9,20 @@ own learning rates and schedules (``optim_modules``; the recipe's ``optimization
 
 Validation embeds the held-out pairs and reports image-text retrieval R@1/R@5 both ways and, when
 ``class_names`` are given and batches carry ``label``, zero-shot classification accuracy.
+
+At fit end :class:`~glmkit.stages.export.Export` writes both towers (``modules: {image_tower: ...,
+text_tower: ...}``); :func:`evaluate_towers` (``glmkit eval-retrieval``) runs this validation on
+an exported pair.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from jsonargparse import lazy_instance
@@ -185,4 +191,52 @@ class Contrastive(Stage):
         return out
 
 
-__all__ = ["Contrastive"]
+def load_tower(directory: str | Path) -> nn.Module:
+    """An exported tower (``ImageTower``, ``HFTextTower``, ...) from its directory alone: the class
+    named by its ``config.json`` rebuilds itself with ``from_pretrained``."""
+    from glmkit.models.zoo import import_class, read_config
+
+    config = read_config(directory)
+    cls = import_class(config["class_path"], Path(directory) / "config.json")
+    if not callable(getattr(cls, "from_pretrained", None)):
+        raise TypeError(f"{Path(directory) / 'config.json'}: {config['class_path']} has no from_pretrained")
+    return cls.from_pretrained(directory)
+
+
+def evaluate_towers(
+    image_tower: str | Path,
+    text_tower: str | Path,
+    datamodule: pl.LightningDataModule,
+    class_names: list[str] | None = None,
+    class_templates: Sequence[str] = ("{}",),
+    retrieval_ks: Sequence[int] = (1, 5),
+    accelerator: str = "auto",
+) -> dict[str, float]:
+    """Zero-shot evaluation of an exported pair of towers: the stage's own validation (retrieval
+    R@K both ways and, with ``class_names``, zero-shot accuracy) over ``datamodule``'s validation
+    pairs. Returns ``{"i2t/R@1": ..., ...}``; the loss is left out (the export has no temperature)."""
+    stage = Contrastive(
+        load_tower(image_tower),
+        load_tower(text_tower),
+        class_names=class_names,
+        class_templates=list(class_templates),
+        retrieval_ks=retrieval_ks,
+    )
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.validate(stage, datamodule=datamodule, verbose=False)
+    prefix = "val/"
+    return {
+        k[len(prefix) :]: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith(prefix) and k != "val/loss"
+    }
+
+
+__all__ = ["Contrastive", "evaluate_towers", "load_tower"]

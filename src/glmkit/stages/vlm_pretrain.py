@@ -19,10 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-import torch
 from jsonargparse import lazy_instance
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from glmkit.losses.mtp import MTPLoss, TokenLoss, TokenLossOutput, sequence_ids
@@ -30,6 +27,7 @@ from glmkit.models.mtp import MTPCausalLM, MTPHeads
 from glmkit.models.vlm import VisionLanguageModel
 from glmkit.optim import MuonAdamW, OptimizerBuilder
 from glmkit.stages.base import STAGES, Stage
+from glmkit.stages.export import ExportVLM  # its home is stages/export.py; recipes name it here too
 
 #: Batch keys the VLM reads (the processor's output); the collate's bookkeeping keys are left out.
 VLM_KEYS = (
@@ -168,31 +166,6 @@ class VLMPretrain(Stage):
         if self.mtp is not None:
             self.mtp_model().save_pretrained(directory)
         return directory
-
-
-class ExportVLM(pl.Callback):
-    """Export the stage's VLM (and the data's processor) with :meth:`VLMPretrain.export` when fit ends.
-
-    Single-process and DDP runs; under FSDP the full weights must be gathered first (not yet done).
-
-    Args:
-        dirpath: the export directory.
-    """
-
-    def __init__(self, dirpath: str) -> None:
-        self.dirpath = dirpath
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the export on rank 0."""
-        if not trainer.is_global_zero:
-            return
-        if not isinstance(pl_module, VLMPretrain):
-            raise TypeError(f"ExportVLM exports a VLMPretrain stage, not {type(pl_module).__name__}")
-        datamodule = getattr(trainer, "datamodule", None)
-        processor = getattr(getattr(datamodule, "collate", None), "processor", None)
-        with torch.no_grad():
-            path = pl_module.export(self.dirpath, processor=processor)
-        rank_zero_info(f"exported the VLM to {path.resolve()}")
 
 
 __all__ = ["ExportVLM", "VLMPretrain"]

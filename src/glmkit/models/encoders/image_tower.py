@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from glmkit.models.encoders.cogvit import CogViT
 from glmkit.models.pooling import MAPHead, MeanPool, per_image_tokens
+from glmkit.models.zoo import class_path_of
 
 POOLINGS = ("map", "mean")
 _CONFIG = "config.json"
@@ -114,15 +115,21 @@ class ImageTower(nn.Module):
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(directory / _HEAD))
         config = {
             "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
-            "init_args": self.init_args,
+            "init_args": {**self.init_args, "encoder": None, "pretrained": _ENCODER},
         }
         (directory / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return directory
 
     @property
     def init_args(self) -> dict[str, Any]:
-        """The arguments (besides the encoder) that rebuild this tower."""
+        """The arguments that rebuild this tower's architecture, the encoder as a
+        ``{class_path, init_args}`` spec (what :func:`glmkit.config.instantiate` builds)."""
+        encoder_args = getattr(self.encoder, "init_args", None)
         return {
+            "encoder": None
+            if encoder_args is None
+            else {"class_path": class_path_of(self.encoder), "init_args": dict(encoder_args)},
+            "pretrained": None,
             "embed_dim": self.embed_dim if isinstance(self.proj, nn.Linear) else None,
             "pooling": self.pooling,
             "map_heads": self.map_heads,
@@ -141,8 +148,9 @@ class ImageTower(nn.Module):
             raise FileNotFoundError(
                 f"{path} not found; is {directory} an image tower written by save_pretrained?"
             )
-        args = json.loads(path.read_text())["init_args"]
-        tower = cls(pretrained=str(directory / _ENCODER), **args)
+        args = dict(json.loads(path.read_text())["init_args"])
+        args["pretrained"] = str(directory / args.get("pretrained", _ENCODER))  # relative to directory
+        tower = cls(**args)
         state = load_file(str(directory / _HEAD))
         missing = tower.load_state_dict(state, strict=False)
         bad = [k for k in missing.missing_keys if not k.startswith("encoder.")] + list(

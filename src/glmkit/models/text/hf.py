@@ -110,12 +110,14 @@ class HFTextTower(TextTower):
 
     @property
     def init_args(self) -> dict[str, Any]:
-        """The arguments that rebuild this tower's architecture."""
+        """The arguments that rebuild this tower (architecture, length limit, what trains)."""
         return {
             "model": self.model_name,
             "embed_dim": self.embed_dim if isinstance(self.proj, nn.Linear) else None,
             "pooling": self.pooling,
             "max_length": self.max_length,
+            "pretrained": self.pretrained,
+            "trainable_layers": self.trainable_layers,
         }
 
     def tokenize(self, texts: list[str]) -> Tokens:
@@ -158,7 +160,7 @@ class HFTextTower(TextTower):
         save_file(head, str(directory / _HEAD))
         config = {
             "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
-            "init_args": {**self.init_args, "model": _BACKBONE},
+            "init_args": {**self.init_args, "model": _BACKBONE, "pretrained": True},  # weights in backbone/
         }
         (directory / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return directory
