@@ -81,3 +81,43 @@ def test_other_errors():
     for mask_gen in (RandomMask(0.05), BlockMask(0.05)):  # 0.45 tokens rounds to none: a NaN loss
         with pytest.raises(ValueError, match=r"mask ratio 0.05 masks no token of a 3x3 patch grid"):
             mask_gen(2, (3, 3), gen(0))
+
+
+def _mixture_module(num_workers: int):
+    from glmkit.data import MixtureDataModule, ProceduralImages
+    from glmkit.data.masking import DrawMask
+    from glmkit.data.transforms import Compose, TrainTransform
+
+    return MixtureDataModule(
+        sources={"shapes": ProceduralImages(num_images=100, seed=1, image_size=64, kinds=["shapes"])},
+        transform=Compose([TrainTransform(64), DrawMask(BlockMask(0.35), patch_size=16)]),
+        batch_size=4,
+        num_workers=num_workers,
+        samples_per_epoch=16,
+        seed=3,
+    )
+
+
+def test_draw_mask_is_a_pure_function_of_the_sample_and_counts_exactly():
+    from glmkit.data.masking import DrawMask
+
+    data = _mixture_module(0)
+    first, again = data.train_set[(0, 5)], data.train_set[(0, 5)]
+    assert first["mask"].shape == (16,) and first["mask"].dtype == torch.bool
+    assert int(first["mask"].sum()) == round(0.35 * 16)
+    assert torch.equal(first["mask"], again["mask"])
+    assert not torch.equal(first["mask"], data.train_set[(1, 5)]["mask"])  # a new epoch draws anew
+    with pytest.raises(ValueError, match="image 60x64 is not a whole number of 16-pixel patches"):
+        DrawMask(RandomMask(0.5))({"image": torch.zeros(3, 60, 64)}, 0)
+    with pytest.raises(TypeError, match="put it after the crop transform"):
+        DrawMask(RandomMask(0.5))({"image": "a PIL image"}, 0)
+
+
+def test_draw_mask_gives_the_same_batches_whatever_the_number_of_workers():
+    batches = {}
+    for workers in (0, 2):
+        loader = _mixture_module(workers).train_dataloader()
+        batches[workers] = [batch["mask"] for batch in loader]
+    assert len(batches[0]) == 4 and batches[0][0].shape == (4, 16)
+    for a, b in zip(batches[0], batches[2], strict=True):
+        assert torch.equal(a, b)

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from glmkit.models.adaptors import MLPAdaptor
-from glmkit.models.distill_targets import LayerNormTarget, PHISNorm, resample_to_grid
+from glmkit.models.distill_targets import (
+    LayerNormTarget,
+    PHISNorm,
+    TargetResamplingWarning,
+    resample_to_grid,
+)
 from tests.helpers.distributed import run_on_ranks
 
 
@@ -14,7 +19,8 @@ def test_resample_identity_and_constant_fields() -> None:
     feats = torch.randn(2, 16 * 16, 8)
     assert resample_to_grid(feats, (16, 16), (16, 16)) is feats
     const = torch.ones(2, 16 * 16, 8) * torch.arange(8.0)
-    out = resample_to_grid(const, (16, 16), (14, 14))
+    with pytest.warns(TargetResamplingWarning):
+        out = resample_to_grid(const, (16, 16), (14, 14))
     assert out.shape == (2, 14 * 14, 8)
     assert torch.allclose(out, torch.ones(2, 196, 8) * torch.arange(8.0), atol=1e-5)
 
@@ -29,6 +35,18 @@ def test_resample_keeps_spatial_layout() -> None:
     assert torch.allclose(out[:, 3], torch.ones(4), atol=1e-6)
     assert (out[:, 1] < 0.5).all() and (out[:, 2] > 0.5).all()
     assert torch.allclose(out, out[:1].expand(4, 4))  # rows are identical: no vertical mixing
+
+
+def test_resampling_by_a_non_integer_factor_warns_naming_teacher_and_grids() -> None:
+    import warnings
+
+    with pytest.warns(TargetResamplingWarning, match=r"teacher 'siglip2': its 16x16 .* student's 14x14 grid"):
+        resample_to_grid(torch.zeros(1, 256, 4), (16, 16), (14, 14), teacher="siglip2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # whole factors (down and up) and equal grids are silent
+        resample_to_grid(torch.zeros(1, 28 * 28, 4), (28, 28), (14, 14), teacher="dinov3")
+        resample_to_grid(torch.zeros(1, 49, 4), (7, 7), (14, 14), teacher="dinov3")
+        resample_to_grid(torch.zeros(1, 196, 4), (14, 14), (14, 14), teacher="dinov3")
 
 
 def test_resample_rejects_wrong_token_count() -> None:

@@ -136,6 +136,52 @@ def test_siglip2_naflex_matches_processor_and_model(ckpts):
     torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_summaries_are_the_teachers_pooled_outputs(ckpts):
+    """SigLIP2's summary is its MAP-head (pooled) output, DINOv3's its class token, a timm ViT's its
+    pooled pre-logits; a SigLIP2 without its head has none."""
+    from transformers import DINOv3ViTModel, Siglip2ImageProcessor, Siglip2VisionModel
+
+    images = _images(size=64)
+    siglip2 = SigLIP2Teacher(ckpts["siglip2"])(images)
+    inputs = Siglip2ImageProcessor(patch_size=16, max_num_patches=16)(
+        images=list(images), do_rescale=False, return_tensors="pt"
+    )
+    with torch.no_grad():
+        expected = Siglip2VisionModel.from_pretrained(ckpts["siglip2"]).eval()(**inputs).pooler_output
+    assert siglip2.summary.shape == (2, 32)
+    torch.testing.assert_close(siglip2.summary, expected, atol=1e-5, rtol=1e-5)
+
+    dinov3 = DINOv3Teacher(ckpts["dinov3"])(images)
+    with torch.no_grad():
+        tokens = (
+            DINOv3ViTModel.from_pretrained(ckpts["dinov3"])
+            .eval()((images - IMAGENET_MEAN) / IMAGENET_STD)
+            .last_hidden_state
+        )
+    torch.testing.assert_close(dinov3.summary, tokens[:, 0], atol=1e-5, rtol=1e-5)
+
+    teacher = TimmTeacher.preset("tiny", image_size=64, model_kwargs={**TIMM_KW, "class_token": True})
+    out = teacher(images)
+    with torch.no_grad():
+        feats = teacher.model.forward_features((images - teacher.mean) / teacher.std)
+    torch.testing.assert_close(out.summary, feats[:, 0], atol=1e-5, rtol=1e-5)  # global_pool: token
+
+    assert SigLIP2Teacher.preset("tiny", image_size=64)(images).summary is None  # vision_use_head: False
+
+
+@pytest.mark.parametrize("kind", ["siglip2", "siglip", "dinov3"])
+def test_a_per_call_image_size_runs_as_a_teacher_built_for_that_size(ckpts, kind):
+    """Multi-resolution distillation runs a teacher at the student's grid for each step."""
+    cls = DINOv3Teacher if kind == "dinov3" else SigLIP2Teacher
+    images = _images(size=80)
+    out = cls(ckpts[kind])(images, image_size=96)
+    expected = cls(ckpts[kind], image_size=96)(images)
+    assert out.grid_size == expected.grid_size == (6, 6)
+    torch.testing.assert_close(out.features, expected.features)
+    with pytest.raises(ValueError, match="image_size=90 must be a positive multiple of the patch size 16"):
+        cls(ckpts[kind])(images, image_size=90)
+
+
 def test_siglip2_full_image_text_checkpoint_uses_its_vision_tower(ckpts):
     from transformers import Siglip2Model
 

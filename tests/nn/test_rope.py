@@ -140,3 +140,23 @@ def test_bad_arguments() -> None:
         RotaryEmbedding2D(18)
     with pytest.raises(ValueError, match=r"\[B, N, 2\]"):
         RotaryEmbedding2D(HEAD_DIM)(torch.zeros(2, 5, 3))
+
+
+def test_rescaled_scaled_and_shifted_coordinates_match_the_reference_at_the_moved_positions() -> None:
+    """``ref_grid`` (EVA-02's ``ref_feat_shape``) turns an h x w grid's (y, x) by (y * 14 / h, x * 14 / w),
+    then ``scale`` and ``shift`` move them: the reference rotation at those float positions."""
+    rope = RotaryEmbedding2D(HEAD_DIM, theta=100.0, ref_grid=(14, 14))
+    coords = grid_coords(28, 20)[None]
+    extents = torch.tensor([28, 20])
+    scale, shift = torch.tensor([1.5, 0.8]), torch.tensor([0.25, -1.0])
+    x = torch.randn(1, coords.shape[1], 2, HEAD_DIM)
+    cos, sin = rope(coords, extents=extents, scale=scale, shift=shift)
+    moved = coords.double() * torch.tensor([14 / 28, 14 / 20], dtype=torch.float64) * scale.double() + shift
+    torch.testing.assert_close(
+        apply_rotary(x, cos, sin).double(), complex_reference(x, moved, 100.0), atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(rope.for_grid(28, 20)[0][0, :, 0], rope(coords, extents=extents)[0][0, :, 0])
+    with pytest.raises(ValueError, match="with ref_grid needs the grid extents"):
+        rope(coords)
+    with pytest.raises(ValueError, match=r"ref_grid must be two positive sides \(h, w\), got \(14,\)"):
+        RotaryEmbedding2D(HEAD_DIM, ref_grid=(14,))

@@ -33,6 +33,58 @@ def test_every_default_is_printed_by_the_parser() -> None:
     assert args.schedule.class_path == "glmkit.optim.WarmupCosine"
     assert args.schedule.init_args.warmup_steps == 0 and "*patch_embed.*" in args.fallback_patterns
     assert args.qkv_split == "qkv" and args.qkv_patterns == ["*qkv.weight"]
+    assert (args.fallback, args.fallback_eps) == ("adamw", 1e-8)  # what runs on non-Muon parameters
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_fallback_is_plain_adamw_whatever_muons_nesterov(nesterov: bool) -> None:
+    """timm's Muon turns ``nesterov=True`` into NAdamW (eps 1e-7) on the fallback; the builder's
+    ``fallback: adamw`` runs torch's AdamW there (eps 1e-8), Nesterov momentum stays in Muon."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8))
+    reference = [p.detach().clone().requires_grad_() for p in model[1].parameters()]
+    builder = MuonAdamW(lr=0.01, weight_decay=0.1, nesterov=nesterov, schedule=Constant())
+    optimizer = builder.build(model, 10)["optimizer"]
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert groups["muon"]["nesterov"] is nesterov and groups["muon"]["eps"] == 1e-7
+    assert not groups["adamw_no_decay"]["nesterov"] and groups["adamw_no_decay"]["eps"] == 1e-8
+    adamw = torch.optim.AdamW(reference, lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
+    for _ in range(3):
+        grads = [torch.randn_like(p) * 1e-4 for p in reference]  # small: eps matters
+        for p, r, g in zip(model[1].parameters(), reference, grads, strict=True):
+            p.grad, r.grad = g.clone(), g.clone()
+        model[0].weight.grad = torch.randn_like(model[0].weight)
+        model[0].bias.grad = torch.randn_like(model[0].bias)
+        optimizer.step()
+        adamw.step()
+    for p, r in zip(model[1].parameters(), reference, strict=True):
+        torch.testing.assert_close(p, r, rtol=0, atol=1e-7)
+
+
+def test_nadamw_fallback_is_what_timm_runs_with_nesterov() -> None:
+    from timm.optim import Muon as TimmMuon
+
+    torch.manual_seed(0)
+    ours, theirs = nn.LayerNorm(8), nn.LayerNorm(8)
+    theirs.load_state_dict(ours.state_dict())
+    builder = MuonAdamW(lr=0.01, nesterov=True, fallback="nadamw", fallback_eps=1e-7, schedule=Constant())
+    optimizer = builder.build(ours, 10)["optimizer"]
+    timm = TimmMuon(
+        [{"params": list(theirs.parameters()), "use_fallback": True, "weight_decay": 0.0}],
+        lr=0.01,
+        nesterov=True,
+        betas=(0.9, 0.95),
+    )
+    for _ in range(3):
+        for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        optimizer.step()
+        timm.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match=r"fallback must be one of \['adamw', 'nadamw'\], got 'adam'"):
+        MuonAdamW(fallback="adam")  # type: ignore[arg-type]
 
 
 def test_the_optimizer_takes_the_builder_values() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from glmkit.cli import main
@@ -31,8 +32,7 @@ def _stage(**kwargs) -> MIMDistill:
             "siglip2": SigLIP2Teacher.preset("tiny", image_size=64),
             "dinov3": DINOv3Teacher.preset("tiny", image_size=64),
         },
-        masking=RandomMask(0.35),
-        **kwargs,
+        **{"masking": RandomMask(0.35), **kwargs},
     )
 
 
@@ -56,14 +56,19 @@ def test_loss_only_sees_masked_positions() -> None:
     stage = _stage()
     images = torch.rand(2, 3, 64, 64)
     mask = stage.draw_mask(2, (4, 4), split="train", step=3)
-    real_targets = stage.teacher_targets
+    real_targets = stage.distill_targets
     base = stage.distill(images, mask)["loss"]
 
     def corrupted(imgs, grid):  # scramble the targets at visible positions only
         targets = real_targets(imgs, grid)
-        return {k: torch.where(mask.unsqueeze(-1), v, torch.randn_like(v) * 100) for k, v in targets.items()}
+        return {
+            k: v._replace(
+                features=torch.where(mask.unsqueeze(-1), v.features, torch.randn_like(v.features) * 100)
+            )
+            for k, v in targets.items()
+        }
 
-    stage.teacher_targets = corrupted
+    stage.distill_targets = corrupted
     assert torch.allclose(stage.distill(images, mask)["loss"], base)
 
 
@@ -103,6 +108,20 @@ def test_bad_configuration_errors_name_the_problem() -> None:
         _stage(teacher_weights={"clip": 1.0})
 
 
+def test_a_batch_mask_from_the_data_workers_is_used_and_checked() -> None:
+    stage = _stage(masking=None)
+    images = torch.rand(2, 3, 64, 64)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, :5] = True
+    assert torch.equal(stage.batch_mask({"image": images, "mask": mask}, split="train", step=0), mask)
+    with pytest.raises(
+        ValueError, match=r"'mask' must be a bool tensor \[2, 16\] over the student's 4x4 grid"
+    ):
+        stage.batch_mask({"image": images, "mask": mask[:, :9]}, split="train", step=0)
+    with pytest.raises(ValueError, match="masking=None, so every batch needs a 'mask' field"):
+        stage.batch_mask({"image": images}, split="train", step=0)
+
+
 def _losses(run_dir: Path) -> dict[int, float]:
     (metrics,) = run_dir.glob("logs/version_*/metrics.csv")
     rows = csv.DictReader(metrics.open())
@@ -113,7 +132,24 @@ RESUME_VARIANTS = {
     "plain": {},
     # micro-batch seeding, stochastic depth drawn from the reseeded RNG, PHI-S frozen mid-run
     "accumulation_droppath_phis": {"accumulate_grad_batches": 2, "drop_path": 0.3, "phis": 2},
+    # block masks drawn in the data workers (DrawMask), two of them
+    "data_masks": {"data_masks": True},
 }
+
+
+def data_masks(cfg: dict) -> None:
+    """Move a tiny recipe's masking into the data workers: DrawMask after each crop, masking: null."""
+    cfg["model"]["init_args"]["masking"] = None
+    data = cfg["data"]["init_args"]
+    draw = {
+        "class_path": "glmkit.data.masking.DrawMask",
+        "init_args": {
+            "masking": {"class_path": "glmkit.data.masking.BlockMask", "init_args": {"ratio": 0.35}},
+            "patch_size": 16,
+        },
+    }
+    for key in ("transform", "val_transform"):
+        data[key] = {"class_path": "glmkit.data.Compose", "init_args": {"transforms": [data[key], draw]}}
 
 
 @pytest.mark.parametrize("variant", list(RESUME_VARIANTS))
@@ -132,6 +168,8 @@ def test_resumed_run_reproduces_uninterrupted_losses(variant: str, tmp_path: Pat
             model["encoder"]["init_args"]["drop_path_rate"] = options["drop_path"]
         if "phis" in options:
             model["target_norm"] = phis_norm(options["phis"])
+        if options.get("data_masks"):
+            data_masks(cfg)
         return write_recipe(tmp_path / f"{name}.yaml", cfg), run_dir
 
     straight, straight_dir = recipe("straight", 6)
@@ -447,3 +485,158 @@ def test_lightning_fsdp_bf16_mixed_with_phis_on_one_gpu(tmp_path: Path) -> None:
     losses = _losses(tmp_path / "run")
     assert len(losses) == 3 and torch.isfinite(torch.tensor(list(losses.values()))).all()
     assert (tmp_path / "run" / "encoder" / "model.safetensors").is_file()
+
+
+def test_phis_statistics_are_estimated_before_step_0_which_already_trains(tmp_path: Path) -> None:
+    """With both teachers on PHI-S, the first step's loss is not zero (the running estimate gave
+    weight 0 to both for ``estimate_steps - 1`` steps), and the statistics frozen by the pass before
+    training equal a running estimate over the first training batches."""
+    from glmkit.cli import GlmkitCLI
+    from tests.stages.conftest import tiny_recipe, write_recipe
+
+    (tmp_path / "run").mkdir()
+    cfg = tiny_recipe(tmp_path / "run", max_steps=1)
+    cfg["model"]["init_args"]["target_norm"] = phis_norm(3)
+    recipe = write_recipe(tmp_path / "r.yaml", cfg)
+    assert main(["fit", "--config", str(recipe)]) == 0
+    losses = _losses(tmp_path / "run")
+    assert list(losses) == [0] and losses[0] > 0.1
+    trained = MIMDistill.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+
+    cli = GlmkitCLI(args=["--config", str(recipe)], run=False)
+    stage, loader = cli.model, cli.datamodule.train_dataloader()
+    batches = iter(loader)
+    running = {
+        name: PHISNorm(norm.dim, estimate_steps=3).train() for name, norm in stage.target_norms.items()
+    }
+    for _ in range(3):
+        images = next(batches)["image"]
+        for name, features in stage.teacher_features(images, stage.student_grid(images)).items():
+            running[name](features)  # the running estimate: training-mode forward folds the batch in
+    for name, norm in trained.target_norms.items():
+        assert norm.ready and running[name].ready
+        torch.testing.assert_close(norm.mean, running[name].mean, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(norm.transform, running[name].transform, rtol=1e-5, atol=1e-5)
+        assert int(norm.steps_seen) == 3
+
+
+def test_estimating_target_statistics_needs_enough_batches() -> None:
+    stage = _stage(target_norm=functools.partial(PHISNorm, estimate_steps=3))
+    batches = [{"image": torch.rand(2, 3, 64, 64)} for _ in range(2)]
+    with pytest.raises(RuntimeError, match=r"need more batches than the training loader gives \(2\)"):
+        stage.estimate_target_statistics(batches)
+    stage = _stage(target_norm=functools.partial(PHISNorm, estimate_steps=2))
+    assert stage.estimate_target_statistics(batches * 2) == 2 and not stage.pending_statistics()
+
+
+def _summary_stage(**kwargs) -> MIMDistill:
+    headed = SigLIP2Teacher(config={**siglip2_tiny_config(), "vision_use_head": True}, image_size=64)
+    torch.manual_seed(0)
+    return MIMDistill(
+        encoder=CogViT.preset("tiny"),
+        teachers={"siglip2": headed, "dinov3": DINOv3Teacher.preset("tiny", image_size=64)},
+        masking=RandomMask(0.35),
+        **kwargs,
+    )
+
+
+def siglip2_tiny_config() -> dict:
+    return dict(SigLIP2Teacher.PRESETS["tiny"]["config"])
+
+
+def test_summary_distillation_adds_a_cosine_loss_per_teacher_on_its_own_prefix_token() -> None:
+    """AM-RADIO's summary loss: the class token learns SigLIP2's pooled output and the first register
+    DINOv3's class token, each through its own adaptor, weighted per teacher."""
+    stage = _summary_stage(summary_weights={"siglip2": 0.5, "dinov3": 2.0}, summary_tokens={"dinov3": 1})
+    assert stage.summary_tokens == {"siglip2": 0, "dinov3": 1}
+    images = torch.rand(2, 3, 64, 64)
+    mask = stage.draw_mask(2, (4, 4), split="train", step=0)
+    metrics = stage.distill(images, mask)
+    patch = metrics["siglip2/loss"] + metrics["dinov3/loss"]
+    expected = patch + 0.5 * metrics["siglip2/summary_loss"] + 2.0 * metrics["dinov3/summary_loss"]
+    torch.testing.assert_close(metrics["loss"], expected)
+    # the summary loss against an independent computation: teacher summary vs adaptor(prefix token)
+    prefix = stage.encoder(
+        (images - stage.image_mean) / stage.image_std, mask=mask, mask_token=stage.mask_token
+    ).prefix_tokens
+    for name, index in (("siglip2", 0), ("dinov3", 1)):
+        summary = stage.teachers[name](images).summary
+        pred = stage.summary_adaptors[name](prefix[:, index])
+        reference = (1 - F.cosine_similarity(pred, summary, dim=-1)).mean()
+        torch.testing.assert_close(metrics[f"{name}/summary_loss"], reference)
+    metrics["loss"].backward()
+    assert stage.encoder.cls_token.grad.abs().sum() > 0 and stage.encoder.reg_token.grad[0, 0].abs().sum() > 0
+    assert all(p.grad is not None for p in stage.summary_adaptors.parameters())
+
+
+def test_summary_distillation_learns_the_summaries() -> None:
+    stage = _summary_stage(summary_weights={"siglip2": 1.0, "dinov3": 1.0}, summary_tokens={"dinov3": 1})
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mask = stage.draw_mask(4, (4, 4), split="train", step=0)
+    optimizer = torch.optim.AdamW([p for p in stage.parameters() if p.requires_grad], lr=3e-3)
+    first = None
+    for _ in range(15):
+        metrics = stage.distill(images, mask)
+        first = first or {k: float(v.detach()) for k, v in metrics.items()}
+        optimizer.zero_grad()
+        metrics["loss"].backward()
+        optimizer.step()
+    for name in ("siglip2", "dinov3"):
+        assert float(metrics[f"{name}/summary_cosine"]) > first[f"{name}/summary_cosine"] + 0.1, name
+
+
+def test_summary_distillation_errors_name_the_problem() -> None:
+    with pytest.raises(KeyError, match=r"summary_weights names unknown teachers \['clip'\]"):
+        _summary_stage(summary_weights={"clip": 1.0})
+    with pytest.raises(
+        ValueError, match=r"summary_tokens\['dinov3'\] = 3 is not one of the encoder's 3 prefix"
+    ):
+        _summary_stage(summary_weights={"dinov3": 1.0}, summary_tokens={"dinov3": 3})
+    stage = _stage(summary_weights={"siglip2": 1.0})  # the tiny preset has no pooling head
+    with pytest.raises(ValueError, match="teacher 'siglip2', but it returns no summary"):
+        stage.distill(torch.rand(1, 3, 64, 64), torch.ones(1, 16, dtype=torch.bool))
+
+
+def test_multi_resolution_steps_run_teachers_and_student_on_one_grid() -> None:
+    """Each step's batch is resized to a drawn size (same on every rank, reproducible); teachers run
+    at the size that gives the student's grid, so their targets are never resampled."""
+    import warnings
+
+    stage = _stage(resolutions=[64, 128])
+    sizes = [stage.train_resolution(step) for step in range(20)]
+    assert set(sizes) == {64, 128} and sizes == [stage.train_resolution(step) for step in range(20)]
+    step = sizes.index(128)
+    batch = stage.resize_batch(
+        {"image": torch.rand(2, 3, 64, 64), "mask": torch.ones(2, 16, dtype=torch.bool)}, step
+    )
+    assert batch["image"].shape == (2, 3, 128, 128) and "mask" not in batch
+    mask = stage.batch_mask(batch, split="train", step=step)
+    assert mask.shape == (2, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no TargetResamplingWarning, no resampling at all
+        outputs = stage.teacher_outputs(batch["image"], (8, 8))
+        metrics = stage.distill(batch["image"], mask)
+    assert {tuple(o.features.shape[1:2]) for o in outputs.values()} == {(64,)}
+    assert torch.isfinite(metrics["loss"]) and metrics["loss"] > 0
+    with pytest.raises(ValueError, match=r"resolutions \[100\] are not positive multiples"):
+        _stage(resolutions=[100])
+    with pytest.raises(ValueError, match="resolutions need masking"):
+        _stage(resolutions=[64], masking=None)
+
+
+def test_target_statistics_are_saved_and_loaded_instead_of_estimated(tmp_path: Path) -> None:
+    batches = [{"image": torch.rand(2, 3, 64, 64)} for _ in range(2)]
+    first = _stage(target_norm=functools.partial(PHISNorm, estimate_steps=2), target_statistics=str(tmp_path))
+    first.prepare_target_statistics(lambda: iter(batches))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dinov3.pt", "siglip2.pt"]
+    second = _stage(
+        target_norm=functools.partial(PHISNorm, estimate_steps=2), target_statistics=str(tmp_path)
+    )
+    second.prepare_target_statistics(lambda: pytest.fail("loaded statistics need no batches"))
+    for name, norm in second.target_norms.items():
+        assert norm.ready
+        torch.testing.assert_close(norm.transform, first.target_norms[name].transform)
+        torch.testing.assert_close(norm.mean, first.target_norms[name].mean)
+    wrong = PHISNorm(8)
+    with pytest.raises(ValueError, match=r"are for width 96, this teacher's is 8"):
+        wrong.load_statistics(tmp_path / "siglip2.pt")

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "ResumableSampler": "glmkit.data.loader",
     "MASKINGS": "glmkit.data.masking",
     "BlockMask": "glmkit.data.masking",
+    "DrawMask": "glmkit.data.masking",
     "MaskGenerator": "glmkit.data.masking",
     "RandomMask": "glmkit.data.masking",
     "Mixture": "glmkit.data.mixture",

@@ -1,7 +1,7 @@
 """Turning teacher features into distillation targets: grid alignment and normalisation.
 
-Teachers disagree in grid (a patch-14 teacher at 224 px gives 16x16 tokens, a patch-16 student
-14x14) and wildly in scale (DINOv3 activations are an order of magnitude larger than SigLIP2's),
+Teachers may disagree in grid (a patch-14 teacher at 224 px gives 16x16 tokens, a patch-16 student
+14x14; resampling by such a non-integer factor warns) and wildly in scale (DINOv3 activations are an order of magnitude larger than SigLIP2's),
 so before the loss each teacher's features are resampled to the student grid and normalised per
 teacher. Without normalisation the teacher with the largest features dominates the summed loss
 (PHI-S, Ranzinger et al. 2024, arXiv 2410.01680).
@@ -10,6 +10,8 @@ teacher. Without normalisation the teacher with the largest features dominates t
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,13 +23,40 @@ from glmkit.nn.fixed_precision import FixedPrecisionModule
 from glmkit.registry import declare
 
 
-def resample_to_grid(features: Tensor, grid: tuple[int, int], target_grid: tuple[int, int]) -> Tensor:
-    """Bilinearly resample ``[B, h*w, D]`` token features on ``grid`` to ``target_grid``."""
+class TargetResamplingWarning(UserWarning):
+    """Teacher features are resampled to the student grid by a non-integer factor (blurred targets)."""
+
+
+def is_integer_factor(grid: tuple[int, int], target_grid: tuple[int, int]) -> bool:
+    """Whether every axis of ``grid`` maps to ``target_grid`` by a whole factor (up or down)."""
+    return all(a % b == 0 or b % a == 0 for a, b in zip(grid, target_grid, strict=True))
+
+
+def resample_to_grid(
+    features: Tensor, grid: tuple[int, int], target_grid: tuple[int, int], teacher: str | None = None
+) -> Tensor:
+    """Bilinearly resample ``[B, h*w, D]`` token features on ``grid`` to ``target_grid``.
+
+    A non-integer factor (a patch-14 teacher's 16x16 grid to a patch-16 student's 14x14) mixes
+    neighbouring teacher tokens into every target and keeps only part of the fine detail (about
+    35% of its variance for 16 -> 14), so it raises a :class:`TargetResamplingWarning` naming
+    ``teacher`` and both grids; use a teacher with the student's patch size, or run the teacher at
+    the resolution that gives the student's grid.
+    """
     h, w = grid
     if features.shape[1] != h * w:
         raise ValueError(f"features have {features.shape[1]} tokens but the grid {grid} has {h * w}")
     if tuple(grid) == tuple(target_grid):
         return features
+    if not is_integer_factor(tuple(grid), tuple(target_grid)):
+        # one warning per (teacher, grids): Python's filter drops repeats of the same message
+        warnings.warn(
+            f"teacher {teacher or '(unnamed)'!r}: its {h}x{w} feature grid is resampled to the student's "
+            f"{target_grid[0]}x{target_grid[1]} grid by a non-integer factor, which blurs the targets; "
+            "use a teacher with the student's patch size or set its image_size so that the grids match",
+            TargetResamplingWarning,
+            stacklevel=2,
+        )
     b, _, d = features.shape
     x = features.transpose(1, 2).reshape(b, d, h, w)  # B, D, h, w
     # antialias when shrinking, so every teacher token contributes (area-like), not just a sample
@@ -81,8 +110,11 @@ class PHISNorm(FixedPrecisionModule, TargetNorm):
     product of Givens rotations chosen to make the diagonal of ``H diag(lambda) H^T`` constant,
     which gives the same per-channel unit variance.
 
-    Statistics are accumulated over the first ``estimate_steps`` training batches (all-reduced
-    across ranks so every rank normalises identically) and then frozen. They are saved with the
+    Statistics are accumulated over ``estimate_steps`` batches (all-reduced across ranks so every
+    rank normalises identically) and then frozen. :class:`~glmkit.stages.MIMDistill` feeds it the
+    first ``estimate_steps`` training batches in a pass before the first step (RADIO computes the
+    statistics offline), so training starts on normalised targets; without such a pass, a module
+    in training mode folds each batch it normalises into the statistics until they are frozen. They are saved with the
     checkpoint as the module's extra state, so a resumed run normalises exactly as before. They are
     not buffers: casts (``.to(bfloat16)``, FSDP's ``buffer_dtype`` under ``bf16-mixed``) would
     round the float64 running sums, so they only ever follow the module's device.
@@ -116,6 +148,7 @@ class PHISNorm(FixedPrecisionModule, TargetNorm):
     def update(self, features: Tensor) -> None:
         """Accumulate statistics of ``features [..., D]`` (summed over ranks); on the last
         estimation step, compute and freeze the transform."""
+        self.follow(features.device)
         x = features.reshape(-1, self.dim).double()
         stats = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0), (x.T @ x).flatten()])
         if dist.is_available() and dist.is_initialized():
@@ -151,6 +184,21 @@ class PHISNorm(FixedPrecisionModule, TargetNorm):
         if self.training and not self.ready:
             self.update(features)
         return (features.float() - self.mean) @ self.transform
+
+    def save_statistics(self, path: str | Path) -> None:
+        """Write the statistics to ``path`` (a torch file), to be loaded by :meth:`load_statistics`."""
+        state = {name: value.cpu() for name, value in self.get_extra_state().items()}
+        torch.save({"dim": self.dim, **state}, Path(path))
+
+    def load_statistics(self, path: str | Path) -> None:
+        """Read statistics written by :meth:`save_statistics` (RADIO computes PHI-S offline); with at
+        least ``estimate_steps`` batches in them the transform is frozen, no estimate runs."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if state.get("dim") != self.dim:
+            raise ValueError(
+                f"PHI-S statistics in {str(path)!r} are for width {state.get('dim')}, this teacher's is {self.dim}"
+            )
+        self.set_extra_state({name: state[name] for name in self._STATISTICS})
 
     def get_extra_state(self) -> dict[str, Tensor]:
         """The statistics, for the checkpoint."""

@@ -8,7 +8,7 @@ from glmkit.nn.mlp import Mlp, SwiGLU, swiglu_hidden_features
 from glmkit.nn.norm import NORM_TYPES, NormType, create_norm
 from glmkit.nn.packed import SeqLens
 from glmkit.nn.patch_embed import PatchEmbed, Patches, patchify, patchify_pixels, unpatchify
-from glmkit.nn.rope import RotaryEmbedding2D, apply_rotary, grid_coords
+from glmkit.nn.rope import RopeJitter, RotaryEmbedding2D, apply_rotary, grid_coords
 from glmkit.nn.self_attention import SelfAttention
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "NormType",
     "PatchEmbed",
     "Patches",
+    "RopeJitter",
     "RotaryEmbedding2D",
     "SelfAttention",
     "SeqLens",

@@ -14,9 +14,20 @@ Prefix tokens (class, registers) get cos = 1 and sin = 0, so they pass through u
 slicing and concatenating q and k. An unrotated prefix token acts like a token at the origin, so
 patch-to-prefix scores see a patch's absolute coordinates (as in EVA-02 and DINOv3); between
 patches only coordinate differences matter.
+
+Resolutions other than the training one (stage 1 trains on 14x14 grids; a 448 px image has
+coordinates up to 27) are served in two ways:
+
+* ``ref_grid`` (EVA-02's ``ref_feat_shape``): coordinates of an ``h x w`` grid are rescaled by
+  ``ref / (h, w)``, so every image spans the coordinate range of the training grid and a 28x28 grid's
+  position (2i, 2j) turns exactly like the 14x14 grid's (i, j);
+* a per-call ``scale`` and ``shift`` of the coordinates, which :class:`RopeJitter` draws in training
+  (DINOv3's RoPE rescale / jitter / shift augmentation), so the model sees other ranges than 0..13.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -31,16 +42,23 @@ class RotaryEmbedding2D(FixedPrecisionModule):
         head_dim: channels per attention head; must be divisible by 4 (two axes, pairs of channels).
         theta: base of the frequency ladder (10000 as in RoPE; DINOv3 uses 100 with coordinates
             normalised to [-1, 1], glmkit uses integer patch coordinates).
+        ref_grid: ``(h_ref, w_ref)``: rescale the coordinates of an ``h x w`` grid by
+            ``(h_ref / h, w_ref / w)`` (EVA-02's ``ref_feat_shape``); None keeps integer coordinates.
     """
 
-    def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
+    def __init__(
+        self, head_dim: int, theta: float = 10000.0, ref_grid: tuple[int, int] | None = None
+    ) -> None:
         super().__init__()
         if head_dim % 4 != 0:
             raise ValueError(f"2D RoPE needs head_dim divisible by 4, got head_dim={head_dim}")
         if theta <= 0:
             raise ValueError(f"rope theta must be positive, got {theta}")
+        if ref_grid is not None and (len(ref_grid) != 2 or min(ref_grid) < 1):
+            raise ValueError(f"rope ref_grid must be two positive sides (h, w), got {ref_grid!r}")
         self.head_dim = head_dim
         self.theta = float(theta)
+        self.ref_grid = (int(ref_grid[0]), int(ref_grid[1])) if ref_grid is not None else None
         # A plain attribute, not a buffer: derived from (head_dim, theta), so checkpoints stay free of
         # it, and out of reach of dtype casts and FSDP's buffer casting (see nn/fixed_precision.py).
         self.inv_freq = self._frequencies()
@@ -51,7 +69,15 @@ class RotaryEmbedding2D(FixedPrecisionModule):
         inv_freq = self.theta ** (-torch.arange(quarter, dtype=torch.float64, device=device) / quarter)
         return inv_freq.float()
 
-    def forward(self, coords: Tensor, num_prefix_tokens: int = 0) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        coords: Tensor,
+        num_prefix_tokens: int = 0,
+        *,
+        extents: Tensor | None = None,
+        scale: Tensor | None = None,
+        shift: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Cos and sin for ``coords``, shaped to broadcast against token-major ``[B, N, heads, head_dim]``.
 
         Token-major is the layout the fused qkv projection produces, so rotating there keeps q and k
@@ -60,6 +86,10 @@ class RotaryEmbedding2D(FixedPrecisionModule):
         Args:
             coords: integer (or float) patch coordinates ``[B, N, 2]`` or ``[N, 2]`` as (y, x).
             num_prefix_tokens: identity rows (cos 1, sin 0) prepended for class/register tokens.
+            extents: ``(h, w)`` of the grid each token's image lies on, broadcasting against
+                ``coords`` (``[2]``, ``[B, 1, 2]`` or ``[B, N, 2]``); needed with ``ref_grid``.
+            scale: multiplies the (rescaled) coordinates, ``[2]`` as (y, x) (RoPE augmentation).
+            shift: is then added to them, ``[2]``.
 
         Returns:
             ``(cos, sin)``, each float32 ``[B | 1, num_prefix_tokens + N, 1, head_dim]``.
@@ -70,6 +100,17 @@ class RotaryEmbedding2D(FixedPrecisionModule):
             coords = coords[None]
         self.follow(coords.device)
         pos = coords.to(dtype=torch.float32)
+        if self.ref_grid is not None:
+            if extents is None:
+                raise ValueError(
+                    "RotaryEmbedding2D with ref_grid needs the grid extents (h, w) of the coords"
+                )
+            ref = torch.tensor(self.ref_grid, dtype=torch.float32, device=pos.device)
+            pos = pos * (ref / extents.to(device=pos.device, dtype=torch.float32))  # EVA-02: t / feat * ref
+        if scale is not None:
+            pos = pos * scale.to(device=pos.device, dtype=torch.float32)
+        if shift is not None:
+            pos = pos + shift.to(device=pos.device, dtype=torch.float32)
         # [B, N, 2, 1] * [quarter] -> [B, N, 2, quarter] -> [B, N, head_dim/2] as (y freqs, x freqs)
         angles = (pos[..., None] * self.inv_freq).flatten(-2)
         angles = torch.cat([angles, angles], dim=-1)  # rotate-half pairs i and i + head_dim/2
@@ -94,7 +135,10 @@ class RotaryEmbedding2D(FixedPrecisionModule):
         key = (height, width, num_prefix_tokens, self.inv_freq.device)
         cached = self._grid_cache.get(key)
         if cached is None:
-            cached = self(grid_coords(height, width, device=self.inv_freq.device), num_prefix_tokens)
+            extents = torch.tensor([height, width], device=self.inv_freq.device)
+            cached = self(
+                grid_coords(height, width, device=self.inv_freq.device), num_prefix_tokens, extents=extents
+            )
             if torch.is_inference_mode_enabled():
                 return cached  # inference tensors cannot be saved for a later backward pass
             if len(self._grid_cache) >= 32:  # bounded: variable-resolution eval would grow it forever
@@ -113,7 +157,50 @@ class RotaryEmbedding2D(FixedPrecisionModule):
         self.inv_freq = self._frequencies(device)
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, theta={self.theta:g}"
+        ref = f", ref_grid={self.ref_grid}" if self.ref_grid is not None else ""
+        return f"head_dim={self.head_dim}, theta={self.theta:g}{ref}"
+
+
+class RopeJitter:
+    """DINOv3's RoPE coordinate augmentation in training: one draw per forward pass.
+
+    The coordinates are multiplied by ``exp(u_r + u_y)`` on y and ``exp(u_r + u_x)`` on x, with
+    ``u_r ~ U(-log rescale, log rescale)`` shared by both axes and ``u_y, u_x ~ U(-log jitter,
+    log jitter)``, then shifted by ``U(-shift, shift)`` patches per axis (DINOv3,
+    arXiv 2508.10104; transformers' DINOv3 ViT applies the same rescale / jitter / shift to its RoPE
+    coordinates in train mode, on coordinates normalised to [-1, 1]; glmkit's are patch indices,
+    so ``shift`` is in patches). With ``rescale = 2`` a 14x14 training
+    grid spans coordinates up to 26, about a 448 px image's range. Draws come from torch's global
+    generator, which glmkit's stages reseed per micro-batch (exact resume).
+
+    Args:
+        rescale: largest factor of the shared rescaling (1: none).
+        jitter: largest factor of the per-axis jitter (1: none).
+        shift: largest shift in patches (0: none).
+    """
+
+    def __init__(self, rescale: float = 1.0, jitter: float = 1.0, shift: float = 0.0) -> None:
+        if rescale < 1 or jitter < 1 or shift < 0:
+            raise ValueError(
+                f"RoPE augmentation needs rescale >= 1, jitter >= 1 and shift >= 0; got rescale={rescale}, "
+                f"jitter={jitter}, shift={shift}"
+            )
+        self.rescale, self.jitter, self.shift = float(rescale), float(jitter), float(shift)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any augmentation is on."""
+        return self.rescale > 1 or self.jitter > 1 or self.shift > 0
+
+    def draw(self) -> tuple[Tensor, Tensor]:
+        """``(scale [2], shift [2])`` for one forward pass, as (y, x)."""
+        log_scale = torch.empty(()).uniform_(-math.log(self.rescale), math.log(self.rescale)) + torch.empty(
+            2
+        ).uniform_(-math.log(self.jitter), math.log(self.jitter))
+        return log_scale.exp(), torch.empty(2).uniform_(-self.shift, self.shift)
+
+    def __repr__(self) -> str:
+        return f"RopeJitter(rescale={self.rescale}, jitter={self.jitter}, shift={self.shift})"
 
 
 def grid_coords(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
@@ -140,4 +227,4 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + rotate_half(x) * sin
 
 
-__all__ = ["RotaryEmbedding2D", "apply_rotary", "grid_coords", "rotate_half"]
+__all__ = ["RopeJitter", "RotaryEmbedding2D", "apply_rotary", "grid_coords", "rotate_half"]

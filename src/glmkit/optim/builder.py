@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse import lazy_instance
 from torch import nn
@@ -27,6 +27,9 @@ from glmkit.optim.param_groups import (
 )
 from glmkit.optim.schedules import Schedule, WarmupCosine, build_scheduler
 from glmkit.registry import declare
+
+FALLBACKS: tuple[str, ...] = ("adamw", "nadamw")
+"""The optimizers :class:`MuonAdamW` can run on the parameters Muon does not take."""
 
 
 @dataclass
@@ -60,9 +63,11 @@ class MuonAdamW(OptimizerBuilder):
 
     Muon orthogonalises each hidden weight matrix's momentum update (Newton-Schulz, ``ns_steps``
     iterations); with ``adjust_lr_fn="match_rms_adamw"`` its step is scaled to AdamW's RMS
-    (Moonlight, arXiv 2502.16982), so one ``lr`` serves both kinds of group. The fallback is AdamW
-    with ``betas`` and ``eps``; with ``nesterov=True`` timm uses Nesterov momentum in Muon and
-    NAdamW in the fallback. Norms, biases and learned tokens never decay. Routing reads the
+    (Moonlight, arXiv 2502.16982), so one ``lr`` serves both kinds of group. The fallback is
+    ``fallback`` (plain AdamW by default) with ``betas`` and ``fallback_eps``, whatever
+    ``nesterov`` says: timm's ``Muon`` alone would turn ``nesterov=True`` into NAdamW in the
+    fallback and reuse the Newton-Schulz ``eps`` (1e-7) as Adam's epsilon, so the builder sets both
+    on the fallback groups itself. Norms, biases and learned tokens never decay. Routing reads the
     parameters' original shapes and names, and Muon orthogonalises whole matrices, under FSDP too;
     fused qkv weights are orthogonalised as q, k and v (``qkv_split``).
 
@@ -70,10 +75,13 @@ class MuonAdamW(OptimizerBuilder):
         lr: peak learning rate (before the schedule's multiplier).
         weight_decay: decoupled weight decay of the decayed groups.
         momentum: Muon's momentum.
-        nesterov: Nesterov momentum in Muon (and NAdamW in the fallback).
+        nesterov: Nesterov momentum in Muon's groups only (the fallback is chosen by ``fallback``).
         ns_steps: Newton-Schulz iterations of the orthogonalisation.
-        eps: epsilon of the orthogonalisation and of the AdamW fallback.
-        betas: AdamW fallback betas.
+        eps: epsilon of the Newton-Schulz orthogonalisation (Muon groups).
+        betas: betas of the fallback.
+        fallback: the optimizer of the non-Muon groups: ``adamw`` (decoupled weight decay,
+            Loshchilov & Hutter) or ``nadamw`` (AdamW with Nesterov momentum, Dozat 2016).
+        fallback_eps: Adam's epsilon in the fallback (1e-8, PyTorch's AdamW default).
         adjust_lr_fn: timm's Muon learning-rate adjustment (``match_rms_adamw``, ``original``).
         schedule: multiplier of ``lr`` over ``trainer.max_steps`` steps.
         fallback_patterns: names of 2-D weights that still go to AdamW (embeddings, heads).
@@ -95,6 +103,8 @@ class MuonAdamW(OptimizerBuilder):
         ns_steps: int = 5,
         eps: float = 1e-7,
         betas: tuple[float, float] = (0.9, 0.95),
+        fallback: Literal["adamw", "nadamw"] = "adamw",
+        fallback_eps: float = 1e-8,
         adjust_lr_fn: str = "match_rms_adamw",
         schedule: Schedule = lazy_instance(WarmupCosine, warmup_steps=0, min_lr_ratio=0.0),
         fallback_patterns: Sequence[str] = DEFAULT_FALLBACK_PATTERNS,
@@ -107,6 +117,10 @@ class MuonAdamW(OptimizerBuilder):
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}")
         if qkv_split not in QKV_SPLITS:
             raise ValueError(f"qkv_split must be one of {list(QKV_SPLITS)}, got {qkv_split!r}")
+        if fallback not in FALLBACKS:
+            raise ValueError(f"optimization.fallback must be one of {list(FALLBACKS)}, got {fallback!r}")
+        if fallback_eps <= 0:
+            raise ValueError(f"optimization.fallback_eps must be > 0, got {fallback_eps}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.momentum = momentum
@@ -114,6 +128,8 @@ class MuonAdamW(OptimizerBuilder):
         self.ns_steps = ns_steps
         self.eps = eps
         self.betas = (float(betas[0]), float(betas[1]))
+        self.fallback = fallback
+        self.fallback_eps = float(fallback_eps)
         self.adjust_lr_fn = adjust_lr_fn
         self.schedule = schedule
         self.fallback_patterns = tuple(fallback_patterns)
@@ -136,7 +152,7 @@ class MuonAdamW(OptimizerBuilder):
         for name, extra in self.modules.items():
             values = {"lr": extra.lr, "weight_decay": extra.weight_decay}
             settings[name] = {k: v for k, v in values.items() if v is not None}
-        return muon_param_groups(
+        groups = muon_param_groups(
             named,
             fallback_patterns=self.fallback_patterns,
             no_decay_patterns=self.no_decay_patterns,
@@ -145,6 +161,13 @@ class MuonAdamW(OptimizerBuilder):
             settings=settings or None,
             root=module if modules is not None else None,
         )
+        for group in groups:
+            if group["use_fallback"]:
+                # timm's Muon runs a fallback group as NAdamW when the group's ``nesterov`` is set and
+                # uses the group's ``eps`` as Adam's: both say what the fallback is, not Muon's momentum
+                group["nesterov"] = self.fallback == "nadamw"
+                group["eps"] = self.fallback_eps
+        return groups
 
     def optimizer(self, groups: list[dict[str, Any]]) -> Optimizer:
         """The :class:`~glmkit.optim.Muon` over ``groups``."""

@@ -42,7 +42,7 @@ from glmkit.nn.mlp import Mlp, SwiGLU, swiglu_hidden_features
 from glmkit.nn.norm import NormType, check_norm_type, create_norm
 from glmkit.nn.packed import SeqLens
 from glmkit.nn.patch_embed import PatchEmbed
-from glmkit.nn.rope import RotaryEmbedding2D
+from glmkit.nn.rope import RopeJitter, RotaryEmbedding2D, grid_coords
 from glmkit.nn.self_attention import SelfAttention
 
 MlpType = Literal["gelu", "swiglu"]
@@ -165,6 +165,14 @@ class CogViT(nn.Module):
         drop_path_rate: stochastic depth rate of the last block (linear ramp from 0 at the first).
         attn_backend: name in ``registry("attention")``: ``sdpa`` or ``xformers``.
         grad_checkpointing: recompute each block in backward (activation checkpointing).
+        rope_ref_grid: ``(h, w)`` training grid to rescale RoPE coordinates to (EVA-02's
+            ``ref_feat_shape``): an ``H x W`` grid's coordinates are multiplied by ``(h / H, w / W)``,
+            so a 448 px image spans the coordinate range of 224 px training (for NaFlex and packed
+            input each image's own grid is its coordinate extent). Empty: integer coordinates.
+        rope_rescale: training-time RoPE augmentation (DINOv3): largest factor of a random rescaling
+            of the coordinates shared by both axes, one draw per forward pass (1: off).
+        rope_jitter: training-time largest factor of a random per-axis rescaling (1: off).
+        rope_shift: training-time largest random shift of the coordinates, in patches (0: off).
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
@@ -192,12 +200,18 @@ class CogViT(nn.Module):
         drop_path_rate: float = 0.0,
         attn_backend: str = "sdpa",
         grad_checkpointing: bool = False,
+        rope_ref_grid: tuple[int, ...] = (),
+        rope_rescale: float = 1.0,
+        rope_jitter: float = 1.0,
+        rope_shift: float = 0.0,
     ) -> None:
         super().__init__()
         # Recorded for save_pretrained / ExportEncoder: every init argument as resolved, so an export
         # depends neither on PRESETS nor on these defaults staying the same.
         given = locals()
         self.init_args: dict[str, Any] = {name: given[name] for name in _init_arg_names()}
+        # JSON (config.json, recipes) gives a list
+        rope_ref_grid = self.init_args["rope_ref_grid"] = tuple(int(v) for v in rope_ref_grid)
         _check_args(self.init_args)
 
         self.embed_dim = embed_dim
@@ -209,7 +223,9 @@ class CogViT(nn.Module):
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, num_registers, embed_dim)) if num_registers else None
-        self.rope = RotaryEmbedding2D(embed_dim // num_heads, rope_theta) if rope else None
+        ref = rope_ref_grid or None
+        self.rope = RotaryEmbedding2D(embed_dim // num_heads, rope_theta, ref) if rope else None
+        self.rope_jitter = RopeJitter(rope_rescale, rope_jitter, rope_shift)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             CogViTBlock(
@@ -301,9 +317,7 @@ class CogViT(nn.Module):
             if patches is not None or coords is not None or valid is not None or seq_lens is not None:
                 raise ValueError("pass either an image batch x or NaFlex patches/coords/valid, not both")
             tokens, grid = self.patch_embed.forward_image(x)  # B, N, D
-            rope = (
-                self.rope.for_grid(*grid, self.num_prefix_tokens, x.device) if self.rope is not None else None
-            )
+            rope = self._rope_for_grid(grid, x.device)
             tokens = self._apply_mask_token(tokens, mask, mask_token)
             return EmbeddedTokens(self._prepend_prefix(tokens), rope, None, grid, None)
         if patches is None:
@@ -312,7 +326,10 @@ class CogViT(nn.Module):
         tokens = self._apply_mask_token(self.patch_embed(patches), mask, mask_token)  # B, N, D
         if seq_lens is not None:
             return self._embed_packed(tokens, coords, valid, seq_lens)
-        rope = self.rope(coords, self.num_prefix_tokens) if self.rope is not None else None
+        rope = None
+        if self.rope is not None:
+            slot = torch.zeros(coords.shape[:2], dtype=torch.long, device=coords.device)  # one image per row
+            rope = self.rope(coords, self.num_prefix_tokens, **self._rope_options(coords, valid, slot))
         attn_mask = None
         if valid is not None:
             prefix_valid = valid.new_ones(valid.shape[0], self.num_prefix_tokens)
@@ -375,6 +392,33 @@ class CogViT(nn.Module):
         return EncoderOutput(patch_tokens, h[:, :t], emb.grid_size, emb.valid)
 
     # ------------------------------------------------------------------ input handling
+    def _rope_for_grid(self, grid: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor] | None:
+        """RoPE tables of an image batch's grid: cached, or with this pass's augmentation drawn."""
+        if self.rope is None:
+            return None
+        if not (self.training and self.rope_jitter.enabled):
+            return self.rope.for_grid(*grid, self.num_prefix_tokens, device)
+        scale, shift = self.rope_jitter.draw()
+        coords = grid_coords(*grid, device=device)
+        extents = torch.tensor(grid, device=device)
+        return self.rope(coords, self.num_prefix_tokens, extents=extents, scale=scale, shift=shift)
+
+    def _rope_options(self, coords: Tensor, valid: Tensor | None, slot: Tensor) -> dict[str, Tensor]:
+        """RoPE keyword arguments for NaFlex coordinates ``[B, N, 2]``: each token's image extent
+        (the largest valid coordinate of its image, per row and ``slot``, plus one) when coordinates
+        are rescaled, and this pass's augmentation in training."""
+        options: dict[str, Tensor] = {}
+        if self.rope is not None and self.rope.ref_grid is not None:
+            keep = valid if valid is not None else torch.ones_like(slot, dtype=torch.bool)
+            slots = int(slot.max()) + 1 if slot.numel() else 1  # packed padding carries slot S
+            index = slot[..., None].expand(-1, -1, 2)  # B, N, 2
+            ends = torch.zeros(slot.shape[0], slots, 2, dtype=torch.long, device=coords.device)
+            ends = ends.scatter_reduce(1, index, torch.where(keep[..., None], coords.long() + 1, 0), "amax")
+            options["extents"] = ends.gather(1, index).clamp_min(1)  # B, N, 2
+        if self.training and self.rope_jitter.enabled:
+            options["scale"], options["shift"] = self.rope_jitter.draw()
+        return options
+
     def _prefix(self, dtype: torch.dtype) -> Tensor:
         """``[T, D]`` class then register tokens."""
         parts = [t[0] for t in (self.cls_token, self.reg_token) if t is not None]
@@ -421,7 +465,7 @@ class CogViT(nn.Module):
             inner = inner.index_put((prefix_rows, prefix_pos), prefix)
         rope = None
         if self.rope is not None:
-            cos, sin = self.rope(coords)  # B, N, 1, hd each
+            cos, sin = self.rope(coords, **self._rope_options(coords, patch_valid, slot))  # B, N, 1, hd each
             # prefix tokens and padding stay unrotated (cos 1, sin 0), like the dense path
             index = patch_pos[..., None, None].expand_as(cos)
             cos = cos.new_ones(batch, inner_len, 1, cos.shape[-1]).scatter(1, index, cos)
@@ -545,6 +589,10 @@ def _check_args(args: dict[str, Any]) -> None:
             f"need num_registers >= 0, depth >= 1, patch_size >= 1; got num_registers="
             f"{args['num_registers']}, depth={args['depth']}, patch_size={args['patch_size']}"
         )
+    ref = tuple(args.get("rope_ref_grid", ()))
+    if ref and (len(ref) != 2 or min(ref) < 1):
+        raise ValueError(f"rope_ref_grid must be two positive sides (h, w) or empty, got {ref!r}")
+    RopeJitter(args.get("rope_rescale", 1.0), args.get("rope_jitter", 1.0), args.get("rope_shift", 0.0))
     if not 0.0 <= args["drop_path_rate"] < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {args['drop_path_rate']}")
     get_attention_backend(args["attn_backend"])  # unknown names raise with the registered list

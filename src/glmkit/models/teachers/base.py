@@ -45,13 +45,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TeacherOutput(NamedTuple):
-    """Patch features of a teacher, prefix tokens removed.
+    """Patch features of a teacher, prefix tokens removed, and its summary of the image.
 
-    ``features`` is ``[B, h*w, D]`` float32 in row-major grid order; ``grid_size`` is ``(h, w)``.
+    ``features`` is ``[B, h*w, D]`` float32 in row-major grid order; ``grid_size`` is ``(h, w)``;
+    ``summary`` is the teacher's image-level feature ``[B, D_s]`` float32 (DINOv3's class token,
+    SigLIP2's attention-pooled output), or None for a teacher without one. AM-RADIO distils it into
+    the student's class or register tokens (summary distillation).
     """
 
     features: Tensor
     grid_size: tuple[int, int]
+    summary: Tensor | None = None
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -179,8 +183,9 @@ class Teacher(FixedPrecisionModule):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
-    def preprocess(self, images: Tensor) -> Tensor:
-        """Float images ``[B, 3, H, W]`` in [0, 1] -> normalised pixels at ``image_size`` (float32).
+    def preprocess(self, images: Tensor, image_size: int | None = None) -> Tensor:
+        """Float images ``[B, 3, H, W]`` in [0, 1] -> normalised pixels at ``image_size`` (default:
+        the teacher's own), float32.
 
         Resizing is bilinear with antialiasing, as the HF SigLIP2 and DINOv3 image processors do it.
         """
@@ -195,7 +200,8 @@ class Teacher(FixedPrecisionModule):
             )
         x = images.float()
         self.follow(x.device)  # moved by something other than _apply (e.g. FSDP)
-        size = (self.image_size, self.image_size)
+        side = self.image_size if image_size is None else self.check_size(image_size)
+        size = (side, side)
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         return (x - self.mean) / self.std
@@ -204,23 +210,41 @@ class Teacher(FixedPrecisionModule):
         """Normalised pixels ``[B, 3, S, S]`` -> patch tokens ``[B, N, D]`` (prefix tokens removed)."""
         raise NotImplementedError
 
-    def forward(self, images: Tensor) -> TeacherOutput:
-        """Images ``[B, 3, H, W]`` in [0, 1] -> :class:`TeacherOutput` (float32 features)."""
+    def encode_with_summary(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Patch tokens (as :meth:`encode`) and the summary ``[B, D_s]`` from the same forward pass;
+        the default has no summary."""
+        return self.encode(pixels), None
+
+    def check_size(self, image_size: int) -> int:
+        """``image_size`` if the teacher can run at it (a positive multiple of its patch size)."""
+        if image_size <= 0 or image_size % self.patch_size:
+            raise ValueError(
+                f"{type(self).__name__}: image_size={image_size} must be a positive multiple of the patch "
+                f"size {self.patch_size}"
+            )
+        return int(image_size)
+
+    def forward(self, images: Tensor, image_size: int | None = None) -> TeacherOutput:
+        """Images ``[B, 3, H, W]`` in [0, 1] -> :class:`TeacherOutput` (float32 features).
+
+        ``image_size`` runs the teacher at another square resolution than its own for this call
+        (multi-resolution distillation: the teacher's grid follows the student's).
+        """
         if any(m.training for m in self.modules()):  # someone set .training directly
             self.train(False)
         # the weights' dtype, not the constructor's: an outer .to(dtype) may have changed it
         weight = next(self.model.parameters(), None)
         dtype = weight.dtype if weight is not None else torch.float32
         with torch.no_grad():
-            pixels = self.preprocess(images).to(dtype)
-            features = self.encode(pixels)
-        h, w = self.grid_size
+            pixels = self.preprocess(images, image_size).to(dtype)
+            features, summary = self.encode_with_summary(pixels)
+        h, w = (pixels.shape[-2] // self.patch_size, pixels.shape[-1] // self.patch_size)
         if features.shape[1] != h * w:
             raise RuntimeError(
                 f"{type(self).__name__} returned {features.shape[1]} tokens for a {h}x{w} grid; "
                 "are the prefix (class/register) tokens counted correctly?"
             )
-        return TeacherOutput(features.float(), (h, w))
+        return TeacherOutput(features.float(), (h, w), summary.float() if summary is not None else None)
 
     def extra_repr(self) -> str:
         return (

@@ -2,7 +2,8 @@
 
 transformers' ``DINOv3ViTModel`` (checkpoints ``facebook/dinov3-vit*16-pretrain-lvd1689m``, gated)
 returns ``[CLS, registers..., patches]`` after its final LayerNorm; the class token and the
-``config.num_register_tokens`` register tokens are stripped here. DINOv3 uses RoPE and no position
+``config.num_register_tokens`` register tokens are stripped here, and the class token is the
+teacher's summary (``TeacherOutput.summary``). DINOv3 uses RoPE and no position
 table, so it runs at any multiple of its patch size; in train mode it jitters the RoPE coordinates,
 which :class:`Teacher` prevents by never leaving eval mode. It expects ImageNet statistics.
 """
@@ -29,7 +30,7 @@ from glmkit.models.teachers.hf_loading import (
     load_pretrained,
     pick_source,
     resolve_source,
-    select_hidden_state,
+    select_hidden_and_pooled,
 )
 
 _DINOV3_TYPES = ("dinov3_vit",)
@@ -114,6 +115,10 @@ class DINOv3Teacher(Teacher):
 
     def encode(self, pixels: Tensor) -> Tensor:
         """Normalised pixels -> patch tokens, class and register tokens removed."""
+        return self.encode_with_summary(pixels)[0]
+
+    def encode_with_summary(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Patch tokens and the summary: the class token after the final norm (``pooler_output``)."""
         run = functools.partial(self.model, pixel_values=pixels)
-        tokens = select_hidden_state(run, self.layer, self.final_norm, self.model.norm)
-        return tokens[:, self.num_prefix_tokens :]  # B, 1 + R + N, D -> B, N, D
+        tokens, summary = select_hidden_and_pooled(run, self.layer, self.final_norm, self.model.norm)
+        return tokens[:, self.num_prefix_tokens :], summary  # B, 1 + R + N, D -> B, N, D

@@ -103,8 +103,18 @@ def select_hidden_state(
     ``run(**kwargs)`` calls the model; HF ``hidden_states`` hold the embeddings and then the output
     of every block, so block ``i`` is ``hidden_states[i + 1]``.
     """
+    return select_hidden_and_pooled(run, layer, final_norm, norm)[0]
+
+
+def select_hidden_and_pooled(
+    run: Callable[..., Any], layer: int, final_norm: bool, norm: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`select_hidden_state`'s tokens and the model's ``pooler_output`` (of its last block,
+    whatever ``layer``; None for a model without a pooling head) from one forward pass."""
     if layer == -1 and final_norm:
-        return run().last_hidden_state
-    hidden = run(output_hidden_states=True).hidden_states
+        out = run()
+        return out.last_hidden_state, getattr(out, "pooler_output", None)
+    out = run(output_hidden_states=True)
+    hidden = out.hidden_states
     x = hidden[layer + 1] if layer >= 0 else hidden[layer]
-    return norm(x) if final_norm else x
+    return (norm(x) if final_norm else x), getattr(out, "pooler_output", None)

@@ -6,7 +6,8 @@ pre-patchified pixels with an attention mask and per-image grid shapes, and the 
 ones (e.g. ``google/siglip2-so400m-patch16-256``), stored as SigLIP (v1) ``SiglipVisionModel``
 checkpoints that take a plain image. Both are handled here; the architecture is read from the
 checkpoint's config. Features are the last hidden state after ``post_layernorm``; SigLIP has no
-class or register tokens, so every token is a patch.
+class or register tokens, so every token is a patch. The summary is the attention-pooled output of
+the MAP head (``pooler_output``), when the checkpoint has the head.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from glmkit.models.teachers.hf_loading import (
     load_pretrained,
     pick_source,
     resolve_source,
-    select_hidden_state,
+    select_hidden_and_pooled,
 )
 from glmkit.nn.patch_embed import patchify_pixels
 
@@ -121,14 +122,20 @@ class SigLIP2Teacher(Teacher):
             dtype=dtype,
         )
         self.naflex = naflex
+        self.native_size = native
         # SigLIP v1 has a fixed position table; other sizes need its interpolation
         self.interpolate_pos_encoding = not naflex and self.image_size != native
 
     def encode(self, pixels: Tensor) -> Tensor:
         """Normalised pixels -> every output token (SigLIP has no prefix tokens)."""
+        return self.encode_with_summary(pixels)[0]
+
+    def encode_with_summary(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Every output token and the summary: the attention-pooled (MAP head) output, the image
+        embedding SigLIP2 is trained with (None when the model has no head, ``vision_use_head``)."""
         if self.naflex:
             b = pixels.shape[0]
-            h, w = self.grid_size
+            h, w = pixels.shape[-2] // self.patch_size, pixels.shape[-1] // self.patch_size
             run = functools.partial(
                 self.model,
                 pixel_values=patchify_pixels(
@@ -139,7 +146,6 @@ class SigLIP2Teacher(Teacher):
                 spatial_shapes=torch.tensor([[h, w]], dtype=torch.long, device=pixels.device).expand(b, 2),
             )
         else:
-            run = functools.partial(
-                self.model, pixel_values=pixels, interpolate_pos_encoding=self.interpolate_pos_encoding
-            )
-        return select_hidden_state(run, self.layer, self.final_norm, self.model.post_layernorm)
+            interpolate = self.interpolate_pos_encoding or pixels.shape[-1] != self.native_size
+            run = functools.partial(self.model, pixel_values=pixels, interpolate_pos_encoding=interpolate)
+        return select_hidden_and_pooled(run, self.layer, self.final_norm, self.model.post_layernorm)

@@ -143,3 +143,12 @@ class TimmTeacher(Teacher):
             pixels, indices=[self.layer], norm=self.final_norm, output_fmt="NLC", intermediates_only=True
         )
         return tokens
+
+    def encode_with_summary(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Patch tokens and the summary: the model's pooled pre-logits (class token, average or MAP
+        pooling, as its ``global_pool`` says), computed from the final features."""
+        if self.layer != -1 or not self.final_norm:
+            return self.encode(pixels), None  # the pooled output needs the final features
+        features = self.model.forward_features(pixels)  # B, P + N, D
+        summary = self.model.forward_head(features, pre_logits=True)  # B, D
+        return features[:, self.num_prefix_tokens :], summary
