@@ -94,11 +94,33 @@ def _check_stage2(run_root: Path) -> None:
     check_exported_towers(run_dir, "logs/version_*/checkpoints/*step=200.ckpt")
 
 
+def _check_rl(run_root: Path) -> None:
+    from glmkit.models.vlm import VisionLanguageModel
+
+    run_dir = run_root / "quickstart_rl"
+    rows = _read_metrics(run_dir)
+    steps = [r for r in rows if r.get("reward/mean")]
+    assert len(steps) == 5, len(steps)  # one rollout batch per GRPO step, logged
+    for key in ("reward/counting/mean", "reward/ocr/mean", "reward/grounding/mean", "pass@4/counting"):
+        assert any(r.get(key) for r in steps), key  # per-source reward and pass@k
+    for key in ("response_length/mean", "deferred/count", "verifier_failures/count", "train/loss"):
+        assert all(r.get(key) for r in steps), key
+    assert max(float(r["reward/mean"]) for r in steps) > 0  # the warm-started policy earns reward
+    (val,) = [float(r["val/reward/mean"]) for r in rows if r.get("val/reward/mean")]
+    assert val > 0, val  # held-out greedy answers after RL earn reward (OCR's edit distance at least)
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["rollout_state"]
+    assert state["step"] == 5 and state["version"] == 5  # rollout position and policy version saved
+    policy = VisionLanguageModel.from_pretrained(run_dir / "policy")
+    assert policy.image_token_id > 0 and (run_dir / "policy" / "tokenizer.json").is_file()
+    assert (run_dir / "metrics.png").stat().st_size > 10_000
+
+
 #: What each shipped quickstart must leave behind and show; a new quickstart adds its check here.
 QUICKSTART_CHECKS = {
     "stage1_tiny.yaml": _check_stage1,
     "stage2_tiny.yaml": _check_stage2,
     "vlm_tiny.yaml": _check_vlm,
+    "rl_tiny.yaml": _check_rl,
 }
 
 

@@ -3,6 +3,7 @@
 from glmkit.stages.base import STAGES, Stage, seed_for
 from glmkit.stages.export import Export, ExportEncoder, ExportVLM
 from glmkit.stages.mim_distill import MIMDistill
+from glmkit.stages.multitask_rl import MultiTaskRL, TaskPrompts
 from glmkit.stages.plots import PlotMetrics
 from glmkit.stages.seeding import Reseed
 from glmkit.stages.skips import SkippedSamples
@@ -13,9 +14,11 @@ __all__ = [
     "ExportEncoder",
     "ExportVLM",
     "MIMDistill",
+    "MultiTaskRL",
     "PlotMetrics",
     "Reseed",
     "SkippedSamples",
     "Stage",
+    "TaskPrompts",
     "seed_for",
 ]

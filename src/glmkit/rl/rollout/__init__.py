@@ -8,6 +8,10 @@ and reused; batch construction overlaps with the next rollout. The pieces, one p
   :class:`RolloutRequest`, :class:`SamplingParams` and :class:`Completion`: submit with a
   completion callback, abort, weight versions;
 - :mod:`~.simulated`: :class:`SimulatedEngine`, seeded log-normal latencies, no model;
+- :mod:`~.inprocess`: :class:`InProcessEngine` (``transformers``), batched generation on the
+  in-process policy, and :class:`ChatPrompts`, a sample's prompt for generation and teacher forcing;
+- :mod:`~.server`: :class:`OpenAIServerEngine` (``openai_server``), rollouts on a vLLM / SGLang /
+  OpenAI-compatible server with policy weight push;
 - :mod:`~.reward`: :class:`CompletionReward`, the per-request reward protocol the reward system
   satisfies, and :class:`RewardFunction` for a plain function;
 - :mod:`~.group`: :class:`ScoredSample` and :class:`RolloutGroup`, the records and their
@@ -18,8 +22,7 @@ and reused; batch construction overlaps with the next rollout. The pieces, one p
 - :mod:`~.pipeline`: :class:`RolloutPipeline`, rollouts running ahead of training;
 - :mod:`~.virtual_time`: :func:`run_virtual`, an event loop on a virtual clock for exact tests.
 
-Nothing here imports Lightning or a model; the in-process (transformers) and OpenAI-server
-engines implement :class:`RolloutEngine` where the policy lives.
+Nothing here imports Lightning; only :mod:`~.inprocess` runs a model.
 """
 
 from glmkit.rl.rollout.abort import EarlyAbort
@@ -33,17 +36,22 @@ from glmkit.rl.rollout.engine import (
     SamplingParams,
 )
 from glmkit.rl.rollout.group import RolloutGroup, ScoredSample
+from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine
 from glmkit.rl.rollout.pipeline import RolloutPipeline
 from glmkit.rl.rollout.reward import CompletionReward, RewardFunction, reward_value, score_completion
 from glmkit.rl.rollout.scheduler import RolloutScheduler
+from glmkit.rl.rollout.server import OpenAIServerEngine, VLLMWeightLoader, WeightUpdateError
 from glmkit.rl.rollout.simulated import SimulatedEngine
 from glmkit.rl.rollout.virtual_time import VirtualTimeLoop, run_virtual
 
 __all__ = [
     "ROLLOUT_ENGINES",
+    "ChatPrompts",
     "Completion",
     "CompletionReward",
     "EarlyAbort",
+    "InProcessEngine",
+    "OpenAIServerEngine",
     "PromptCache",
     "RewardFunction",
     "RolloutBatch",
@@ -55,6 +63,8 @@ __all__ = [
     "SamplingParams",
     "ScoredSample",
     "SimulatedEngine",
+    "VLLMWeightLoader",
+    "WeightUpdateError",
     "VirtualTimeLoop",
     "reward_value",
     "run_virtual",

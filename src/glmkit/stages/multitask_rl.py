@@ -1,0 +1,658 @@
+"""Multi-task multimodal RL (GLM-5V-Turbo sections 2.3-2.4): rollouts, verifier rewards, GRPO, one loop.
+
+Each training step of :class:`MultiTaskRL` is the report's RL data flow:
+
+1. **Roll out.** :class:`~glmkit.rl.rollout.RolloutPipeline` draws prompts from the gym's task
+   mixture (:class:`TaskPrompts`: categories with per-category weights, every sample tagged with
+   its source) and issues ``group_size`` requests per prompt to the rollout engine
+   (:class:`~glmkit.rl.rollout.inprocess.InProcessEngine` by default). Each finished request is
+   scored at once by the reward system (its completion callback); the step stops early once
+   ``complete_fraction`` of the groups is done, and unfinished or surplus groups go to the
+   :class:`~glmkit.rl.rollout.PromptCache`, which is saved in checkpoints and restored on resume.
+2. **Advantages.** The algorithm (registry ``rl_algorithms``; GRPO by default) turns the rewards
+   into per-sample advantages, grouped by prompt id; ``drop_uninformative`` applies DAPO's dynamic
+   sampling (all-equal groups are dropped).
+3. **Micro-batches.** :func:`glmkit.data.packing.plan_microbatches` packs the samples jointly over
+   LLM tokens and ViT patches, balanced across data-parallel ranks.
+4. **Loss.** Per micro-batch the policy's token log-probabilities are recomputed by teacher
+   forcing (:func:`~glmkit.rl.rollout.inprocess.token_logprobs`, the same prompt rendering as the
+   rollout) and fed to the policy loss (:mod:`glmkit.losses.policy`; its ``beta`` weighs a KL term
+   to a frozen reference policy, kept on the CPU in :class:`~glmkit.models.frozen.FrozenModels` and
+   moved to the accelerator only for its forward). Gradients accumulate over the micro-batches;
+   one optimizer step follows.
+5. **Weights.** The new weights go to the engine (in-process: the same module, so only the version
+   moves; a server engine receives the state dict through its weight-update API).
+
+Per-source metrics (:func:`glmkit.rl.metrics.rollout_metrics`: mean reward, pass@k, response
+length, aborts and deferrals, verifier failures), the loss terms and the packing balance are
+logged through Lightning's loggers; :class:`~glmkit.stages.PlotMetrics` draws them, and
+:class:`~glmkit.stages.export.ExportVLM` exports the trained policy (:meth:`MultiTaskRL.export`).
+
+``warmup_sft_steps`` first fine-tunes the policy on the categories' reference answers (a short
+SFT): it lets the offline quickstart start RL from a policy that already answers in the tasks'
+format without another run's checkpoint. Multi-step (tool-using) categories need episode rollouts,
+which this stage does not run yet; it refuses them by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+import time
+from collections import defaultdict
+from collections.abc import Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lightning.pytorch as pl
+import torch
+from jsonargparse import lazy_instance
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from glmkit.data.packing import PackItem, plan_microbatches
+from glmkit.losses.policy import ClippedPolicyLoss
+from glmkit.models.frozen import FrozenModels
+from glmkit.optim import MuonAdamW, OptimizerBuilder
+from glmkit.rl.algorithms import GRPO, AdvantageEstimator, informative_groups
+from glmkit.rl.gym.mix import TaskMix
+from glmkit.rl.rollout import (
+    CompletionReward,
+    RolloutEngine,
+    RolloutPipeline,
+    RolloutRequest,
+    RolloutScheduler,
+    SamplingParams,
+    ScoredSample,
+    score_completion,
+)
+from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine, token_logprobs
+from glmkit.scoring import Sample
+from glmkit.stages.base import STAGES, Stage
+
+T = TypeVar("T")
+ROLLOUT_STATE = "rollout_state"
+
+
+# ------------------------------------------------------------------------------------ data
+class TaskPrompts(pl.LightningDataModule):
+    """The RL stage's data: the training task mix, an optional held-out mix, the reward settings.
+
+    The training loader yields step numbers (the rollout makes the real batch); the validation
+    loader yields one item when ``held_out`` is given, on which the stage scores greedy answers to
+    ``held_out_size`` held-out prompts.
+
+    Args:
+        tasks: the training categories and their weights (:class:`~glmkit.rl.gym.mix.TaskMix`).
+        held_out: held-out prompts (the same categories, another seed or ``stream``), or None.
+        held_out_size: held-out prompts scored per validation.
+        reward: extra arguments of the reward system (``on_failure``, ``process_verifiers``, ...).
+    """
+
+    def __init__(
+        self,
+        tasks: TaskMix,
+        held_out: TaskMix | None = None,
+        held_out_size: int = 32,
+        reward: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if held_out_size < 1:
+            raise ValueError(f"held_out_size must be >= 1, got {held_out_size}")
+        multi = [c.name for c in tasks.categories if c.multi_step]
+        if multi:
+            raise ValueError(
+                f"TaskPrompts: categories {multi} are multi-step (tool-using); the RL stage rolls out "
+                "single-step tasks only, remove them from data.init_args.tasks"
+            )
+        self.tasks = tasks
+        self.held_out = held_out
+        self.held_out_size = int(held_out_size)
+        self.reward_args = dict(reward or {})
+
+    def reward_system(self) -> Any:
+        """The reward system routing the training categories to their verifiers."""
+        return self.tasks.reward_system(**self.reward_args)
+
+    def held_out_samples(self) -> list[Sample]:
+        """The first ``held_out_size`` held-out prompts."""
+        if self.held_out is None:
+            return []
+        return self.held_out[: min(self.held_out_size, len(self.held_out))]
+
+    def train_dataloader(self) -> DataLoader:
+        """Step numbers; each training step rolls out its own batch."""
+        return DataLoader(range(1 << 30), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        """One item per validation when ``held_out`` is set, else none."""
+        return DataLoader(range(1 if self.held_out is not None else 0), batch_size=None)
+
+
+# ------------------------------------------------------------------------------------ policy
+def load_processor(path: str | Path) -> Any:
+    """The processor saved in a policy directory: a :class:`~glmkit.models.vlm_processor.VLMProcessor`
+    when its config is there, else the transformers tokenizer."""
+    from glmkit.models.vlm_processor import CONFIG_NAME, VLMProcessor
+
+    if (Path(path) / CONFIG_NAME).is_file():
+        return VLMProcessor.from_pretrained(path)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_policy(path: str | Path) -> tuple[nn.Module, Any]:
+    """A policy and its processor from a ``save_pretrained`` directory: a glmkit VLM (with its
+    MTP layers ignored) when ``vlm_config.json`` is there, else a transformers causal LM."""
+    from glmkit.models.vlm import VLM_CONFIG_NAME, VisionLanguageModel
+
+    if (Path(path) / VLM_CONFIG_NAME).is_file():
+        return VisionLanguageModel.from_pretrained(path), load_processor(path)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path)), load_processor(path)
+
+
+async def held_out_rewards(
+    engine: RolloutEngine,
+    reward: CompletionReward,
+    samples: Sequence[Sample],
+    params: SamplingParams,
+    answers_per_sample: int = 1,
+) -> dict[str, list[float]]:
+    """Score ``answers_per_sample`` answers per held-out sample (NaN for a failed request),
+    grouped by source."""
+    futures = [
+        engine.submit(RolloutRequest(f"held-out/{i}", k, s, params))
+        for i, s in enumerate(samples)
+        for k in range(answers_per_sample)
+    ]
+    completions = await asyncio.gather(*futures)
+    scored = await asyncio.gather(*(score_completion(reward, c) for c in completions))
+    out: dict[str, list[float]] = defaultdict(list)
+    for completion, sample in zip(completions, scored, strict=True):
+        failed = completion.finish_reason == "error"
+        out[completion.request.sample.source].append(math.nan if failed else sample.reward)
+    return dict(out)
+
+
+def sft_warm_start(
+    policy: nn.Module,
+    prompts: ChatPrompts,
+    tasks: TaskMix,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    stop_token_id: int,
+    offset: int = 0,
+) -> list[float]:
+    """Fine-tune ``policy`` for ``steps`` AdamW steps on the categories' reference answers
+    (``category.oracle(sample)`` followed by ``stop_token_id``); returns the losses."""
+    categories = {c.name: c for c in tasks.categories}
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    device = next(policy.parameters()).device
+    tokenizer = prompts.tokenizer
+    losses = []
+    was_training = policy.training
+    policy.train()
+    for step in range(steps):
+        samples = [tasks[(offset + step * batch_size + j) % len(tasks)] for j in range(batch_size)]
+        answers = [categories[s.category].oracle(s) for s in samples]
+        responses = [[*tokenizer.encode(a, add_special_tokens=False), stop_token_id] for a in answers]
+        batch, ids, mask = prompts.teacher_forcing_batch(samples, responses)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logp = token_logprobs(policy, batch, ids.to(device), mask.to(device))
+        loss = -logp.sum() / mask.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    policy.train(was_training)
+    return losses
+
+
+# ------------------------------------------------------------------------------------ stage
+@STAGES.register("multitask_rl")
+class MultiTaskRL(Stage):
+    """Multi-task RL of a VLM or causal LM with verifier rewards (module docstring).
+
+    Args:
+        policy: the policy module (a glmkit VLM or transformers causal LM), or a ``save_pretrained``
+            directory (the VLM quickstart's ``runs/quickstart_vlm/vlm``).
+        processor: the policy's :class:`~glmkit.models.vlm_processor.VLMProcessor` (or a
+            tokenizer); None loads it from the ``policy`` directory.
+        engine: the rollout engine; an :class:`InProcessEngine` is attached to the policy itself
+            (None: ``InProcessEngine()``).
+        algorithm: the advantage estimator (registry ``rl_algorithms``; None: ``GRPO()``).
+        loss: the policy loss (its ``beta`` > 0 needs ``reference``); None: ``ClippedPolicyLoss()``
+            (DAPO's clip-higher and token-mean defaults).
+        group_size: samples per prompt.
+        groups_per_step: prompt groups per training step.
+        oversample: extra groups issued per step (complete surplus ones are cached).
+        complete_fraction: early abort once this fraction of the groups is complete.
+        step_timeout_s: early abort after this many seconds (once a group is complete).
+        max_staleness: the prompt cache's age cap in policy versions.
+        max_new_tokens, temperature, top_p, stop: the rollout's sampling parameters.
+        reference: the KL reference policy: None, ``"initial"`` (a frozen copy of the policy RL
+            starts from; after a resume, of the resumed policy) or a ``save_pretrained`` directory.
+        reference_offload: keep the reference on the CPU between its forwards.
+        drop_uninformative: drop groups whose rewards are all equal before the loss.
+        max_text_tokens, max_vit_patches: per-micro-batch caps of the joint packing.
+        pass_k: the k values of the logged pass@k (each at most ``group_size``).
+        max_grad_norm: gradient clipping (0: none).
+        warmup_sft_steps: steps of SFT on the tasks' reference answers before RL (0: none).
+        warmup_sft_lr, warmup_sft_batch_size: that SFT's AdamW learning rate and batch size.
+        optimization: optimizer and schedule of the RL updates.
+        seed: seed of the prompt order and the sampling.
+    """
+
+    def __init__(
+        self,
+        policy: nn.Module | str,
+        processor: Any = None,
+        engine: RolloutEngine | None = None,
+        algorithm: AdvantageEstimator | None = None,
+        loss: ClippedPolicyLoss | None = None,
+        group_size: int = 8,
+        groups_per_step: int = 8,
+        oversample: int = 0,
+        complete_fraction: float = 1.0,
+        step_timeout_s: float | None = None,
+        max_staleness: int | None = 2,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: list[str] | None = None,
+        reference: str | None = None,
+        reference_offload: bool = True,
+        drop_uninformative: bool = False,
+        max_text_tokens: int = 8192,
+        max_vit_patches: int = 65536,
+        pass_k: list[int] | None = None,
+        max_grad_norm: float = 1.0,
+        warmup_sft_steps: int = 0,
+        warmup_sft_lr: float = 3e-3,
+        warmup_sft_batch_size: int = 8,
+        optimization: OptimizerBuilder = lazy_instance(MuonAdamW, lr=1e-5),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_component_hparams(["policy", "processor", "engine", "algorithm", "loss", "optimization"])
+        engine = engine if engine is not None else InProcessEngine()
+        algorithm = algorithm if algorithm is not None else GRPO()
+        loss = loss if loss is not None else ClippedPolicyLoss()
+        self.automatic_optimization = False  # one rollout batch: several micro-batches, one step
+        pass_k = list(pass_k or [1])
+        if any(k < 1 or k > group_size for k in pass_k):
+            raise ValueError(f"each pass_k must be in 1..group_size={group_size}, got {pass_k}")
+        if loss.beta > 0 and reference is None:
+            raise ValueError(
+                f"loss.beta={loss.beta} weighs a KL term to a reference policy; set reference: initial "
+                "(a frozen copy of the starting policy) or a directory, or beta: 0"
+            )
+        if warmup_sft_steps < 0:
+            raise ValueError(f"warmup_sft_steps must be >= 0, got {warmup_sft_steps}")
+        if isinstance(policy, str | Path):
+            policy, loaded = load_policy(policy)
+            processor = processor if processor is not None else loaded
+        if processor is None:
+            raise ValueError("MultiTaskRL needs the policy's processor when the policy is a module")
+        if isinstance(processor, str | Path):
+            processor = load_processor(processor)
+        self.policy = policy
+        self.processor = processor
+        self.prompts = ChatPrompts(processor)
+        self.engine = engine
+        self.algorithm = algorithm
+        self.loss = loss
+        self.group_size = group_size
+        self.groups_per_step = groups_per_step
+        self.oversample = oversample
+        self.complete_fraction = complete_fraction
+        self.step_timeout_s = step_timeout_s
+        self.max_staleness = max_staleness
+        self.params = SamplingParams(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=tuple(stop or ())
+        )
+        self.reference_spec = reference
+        self.reference_offload = reference_offload
+        self.reference: FrozenModels[nn.Module] | None = None
+        self.drop_uninformative = drop_uninformative
+        self.max_text_tokens = max_text_tokens
+        self.max_vit_patches = max_vit_patches
+        self.pass_k = pass_k
+        self.max_grad_norm = max_grad_norm
+        self.warmup_sft_steps = warmup_sft_steps
+        self.warmup_sft_lr = warmup_sft_lr
+        self.warmup_sft_batch_size = warmup_sft_batch_size
+        self.optimization = optimization
+        self.seed = seed
+        if isinstance(engine, InProcessEngine) and engine.model is None:
+            engine.attach(self.policy, processor)
+        self.pipeline: RolloutPipeline | None = None
+        self.reward: Any = None
+        self.warm_started = warmup_sft_steps == 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._restored: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------------------- plumbing
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the stage's event loop (rollouts and rewards live there)."""
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coro)
+
+    def _datamodule(self) -> TaskPrompts:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not isinstance(datamodule, TaskPrompts):
+            raise TypeError(
+                f"MultiTaskRL reads its prompts from data: glmkit.stages.multitask_rl.TaskPrompts, got "
+                f"{type(datamodule).__name__}"
+            )
+        return datamodule
+
+    def setup_rollout(self, datamodule: TaskPrompts) -> None:
+        """Build the reward system, the scheduler and the pipeline (and the reference policy)."""
+        self.reward = datamodule.reward_system()
+        scheduler = RolloutScheduler(
+            self.engine,
+            self.reward,
+            datamodule.tasks,
+            group_size=self.group_size,
+            groups_per_step=self.groups_per_step,
+            oversample=self.oversample,
+            complete_fraction=self.complete_fraction,
+            step_timeout_s=self.step_timeout_s,
+            max_staleness=self.max_staleness,
+            params=self.params,
+            seed=self.seed,
+        )
+        # the in-process engine generates with the module being trained: no rollout may run ahead
+        ahead = 0 if isinstance(self.engine, InProcessEngine) else 1
+        self.pipeline = RolloutPipeline(scheduler, max_ahead=ahead)
+        if self._restored is not None:
+            self.pipeline.load_state_dict(self._restored[ROLLOUT_STATE])
+            if isinstance(self.engine, InProcessEngine):
+                self.engine.batches = int(self._restored.get("engine_batches", 0))
+            self._restored = None
+
+    def build_reference(self) -> None:
+        """The frozen reference policy, on the CPU between uses when ``reference_offload``."""
+        if self.reference_spec is None:
+            return
+        if self.reference_spec == "initial":
+            model = copy.deepcopy(self.policy)
+        else:
+            model = load_policy(self.reference_spec)[0]
+        self.reference = FrozenModels({"reference": model}, offload=self.reference_offload)
+
+    def push_weights(self) -> None:
+        """Give the engine the weights of the optimizer step just taken (version = ``global_step``)."""
+        assert self.pipeline is not None
+        weights: Any
+        if isinstance(self.engine, InProcessEngine):  # the same module: only the version moves
+            same = self.engine.model is self.policy
+            weights = None if same else {k: v.detach() for k, v in self.policy.state_dict().items()}
+        else:  # a server engine saves the policy (save_pretrained) and has its server load it
+            weights = self.policy
+        self._run(self.pipeline.update_weights(self.global_step, weights))
+
+    # ----------------------------------------------------------------------------- lightning
+    def on_fit_start(self) -> None:
+        """Build the rollout machinery (the checkpoint's cache and position restored)."""
+        self.setup_rollout(self._datamodule())
+
+    def on_fit_end(self) -> None:
+        """Stop the rollout producer and the engine; close the event loop."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop the rollout producer and the engine and close the stage's event loop (a later
+        :meth:`evaluate` opens a new one)."""
+        if self._loop is not None and not self._loop.is_closed():
+            if self.pipeline is not None:
+                self._run(self.pipeline.close())
+            self._run(self.engine.close())
+            self._loop.close()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save the rollout position, the prompt cache and the engine's sampling counter."""
+        if self.pipeline is not None:
+            checkpoint[ROLLOUT_STATE] = self.pipeline.state_dict()
+        elif self._restored is not None:
+            checkpoint[ROLLOUT_STATE] = self._restored[ROLLOUT_STATE]
+        checkpoint["warm_started"] = self.warm_started
+        if isinstance(self.engine, InProcessEngine):
+            checkpoint["engine_batches"] = self.engine.batches
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the rollout state for :meth:`setup_rollout` (the pipeline does not exist yet)."""
+        self.warm_started = bool(checkpoint.get("warm_started", True))
+        if ROLLOUT_STATE in checkpoint:
+            self._restored = {
+                ROLLOUT_STATE: checkpoint[ROLLOUT_STATE],
+                "engine_batches": checkpoint.get("engine_batches", 0),
+            }
+            if self.pipeline is not None:  # restored after fit start: apply now
+                self.pipeline = None
+                self.setup_rollout(self._datamodule())
+
+    def warm_start(self) -> None:
+        """The optional SFT on the tasks' reference answers, once per run (not again on resume)."""
+        if self.warm_started:
+            return
+        start = time.perf_counter()
+        stop = self.prompts.stop_token_ids()[0]
+        tasks = self._datamodule().tasks
+        losses = sft_warm_start(
+            self.policy,
+            self.prompts,
+            tasks,
+            steps=self.warmup_sft_steps,
+            batch_size=self.warmup_sft_batch_size,
+            lr=self.warmup_sft_lr,
+            stop_token_id=stop,
+            offset=len(tasks) // 2,  # away from the first prompts RL visits in epoch order
+        )
+        self.warm_started = True
+        rank_zero_info(
+            f"warm start: {self.warmup_sft_steps} SFT steps, loss {losses[0]:.3f} -> {losses[-1]:.3f} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        """Roll out, score, take advantages, pack, one policy update, push the weights."""
+        self.warm_start()
+        if self.reference_spec is not None and self.reference is None:
+            self.build_reference()  # after the warm start: "initial" is the policy RL starts from
+        assert self.pipeline is not None
+        rollout = self._run(self.pipeline.next_batch())
+        if rollout is None:  # every epoch rolled out
+            return None
+        samples = rollout.samples
+        metrics = rollout.metrics(ks=self.pass_k)
+        rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
+        group_ids = [s.prompt_id for s in samples]
+        keep = torch.ones(len(samples), dtype=torch.bool)
+        if self.drop_uninformative:
+            kept = informative_groups(rewards, group_ids)
+            keep, metrics["dynamic_sampling/dropped_groups"] = kept.keep, float(kept.dropped_groups)
+        advantages = self.algorithm(rewards, group_ids)
+        prompts = {g.prompt_id: g.sample for g in rollout.groups}
+        chosen = [i for i in range(len(samples)) if keep[i] and self.response_ids(samples[i])]
+        loss = self.update(samples, chosen, prompts, advantages, metrics)
+        self.push_weights()
+        if self.reward is not None and hasattr(self.reward, "log_dict"):
+            metrics.update(self.reward.log_dict())
+        self.log_dict(metrics, batch_size=1, on_step=True, on_epoch=False)
+        self.log("reward", metrics.get("reward/mean", math.nan), prog_bar=True, logger=False, batch_size=1)
+        return loss
+
+    def update(
+        self,
+        samples: Sequence[ScoredSample],
+        chosen: Sequence[int],
+        prompts: Mapping[str, Sample],
+        advantages: Tensor,
+        metrics: dict[str, float],
+    ) -> Tensor:
+        """Pack ``chosen`` samples into micro-batches, accumulate the loss, one optimizer step."""
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        optimizer.zero_grad()
+        total = torch.zeros(())
+        if len(chosen) >= self.trainer.world_size:  # every rank needs a micro-batch; else no update
+            items = self.pack_items(samples, chosen, prompts)
+            plan = plan_microbatches(
+                items,
+                max_text_tokens=self.max_text_tokens,
+                max_vit_patches=self.max_vit_patches,
+                dp_size=self.trainer.world_size,
+                min_microbatches_per_rank=1,
+            )
+            metrics.update(plan.balance())
+            mine = plan.steps[0][self.global_rank]
+            tokens = sum(len(self.response_ids(samples[chosen[i]])) for mb in plan.microbatches() for i in mb)
+            sums: dict[str, float] = defaultdict(float)
+            for micro in mine:
+                rows = [chosen[i] for i in micro]
+                out = self.micro_batch_loss(samples, rows, prompts, advantages, tokens)
+                scale = 1.0 if self.loss.loss_type == "dapo" else 1.0 / len(mine)
+                self.manual_backward(out.loss * scale)
+                total = total + out.loss.detach().cpu() * scale
+                for key, value in out.metrics.items():
+                    sums[key] += float(value) / len(mine)
+            metrics.update({f"train/{k}": v for k, v in sums.items()})
+        if self.max_grad_norm > 0:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        metrics["train/loss"] = float(total)
+        metrics["train/samples"] = float(len(chosen))
+        return total
+
+    def response_ids(self, sample: ScoredSample) -> list[int]:
+        """The response's token ids: the engine's, else the text tokenized again (with the stop
+        token when it stopped), for servers that return text only."""
+        if sample.token_ids is None:
+            tokenizer = self.prompts.tokenizer
+            ids = tokenizer.encode(sample.response, add_special_tokens=False)
+            stop = [self.prompts.stop_token_ids()[0]] if sample.finish_reason == "stop" else []
+            sample.token_ids, sample.logprobs = [*ids, *stop], None
+        return list(sample.token_ids)
+
+    def pack_items(
+        self, samples: Sequence[ScoredSample], chosen: Sequence[int], prompts: Mapping[str, Sample]
+    ) -> list[PackItem]:
+        """One :class:`PackItem` per chosen sample: prompt + response tokens, each image's patches."""
+        sizes: dict[str, tuple[int, tuple[int, ...]]] = {}
+        items = []
+        for i in chosen:
+            sample = samples[i]
+            if sample.prompt_id not in sizes:
+                encoded = self.prompts.encode([prompts[sample.prompt_id]], padding_side="right")
+                grid = encoded.get("grid_thw")
+                patches = tuple(int(t * h * w) for t, h, w in grid.tolist()) if grid is not None else ()
+                sizes[sample.prompt_id] = (int(encoded["input_ids"].shape[1]), patches)
+            length, patches = sizes[sample.prompt_id]
+            items.append(PackItem(length + len(self.response_ids(sample)), patches, sample.prompt_id))
+        return items
+
+    def micro_batch_loss(
+        self,
+        samples: Sequence[ScoredSample],
+        rows: Sequence[int],
+        prompts: Mapping[str, Sample],
+        advantages: Tensor,
+        num_tokens: int,
+    ) -> Any:
+        """The policy loss of one micro-batch (old log-probs from the engine when it gave them)."""
+        chosen = [samples[i] for i in rows]
+        responses = [self.response_ids(s) for s in chosen]
+        batch, ids, mask = self.prompts.teacher_forcing_batch(
+            [prompts[s.prompt_id] for s in chosen], responses
+        )
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        temperature = self.params.temperature
+        logp = token_logprobs(self.policy, batch, ids, mask, temperature)
+        old = logp.detach().clone()
+        for b, s in enumerate(chosen):
+            if s.logprobs is not None and len(s.logprobs) == len(responses[b]):
+                old[b, : len(responses[b])] = torch.tensor(s.logprobs, dtype=old.dtype, device=old.device)
+        ref = None
+        if self.reference is not None:
+            with torch.no_grad(), self.reference.on(self.device) as frozen:
+                ref = token_logprobs(frozen["reference"], batch, ids, mask, temperature)
+        adv = advantages[list(rows)].to(self.device, logp.dtype)
+        return self.loss(
+            logp,
+            old,
+            adv,
+            mask,
+            ref_logprobs=ref,
+            num_items_in_batch=num_tokens,
+            world_size=self.trainer.world_size,
+        )
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Greedy answers to the held-out prompts, mean reward per source (``val/reward/<src>/mean``)."""
+        datamodule = self._datamodule()
+        rewards = self.evaluate(datamodule.held_out_samples())
+        values = [v for vs in rewards.values() for v in vs if not math.isnan(v)]
+        logged = {f"val/reward/{src}/mean": _mean(vs) for src, vs in rewards.items()}
+        logged["val/reward/mean"] = _mean(values)
+        self.log_dict(logged, batch_size=1)
+
+    def evaluate(
+        self, samples: Sequence[Sample], temperature: float = 0.0, answers_per_sample: int = 1
+    ) -> dict[str, list[float]]:
+        """Held-out rewards per source (NaN for a failed request): greedy answers by default, or
+        ``answers_per_sample`` samples at ``temperature`` (the policy's expected reward)."""
+        if not samples:
+            return {}
+        if self.reward is None:
+            self.reward = self._datamodule().reward_system()
+        params = SamplingParams(
+            max_new_tokens=self.params.max_new_tokens,
+            temperature=temperature,
+            top_p=self.params.top_p,
+            stop=self.params.stop,
+        )
+        return self._run(held_out_rewards(self.engine, self.reward, samples, params, answers_per_sample))
+
+    def export(self, directory: str | Path, processor: Any = None) -> Path:
+        """Write the policy with ``save_pretrained`` and its processor (default: the stage's) beside
+        it; :class:`~glmkit.stages.export.ExportVLM` calls this when fit ends."""
+        directory = Path(directory)
+        processor = processor if processor is not None else self.processor
+        if hasattr(self.policy, "vlm_config"):
+            self.policy.save_pretrained(directory, processor=processor)
+        else:
+            self.policy.save_pretrained(str(directory))
+            processor.save_pretrained(str(directory))
+        return directory
+
+
+def _mean(values: Sequence[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+__all__ = [
+    "MultiTaskRL",
+    "TaskPrompts",
+    "held_out_rewards",
+    "load_policy",
+    "load_processor",
+    "sft_warm_start",
+]
