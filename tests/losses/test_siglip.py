@@ -83,6 +83,15 @@ def test_initialisation_and_the_registered_family() -> None:
     assert set(EXCHANGES) == {"bidirectional", "all_gather"}
 
 
+def test_scale_and_bias_are_vectors_fsdp_can_flatten_and_old_scalars_still_load() -> None:
+    loss = SigLIPLoss()
+    # FSDP flattens every parameter and refuses 0-d ones
+    assert loss.logit_scale.shape == loss.logit_bias.shape == (1,)
+    old = {"logit_scale": torch.tensor(1.5), "logit_bias": torch.tensor(-2.0)}  # written as 0-d scalars
+    loss.load_state_dict(old)
+    assert loss.logit_scale.tolist() == [1.5] and loss.logit_bias.tolist() == [-2.0]
+
+
 def test_built_from_a_recipe_spec() -> None:
     from glmkit.config import instantiate
 

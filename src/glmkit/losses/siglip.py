@@ -40,6 +40,7 @@ from __future__ import annotations
 import difflib
 import math
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -96,8 +97,17 @@ class SigLIPLoss(ContrastiveLoss):
         super().__init__()
         self.exchange = _check_exchange(exchange)
         self.chunk_size = _check_chunk_size(chunk_size)
-        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
-        self.logit_bias = nn.Parameter(torch.tensor(float(init_logit_bias)))
+        # one-element vectors, not 0-d scalars: FSDP flattens parameters and refuses 0-d ones
+        self.logit_scale = nn.Parameter(torch.tensor([float(init_logit_scale)]))
+        self.logit_bias = nn.Parameter(torch.tensor([float(init_logit_bias)]))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints written before the parameters became one-element vectors hold 0-d scalars
+        for name in ("logit_scale", "logit_bias"):
+            value = state_dict.get(prefix + name)
+            if value is not None and value.dim() == 0:
+                state_dict[prefix + name] = value.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def temperature(self) -> Tensor:
