@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
@@ -19,7 +20,7 @@ from glmkit.rl.gym.categories import OCR, Counting, SmallText
 from glmkit.rl.gym.mix import TaskMix
 from glmkit.rl.rollout import InProcessEngine
 from glmkit.stages import STAGES
-from glmkit.stages.multitask_rl import MultiTaskRL, TaskPrompts
+from glmkit.stages.multitask_rl import MultiTaskRL, RankShare, TaskPrompts
 
 LLAMA = {
     "model_type": "llama",
@@ -47,9 +48,9 @@ def tiny_vlm(processor: VLMProcessor) -> VisionLanguageModel:
     )
 
 
-def data(tmp_path: Path, held_out: bool = False) -> TaskPrompts:
+def data(tmp_path: Path, held_out: bool = False, num_samples: int = 64) -> TaskPrompts:
     cats = [Counting(seed=0, data_dir=str(tmp_path)), OCR(seed=0, data_dir=str(tmp_path))]
-    tasks = TaskMix(cats, {"counting": 1.0, "ocr": 1.0}, num_samples=64)
+    tasks = TaskMix(cats, {"counting": 1.0, "ocr": 1.0}, num_samples=num_samples)
     other = TaskMix(cats, num_samples=64, stream=1) if held_out else None
     return TaskPrompts(tasks, other, held_out_size=4)
 
@@ -183,3 +184,116 @@ def test_policy_from_a_save_pretrained_directory(processor, tmp_path) -> None:
     again = VisionLanguageModel.from_pretrained(out)
     for key, value in vlm.state_dict().items():
         assert torch.equal(again.state_dict()[key], value)
+
+
+def first_step_on_rank(
+    processor: VLMProcessor, prompts: TaskPrompts, rank: int, world: int, groups_per_step: int
+) -> tuple[list[str], dict]:
+    """The group ids and prompts of the first rollout step of ``rank`` out of ``world`` (the rank
+    and world size the stage reads from its trainer, simulated)."""
+    rl = stage(processor, group_size=2, groups_per_step=groups_per_step, max_new_tokens=2)
+    rl.trainer = SimpleNamespace(global_rank=rank, world_size=world, datamodule=prompts)
+    rl.setup_rollout(prompts)
+    try:
+        rollout = rl._run(rl.pipeline.next_batch())
+        samples, by_id = rl.gather_rollouts(rollout)  # no process group: this rank's own
+    finally:
+        rl.close()
+    assert rl.engine.seed == rank  # the engine's seed 0, offset by the rank
+    assert len(samples) == 2 * groups_per_step
+    assert {s.prompt_id for s in samples} == set(by_id)
+    return sorted(by_id), by_id
+
+
+def test_data_parallel_ranks_roll_out_disjoint_shares(processor, tmp_path) -> None:
+    prompts = data(tmp_path, num_samples=8)
+    ids0, prompts0 = first_step_on_rank(processor, prompts, rank=0, world=2, groups_per_step=4)
+    ids1, prompts1 = first_step_on_rank(processor, prompts, rank=1, world=2, groups_per_step=4)
+    single, _ = first_step_on_rank(processor, prompts, rank=0, world=1, groups_per_step=8)
+    assert not set(ids0) & set(ids1)  # no prompt rolled out twice
+    assert sorted(ids0 + ids1) == single == sorted(f"0/{i}" for i in range(8))  # one epoch between them
+    for by_id in (prompts0, prompts1):  # a group id names the dataset index of its prompt
+        for prompt_id, sample in by_id.items():
+            assert sample == prompts.tasks[int(prompt_id.split("/")[1])], prompt_id
+
+
+def test_rank_share_strides_the_dataset(tmp_path) -> None:
+    tasks = data(tmp_path, num_samples=5).tasks
+    shares = [RankShare(tasks, r, 2) for r in range(2)]
+    assert [len(s) for s in shares] == [3, 2]
+    assert shares[1].global_id("3/1") == "3/3" and shares[0].global_id("0/2") == "0/4"
+    with pytest.raises(IndexError, match="outside rank 1's share of 2"):
+        shares[1][2]
+    with pytest.raises(ValueError, match="5 prompts cannot be shared by 8"):
+        RankShare(tasks, 0, 8)
+
+
+def test_initial_reference_survives_a_resume(processor, tmp_path) -> None:
+    rl = stage(processor, loss=ClippedPolicyLoss(beta=0.1, loss_type="grpo"), reference="initial")
+    initial = {k: v.clone() for k, v in rl.policy.state_dict().items()}
+    prompts = data(tmp_path)
+    fit = trainer(tmp_path, max_steps=1)
+    fit.fit(rl, prompts)
+    path = tmp_path / "rl.ckpt"
+    fit.save_checkpoint(path)
+    trained = torch.load(path, weights_only=False)["state_dict"]
+    assert any(not torch.equal(trained[f"policy.{k}"], v) for k, v in initial.items())
+
+    resumed = stage(processor, loss=ClippedPolicyLoss(beta=0.1, loss_type="grpo"), reference="initial")
+    with torch.no_grad():  # a different starting point: only the checkpoint can give the reference
+        for p in resumed.policy.parameters():
+            p.add_(1.0)
+    fit = trainer(tmp_path, max_steps=2)
+    fit.fit(resumed, prompts, ckpt_path=str(path))
+    assert resumed.global_step == 2
+    reference = resumed.reference["reference"].state_dict()
+    for key, value in initial.items():  # the uninterrupted run's reference: the initial policy
+        assert torch.equal(reference[key], value), key
+
+
+def _ddp_rollout_steps(rank: int, world: int, root: str) -> dict:
+    """Two RL steps under Lightning DDP on this gloo rank; what each rank rolled out and trained."""
+    import os
+
+    # the helper started the process group: Lightning sees an externally launched rank and joins it
+    os.environ.update(LOCAL_RANK=str(rank), NODE_RANK="0", WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    processor = VLMProcessor(packaged_tokenizer(), patch_size=8, merge_size=2, max_num_patches=16)
+    rl = stage(processor, group_size=2, groups_per_step=2, max_new_tokens=2)
+    own: list[str] = []
+    gathered: list[list[str]] = []
+    gather = rl.gather_rollouts
+
+    def record(rollout):
+        own.extend(rl.share.global_id(g.prompt_id) for g in rollout.groups)
+        samples, prompts = gather(rollout)
+        gathered.append([s.prompt_id for s in samples])
+        return samples, prompts
+
+    rl.gather_rollouts = record
+    fit = trainer(Path(root), max_steps=2, devices=world, strategy="ddp")
+    fit.fit(rl, data(Path(root), num_samples=8))
+    path = Path(root) / "ddp.ckpt"
+    fit.save_checkpoint(path)  # a collective: every rank's rollout state goes into the file
+    saved = torch.load(path, weights_only=False)
+    return {
+        "own": own,
+        "gathered": gathered,
+        "weights": {k: v.detach().clone() for k, v in rl.policy.state_dict().items()},
+        "states": [s["rollout_state"]["step"] for s in saved["rollout_state_per_rank"]],
+    }
+
+
+@pytest.mark.slow
+def test_ddp_ranks_share_the_prompts_and_train_on_all(tmp_path) -> None:
+    from tests.helpers.distributed import run_on_ranks
+
+    ranks = run_on_ranks(_ddp_rollout_steps, 2, tmp_path / "dist", str(tmp_path))
+    own0, own1 = ranks[0]["own"], ranks[1]["own"]
+    assert len(own0) == len(own1) == 4 and not set(own0) & set(own1)
+    assert sorted(own0 + own1) == sorted(f"0/{i}" for i in range(8))  # one epoch between them
+    assert ranks[0]["gathered"] == ranks[1]["gathered"]  # both ranks train on every rollout
+    assert all(len(step) == 2 * 2 * 2 for step in ranks[0]["gathered"])
+    for key, value in ranks[0]["weights"].items():  # DDP kept the policies equal
+        assert torch.equal(ranks[1]["weights"][key], value), key
+    assert ranks[0]["states"] == ranks[1]["states"] == [2, 2]

@@ -9,6 +9,8 @@ Each training step of :class:`MultiTaskRL` is the report's RL data flow:
    scored at once by the reward system (its completion callback); the step stops early once
    ``complete_fraction`` of the groups is done, and unfinished or surplus groups go to the
    :class:`~glmkit.rl.rollout.PromptCache`, which is saved in checkpoints and restored on resume.
+   Under data parallelism each rank rolls out its own share of the prompts (:class:`RankShare`)
+   and the ranks exchange their rollouts, so every rank packs the same global batch.
 2. **Advantages.** The algorithm (registry ``rl_algorithms``; GRPO by default) turns the rewards
    into per-sample advantages, grouped by prompt id; ``drop_uninformative`` applies DAPO's dynamic
    sampling (all-equal groups are dropped).
@@ -18,7 +20,8 @@ Each training step of :class:`MultiTaskRL` is the report's RL data flow:
    forcing (:func:`~glmkit.rl.rollout.inprocess.token_logprobs`, the same prompt rendering as the
    rollout) and fed to the policy loss (:mod:`glmkit.losses.policy`; its ``beta`` weighs a KL term
    to a frozen reference policy, kept on the CPU in :class:`~glmkit.models.frozen.FrozenModels` and
-   moved to the accelerator only for its forward). Gradients accumulate over the micro-batches;
+   moved to the accelerator only for its forward; ``reference: initial`` stores its weights in the
+   checkpoints, so a resume keeps it). Gradients accumulate over the micro-batches;
    one optimizer step follows.
 5. **Weights.** The new weights go to the engine (in-process: the same module, so only the version
    moves; a server engine receives the state dict through its weight-update API).
@@ -38,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import itertools
 import math
 import time
 from collections import defaultdict
@@ -47,10 +52,11 @@ from typing import Any, TypeVar
 
 import lightning.pytorch as pl
 import torch
+import torch.distributed as dist
 from jsonargparse import lazy_instance
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from glmkit.data.packing import PackItem, plan_microbatches
 from glmkit.losses.policy import ClippedPolicyLoss
@@ -74,9 +80,62 @@ from glmkit.stages.base import STAGES, Stage
 
 T = TypeVar("T")
 ROLLOUT_STATE = "rollout_state"
+RANK_STATES = "rollout_state_per_rank"  # under data parallelism: every rank's rollout state
+REFERENCE_STATE = "reference_state"  # ``reference: initial``: the reference's weights
+
+
+class RankShare(Sequence[Sample]):
+    """One data-parallel rank's share of the prompts: dataset indices ``rank, rank + world, ...``.
+
+    Each rank's scheduler rolls out its own share, so the ranks draw disjoint prompts and together
+    visit every prompt once per epoch; :meth:`global_id` maps the scheduler's group id
+    (``"<epoch>/<index in the share>"``) back to the dataset index, unique across ranks.
+    """
+
+    def __init__(self, prompts: Sequence[Sample], rank: int, world: int) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in 0..world-1={world - 1}, got {rank}")
+        if len(prompts) < world:
+            raise ValueError(
+                f"{len(prompts)} prompts cannot be shared by {world} data-parallel ranks; "
+                "raise data.init_args.tasks.num_samples"
+            )
+        self.prompts = prompts
+        self.rank = rank
+        self.world = world
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.prompts), self.world))
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if not 0 <= index < len(self):
+            raise IndexError(f"prompt {index} is outside rank {self.rank}'s share of {len(self)}")
+        return self.prompts[self.rank + index * self.world]
+
+    def global_id(self, prompt_id: str) -> str:
+        """The group id ``"<epoch>/<dataset index>"`` of the share's ``"<epoch>/<index>"``."""
+        epoch, index = prompt_id.split("/")
+        return f"{epoch}/{self.rank + int(index) * self.world}"
+
+
+def _all_gather(obj: T, world: int) -> list[T]:
+    """Every rank's ``obj`` in rank order (``[obj]`` without a process group)."""
+    if world == 1 or not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 # ------------------------------------------------------------------------------------ data
+class StepNumbers(IterableDataset):
+    """0, 1, 2, ... without end. An iterable dataset: under data parallelism Lightning adds no
+    ``DistributedSampler``, which would build the index list of a huge map-style range in memory."""
+
+    def __iter__(self) -> Any:
+        return itertools.count()
+
+
 class TaskPrompts(pl.LightningDataModule):
     """The RL stage's data: the training task mix, an optional held-out mix, the reward settings.
 
@@ -124,7 +183,7 @@ class TaskPrompts(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Step numbers; each training step rolls out its own batch."""
-        return DataLoader(range(1 << 30), batch_size=None)
+        return DataLoader(StepNumbers(), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         """One item per validation when ``held_out`` is set, else none."""
@@ -233,14 +292,17 @@ class MultiTaskRL(Stage):
         loss: the policy loss (its ``beta`` > 0 needs ``reference``); None: ``ClippedPolicyLoss()``
             (DAPO's clip-higher and token-mean defaults).
         group_size: samples per prompt.
-        groups_per_step: prompt groups per training step.
+        groups_per_step: prompt groups per training step and data-parallel rank: each rank rolls
+            out its own share of the prompts (:class:`RankShare`) and the ranks train on all of
+            them together.
         oversample: extra groups issued per step (complete surplus ones are cached).
         complete_fraction: early abort once this fraction of the groups is complete.
         step_timeout_s: early abort after this many seconds (once a group is complete).
         max_staleness: the prompt cache's age cap in policy versions.
         max_new_tokens, temperature, top_p, stop: the rollout's sampling parameters.
         reference: the KL reference policy: None, ``"initial"`` (a frozen copy of the policy RL
-            starts from; after a resume, of the resumed policy) or a ``save_pretrained`` directory.
+            starts from; its weights are saved in the checkpoints, so a resume keeps it) or a
+            ``save_pretrained`` directory.
         reference_offload: keep the reference on the CPU between its forwards.
         drop_uninformative: drop groups whose rewards are all equal before the loss.
         max_text_tokens, max_vit_patches: per-micro-batch caps of the joint packing.
@@ -335,11 +397,14 @@ class MultiTaskRL(Stage):
         self.seed = seed
         if isinstance(engine, InProcessEngine) and engine.model is None:
             engine.attach(self.policy, processor)
+        self._engine_seed = engine.seed if isinstance(engine, InProcessEngine) else 0
         self.pipeline: RolloutPipeline | None = None
         self.reward: Any = None
         self.warm_started = warmup_sft_steps == 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restored: dict[str, Any] | None = None
+        self._reference_state: dict[str, Tensor] | None = None
+        self.share: RankShare | None = None
 
     # ----------------------------------------------------------------------------- plumbing
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -360,10 +425,13 @@ class MultiTaskRL(Stage):
     def setup_rollout(self, datamodule: TaskPrompts) -> None:
         """Build the reward system, the scheduler and the pipeline (and the reference policy)."""
         self.reward = datamodule.reward_system()
+        self.share = RankShare(datamodule.tasks, self.global_rank, self.trainer.world_size)
+        if isinstance(self.engine, InProcessEngine):  # each rank's own sampling noise
+            self.engine.seed = self._engine_seed + self.global_rank
         scheduler = RolloutScheduler(
             self.engine,
             self.reward,
-            datamodule.tasks,
+            self.share,
             group_size=self.group_size,
             groups_per_step=self.groups_per_step,
             oversample=self.oversample,
@@ -377,10 +445,28 @@ class MultiTaskRL(Stage):
         ahead = 0 if isinstance(self.engine, InProcessEngine) else 1
         self.pipeline = RolloutPipeline(scheduler, max_ahead=ahead)
         if self._restored is not None:
-            self.pipeline.load_state_dict(self._restored[ROLLOUT_STATE])
+            state, batches = self._restored_rank_state()
+            self.pipeline.load_state_dict(state)
             if isinstance(self.engine, InProcessEngine):
-                self.engine.batches = int(self._restored.get("engine_batches", 0))
+                self.engine.batches = batches
             self._restored = None
+
+    def _restored_rank_state(self) -> tuple[dict[str, Any], int]:
+        """This rank's rollout state and engine counter from the restored checkpoint."""
+        assert self._restored is not None
+        world = self.trainer.world_size
+        per_rank = self._restored.get(RANK_STATES)
+        if per_rank is None and world == 1:
+            return self._restored[ROLLOUT_STATE], int(self._restored.get("engine_batches", 0))
+        saved = len(per_rank) if per_rank is not None else 1
+        if saved != world:
+            raise ValueError(
+                f"the checkpoint holds the rollout state of {saved} data-parallel rank(s) but this run "
+                f"has {world}; resume with the same number of devices (each rank rolls out its own "
+                "share of the prompts)"
+            )
+        state = per_rank[self.global_rank]
+        return state[ROLLOUT_STATE], int(state.get("engine_batches", 0))
 
     def build_reference(self) -> None:
         """The frozen reference policy, on the CPU between uses when ``reference_offload``."""
@@ -388,6 +474,9 @@ class MultiTaskRL(Stage):
             return
         if self.reference_spec == "initial":
             model = copy.deepcopy(self.policy)
+            if self._reference_state is not None:  # resumed: the reference of the interrupted run
+                model.load_state_dict(self._reference_state)
+                self._reference_state = None
         else:
             model = load_policy(self.reference_spec)[0]
         self.reference = FrozenModels({"reference": model}, offload=self.reference_offload)
@@ -422,22 +511,45 @@ class MultiTaskRL(Stage):
             self._loop.close()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Save the rollout position, the prompt cache and the engine's sampling counter."""
+        """Save the rollout position, the prompt cache and the engine's sampling counter (of every
+        data-parallel rank: a collective, Lightning calls this hook on all ranks), and the weights
+        of a ``reference: initial``."""
         if self.pipeline is not None:
             checkpoint[ROLLOUT_STATE] = self.pipeline.state_dict()
+            if isinstance(self.engine, InProcessEngine):
+                checkpoint["engine_batches"] = self.engine.batches
         elif self._restored is not None:
-            checkpoint[ROLLOUT_STATE] = self._restored[ROLLOUT_STATE]
+            checkpoint.update(self._restored)
+        if self.pipeline is not None and self.trainer.world_size > 1:
+            mine = {ROLLOUT_STATE: checkpoint[ROLLOUT_STATE]}
+            mine["engine_batches"] = checkpoint.get("engine_batches", 0)
+            checkpoint[RANK_STATES] = _all_gather(mine, self.trainer.world_size)
         checkpoint["warm_started"] = self.warm_started
-        if isinstance(self.engine, InProcessEngine):
-            checkpoint["engine_batches"] = self.engine.batches
+        if self.reference_spec == "initial":
+            if self.reference is not None:
+                weights = self.reference["reference"].state_dict()
+                checkpoint[REFERENCE_STATE] = {k: v.detach().cpu().clone() for k, v in weights.items()}
+            elif self._reference_state is not None:  # resumed, reference not built yet
+                checkpoint[REFERENCE_STATE] = self._reference_state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the rollout state for :meth:`setup_rollout` (the pipeline does not exist yet)."""
+        """Keep the rollout state for :meth:`setup_rollout` (the pipeline does not exist yet) and
+        the reference's weights for :meth:`build_reference`."""
         self.warm_started = bool(checkpoint.get("warm_started", True))
+        if self.reference_spec == "initial":
+            self._reference_state = checkpoint.get(REFERENCE_STATE)
+            if self._reference_state is None:
+                rank_zero_warn(
+                    "reference: initial, but the checkpoint holds no reference weights (written by an "
+                    "older glmkit): the KL reference is a copy of the resumed policy"
+                )
+            if self.reference is not None:  # restored after the reference was built: rebuild
+                self.reference = None
         if ROLLOUT_STATE in checkpoint:
             self._restored = {
-                ROLLOUT_STATE: checkpoint[ROLLOUT_STATE],
-                "engine_batches": checkpoint.get("engine_batches", 0),
+                key: checkpoint[key]
+                for key in (ROLLOUT_STATE, "engine_batches", RANK_STATES)
+                if key in checkpoint
             }
             if self.pipeline is not None:  # restored after fit start: apply now
                 self.pipeline = None
@@ -475,8 +587,8 @@ class MultiTaskRL(Stage):
         rollout = self._run(self.pipeline.next_batch())
         if rollout is None:  # every epoch rolled out
             return None
-        samples = rollout.samples
-        metrics = rollout.metrics(ks=self.pass_k)
+        metrics = rollout.metrics(ks=self.pass_k)  # this rank's rollouts
+        samples, prompts = self.gather_rollouts(rollout)
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
         group_ids = [s.prompt_id for s in samples]
         keep = torch.ones(len(samples), dtype=torch.bool)
@@ -484,7 +596,6 @@ class MultiTaskRL(Stage):
             kept = informative_groups(rewards, group_ids)
             keep, metrics["dynamic_sampling/dropped_groups"] = kept.keep, float(kept.dropped_groups)
         advantages = self.algorithm(rewards, group_ids)
-        prompts = {g.prompt_id: g.sample for g in rollout.groups}
         chosen = [i for i in range(len(samples)) if keep[i] and self.response_ids(samples[i])]
         loss = self.update(samples, chosen, prompts, advantages, metrics)
         self.push_weights()
@@ -493,6 +604,18 @@ class MultiTaskRL(Stage):
         self.log_dict(metrics, batch_size=1, on_step=True, on_epoch=False)
         self.log("reward", metrics.get("reward/mean", math.nan), prog_bar=True, logger=False, batch_size=1)
         return loss
+
+    def gather_rollouts(self, rollout: Any) -> tuple[list[ScoredSample], dict[str, Sample]]:
+        """Every rank's samples (rank order) and prompts, keyed by the dataset-wide group id: each
+        rank rolled out its own share, the update packs them all across the ranks."""
+        assert self.share is not None
+        share = self.share
+        samples = [dataclasses.replace(s, prompt_id=share.global_id(s.prompt_id)) for s in rollout.samples]
+        prompts = {share.global_id(g.prompt_id): g.sample for g in rollout.groups}
+        everyone = _all_gather((samples, prompts), self.trainer.world_size)
+        all_samples = [s for rank_samples, _ in everyone for s in rank_samples]
+        all_prompts = {k: v for _, rank_prompts in everyone for k, v in rank_prompts.items()}
+        return all_samples, all_prompts
 
     def update(
         self,
