@@ -13,14 +13,15 @@ into a :class:`Prediction` (the text, plus tool calls and turns for agents). Ada
 
 On the command line an adapter is a spec string: ``oracle``, ``random`` / ``random:SEED``,
 ``constant:TEXT``, ``openai:http://host:8000/v1@model-name``, ``agent:http://host/v1@model-name``,
-``local:package.module:attribute`` (see :func:`build_adapter`).
+``local:package.module:attribute`` or ``local:<exported VLM directory>`` (see :func:`build_adapter`).
 
 The local protocol
 ------------------
 A local model is an object with ``generate(question: str, images: list[PIL.Image.Image]) -> str``
 or a plain callable with that signature. It may return a :class:`Prediction` or a dict with
-``text`` (and optionally ``tool_calls``, ``turns``, ``tools_used``) instead of a string. The glmkit
-VLM will plug in through this protocol.
+``text`` (and optionally ``tool_calls``, ``turns``, ``tools_used``) instead of a string. An
+exported glmkit VLM plugs in through this protocol by its directory: ``local:runs/quickstart_vlm/vlm``
+(:func:`glmkit.inference.load_chat`).
 """
 
 from __future__ import annotations
@@ -305,10 +306,19 @@ class LocalVLMAdapter(ModelAdapter):
 
     @classmethod
     def from_spec(cls, arg: str, **options: Any) -> ModelAdapter:
-        """``module.path:attribute``; a class is instantiated without arguments, anything else used as is."""
+        """``module.path:attribute`` (a class is instantiated without arguments, anything else used
+        as is), or the directory of an exported glmkit VLM (``ExportVLM``'s output), loaded with
+        :func:`glmkit.inference.load_chat` (greedy, drafting with its MTP heads when it has them)."""
+        if Path(arg).is_dir():
+            from glmkit.inference import load_chat  # torch and transformers only when a VLM is asked for
+
+            return cls(load_chat(arg), spec=f"local:{arg}", **options)
         module_name, sep, attr = arg.partition(":")
         if not sep or not module_name or not attr:
-            raise ValueError(f"local model spec must be 'local:package.module:attribute', got 'local:{arg}'")
+            raise ValueError(
+                f"local model spec must be 'local:package.module:attribute' or 'local:<exported VLM "
+                f"directory>', got 'local:{arg}'"
+            )
         try:
             obj = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:

@@ -49,12 +49,14 @@ import fnmatch
 import json
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from glmkit.models.encoders.cogvit import CogViT
 from glmkit.models.projectors.base import PROJECTORS, Projector
@@ -317,6 +319,13 @@ class VisionLanguageModel(nn.Module):
             (``"encoder.blocks.[0-5].*"``). A pattern that matches nothing is an error.
         unfreeze: patterns made trainable after ``freeze`` and LoRA (e.g. ``"language_model.lm_head"``).
         llm_dtype: dtype of an LLM loaded by hub id or directory (``"bfloat16"``); None keeps its default.
+        recompute_encoder: keep only the encoder's input and output for backward and run it again
+            there (``torch.utils.checkpoint`` around the whole encoder call; GLM-5V-Turbo section
+            2.4's ViT recomputation). Unlike CogViT's ``grad_checkpointing`` (each block's input
+            kept), nothing of the encoder stays; it works for any encoder. Same gradients.
+        offload_visual_activations: move what backward needs from the encoder and projector to
+            CPU memory (``torch.autograd.graph.save_on_cpu``) and back when it runs (section 2.4's
+            CPU offload); pinned memory on CUDA. Same gradients.
     """
 
     def __init__(
@@ -333,8 +342,12 @@ class VisionLanguageModel(nn.Module):
         freeze: Sequence[str] = (),
         unfreeze: Sequence[str] = (),
         llm_dtype: str | None = None,
+        recompute_encoder: bool = False,
+        offload_visual_activations: bool = False,
     ) -> None:
         super().__init__()
+        self.recompute_encoder = bool(recompute_encoder)
+        self.offload_visual_activations = bool(offload_visual_activations)
         self.encoder = build_encoder(encoder)
         self.language_model = build_language_model(language_model, llm_dtype)
         embeddings = self.language_model.get_input_embeddings()
@@ -463,9 +476,21 @@ class VisionLanguageModel(nn.Module):
         packed[patch_row, patch_pos] = patches.to(device=device, dtype=dtype)  # R, L, P*P*C
         packed_coords = torch.zeros(len(rows), row_len, 2, dtype=torch.long, device=device)
         packed_coords[patch_row, patch_pos] = coords.to(device=device, dtype=torch.long)
-        out = self.encoder(patches=packed, coords=packed_coords, seq_lens=seq_lens.to(device))
-        tokens = out.patch_tokens[patch_row, patch_pos]  # N, D in the input order
-        return self.projector(tokens[order.to(device)], grid.to(device))  # M, D_llm
+        seq_lens = seq_lens.to(device)
+        offload = self.offload_visual_activations and torch.is_grad_enabled()
+        with torch.autograd.graph.save_on_cpu(pin_memory=device.type == "cuda") if offload else nullcontext():
+            if self.recompute_encoder and torch.is_grad_enabled():
+                patch_tokens = checkpoint(
+                    self._patch_tokens, packed, packed_coords, seq_lens, use_reentrant=False
+                )
+            else:
+                patch_tokens = self._patch_tokens(packed, packed_coords, seq_lens)
+            tokens = patch_tokens[patch_row, patch_pos]  # N, D in the input order
+            return self.projector(tokens[order.to(device)], grid.to(device))  # M, D_llm
+
+    def _patch_tokens(self, patches: Tensor, coords: Tensor, seq_lens: Tensor) -> Tensor:
+        """The encoder's patch tokens ``[R, L, D]`` of packed rows (a function of tensors, for checkpointing)."""
+        return self.encoder(patches=patches, coords=coords, seq_lens=seq_lens).patch_tokens
 
     @staticmethod
     def _canonical_order(
@@ -646,6 +671,8 @@ class VisionLanguageModel(nn.Module):
             "lora_merged": lora_merged,
             "freeze": self.freeze_patterns,
             "unfreeze": self.unfreeze_patterns,
+            "recompute_encoder": self.recompute_encoder,
+            "offload_visual_activations": self.offload_visual_activations,
         }
 
     def save_pretrained(

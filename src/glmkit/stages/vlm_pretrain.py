@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import lazy_instance
-from torch import Tensor, nn
+from torch import Tensor
 
 from glmkit.losses.mtp import MTPLoss, TokenLoss, TokenLossOutput, sequence_ids
 from glmkit.models.mtp import MTPCausalLM, MTPHeads
@@ -87,10 +87,7 @@ class VLMPretrain(Stage):
         for speculative decoding (:func:`glmkit.inference.generate`) and checkpoint export."""
         if self.mtp is None:
             raise ValueError("this stage has no MTP heads (mtp_depths=0)")
-        view = MTPCausalLM.__new__(MTPCausalLM)
-        nn.Module.__init__(view)
-        view.llm, view.mtp = self.vlm.language_model, self.mtp
-        return view
+        return MTPCausalLM(self.vlm.language_model, heads=self.mtp)
 
     def compute_loss(self, batch: Mapping[str, Any]) -> TokenLossOutput:
         """Encode the media, run the LLM and the MTP heads, and take main + MTP losses."""

@@ -63,23 +63,64 @@ def packed_position_ids(seq_lens: Tensor | SeqLens, length: int) -> Tensor:
     return torch.where(seg >= 0, index - start, torch.zeros_like(index))
 
 
+def _check_heads(heads: MTPHeads, llm: nn.Module, depths: int | None, image_input: Any) -> None:
+    """``heads`` must fit ``llm`` (layer count, width) and the ``depths`` / ``image_input`` asked for."""
+    if not isinstance(heads, MTPHeads):
+        raise TypeError(f"heads must be MTPHeads, got {type(heads).__name__}")
+    config = decoder_parts(llm).config
+    fits = (heads.num_hidden_layers, heads.hidden_size) == (
+        int(config.num_hidden_layers),
+        int(config.hidden_size),
+    )
+    if not fits:
+        raise ValueError(
+            f"heads were built for an LLM of {heads.num_hidden_layers} layers and hidden size {heads.hidden_size}, "
+            f"but {type(llm).__name__} has {config.num_hidden_layers} layers and hidden size {config.hidden_size}"
+        )
+    if depths is not None and depths != heads.depths:
+        raise ValueError(f"depths={depths} but the given heads have {heads.depths} depths; leave depths out")
+    if image_input is not None:
+        name = image_input_name(image_input) if not isinstance(image_input, str) else image_input
+        if name != image_input_name(heads.image_input):
+            raise ValueError(
+                f"image_input={name!r} but the given heads read {image_input_name(heads.image_input)!r} at image "
+                "positions; leave image_input out"
+            )
+
+
 class MTPCausalLM(nn.Module):
     """A causal LM (``llm``) and its MTP heads (``mtp``); ``forward`` returns main and MTP logits.
 
     Args:
         llm: a transformers causal LM (``AutoModelForCausalLM``), or a VLM whose language model
             has decoder ``layers``.
-        depths: ``D``, the number of sequential MTP modules.
+        depths: ``D``, the number of sequential MTP modules (default 1; with ``heads``: theirs).
         image_input: what the heads read at image positions (``visual``, ``mask``,
-            ``image_token``; see :mod:`glmkit.models.mtp.image_inputs`).
+            ``image_token``; see :mod:`glmkit.models.mtp.image_inputs`; default ``image_token``;
+            with ``heads``: theirs).
+        heads: MTP heads already built for ``llm`` (a training stage's), used as they are, not
+            copied: the model is then a view of the stage's LLM and heads, for speculative
+            decoding and export. ``depths`` and ``image_input``, if given, must agree with them.
     """
 
     def __init__(
-        self, llm: nn.Module, depths: int = 1, image_input: str | MTPImageInput = "image_token"
+        self,
+        llm: nn.Module,
+        depths: int | None = None,
+        image_input: str | MTPImageInput | None = None,
+        *,
+        heads: MTPHeads | None = None,
     ) -> None:
         super().__init__()
         self.llm = llm
-        self.mtp = MTPHeads(llm, depths=depths, image_input=image_input)
+        if heads is None:
+            heads = MTPHeads(
+                llm, depths=1 if depths is None else depths, image_input=image_input or "image_token"
+            )
+        else:
+            _check_heads(heads, llm, depths, image_input)
+            self.training = llm.training  # a view of modules in use keeps their mode (eval stays eval)
+        self.mtp = heads
 
     @property
     def depths(self) -> int:
