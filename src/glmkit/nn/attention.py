@@ -164,29 +164,30 @@ def _sdpa_per_sequence(q: Tensor, k: Tensor, v: Tensor, seq_lens: SeqLens, dropo
     (the CPU flash kernel skips no block), where the sequences alone cost ``sum(n_i^2)``; measured
     in ``benchmarks/naflex_packing.py``. Exactly the per-sequence attention, so the contract holds.
     """
-    batch, heads, n, head_dim = q.shape
-    spans = []  # per row: the (start, length) of its sequences
-    for lengths in seq_lens.lengths.tolist():
-        starts = [sum(lengths[:i]) for i in range(len(lengths))]
-        spans.append([(start, length) for start, length in zip(starts, lengths, strict=True) if length > 0])
-    outs = [  # 1, heads, n_i, hd per sequence, from views of its row
-        [
-            F.scaled_dot_product_attention(
-                *(t[row : row + 1, :, start : start + length].contiguous() for t in (q, k, v)),
-                dropout_p=dropout_p,
-            )
-            for start, length in row_spans
-        ]
-        for row, row_spans in enumerate(spans)
-    ]
+    _, heads, n, head_dim = q.shape
+    # Each row is split once into its sequences (not sliced per sequence): in backward, split and
+    # unbind join their gradients with one cat / stack, where a slice per sequence would allocate a
+    # zero-filled gradient of the whole tensor for each sequence and add them all up.
+    outs = []  # per row: heads, n_i, hd per sequence
+    for q_row, k_row, v_row, lengths in zip(
+        q.unbind(0), k.unbind(0), v.unbind(0), seq_lens.lengths.tolist(), strict=True
+    ):
+        sizes = [length for length in lengths if length > 0]
+        pieces = [row.split([*sizes, n - sum(sizes)], dim=1)[: len(sizes)] for row in (q_row, k_row, v_row)]
+        outs.append(
+            [
+                F.scaled_dot_product_attention(a[None], b[None], c[None], dropout_p=dropout_p)[0]
+                for a, b, c in zip(*pieces, strict=True)
+            ]
+        )
     dtype = next((o.dtype for row in outs for o in row), q.dtype)  # autocast may lower it
     rows = []
-    for row_outs, row_spans in zip(outs, spans, strict=True):
-        used = sum(length for _, length in row_spans)
+    for row_outs in outs:
+        used = sum(o.shape[1] for o in row_outs)
         if used < n:  # padding queries see no key: zeros, the contract of packed attention
-            row_outs = [*row_outs, q.new_zeros(1, heads, n - used, head_dim, dtype=dtype)]
-        rows.append(torch.cat(row_outs, dim=2) if len(row_outs) > 1 else row_outs[0])
-    return torch.cat(rows, dim=0) if batch > 1 else rows[0]  # B, heads, N, hd
+            row_outs = [*row_outs, q.new_zeros(heads, n - used, head_dim, dtype=dtype)]
+        rows.append(torch.cat(row_outs, dim=1) if len(row_outs) > 1 else row_outs[0])
+    return torch.stack(rows)  # B, heads, N, hd
 
 
 def is_xformers_available() -> bool:

@@ -70,6 +70,8 @@ class PackedLayout:
     prefix_pos: Tensor  # [I, T] internal positions of each image's prefix tokens
     valid: Tensor  # [B, N] input positions that hold a patch
     given: Tensor  # the seq_lens argument, returned in the output
+    patch_index: Tensor  # [B*N] patch_pos on the flattened [B*L] internal axis
+    prefix_index: Tensor  # [I*T] prefix_pos on the flattened [B*L] internal axis
 
 
 @dataclass
@@ -458,31 +460,55 @@ class CogViT(nn.Module):
         prefix_pos = starts[:, None] + torch.arange(t, device=tokens.device)  # I, T
         prefix_rows = rows[:, None]  # I, 1
 
-        inner = tokens.new_zeros(batch, inner_len, dim)
-        inner = inner.scatter(1, patch_pos[..., None].expand(-1, -1, dim), tokens)  # B, L, D
-        if t:
-            prefix = self._prefix(tokens.dtype).expand(rows.shape[0], t, dim)
-            inner = inner.index_put((prefix_rows, prefix_pos), prefix)
+        # One gather builds the internal rows: every internal position names its source in
+        # [input tokens (B*N rows), prefix tokens (T rows), a zero row for the padding that packing
+        # adds]. Index arithmetic runs on [B, L] integers; the activations are copied once (no
+        # zero fill, scatter and index_put over [B, L, D]).
+        offsets = torch.arange(batch, device=tokens.device)[:, None] * inner_len  # B, 1
+        patch_index = (patch_pos + offsets).flatten()  # B*N: flat internal position of each input
+        prefix_index = (prefix_rows * inner_len + prefix_pos).flatten()  # I*T
+        zero_row = batch * n + t
+        source = torch.full((batch * inner_len,), zero_row, dtype=torch.long, device=tokens.device)
+        source[patch_index] = torch.arange(batch * n, device=tokens.device)
+        source[prefix_index] = torch.arange(batch * n, zero_row, device=tokens.device).repeat(rows.shape[0])
+        table = torch.cat(
+            [tokens.reshape(batch * n, dim), self._prefix(tokens.dtype), tokens.new_zeros(1, dim)]
+        )
+        inner = table.index_select(0, source).view(batch, inner_len, dim)
         rope = None
         if self.rope is not None:
             cos, sin = self.rope(coords, **self._rope_options(coords, patch_valid, slot))  # B, N, 1, hd each
             # prefix tokens and padding stay unrotated (cos 1, sin 0), like the dense path
-            index = patch_pos[..., None, None].expand_as(cos)
-            cos = cos.new_ones(batch, inner_len, 1, cos.shape[-1]).scatter(1, index, cos)
-            sin = sin.new_zeros(batch, inner_len, 1, sin.shape[-1]).scatter(1, index, sin)
-            rope = (cos, sin)
+            rope_source = source.clamp_max(batch * n)  # B*N: the identity row
+            head_dim = cos.shape[-1]
+            cos = torch.cat([cos.reshape(batch * n, head_dim), cos.new_ones(1, head_dim)])
+            sin = torch.cat([sin.reshape(batch * n, head_dim), sin.new_zeros(1, head_dim)])
+            shape = (batch, inner_len, 1, head_dim)
+            rope = (
+                cos.index_select(0, rope_source).view(shape),
+                sin.index_select(0, rope_source).view(shape),
+            )
         inner_lengths = torch.where(present, lengths + t, 0)  # B, S: each image with its prefix
         layout = PackedLayout(
-            SeqLens(inner_lengths), patch_pos, prefix_rows, prefix_pos, patch_valid, seq_lens
+            SeqLens(inner_lengths),
+            patch_pos,
+            prefix_rows,
+            prefix_pos,
+            patch_valid,
+            seq_lens,
+            patch_index,
+            prefix_index,
         )
         return EmbeddedTokens(inner, rope, None, None, patch_valid, layout)
 
     def _unpack(self, h: Tensor, layout: PackedLayout) -> EncoderOutput:
         """Internal ``[B, L, D]`` back to patch tokens in the input layout and per-image prefix tokens."""
-        dim = h.shape[-1]
-        patch_tokens = h.gather(1, layout.patch_pos[..., None].expand(-1, -1, dim))  # B, N, D
+        batch, _, dim = h.shape
+        flat = h.reshape(-1, dim)
+        patch_tokens = flat.index_select(0, layout.patch_index).view(batch, -1, dim)  # B, N, D
         patch_tokens = patch_tokens.masked_fill(~layout.valid[..., None], 0.0)
-        prefix_tokens = h[layout.prefix_rows, layout.prefix_pos]  # I, T, D
+        prefix_shape = (*layout.prefix_pos.shape, dim)  # I, T, D
+        prefix_tokens = flat.index_select(0, layout.prefix_index).view(prefix_shape)
         return EncoderOutput(patch_tokens, prefix_tokens, None, layout.valid, layout.given)
 
     def _check_naflex(self, patches: Tensor, coords: Tensor | None, valid: Tensor | None) -> None:
