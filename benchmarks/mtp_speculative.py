@@ -39,7 +39,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vlm", type=Path, required=True, help="VLM export directory (trained if missing)")
-    parser.add_argument("--train-steps", type=int, default=60, help="steps of the quickstart when training")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=300,
+        help="steps of the quickstart when training (the recipe's own)",
+    )
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3], help="draft lengths to compare")
     parser.add_argument("--prompts-per-task", type=int, default=4)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)

@@ -71,7 +71,9 @@ def _check_vlm(run_root: Path) -> None:
     rows = [r for r in _read_metrics(run_dir) if r.get("train/main_loss")]
     main_losses = [float(r["train/main_loss"]) for r in rows]
     assert main_losses[-1] < main_losses[0] - 1.0, main_losses  # the LM learns the tasks' text
-    assert float(rows[-1]["train/mtp_1_top1"]) > 0.0 and "train/mtp_1_loss" in rows[-1]
+    # the MTP head predicts the token after next (measured: top-1 0.60-0.70 over the last steps,
+    # 0.43 at 60 steps); its drafts are accepted 93% of the time (benchmarks/mtp_speculative.py)
+    assert max(float(r["train/mtp_1_top1"]) for r in rows[-4:]) > 0.5 and "train/mtp_1_loss" in rows[-1]
     loaded = MTPCausalLM.from_pretrained(run_dir / "vlm")
     assert loaded.mtp_load_report.fresh_depths == []  # the MTP head was exported and reloads
     vlm = VisionLanguageModel.from_pretrained(run_dir / "vlm", language_model=loaded.llm)
