@@ -270,12 +270,19 @@ def _retrieval_parser() -> Any:
         help="the stage-2 recipe: its data section's validation pairs (val_sources, val_naflex, "
         "val_seq_len) and its model's class_names, class_templates and retrieval_ks",
     )
-    data.add_argument("--data", help="a JSONL manifest of image-caption pairs (image and caption fields)")
+    data.add_argument(
+        "--data",
+        help="a JSONL manifest of image-caption pairs (image and caption fields): every line is "
+        "evaluated once, in order; a line whose image or caption cannot be read is skipped and named",
+    )
     parser.add_argument(
         "--samples",
         type=int,
-        help="pairs drawn, seeded and with replacement as validation draws them (default: the recipe's val_samples, or one per line of --data)",
+        help="--config: pairs drawn, seeded and with replacement as validation draws them "
+        "(default: the recipe's val_samples)",
     )
+    parser.add_argument("--limit", type=int, help="--data: evaluate only the first N lines")
+    parser.add_argument("--batch-size", type=int, default=16, help="--data: pairs per batch (default: 16)")
     parser.add_argument("--caption-key", default="caption", help="caption field of --data (default: caption)")
     parser.add_argument("--languages", nargs="+", help="caption languages to draw from ({language: caption})")
     parser.add_argument("--max-num-patches", type=int, default=256, help="NaFlex patch budget of --data")
@@ -293,9 +300,18 @@ def _cmd_eval_retrieval(argv: list[str]) -> int:
     from glmkit.config import instantiate
     from glmkit.stages.contrastive import evaluate_towers
 
-    args = _retrieval_parser().parse_args(argv)
+    parser = _retrieval_parser()
+    args = parser.parse_args(argv)
+    if args.data and args.samples:
+        parser.error(
+            "--samples draws a recipe's validation pairs (--config); --data reads every line once, "
+            "use --limit N"
+        )
+    if args.config and args.limit:
+        parser.error("--limit cuts a --data manifest; with --config give --samples N")
     _print_report(import_all())
     model: dict[str, Any] = {}
+    pairs = None
     try:
         if args.config:
             recipe = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
@@ -307,22 +323,30 @@ def _cmd_eval_retrieval(argv: list[str]) -> int:
                 init["val_samples"] = args.samples
             if not init.get("val_samples"):
                 raise ConfigError(f"{args.config}: data.init_args.val_samples is 0; give --samples N")
-            datamodule = instantiate({**data_spec, "init_args": init}, where=f"{args.config}: data")
+            data = instantiate({**data_spec, "init_args": init}, where=f"{args.config}: data")
             model = dict((recipe.get("model") or {}).get("init_args") or {})
         else:
-            datamodule = _manifest_pairs(args)
+            from torch.utils.data import DataLoader
+
+            pairs = _manifest_pairs(args)
+            data = DataLoader(pairs, batch_size=None)  # PairsInOrder yields whole batches
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"glmkit eval-retrieval: {exc}", file=sys.stderr)
         return 2
     metrics = evaluate_towers(
         args.image_tower,
         args.text_tower,
-        datamodule,
+        data,
         class_names=args.class_names or model.get("class_names"),
         class_templates=args.class_templates or model.get("class_templates") or ["{}"],
         retrieval_ks=args.ks or model.get("retrieval_ks") or (1, 5),
         accelerator=args.accelerator,
     )
+    if pairs is not None:
+        _print_skipped(args.data, pairs.pairs, pairs.skipped)
+        if not pairs.pairs:
+            print(f"glmkit eval-retrieval: no line of {args.data} could be read", file=sys.stderr)
+            return 2
     width = max(len(k) for k in metrics)
     print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())))
     if args.out:
@@ -332,29 +356,38 @@ def _cmd_eval_retrieval(argv: list[str]) -> int:
 
 
 def _manifest_pairs(args: Any) -> Any:
-    """A NaFlex datamodule whose validation pairs come from the ``--data`` manifest, drawn as the
-    stage's validation draws them (seeded, with replacement: ``--samples`` draws, default one per line)."""
+    """The ``--data`` manifest's pairs, every line once and in order (:class:`PairsInOrder`), at the
+    image tower's patch size and ``--max-num-patches``; a line with several captions in
+    ``--languages`` gives one, the same every run."""
     from glmkit.data.captions import CaptionedSource, PickCaption
-    from glmkit.data.datamodule_naflex import NaFlexDataModule
     from glmkit.data.naflex import NaFlexResize
     from glmkit.data.sources import JsonlManifest
     from glmkit.models.zoo import read_config
+    from glmkit.stages.contrastive import PairsInOrder
 
     encoder = read_config(Path(args.image_tower) / "encoder")["init_args"]
     source = CaptionedSource(
         JsonlManifest(args.data, fields=[args.caption_key]), key=args.caption_key, languages=args.languages
     )
     naflex = NaFlexResize(patch_size=int(encoder["patch_size"]), max_num_patches=args.max_num_patches)
-    return NaFlexDataModule(
-        {"pairs": source},
+    return PairsInOrder(
+        source,
+        naflex,
         transform=PickCaption(args.caption_key, args.languages),
-        naflex=naflex,
-        val_naflex=naflex,
-        seq_lens=(args.max_num_patches,),
-        val_seq_len=args.max_num_patches,
-        val_samples=args.samples or len(source),
-        val_sources={"pairs": source},
+        batch_size=args.batch_size,
+        limit=args.limit,
     )
+
+
+def _print_skipped(manifest: str, pairs: int, skipped: list[str]) -> None:
+    """Say on stderr how many pairs of ``manifest`` were evaluated and name every skipped line."""
+    lines = "line" if len(skipped) == 1 else "lines"
+    print(
+        f"glmkit eval-retrieval: {pairs} pairs from {manifest}, {len(skipped)} {lines} skipped",
+        file=sys.stderr,
+    )
+    for item in skipped:
+        print(f"  skipped {item}", file=sys.stderr)
 
 
 def _cmd_tools(argv: list[str]) -> int:
@@ -392,7 +425,7 @@ Commands of glmkit itself:
   plugins                 installed glmkit plugins and whether they loaded
   eval --benchmark NAME --model SPEC
                           run an evaluation benchmark (glmkit eval --help)
-  eval-retrieval --image-tower DIR --text-tower DIR (--config RECIPE | --data MANIFEST)
+  eval-retrieval --image-tower DIR --text-tower DIR (--config RECIPE | --data MANIFEST [--limit N])
                           zero-shot retrieval of exported stage-2 towers (--help)
   tools serve | export-skills
                           the tool chain over MCP (stdio), or as agent skill folders

@@ -2,12 +2,14 @@
 
 The distributed tests run 2, 3 and 4 gloo ranks and compare every rank's loss and gradients (image
 and text embeddings, temperature, bias) with the single-process loss over the concatenated global
-batch, for both exchanges, chunked and unchunked, in float64.
+batch, for both exchanges, chunked and unchunked, in float64; and 4 ranks split into process groups,
+where each group's ranks must match one process over that group's batch alone.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from datetime import timedelta
 
 import pytest
 import torch
@@ -279,3 +281,76 @@ def _paper_rows(x_all, y_all, t, b, rows: slice):
     labels = -torch.ones_like(logits)
     labels[:, rows] += 2 * torch.eye(logits.shape[0], dtype=logits.dtype)
     return -F.logsigmoid(labels * logits).sum() / logits.shape[0]
+
+
+# The splits of 4 ranks tried in one spawn: the issue's {0,1} {2,3}; interleaved groups, whose
+# group ranks differ from the global ones in every group; a ring of 3 that runs both directions
+# (group rank 0 is global rank 1) beside a group of one (no exchange at all).
+SPLITS: tuple[tuple[tuple[int, ...], ...], ...] = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((1, 2, 3), (0,)))
+
+
+def _group_losses(rank: int, world: int, x_all, y_all, logit_scale, bias, rows: int) -> dict:
+    """Loss and gradients of this rank's slice under each split's group, for both exchanges."""
+    import torch.distributed as dist
+
+    x, y = x_all[rank * rows : (rank + 1) * rows], y_all[rank * rows : (rank + 1) * rows]
+    out = {}
+    for split in SPLITS:
+        # every rank creates every group, in the same order; a wrong peer fails in a minute, not 30
+        groups = [dist.new_group(list(members), timeout=timedelta(seconds=60)) for members in split]
+        group = next(g for g, members in zip(groups, split, strict=True) if rank in members)
+        for exchange in EXCHANGES:
+            loss = SigLIPLoss(exchange=exchange, chunk_size=2, group=group).double()
+            with torch.no_grad():
+                loss.logit_scale.copy_(logit_scale)
+                loss.logit_bias.copy_(bias)
+            xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+            value = loss(xs, ys)
+            value.backward()
+            out[split, exchange] = (
+                value.detach(),
+                xs.grad,
+                ys.grad,
+                loss.logit_scale.grad,
+                loss.logit_bias.grad,
+            )
+        outsider = [g for g, members in zip(groups, split, strict=True) if rank not in members]
+        if len(split[0]) == 3 and outsider:  # global rank 0, given the group of ranks 1, 2 and 3
+            try:
+                sigmoid_loss(x, y, logit_scale.exp(), bias, group=outsider[0])
+            except ValueError as exc:
+                out["outsider"] = str(exc)
+    return out
+
+
+@pytest.mark.distributed
+def test_process_groups_each_equal_one_process_over_their_own_batch(tmp_path) -> None:
+    """4 ranks in groups: per group G of W_G ranks, rank r's loss is its rows' share of the loss over
+    G's concatenated batch, its embedding gradients W_G times that loss's, and the mean over G of
+    the temperature and bias gradients that loss's; other groups' embeddings play no part."""
+    world, rows, dim = 4, 3, 4
+    x_all, y_all = _embeddings(world * rows, dim, seed=11)
+    t, b = torch.tensor(1.9, dtype=torch.float64), torch.tensor(-3.5, dtype=torch.float64)
+    ranks = run_on_ranks(_group_losses, world, tmp_path, x_all, y_all, t, b, rows)
+
+    for split in SPLITS:
+        for members in split:
+            # the group's batch: its ranks' slices in group-rank (sorted global rank) order
+            index = torch.cat([torch.arange(r * rows, (r + 1) * rows) for r in sorted(members)])
+            xg, yg = x_all[index], y_all[index]
+            _, (gx, gy, gt, gb) = _grads(_paper_loss, xg, yg, t, b)
+            for exchange in EXCHANGES:
+                got = [ranks[r][split, exchange] for r in sorted(members)]
+                for group_rank, (value, grad_x, grad_y, _, _) in enumerate(got):
+                    own = slice(group_rank * rows, (group_rank + 1) * rows)
+                    where = f"{split} {exchange} group {members} rank {sorted(members)[group_rank]}"
+                    torch.testing.assert_close(value, _paper_rows(xg, yg, t, b, own), **TIGHT, msg=where)
+                    torch.testing.assert_close(grad_x, len(members) * gx[own], **TIGHT, msg=f"{where} image")
+                    torch.testing.assert_close(grad_y, len(members) * gy[own], **TIGHT, msg=f"{where} text")
+                for i, name, want in ((3, "temperature", gt), (4, "bias", gb)):
+                    mean = torch.stack([g[i] for g in got]).mean()
+                    torch.testing.assert_close(
+                        mean, want, **TIGHT, msg=f"{split} {exchange} {members} {name}"
+                    )
+    # a rank given a group it is not in is told so, instead of waiting for messages that never come
+    assert "global rank 0 is not a member" in ranks[0]["outsider"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +20,7 @@ from glmkit.config import instantiate
 from glmkit.models.encoders import CogViT
 from glmkit.models.encoders.image_tower import ImageTower
 from glmkit.models.text import HFTextTower
-from glmkit.stages.contrastive import Contrastive
+from glmkit.stages.contrastive import Contrastive, PairsInOrder
 from tests.models.test_text_towers import tiny_bert
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,3 +108,140 @@ def test_a_recipe_without_held_out_pairs_is_refused(towers, tmp_path: Path, caps
     argv += [str(root / "text_tower"), "--config", str(tmp_path / "r.yaml")]
     assert main(argv) == 2
     assert "val_samples is 0; give --samples N" in capsys.readouterr().err
+
+
+def _manifest(folder: Path) -> tuple[Path, list[str]]:
+    """Six lines: four good pairs of distinct images and captions, a line without a caption (3) and
+    a line whose image is missing (5). Returns the manifest and the good lines' captions in order."""
+    from PIL import Image
+
+    lines: list[dict[str, Any]] = []
+    good = []
+    specs = [("red", (40, 60)), ("blue", (64, 32)), (None, (16, 16)), ("green", (48, 48))]
+    specs += [("missing", (16, 16)), ("purple", (24, 56))]
+    for i, (colour, size) in enumerate(specs):
+        Image.new("RGB", size, colour if colour not in (None, "missing") else "black").save(
+            folder / f"{i}.png"
+        )
+        if colour is None:
+            lines.append({"image": f"{i}.png", "caption": ""})
+        elif colour == "missing":
+            lines.append({"image": "no-such-image.png", "caption": "never read"})
+        else:
+            lines.append({"image": f"{i}.png", "caption": f"a {colour} picture"})
+            good.append(f"a {colour} picture")
+    path = folder / "pairs.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path, good
+
+
+def _spy_on_validation(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], list[int], Any, Any]]:
+    """Record the captions, record indices and image and text embeddings of every batch the stage
+    validates."""
+    seen: list[tuple[list[str], list[int], Any, Any]] = []
+    step = Contrastive.validation_step
+
+    def spy(self: Contrastive, batch: dict[str, Any], batch_idx: int) -> None:
+        step(self, batch, batch_idx)
+        images, texts = self._val["image"][-1], self._val["text"][-1]
+        seen.append((list(batch["caption"]), batch["index"].tolist(), images, texts))
+
+    monkeypatch.setattr(Contrastive, "validation_step", spy)
+    return seen
+
+
+def test_a_manifest_is_evaluated_line_by_line(towers, tmp_path: Path, capsys, monkeypatch) -> None:
+    """``--data``: each good line once, in order (no draws with replacement); the two bad lines are
+    skipped, counted and named; the figures are those of the good pairs embedded one by one."""
+    stage, root = towers
+    manifest, captions = _manifest(tmp_path)
+    seen = _spy_on_validation(monkeypatch)
+    out = tmp_path / "metrics.json"
+    argv = ["eval-retrieval", "--image-tower", str(root / "image_tower"), "--text-tower"]
+    argv += [str(root / "text_tower"), "--data", str(manifest), "--ks", "1", "2", "--max-num-patches", "16"]
+    argv += ["--batch-size", "3", "--accelerator", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+
+    assert [c for batch, *_ in seen for c in batch] == captions  # every good line once, in order
+    assert [i for _, batch, *_ in seen for i in batch] == [0, 1, 3, 5]  # record indices of the good lines
+    assert [len(batch) for batch, *_ in seen] == [3, 1]
+    err = capsys.readouterr().err
+    assert f"4 pairs from {manifest}, 2 lines skipped" in err
+    assert f"{manifest}:3: field 'caption' is missing or empty" in err  # named by manifest line
+    assert "no-such-image.png" in err and f"{manifest}:5" in err
+
+    # the reference: the good pairs embedded one at a time, in manifest order
+    from PIL import Image
+
+    from glmkit.data.collate import PadCollate
+    from glmkit.data.naflex import NaFlexResize
+    from glmkit.eval.retrieval import retrieval_metrics
+
+    resize = NaFlexResize(patch_size=stage.image_tower.encoder.patch_size, max_num_patches=16)
+    collate = PadCollate(("patches", "coords"), multiple=16)
+    stage.eval()  # as validation runs it: no stochastic depth
+    with torch.no_grad():
+        images = torch.cat(
+            [
+                stage.encode_images(
+                    collate([resize({"image": Image.open(tmp_path / f"{i}.png").convert("RGB")})])
+                )
+                for i in (0, 1, 3, 5)
+            ]
+        )
+        texts = stage.encode_texts(captions)[0]
+    stage.train()
+    got_images = torch.cat([emb for *_, emb, _ in seen])
+    got_texts = torch.cat([emb for *_, emb in seen])
+    assert got_images.shape == got_texts.shape == (4, 16)  # N image and N text embeddings
+    torch.testing.assert_close(got_images, images, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_texts, texts, rtol=0, atol=1e-5)
+    groups = torch.tensor([zlib.crc32(c.encode()) for c in captions])
+    want = retrieval_metrics(got_images, got_texts, (1, 2), groups)
+    assert json.loads(out.read_text()) == pytest.approx(want, abs=1e-6)
+
+
+def test_limit_reads_the_first_lines_and_samples_is_for_recipes(
+    towers, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    _, root = towers
+    manifest, captions = _manifest(tmp_path)
+    seen = _spy_on_validation(monkeypatch)
+    argv = ["eval-retrieval", "--image-tower", str(root / "image_tower"), "--text-tower"]
+    argv += [
+        str(root / "text_tower"),
+        "--data",
+        str(manifest),
+        "--max-num-patches",
+        "16",
+        "--accelerator",
+        "cpu",
+    ]
+    assert main([*argv, "--limit", "3"]) == 0  # lines 1-3: two pairs, the caption-less line skipped
+    assert [c for batch, *_ in seen for c in batch] == captions[:2]
+    assert "2 pairs from" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--samples", "8"])
+    assert exc.value.code == 2
+    assert "--data reads every line once, use --limit N" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "no-such.png", "caption": "x"}\n')
+    argv[argv.index(str(manifest))] = str(bad)
+    assert main(argv) == 2  # nothing to evaluate: an error, with the line named
+    err = capsys.readouterr().err
+    assert f"0 pairs from {bad}, 1 line skipped" in err and f"no line of {bad} could be read" in err
+
+
+def test_pairs_in_order_survive_an_unreadable_manifest(tmp_path: Path) -> None:
+    """Every line bad: no batch, each line named, nothing raised (the command reports it)."""
+    from glmkit.data.captions import CaptionedSource
+    from glmkit.data.naflex import NaFlexResize
+    from glmkit.data.sources import JsonlManifest
+
+    manifest = tmp_path / "bad.jsonl"
+    manifest.write_text('{"image": "a.png", "caption": "x"}\n{"image": "b.png", "caption": "y"}\n')
+    pairs = PairsInOrder(
+        CaptionedSource(JsonlManifest(str(manifest), fields=["caption"])), NaFlexResize(16, 16)
+    )
+    assert list(pairs) == [] and pairs.pairs == 0
+    assert [s.split(" (")[0] for s in pairs.skipped] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]

@@ -33,6 +33,12 @@ scales them by the incoming gradient (double backward is not supported).
 
 Every rank must pass embeddings of the same shape and the same ``requires_grad`` state (exchange
 buffers are allocated from the local shape), as a synchronised NaFlex batch schedule guarantees.
+
+Process groups. ``group=`` (a ``torch.distributed`` process group; ``None``: the default one) makes
+the global batch that of the group's ranks alone: ranks, world size and every collective are the
+group's, and ring peers are turned into global ranks for the point-to-point messages. Several
+disjoint groups can each compute their own loss at once (a contrastive loss per data-parallel
+replica under tensor or pipeline parallelism, or a smaller negative pool than the whole job's).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+from torch.distributed import ProcessGroup
 
 from glmkit.registry import declare
 
@@ -85,6 +92,9 @@ class SigLIPLoss(ContrastiveLoss):
             in one piece. Peak memory per rank is ``O(B_local * chunk_size)``.
         init_logit_scale: initial ``t'``; the scale is ``exp(t')`` (SigLIP: ``log 10``).
         init_logit_bias: initial bias ``b`` (SigLIP: ``-10``).
+        group: the process group whose ranks make up the global batch (``None``: the default group).
+            A live object, so a recipe cannot name it; code that builds groups passes it here or sets
+            the ``group`` attribute before the first step.
     """
 
     def __init__(
@@ -93,10 +103,12 @@ class SigLIPLoss(ContrastiveLoss):
         chunk_size: int | None = None,
         init_logit_scale: float = math.log(10.0),
         init_logit_bias: float = -10.0,
+        group: ProcessGroup | None = None,
     ) -> None:
         super().__init__()
         self.exchange = _check_exchange(exchange)
         self.chunk_size = _check_chunk_size(chunk_size)
+        self.group = group
         # one-element vectors, not 0-d scalars: FSDP flattens parameters and refuses 0-d ones
         self.logit_scale = nn.Parameter(torch.tensor([float(init_logit_scale)]))
         self.logit_bias = nn.Parameter(torch.tensor([float(init_logit_bias)]))
@@ -123,10 +135,12 @@ class SigLIPLoss(ContrastiveLoss):
             self.logit_bias,
             exchange=self.exchange,
             chunk_size=self.chunk_size,
+            group=self.group,
         )
 
     def extra_repr(self) -> str:
-        return f"exchange={self.exchange!r}, chunk_size={self.chunk_size}"
+        group = "" if self.group is None else f", group=<{dist.get_world_size(self.group)} ranks>"
+        return f"exchange={self.exchange!r}, chunk_size={self.chunk_size}{group}"
 
 
 def sigmoid_loss(
@@ -137,6 +151,7 @@ def sigmoid_loss(
     *,
     exchange: str = "bidirectional",
     chunk_size: int | None = None,
+    group: ProcessGroup | None = None,
 ) -> Tensor:
     """SigLIP's sigmoid loss (arXiv 2303.15343, eq. 1) of this rank's pairs against the global batch.
 
@@ -146,12 +161,14 @@ def sigmoid_loss(
         scale: the logit scale ``exp(t')`` (0-dim).
         bias: the logit bias ``b`` (0-dim).
         exchange: ``"bidirectional"`` or ``"all_gather"`` (see the module docstring); a single
-            process (``torch.distributed`` not initialised or world size 1) needs none.
+            process (``torch.distributed`` not initialised or a group of one rank) needs none.
         chunk_size: image rows per logits chunk (``None``: the whole block).
+        group: the process group whose ranks hold the global batch (``None``: the default group);
+            this process must be one of its ranks.
 
     Returns:
         ``-1/B_local * sum_{i local, j global} log sigmoid(label_ij * z_ij)`` in the embeddings'
-        dtype promoted to at least float32.
+        dtype promoted to at least float32, ``j`` running over the group's ranks.
     """
     exchange = _check_exchange(exchange)
     chunk_size = _check_chunk_size(chunk_size)
@@ -172,14 +189,29 @@ def sigmoid_loss(
         torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
     )
     with no_autocast:
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not (dist.is_available() and dist.is_initialized()) or _group_world(group) == 1:
             return _GatheredSigmoidLoss.apply(image_emb, text_emb, scale, bias, 0, chunk, need_grad)
         if exchange == "all_gather":
-            texts = _AllGather.apply(text_emb)  # W * B_local, D
+            texts = _AllGather.apply(text_emb, group)  # W * B_local, D
             return _GatheredSigmoidLoss.apply(
-                image_emb, texts, scale, bias, dist.get_rank(), chunk, need_grad
+                image_emb, texts, scale, bias, dist.get_rank(group), chunk, need_grad
             )
-        return _BidirectionalSigmoidLoss.apply(image_emb, text_emb, scale, bias, chunk, need_grad)
+        return _BidirectionalSigmoidLoss.apply(image_emb, text_emb, scale, bias, chunk, need_grad, group)
+
+
+def _group_world(group: ProcessGroup | None) -> int:
+    """The group's world size, after checking that this process is one of its ranks."""
+    if group is not None and dist.get_rank(group) < 0:
+        raise ValueError(
+            f"sigmoid_loss was given a process group that global rank {dist.get_rank()} is not a member "
+            "of; pass the group this rank belongs to (every rank calls the loss with its own group)"
+        )
+    return dist.get_world_size(group)
+
+
+def _global_rank(group: ProcessGroup | None, rank: int) -> int:
+    """The global rank of ``rank`` of ``group``, which point-to-point messages address."""
+    return rank if group is None else dist.get_global_rank(group, rank)
 
 
 def _check_exchange(exchange: str) -> str:
@@ -296,36 +328,43 @@ class _GatheredSigmoidLoss(torch.autograd.Function):
 
 
 class _AllGather(torch.autograd.Function):
-    """Differentiable all-gather of ``[B, D]`` blocks into ``[W*B, D]``; backward sums every rank's gradient."""
+    """Differentiable all-gather of ``[B, D]`` blocks into ``[W*B, D]`` over ``group``; backward sums
+    every rank's gradient."""
 
     @staticmethod
-    def forward(ctx, y):
-        ctx.rank, ctx.rows = dist.get_rank(), y.shape[0]
-        parts = [torch.empty_like(y) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, y.contiguous())
+    def forward(ctx, y, group):
+        ctx.group, ctx.rank, ctx.rows = group, dist.get_rank(group), y.shape[0]
+        parts = [torch.empty_like(y) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, y.contiguous(), group=group)
         return torch.cat(parts)  # W * B, D
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         grad = grad.contiguous()
-        if dist.get_backend() == "nccl":
+        if dist.get_backend(ctx.group) == "nccl":
             out = grad.new_empty((ctx.rows, *grad.shape[1:]))
-            dist.reduce_scatter_tensor(out, grad)
-            return out
+            dist.reduce_scatter_tensor(out, grad, group=ctx.group)
+            return out, None
+        # gloo has no reduce-scatter: sum everything, keep this rank's rows
         grad = grad.clone()
-        dist.all_reduce(grad)  # gloo has no reduce-scatter: sum everything, keep this rank's rows
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+        dist.all_reduce(grad, group=ctx.group)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows], None
 
 
 # ---------------------------------------------------------------------------------------------
 # Bidirectional ring
 
 
-def _post(sends: list[tuple[Tensor, int]], recvs: list[tuple[Tensor, int]]) -> list:
-    """Start point-to-point sends and receives together (batched, so NCCL cannot deadlock)."""
-    ops = [dist.P2POp(dist.isend, t, peer) for t, peer in sends]
-    ops += [dist.P2POp(dist.irecv, t, peer) for t, peer in recvs]
+def _post(
+    sends: list[tuple[Tensor, int]], recvs: list[tuple[Tensor, int]], group: ProcessGroup | None
+) -> list:
+    """Start point-to-point sends and receives together (batched, so NCCL cannot deadlock).
+
+    Peers are ranks of ``group``; the messages address them by their global ranks.
+    """
+    ops = [dist.P2POp(dist.isend, t, _global_rank(group, peer), group) for t, peer in sends]
+    ops += [dist.P2POp(dist.irecv, t, _global_rank(group, peer), group) for t, peer in recvs]
     return dist.batch_isend_irecv(ops) if ops else []
 
 
@@ -344,12 +383,13 @@ class _BidirectionalSigmoidLoss(torch.autograd.Function):
     an accumulator that follows the block one round behind; after a block's last round its
     accumulator goes straight back to the owner. Every rank posts the same sequence of batched
     messages, so they pair up in order (gloo and NCCL alike). A rank holds at most four ``[B, D]``
-    buffers per direction (the block, the next block, two accumulators), whatever ``W``.
+    buffers per direction (the block, the next block, two accumulators), whatever ``W``. Ranks and
+    ``W`` are those of ``group``.
     """
 
     @staticmethod
-    def forward(ctx, x, y, scale, bias, chunk: int, need_grad: bool):
-        rank, world = dist.get_rank(), dist.get_world_size()
+    def forward(ctx, x, y, scale, bias, chunk: int, need_grad: bool, group):
+        rank, world = dist.get_rank(group), dist.get_world_size(group)
         dtype = _compute_dtype(x, y, scale, bias)
         ctx.dtypes = (x.dtype, y.dtype, scale.dtype, bias.dtype)
         xc, yc, s, b = (t.to(dtype).contiguous() for t in (x, y, scale, bias))
@@ -368,7 +408,9 @@ class _BidirectionalSigmoidLoss(torch.autograd.Function):
         def post_texts(held: list[Tensor], k: int) -> tuple[list, dict[int, Tensor]]:
             live = [i for i, st in enumerate(streams) if st[2] >= k]
             bufs = {i: torch.empty_like(yc) for i in live}
-            works = _post([(held[i], streams[i][1]) for i in live], [(bufs[i], streams[i][0]) for i in live])
+            works = _post(
+                [(held[i], streams[i][1]) for i in live], [(bufs[i], streams[i][0]) for i in live], group
+            )
             return works, bufs
 
         text_works, incoming = post_texts([yc, yc], 1)
@@ -393,14 +435,16 @@ class _BidirectionalSigmoidLoss(torch.autograd.Function):
             finals.update({i: accs[i] for i in accs if streams[i][2] == k})
             acc_in = {i: torch.empty_like(yc) for i in onward}
             acc_works = _post(
-                [(accs[i], streams[i][1]) for i in onward], [(acc_in[i], streams[i][0]) for i in onward]
+                [(accs[i], streams[i][1]) for i in onward],
+                [(acc_in[i], streams[i][0]) for i in onward],
+                group,
             )
         if need_grad:
             # each finished accumulator returns to the block's owner, `rounds` hops back
             back = {i: torch.empty_like(yc) for i in finals}
             sends = [(finals[i], (rank - d * n) % world) for i, (_, _, n, d) in enumerate(streams)]
             recvs = [(back[i], (rank + d * n) % world) for i, (_, _, n, d) in enumerate(streams)]
-            _wait(_post(sends, recvs))
+            _wait(_post(sends, recvs, group))
             for buf in back.values():
                 gy += buf
             factor = s / rows
@@ -410,4 +454,4 @@ class _BidirectionalSigmoidLoss(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss):
-        return *_grads_out(ctx, grad_loss, ctx.saved_tensors), None, None
+        return *_grads_out(ctx, grad_loss, ctx.saved_tensors), None, None, None

@@ -12,23 +12,30 @@ Validation embeds the held-out pairs and reports image-text retrieval R@1/R@5 bo
 
 At fit end :class:`~glmkit.stages.export.Export` writes both towers (``modules: {image_tower: ...,
 text_tower: ...}``); :func:`evaluate_towers` (``glmkit eval-retrieval``) runs this validation on
-an exported pair.
+an exported pair, over a recipe's validation draws or over :class:`PairsInOrder` (every record of
+a manifest once, in order).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 from jsonargparse import lazy_instance
 from torch import Tensor, nn
+from torch.utils.data import IterableDataset
 
-from glmkit.data.naflex import encoder_inputs
+from glmkit.data.collate import PadCollate
+from glmkit.data.decode import BadImageError
+from glmkit.data.naflex import NaFlexResize, encoder_inputs
+from glmkit.data.sources import BadSampleError, Source
+from glmkit.data.transforms import Transform
 from glmkit.eval.retrieval import retrieval_metrics, zero_shot_accuracy, zero_shot_classify
 from glmkit.losses.siglip import ContrastiveLoss, SigLIPLoss
 from glmkit.models.encoders.image_tower import ImageTower
@@ -203,18 +210,102 @@ def load_tower(directory: str | Path) -> nn.Module:
     return cls.from_pretrained(directory)
 
 
+class PairsInOrder(IterableDataset):
+    """Every record of a source once, in order, as padded NaFlex batches (``glmkit eval-retrieval --data``).
+
+    Unlike a :class:`~glmkit.data.mixture.Mixture` (seeded draws with replacement), record ``i`` is
+    read once, as the ``i``-th pair of the evaluation. A record that cannot be read (an undecodable
+    image, a missing or empty caption: :class:`~glmkit.data.decode.BadImageError` or
+    :class:`~glmkit.data.sources.BadSampleError`) is skipped; after an iteration :attr:`pairs`
+    counts the pairs served and :attr:`skipped` names each skipped record (``path:line: why``).
+
+    A batch is what the NaFlex validation loader gives the stage (``pad`` mode): ``patches``,
+    ``coords``, ``patches_valid`` padded to ``naflex.max_num_patches``, ``grid``, the records'
+    other fields one entry per pair, and ``index`` (the record's position in the source).
+
+    Args:
+        source: records with the image field ``naflex`` reads (e.g. a
+            :class:`~glmkit.data.captions.CaptionedSource` over a ``JsonlManifest``).
+        naflex: the resize, at the evaluation budget.
+        transform: record transform before the resize (e.g. ``PickCaption``); its ``rng`` for
+            record ``i`` is seeded from ``(seed, i)``, so a record with several captions always
+            gives the same one.
+        batch_size: pairs per batch (the last batch may be smaller).
+        limit: read only the first ``limit`` records (``None``: all).
+        seed: seed of the transform's draws.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        naflex: NaFlexResize,
+        transform: Transform | None = None,
+        batch_size: int = 16,
+        limit: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 or None (every record), got {limit}")
+        self.source = source
+        self.naflex = naflex
+        self.transform = transform
+        self.batch_size = int(batch_size)
+        self.limit = None if limit is None else int(limit)
+        self.seed = int(seed)
+        self.pairs = 0
+        self.skipped: list[str] = []
+
+    @property
+    def num_records(self) -> int:
+        """The records an iteration reads: the source's, or the first ``limit`` of them."""
+        return len(self.source) if self.limit is None else min(self.limit, len(self.source))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.pairs, self.skipped = 0, []
+        collate = PadCollate(("patches", "coords"), multiple=self.naflex.max_num_patches)
+        pending: list[dict[str, Any]] = []
+        for index in range(self.num_records):
+            rng = np.random.default_rng([self.seed, index])
+            try:
+                record = self.source.read(index)
+                if self.transform is not None:
+                    record = self.transform(record, rng)
+                sample = self.naflex(record, rng)
+            except (BadImageError, BadSampleError) as exc:
+                self.skipped.append(str(exc))
+                continue
+            pending.append({**sample, "index": index})
+            if len(pending) == self.batch_size:
+                self.pairs += len(pending)
+                yield collate(pending)
+                pending = []
+        if pending:
+            self.pairs += len(pending)
+            yield collate(pending)
+
+    def __repr__(self) -> str:
+        return (
+            f"PairsInOrder({self.source!r}, records={self.num_records}, batch_size={self.batch_size}, "
+            f"max_num_patches={self.naflex.max_num_patches})"
+        )
+
+
 def evaluate_towers(
     image_tower: str | Path,
     text_tower: str | Path,
-    datamodule: pl.LightningDataModule,
+    data: pl.LightningDataModule | Iterable[Mapping[str, Any]],
     class_names: list[str] | None = None,
     class_templates: Sequence[str] = ("{}",),
     retrieval_ks: Sequence[int] = (1, 5),
     accelerator: str = "auto",
 ) -> dict[str, float]:
     """Zero-shot evaluation of an exported pair of towers: the stage's own validation (retrieval
-    R@K both ways and, with ``class_names``, zero-shot accuracy) over ``datamodule``'s validation
-    pairs. Returns ``{"i2t/R@1": ..., ...}``; the loss is left out (the export has no temperature)."""
+    R@K both ways and, with ``class_names``, zero-shot accuracy) over ``data``: a datamodule's
+    validation pairs, or the batches of a loader (a ``DataLoader`` over :class:`PairsInOrder`).
+    Returns ``{"i2t/R@1": ..., ...}``; the loss is left out (the export has no temperature)."""
     stage = Contrastive(
         load_tower(image_tower),
         load_tower(text_tower),
@@ -230,7 +321,10 @@ def evaluate_towers(
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.validate(stage, datamodule=datamodule, verbose=False)
+    if isinstance(data, pl.LightningDataModule):
+        trainer.validate(stage, datamodule=data, verbose=False)
+    else:
+        trainer.validate(stage, dataloaders=data, verbose=False)
     prefix = "val/"
     return {
         k[len(prefix) :]: float(v)
@@ -239,4 +333,4 @@ def evaluate_towers(
     }
 
 
-__all__ = ["Contrastive", "evaluate_towers", "load_tower"]
+__all__ = ["Contrastive", "PairsInOrder", "evaluate_towers", "load_tower"]

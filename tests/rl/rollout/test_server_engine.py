@@ -1,4 +1,5 @@
-"""OpenAIServerEngine against a real HTTP server on loopback: requests, callbacks, limits, aborts, weights."""
+"""OpenAIServerEngine against a real HTTP server on loopback: requests, callbacks, limits, aborts, weights,
+and the prompt a server renders from its requests against the trainer's (ChatPrompts)."""
 
 from __future__ import annotations
 
@@ -183,6 +184,141 @@ def test_finish_reasons_are_mapped_and_failures_keep_their_reason() -> None:
     assert refused.finish_reason == "error" and "HTTP 400: " in str(refused.error)
     assert "scripted status 400" in str(refused.error)
     assert malformed.finish_reason == "error" and "malformed chat completion" in str(malformed.error)
+
+
+# -- the server's prompt is the trainer's ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def processor() -> Any:
+    """The policy's processor: the packaged test tokenizer, 8-pixel patches, at most 64 per image."""
+    from glmkit.data.vlm_samples import packaged_tokenizer
+    from glmkit.models.vlm_processor import VLMProcessor
+
+    return VLMProcessor(packaged_tokenizer(), patch_size=8, merge_size=2, max_num_patches=64)
+
+
+@pytest.fixture(scope="module")
+def prompt_samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Sample]:
+    """A single-image, a multi-image and a text-only sample. The multi-image one holds a JPEG whose
+    EXIF orientation turns it upright (48x16 stored, 16x48 shown), a PNG with transparent pixels over
+    coloured ones and a small PNG: images of different sizes, so their order shows in the tokens."""
+    folder = tmp_path_factory.mktemp("prompt_images")
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(folder / "one.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to show
+    Image.fromarray(rng.integers(0, 256, (16, 48, 3), dtype=np.uint8)).save(
+        folder / "rotated.jpg", "JPEG", exif=exif.tobytes()
+    )
+    rgba = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    rgba[:16, :, 3] = 0  # transparent top half: the trainer shows it white
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    Image.fromarray(rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)).save(folder / "small.png")
+    return {
+        "single": Sample(id="single", question="What is shown?", answer="x", images=[folder / "one.png"]),
+        "multi": Sample(
+            id="multi",
+            question="  Compare the three images.\n",  # whitespace is kept as it is
+            answer="x",
+            images=[folder / "rotated.jpg", folder / "alpha.png", folder / "small.png"],
+        ),
+        "text": Sample(id="text", question="What is 2 + 3?", answer="5"),
+    }
+
+
+def served_prompt(processor: Any, messages: list[dict[str, Any]]) -> Any:
+    """What a vLLM or SGLang server computes from a request's messages with the policy's processor:
+    every ``image_url`` data URL decoded back into an image part (as the server's media loader
+    reads it: PIL, RGB), the chat template applied with the generation prompt, the text tokenized
+    without special tokens and each image's placeholder expanded for its size."""
+    parsed = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [
+                {"type": "image", "image": _decode_data_url(part["image_url"]["url"])}
+                if part["type"] == "image_url"
+                else part
+                for part in content
+            ]
+        parsed.append({**message, "content": content})
+    return processor.apply_chat_template(parsed, add_generation_prompt=True, tokenize=True)
+
+
+def _decode_data_url(url: str) -> Image.Image:
+    header, data = url.split(",", 1)
+    assert header == "data:image/png;base64"  # lossless, so the server sees the trainer's pixels
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+
+
+def _assert_same_prompt(served: Any, trainer: dict[str, Any], name: str) -> None:
+    """Token ids, and the visual input behind the image placeholders, equal."""
+    assert served["input_ids"][0].tolist() == trainer["input_ids"][0].tolist(), name
+    assert ("grid_thw" in served) == ("grid_thw" in trainer), name
+    if "grid_thw" in trainer:
+        assert served["grid_thw"].tolist() == trainer["grid_thw"].tolist(), name
+        assert _same_tensor(served["patches"], trainer["patches"]), name
+
+
+def _same_tensor(a: Any, b: Any) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+@pytest.mark.parametrize("name", ["single", "multi", "text"])
+def test_the_server_renders_the_trainers_prompt_tokens(processor, prompt_samples, name: str) -> None:
+    """The messages the engine sends, rendered as a server renders them, give the token ids (and
+    image patches) that ChatPrompts gives the trainer for teacher forcing."""
+    from glmkit.rl.rollout.inprocess import ChatPrompts
+
+    sample = prompt_samples[name]
+    messages = OpenAIServerEngine("http://127.0.0.1:9/v1", flavour="vllm").messages(sample)
+    assert [m["role"] for m in messages] == ["user"]
+    _assert_same_prompt(served_prompt(processor, messages), ChatPrompts(processor).encode([sample]), name)
+
+
+def test_a_system_prompt_is_the_one_difference_and_is_warned_about(
+    processor, prompt_samples, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``system_prompt`` the server's prompt is the trainer's with a system message first:
+    what ChatPrompts would have to render for the two to agree."""
+    from glmkit.rl.rollout.inprocess import ChatPrompts
+
+    sample = prompt_samples["multi"]
+    eng = OpenAIServerEngine("http://127.0.0.1:9/v1", system_prompt="Answer briefly.")
+    assert "does not render" in caplog.text
+    served = served_prompt(processor, eng.messages(sample))
+    trainer = ChatPrompts(processor)
+    with_system = [{"role": "system", "content": "Answer briefly."}, *trainer.messages(sample)]
+    _assert_same_prompt(served, processor.apply_chat_template(with_system, tokenize=True), "with system")
+    assert served["input_ids"].shape[1] > trainer.encode([sample])["input_ids"].shape[1]
+
+
+def test_prompt_token_ids_from_the_server_are_recorded(processor, prompt_samples) -> None:
+    """A server that returns the prompt's ids (vLLM, ``return_token_ids``): they reach
+    ``Completion.metadata`` and equal the trainer's."""
+    from glmkit.rl.rollout.inprocess import ChatPrompts
+
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        ids = served_prompt(processor, body["messages"])["input_ids"][0].tolist()
+        return {**reply(content="ok", token_ids=[5]), "prompt_token_ids": ids}
+
+    sample = prompt_samples["multi"]
+    with ScriptedOpenAIServer([answer, reply(content="ok")]) as srv:
+        eng = engine(srv, flavour="vllm")
+
+        async def main() -> list[Completion]:
+            out = [await eng.submit(RolloutRequest("0/0", k, sample)) for k in range(2)]
+            await eng.close()
+            return out
+
+        served, silent = asyncio.run(main())
+    assert srv.requests[0]["return_token_ids"] is True
+    trainer_ids = ChatPrompts(processor).encode([sample])["input_ids"][0].tolist()
+    assert served.metadata["prompt_token_ids"] == trainer_ids
+    assert "prompt_token_ids" not in silent.metadata  # a server that returns none
 
 
 # -- callbacks, concurrency, timeouts, aborts ---------------------------------------------------------

@@ -5,10 +5,14 @@ after each update. :class:`OpenAIServerEngine` (``rollout_engines: openai_server
 
 * **one chat request per rollout request**, sent by the project's client
   (:class:`~glmkit.agent.client.OpenAIChatClient`, over one shared ``httpx.AsyncClient``). The
-  messages are the gym's opening messages for the sample (:func:`~glmkit.agent.turns.initial_messages`:
-  each image named and sent as a ``data:`` URL, then the question), so a policy sees the same
-  prompt from every engine. :class:`~.engine.SamplingParams` map to ``max_tokens``,
-  ``temperature``, ``top_p`` and ``stop``; ``extra`` is passed through (``top_k``, ``seed``, ...);
+  messages are the trainer's prompt (:meth:`~.inprocess.ChatPrompts.messages`: one user turn, the
+  sample's images, then its question), each image decoded as the trainer's processor decodes it
+  (:func:`~glmkit.data.decode.decode_image`: EXIF orientation applied, transparency on white) and
+  sent losslessly as a PNG ``data:`` URL. A server that renders them with the policy's chat
+  template (vLLM and SGLang apply the Hugging Face template, image parts as image placeholders)
+  then sees the prompt tokens the trainer recomputes log-probabilities on, which exact importance
+  ratios need. :class:`~.engine.SamplingParams` map to ``max_tokens``, ``temperature``, ``top_p``
+  and ``stop``; ``extra`` is passed through (``top_k``, ``seed``, ...);
 * **at most** ``max_concurrency`` requests on the wire; the rest wait in submission order;
 * **a deadline per request** (``timeout_s``, from the moment it is sent): an overrun, an HTTP
   error, a malformed reply or a server-side end (``finish_reason`` other than ``stop``,
@@ -18,6 +22,9 @@ after each update. :class:`OpenAIServerEngine` (``rollout_engines: openai_server
   when the server returns them, and the token ids into :attr:`Completion.token_ids` where the
   reply has them: the choice's ``token_ids`` (vLLM's ``return_token_ids: true``, which the engine
   also sends to SGLang), or token strings ``token_id:N`` (vLLM's ``return_tokens_as_token_ids``);
+  the prompt's token ids, where the reply has them (vLLM's ``prompt_token_ids`` with
+  ``return_token_ids: true``), go to ``Completion.metadata["prompt_token_ids"]``, so a trainer can
+  check them against its own rendering of the prompt;
 * **abort**: the request's task is cancelled, which closes its connection (vLLM aborts a request
   whose client disconnected); with ``flavour="sglang"`` the :meth:`abort_requests` hook also posts
   SGLang's ``/abort_request`` with the request's ``rid``, which the engine sets on every request;
@@ -100,7 +107,9 @@ class OpenAIServerEngine(RolloutEngine):
             5xx) within its deadline; 0 by default because the scheduler re-issues failed
             requests itself (``max_request_retries``).
         logprobs: ask for per-token log-probabilities (and token ids on vLLM and SGLang).
-        system_prompt: a system message opening every request (as the gym's environment has).
+        system_prompt: a system message opening every request. The trainer's
+            :class:`~.inprocess.ChatPrompts` renders none, so with one set the server's prompt
+            tokens are not the trainer's (a warning says so); keep it ``None`` for RL.
         request_params: further fields of every request (``chat_template_kwargs``, ...);
             a request's ``SamplingParams.extra`` overrides them.
         api_key: bearer token; defaults to ``$OPENAI_API_KEY``.
@@ -151,6 +160,12 @@ class OpenAIServerEngine(RolloutEngine):
         self.timeout_s = timeout_s
         self.logprobs = logprobs
         self.system_prompt = system_prompt
+        if system_prompt:
+            logger.warning(
+                "OpenAIServerEngine(system_prompt=...) opens every request with a system message that the "
+                "trainer's ChatPrompts does not render: the server's prompt tokens will differ from the "
+                "ones log-probabilities are recomputed on"
+            )
         self.weights_dir = Path(weights_dir) if weights_dir is not None else None
         self.keep_weights = keep_weights
         self.weight_timeout_s = weight_timeout_s
@@ -178,15 +193,26 @@ class OpenAIServerEngine(RolloutEngine):
         return f"{self.rid_prefix}{request.request_id}@{request.attempt}"
 
     def messages(self, sample: Sample) -> list[dict[str, Any]]:
-        """The chat messages of ``sample``: the gym's opening messages with images as data URLs."""
-        from glmkit.agent.models import to_openai_messages
-        from glmkit.agent.turns import initial_messages
-        from glmkit.tools.base import ToolContext
+        """The chat messages of ``sample``: the trainer's prompt, images as PNG data URLs.
 
-        images = sample.load_images()
-        return to_openai_messages(
-            initial_messages(sample.question, images, ToolContext(), system_prompt=self.system_prompt)
-        )
+        One user turn holding the sample's images in order, then its question (a plain string
+        when there is no image), as :meth:`~.inprocess.ChatPrompts.messages` lays it out; each
+        image is decoded as the trainer's processor decodes it. With ``system_prompt``, a system
+        message comes first.
+        """
+        from glmkit.agent.context import image_ref
+        from glmkit.agent.models import to_openai_messages
+        from glmkit.data.decode import decode_image
+
+        images = [decode_image(str(p), f"sample {sample.id!r} image {p}") for p in sample.images]
+        content: str | list[dict[str, Any]] = sample.question
+        if images:
+            parts = [image_ref(f"img_{i}", image) for i, image in enumerate(images, start=1)]
+            content = [*parts, {"type": "text", "text": sample.question}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return to_openai_messages(messages)
 
     def request_params(self, request: RolloutRequest) -> dict[str, Any]:
         """The request fields besides ``model`` and ``messages`` (exposed so tests see what is sent)."""
@@ -260,6 +286,10 @@ class OpenAIServerEngine(RolloutEngine):
             "model": reply.raw.get("model"),
             "rid": self.server_rid(request),
         }
+        # vLLM puts the prompt's ids beside the choices (return_token_ids); some servers in the choice
+        prompt_ids = _int_list(reply.raw.get("prompt_token_ids")) or _int_list(choice.get("prompt_token_ids"))
+        if prompt_ids is not None:
+            metadata["prompt_token_ids"] = prompt_ids
         server_reason = reply.finish_reason
         if server_reason == "length" or server_reason in _STOP_REASONS:
             return Completion(
