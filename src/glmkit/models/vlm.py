@@ -172,6 +172,27 @@ class MultimodalCausalLM(Protocol):
         ...
 
 
+class _CausalLMParts:
+    """``decoder_layers`` and ``lm_head`` of a :class:`MultimodalCausalLM`, found through its
+    ``causal_lm`` with transformers' own accessors; a subclass says which module ``causal_lm`` is."""
+
+    @property
+    def causal_lm(self) -> nn.Module:
+        """The transformers causal LM."""
+        raise NotImplementedError
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        """The LLM's decoder layers (``causal_lm.get_decoder().layers``; for GLM-V,
+        ``model.language_model.layers``)."""
+        return self.causal_lm.get_decoder().layers
+
+    @property
+    def lm_head(self) -> nn.Module:
+        """The LLM's output head (``causal_lm.get_output_embeddings()``)."""
+        return self.causal_lm.get_output_embeddings()
+
+
 # ---------------------------------------------------------------------------------------- building
 def build_encoder(spec: nn.Module | str | Path) -> nn.Module:
     """A vision encoder from a module, an export directory, a CogViT preset name or a hub id."""
@@ -296,7 +317,7 @@ def _sample_name(b: int, sample_ids: Sequence[Any] | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------- the model
-class VisionLanguageModel(nn.Module):
+class VisionLanguageModel(_CausalLMParts, nn.Module):
     """Encoder -> projector -> causal LM, with visual embeddings at the ``<|image|>`` placeholders.
 
     Args:
@@ -391,16 +412,6 @@ class VisionLanguageModel(nn.Module):
     def causal_lm(self) -> nn.Module:
         """The transformers causal LM (``language_model``)."""
         return self.language_model
-
-    @property
-    def decoder_layers(self) -> nn.ModuleList:
-        """The LLM's decoder layers."""
-        return self.language_model.get_decoder().layers
-
-    @property
-    def lm_head(self) -> nn.Module:
-        """The LLM's output head."""
-        return self.language_model.get_output_embeddings()
 
     # ------------------------------------------------------------------ freezing
     def _set_trainable(self, patterns: Sequence[str], trainable: bool) -> None:
@@ -808,7 +819,7 @@ def _resolve_directory(path_or_hub_id: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- HF VLMs
-class HFVisionLanguageAdapter:
+class HFVisionLanguageAdapter(_CausalLMParts):
     """A transformers VLM (``Glm4vForConditionalGeneration``, ``Glm4vMoe``, Qwen2-VL, Qwen2.5-VL) as a :class:`MultimodalCausalLM`.
 
     :meth:`llm_inputs` runs the model's own hooks in the order its ``forward`` does:
@@ -844,16 +855,6 @@ class HFVisionLanguageAdapter:
     def causal_lm(self) -> nn.Module:
         """The model itself (it takes ``inputs_embeds`` and M-RoPE ``position_ids``)."""
         return self.model
-
-    @property
-    def decoder_layers(self) -> nn.ModuleList:
-        """The text decoder's layers (``model.model.language_model.layers``)."""
-        return self.model.get_decoder().layers
-
-    @property
-    def lm_head(self) -> nn.Module:
-        """The output head."""
-        return self.model.get_output_embeddings()
 
     def token_types(self, input_ids: Tensor) -> Tensor:
         """``mm_token_type_ids [B, T]``: 0 text, 1 image, 2 video (GLM-V writes video frames with the image token)."""

@@ -6,13 +6,17 @@ its MTP layers. Each export is a directory that loads back alone (``CogViT.from_
 
 The weights always come from the strategy's full state dict, which every rank helps gather (a
 collective under FSDP), so an export is whole under sharded strategies too. Rank 0 then writes each
-module: the live module itself where it holds whole weights (single device, DDP), otherwise a copy
-rebuilt from its ``init_args`` (nested modules as ``{class_path, init_args}`` specs, built by
-:func:`glmkit.config.instantiate`) that takes the gathered weights strictly.
+module: the live module itself where it holds whole weights (single device, DDP), otherwise the
+:func:`empty_copy` of it taken when fit set up, before the strategy wrapped or sharded anything (the
+same classes and settings, parameters on the meta device), with the gathered weights loaded into it
+strictly. Any module exports this way, with nothing to declare beyond its ``save_pretrained`` (or,
+for :class:`ExportVLM`, the stage's ``export``): an encoder, a tower, a whole stage with its VLM and
+MTP heads.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-
-from glmkit.models.zoo import class_path_of
 
 
 class Export(pl.Callback):
@@ -36,9 +38,9 @@ class Export(pl.Callback):
             the directory under ``dirpath`` (``"."``: ``dirpath`` itself) that its
             ``save_pretrained(directory)`` writes.
 
-    A module is exportable when it has ``save_pretrained``; under a sharding strategy (FSDP) it
-    also needs ``init_args``, the JSON-able arguments that rebuild it (see ``docs/plugins.md``).
-    Both are checked when fit starts, not after training.
+    A module is exportable when it has ``save_pretrained``; that is checked when fit sets up, not
+    after training. Under a sharding strategy (FSDP) what is written is the module's
+    :func:`empty_copy`, taken then, filled with the gathered weights; nothing else is asked of it.
     """
 
     #: what :meth:`write` calls on each module
@@ -53,39 +55,40 @@ class Export(pl.Callback):
         twice = sorted({d for d in directories if directories.count(d) > 1})
         if twice:
             raise ValueError(f"Export: two modules would be written to the same directory {twice}")
+        self._empty: dict[str, nn.Module] = {}
 
     # ------------------------------------------------------------------------------- hooks
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Check before training, not after it, that every module can be exported."""
-        sharded = _shards_weights(trainer.strategy)
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Before the strategy wraps or shards the stage: check that every module can be exported
+        and keep an :func:`empty_copy` of each, which takes the gathered weights if the live module
+        holds only shards when fit ends."""
+        if stage != "fit":
+            return
         if getattr(trainer.strategy, "_state_dict_type", "full") != "full":
             raise ValueError(
                 f"{type(self).__name__} gathers the strategy's full state dict; "
                 f"{type(trainer.strategy).__name__}(state_dict_type={trainer.strategy._state_dict_type!r}) "
                 "gives shards instead: set state_dict_type: full"
             )
-        for attribute in self.modules:
-            module = self._module(pl_module, attribute)
-            if sharded and not hasattr(module, "init_args"):
-                raise AttributeError(
-                    f"{type(self).__name__}: {_name(pl_module, attribute)} ({type(module).__name__}) has "
-                    f"no init_args, so it cannot be rebuilt whole from the gathered weights under "
-                    f"{type(trainer.strategy).__name__}; train it with DDP or give it init_args"
-                )
+        self._empty = {
+            attribute: empty_copy(self._module(pl_module, attribute)) for attribute in self.modules
+        }
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Gather the full weights on every rank, write each module on rank 0."""
         for attribute in self.modules:  # the same check on every rank, before the collective
             self._module(pl_module, attribute)
         state = trainer.strategy.lightning_module_state_dict()  # a collective under FSDP
+        empty, self._empty = self._empty, {}
         if not trainer.is_global_zero:
             return
         for attribute, directory in self.modules.items():
+            name = _name(pl_module, attribute)
             live = self._module(pl_module, attribute)
-            module = whole_module(live, sub_state(state, attribute), _name(pl_module, attribute))
+            module = whole_module(live, sub_state(state, attribute), empty.get(attribute), name)
             with torch.no_grad():
                 path = self.write(module, directory, trainer)
-            rank_zero_info(f"exported {_name(pl_module, attribute)} to {Path(path).resolve()}")
+            rank_zero_info(f"exported {name} to {Path(path).resolve()}")
 
     # ------------------------------------------------------------------------------- pieces
     def write(self, module: nn.Module, directory: Path, trainer: pl.Trainer) -> Path:
@@ -126,8 +129,9 @@ class ExportVLM(Export):
     ``export(directory, processor=...)`` (:meth:`~glmkit.stages.vlm_pretrain.VLMPretrain.export`)
     when fit ends.
 
-    Load it back with ``MTPCausalLM.from_pretrained(d)`` and
-    ``VisionLanguageModel.from_pretrained(d, language_model=that.llm)``.
+    Load it back with :func:`glmkit.inference.load_vlm` (``MTPCausalLM.from_pretrained(d)`` and
+    ``VisionLanguageModel.from_pretrained(d, language_model=that.llm)``). Under FSDP the stage's
+    :func:`empty_copy`, filled with the gathered weights, is what exports itself.
 
     Args:
         dirpath: the export directory.
@@ -161,39 +165,72 @@ def holds_whole_weights(module: nn.Module, state: Mapping[str, Tensor]) -> bool:
     return bool(state) and all(k in live and live[k].shape == v.shape for k, v in state.items())
 
 
-def rebuild(module: nn.Module) -> nn.Module:
-    """A new module of ``module``'s class and architecture, from its ``init_args`` (nested modules
-    as ``{class_path, init_args}`` specs)."""
-    from glmkit.config import instantiate
+def empty_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module``'s tree whose parameters and persistent buffers are empty meta tensors.
 
-    init_args = getattr(module, "init_args", None)
-    if not isinstance(init_args, Mapping):
-        raise AttributeError(f"{type(module).__name__} has no init_args to rebuild it from")
-    return instantiate({"class_path": class_path_of(module), "init_args": dict(init_args)})
+    Each submodule is a shallow copy: the same class, its other attributes shared with the original
+    (an LLM's config, a stage's settings), so the copy has every method of the original
+    (``save_pretrained``, a stage's ``export``) and costs no memory. A module or tensor reached twice
+    in the tree (tied weights, the rotary embedding MTP heads borrow from the LLM) is one object in
+    the copy too. Non-persistent buffers (in no state dict: RoPE frequencies) keep the
+    original's tensors. Fill it with ``load_state_dict(weights, strict=True, assign=True)``.
+    """
+    memo: dict[int, Any] = {}
+
+    def empty(tensor: Tensor, parameter: bool) -> Tensor:
+        if id(tensor) not in memo:
+            meta = torch.empty_like(tensor, device="meta")
+            memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if parameter else meta
+        return memo[id(tensor)]
+
+    def copy_tree(original: nn.Module) -> nn.Module:
+        if id(original) in memo:
+            return memo[id(original)]
+        new = memo[id(original)] = copy.copy(original)
+        table = vars(new)
+        # Its own hook tables too, so that what the strategy later does to the original (wrapping
+        # children, adding hooks, swapping parameters) leaves the copy as it was.
+        for key, value in list(table.items()):
+            if key.startswith("_") and isinstance(value, dict | set):
+                table[key] = copy.copy(value)
+        kept = original._non_persistent_buffers_set
+        table["_parameters"] = {
+            k: p if p is None else empty(p, True) for k, p in original._parameters.items()
+        }
+        table["_buffers"] = {
+            k: b if b is None or k in kept else empty(b, False) for k, b in original._buffers.items()
+        }
+        table["_modules"] = {k: m if m is None else copy_tree(m) for k, m in original._modules.items()}
+        return new
+
+    return copy_tree(module)
 
 
-def whole_module(module: nn.Module, state: Mapping[str, Tensor], name: str = "module") -> nn.Module:
-    """``module`` itself when it holds whole weights, else a rebuilt copy loaded strictly with
-    ``state`` (the gathered full weights)."""
+def whole_module(
+    module: nn.Module,
+    state: Mapping[str, Tensor],
+    empty: nn.Module | None = None,
+    name: str = "module",
+) -> nn.Module:
+    """``module`` itself when it holds whole weights, else ``empty`` (its :func:`empty_copy`, taken
+    before the strategy sharded it) with ``state`` (the gathered full weights) loaded strictly."""
     if not state:
         raise ValueError(f"the gathered state dict has no entries for {name}; is it part of the stage?")
     if holds_whole_weights(module, state):
         return module
-    copy = rebuild(module)
+    if empty is None:
+        raise RuntimeError(
+            f"{name} holds sharded weights but no empty copy of it was taken before the strategy "
+            "sharded it (Export.setup does that when fit sets up)"
+        )
     try:
-        copy.load_state_dict({k: v.detach().cpu() for k, v in state.items()}, strict=True)
+        empty.load_state_dict({k: v.detach().cpu() for k, v in state.items()}, strict=True, assign=True)
     except RuntimeError as exc:
         raise RuntimeError(
-            f"the gathered weights of {name} do not fit {type(module).__name__} rebuilt from its "
-            f"init_args: {exc}"
+            f"the gathered weights of {name} do not fit the copy of {type(module).__name__} taken when "
+            f"fit set up (did the stage add or replace modules after that?): {exc}"
         ) from exc
-    return copy
-
-
-def _shards_weights(strategy: object) -> bool:
-    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
-
-    return isinstance(strategy, FSDPStrategy | DeepSpeedStrategy | ModelParallelStrategy)
+    return empty
 
 
 def _name(pl_module: nn.Module, attribute: str) -> str:
@@ -204,8 +241,8 @@ __all__ = [
     "Export",
     "ExportEncoder",
     "ExportVLM",
+    "empty_copy",
     "holds_whole_weights",
-    "rebuild",
     "sub_state",
     "whole_module",
 ]
