@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,9 +20,11 @@ from glmkit.models.vlm_processor import VLMProcessor
 from glmkit.optim import MuonAdamW
 from glmkit.rl.gym.categories import OCR, Counting, SmallText
 from glmkit.rl.gym.mix import TaskMix
-from glmkit.rl.rollout import InProcessEngine
+from glmkit.rl.rollout import InProcessEngine, RewardFunction
+from glmkit.rl.rollout.inprocess import ChatPrompts
 from glmkit.stages import STAGES
-from glmkit.stages.multitask_rl import MultiTaskRL, RankShare, TaskPrompts
+from glmkit.stages.multitask_rl import MultiTaskRL, RankShare, TaskPrompts, oracle_episode, sft_warm_start
+from tests.rl.rollout.test_episodes import crop_call, episode_processor, forcing
 
 LLAMA = {
     "model_type": "llama",
@@ -168,8 +172,9 @@ def test_errors_name_the_problem(processor, tmp_path) -> None:
     with pytest.raises(ValueError, match="pass_k"):
         stage(processor, pass_k=[8])
     cats = [Counting(seed=0, data_dir=str(tmp_path)), SmallText(seed=0, data_dir=str(tmp_path))]
-    with pytest.raises(ValueError, match=r"\['small_text'\] are multi-step"):
-        TaskPrompts(TaskMix(cats, num_samples=8))
+    assert [c.name for c in TaskPrompts(TaskMix(cats, num_samples=8)).episode_categories()] == ["small_text"]
+    with pytest.raises(Exception, match="hermes"):  # the registered formats are named
+        TaskPrompts(TaskMix(cats, num_samples=8), tool_format="hermez")
 
 
 def test_policy_from_a_save_pretrained_directory(processor, tmp_path) -> None:
@@ -297,3 +302,85 @@ def test_ddp_ranks_share_the_prompts_and_train_on_all(tmp_path) -> None:
     for key, value in ranks[0]["weights"].items():  # DDP kept the policies equal
         assert torch.equal(ranks[1]["weights"][key], value), key
     assert ranks[0]["states"] == ranks[1]["states"] == [2, 2]
+
+
+# ------------------------------------------------------------------------ multi-step categories
+class TrajectorySmallText(SmallText):
+    """``small_text`` with an oracle trajectory: crop the label's corner, then answer."""
+
+    def oracle_trajectory(self, sample):
+        return [crop_call(sample.metadata["corner"]), str(sample.answer)]
+
+
+def test_oracle_episode_trains_the_trajectory_with_observations_masked(tmp_path) -> None:
+    processor = episode_processor()
+    prompts = ChatPrompts(processor)
+    eos = processor.tokenizer.eos_token_id
+    category = TrajectorySmallText(data_dir=str(tmp_path))
+    sample = category.sample(0)
+    trace = oracle_episode(category, sample, prompts, eos)
+    call = processor.tokenizer.encode(crop_call(sample.metadata["corner"]), add_special_tokens=False)
+    answer = processor.tokenizer.encode(str(sample.answer), add_special_tokens=False)
+    observation = processor.token_id("<|observation|>")
+    # the call ends with the template's <|observation|>: the policy learns to end its turn with it
+    assert trace.token_ids[: len(call) + 1] == [*call, observation] and all(trace.mask[: len(call) + 1])
+    assert trace.token_ids[-len(answer) - 1 :] == [*answer, eos] and all(trace.mask[-len(answer) - 1 :])
+    assert not any(trace.mask[len(call) + 1 : -len(answer) - 1]) and len(trace.images) == 1
+    # a category without a trajectory: its final answer right after the episode's opening
+    plain = oracle_episode(SmallText(data_dir=str(tmp_path)), sample, prompts, eos)
+    assert plain.token_ids == [*answer, eos] and all(plain.mask) and plain.images == []
+    assert plain.prompt[0]["role"] == "system"  # the tools are announced as in the rollouts
+    # the warm start runs on a mix of both kinds
+    vlm = tiny_vlm(processor)
+    mix = TaskMix([category, Counting(data_dir=str(tmp_path))], num_samples=8)
+    losses = sft_warm_start(vlm, prompts, mix, steps=1, batch_size=2, lr=1e-3, stop_token_id=eos)
+    assert len(losses) == 1 and math.isfinite(losses[0])
+
+
+def test_grpo_steps_on_a_multi_step_and_a_single_step_category(tmp_path) -> None:
+    processor = episode_processor()
+    small_text = SmallText(data_dir=str(tmp_path), max_turns=2)
+    cats = [small_text, Counting(data_dir=str(tmp_path))]
+    tasks = TaskMix(cats, {"small_text": 1.0, "counting": 1.0}, num_samples=16)
+    held_out = TaskMix(cats, num_samples=8, stream=1)
+    prompts = TaskPrompts(tasks, held_out, held_out_size=2, tool_format="hermes")
+    call = processor.tokenizer.encode(crop_call("top-left"), add_special_tokens=False)
+    call.append(processor.token_id("<|observation|>"))
+    rl = stage(processor, group_size=2, groups_per_step=2, max_new_tokens=len(call) + 2, temperature=1.0)
+    # the policy's first turn on small_text is its own forced crop call (real log-probs); the rest samples
+    rl.params = dataclasses.replace(
+        rl.params, extra={"prefix_allowed_tokens_fn": forcing(processor, [call], True)}
+    )
+    scores = iter(range(10_000))  # rewards cycling 0, 1, 2: groups seldom tie, advantages are non-zero
+    prompts.reward_system = lambda: RewardFunction(lambda sample, response, metadata: float(next(scores) % 3))
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def keep_grad(module, args, kwargs):
+        logprobs, mask = args[0], args[3]
+        logprobs.retain_grad()
+        seen.append((logprobs, mask))
+
+    rl.loss.register_forward_pre_hook(keep_grad, with_kwargs=True)
+    traces: list[dict] = []
+    gather = rl.gather_traces
+    rl.gather_traces = lambda rollout: traces.append(gather(rollout)) or traces[-1]
+    fit = trainer(tmp_path, max_steps=2, val_check_interval=2)
+    fit.fit(rl, prompts)
+    logged = fit.logged_metrics
+    for key in (
+        "reward/small_text/mean",
+        "reward/counting/mean",
+        "episodes/count",
+        "train/loss",
+        "val/reward/small_text/mean",  # held-out episodes, greedy
+    ):
+        assert key in logged, key
+    assert float(logged["episodes/untrainable"]) == 0 and rl.global_step == 2
+    episodes = [t for step in traces for t in step.values()]
+    assert episodes and any(not all(t.mask) for t in episodes) and any(t.images for t in episodes)
+    # observation tokens (and padding) get no gradient; the policy's tokens do
+    assert seen
+    for logprobs, mask in seen:
+        assert logprobs.grad is not None
+        assert (logprobs.grad[~mask] == 0).all() and (logprobs.grad[mask] != 0).any()
+    assert rl.rollout_engine.traces == {}  # every trace was taken by the trainer or discarded

@@ -31,10 +31,23 @@ length, aborts and deferrals, verifier failures), the loss terms and the packing
 logged through Lightning's loggers; :class:`~glmkit.stages.PlotMetrics` draws them, and
 :class:`~glmkit.stages.export.ExportVLM` exports the trained policy (:meth:`MultiTaskRL.export`).
 
+**Multi-step categories** (tool-using, such as ``small_text``: crop and zoom to read small print)
+are rolled out as episodes, one rollout request each: when the task mix holds any, the engine is
+wrapped in an :class:`~glmkit.rl.rollout.episodes.EpisodeRunner`, which drives the gym's
+:class:`~glmkit.rl.gym.environment.TaskEnvironment` (the agent's turn logic and tool chain, in the
+data module's ``tool_format``) and reports the final answer to the reward system like any
+response. The trainer sees exactly the tokens the policy generated: the episode's response region
+holds the generated tokens (mask 1) and the observations' tokens (tool results, crops' image
+placeholders; mask 0: no loss, no KL), and the observation images go through the encoder in the
+teacher-forced forward and count in the packing's ViT patches (``docs/rl.md``, "Multi-step
+episodes").
+
 ``warmup_sft_steps`` first fine-tunes the policy on the categories' reference answers (a short
 SFT): it lets the offline quickstart start RL from a policy that already answers in the tasks'
-format without another run's checkpoint. Multi-step (tool-using) categories need episode rollouts,
-which this stage does not run yet; it refuses them by name.
+format without another run's checkpoint. A multi-step category trains on its oracle trajectory
+when it has one (``oracle_trajectory(sample)``: the replies, tool calls first, the answer last; the
+observations in between are masked), else on its final answer given straight after the episode's
+opening (the answer format only, not the tool use).
 """
 
 from __future__ import annotations
@@ -58,11 +71,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
+from glmkit.agent.formats import get_tool_call_format
 from glmkit.data.packing import PackItem, plan_microbatches
 from glmkit.losses.policy import ClippedPolicyLoss
 from glmkit.models.frozen import FrozenModels
 from glmkit.optim import MuonAdamW, OptimizerBuilder
 from glmkit.rl.algorithms import GRPO, AdvantageEstimator, informative_groups
+from glmkit.rl.gym.category import TaskCategory
+from glmkit.rl.gym.environment import TaskEnvironment
 from glmkit.rl.gym.mix import TaskMix
 from glmkit.rl.rollout import (
     CompletionReward,
@@ -74,6 +90,7 @@ from glmkit.rl.rollout import (
     ScoredSample,
     score_completion,
 )
+from glmkit.rl.rollout.episodes import EpisodeBuilder, EpisodeRunner, EpisodeTrace
 from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine, token_logprobs
 from glmkit.scoring import Sample
 from glmkit.stages.base import STAGES, Stage
@@ -148,6 +165,9 @@ class TaskPrompts(pl.LightningDataModule):
         held_out: held-out prompts (the same categories, another seed or ``stream``), or None.
         held_out_size: held-out prompts scored per validation.
         reward: extra arguments of the reward system (``on_failure``, ``process_verifiers``, ...).
+        tool_format: the tool-call format the policy writes in multi-step episodes (a text format:
+            ``hermes``, ``glm45``).
+        max_turns: overrides the turn limit of every multi-step category (None: each category's).
     """
 
     def __init__(
@@ -156,20 +176,31 @@ class TaskPrompts(pl.LightningDataModule):
         held_out: TaskMix | None = None,
         held_out_size: int = 32,
         reward: dict[str, Any] | None = None,
+        tool_format: str = "hermes",
+        max_turns: int | None = None,
     ) -> None:
         super().__init__()
         if held_out_size < 1:
             raise ValueError(f"held_out_size must be >= 1, got {held_out_size}")
-        multi = [c.name for c in tasks.categories if c.multi_step]
-        if multi:
-            raise ValueError(
-                f"TaskPrompts: categories {multi} are multi-step (tool-using); the RL stage rolls out "
-                "single-step tasks only, remove them from data.init_args.tasks"
-            )
+        get_tool_call_format(tool_format)  # an unknown name is answered with the registered ones
+        if max_turns is not None and max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1 or None, got {max_turns}")
         self.tasks = tasks
         self.held_out = held_out
         self.held_out_size = int(held_out_size)
         self.reward_args = dict(reward or {})
+        self.tool_format = tool_format
+        self.max_turns = max_turns
+
+    def episode_categories(self) -> list[TaskCategory]:
+        """The multi-step categories of the training and held-out mixes, one per source."""
+        mixes = [self.tasks, *([self.held_out] if self.held_out is not None else [])]
+        by_source: dict[str, TaskCategory] = {}
+        for mix in mixes:
+            for category in mix.categories:
+                if category.multi_step:
+                    by_source.setdefault(category.source, category)
+        return list(by_source.values())
 
     def reward_system(self) -> Any:
         """The reward system routing the training categories to their verifiers."""
@@ -238,6 +269,33 @@ async def held_out_rewards(
     return dict(out)
 
 
+def oracle_episode(
+    category: TaskCategory,
+    sample: Sample,
+    prompts: ChatPrompts,
+    stop_token_id: int,
+    tool_format: str = "hermes",
+    max_turns: int | None = None,
+) -> EpisodeTrace:
+    """A multi-step category's reference episode as the trainer sees one: its oracle trajectory
+    (``category.oracle_trajectory(sample)``, the replies with their tool calls and the final answer
+    last, where the category has one; else the final answer ``category.oracle(sample)`` alone) run
+    through the environment, each reply tokenized as the policy would write it, the final one
+    followed by ``stop_token_id``, the observations masked."""
+    trajectory = getattr(category, "oracle_trajectory", None)
+    replies = list(trajectory(sample)) if callable(trajectory) else [category.oracle(sample)]
+    env = TaskEnvironment([category], tool_format, max_turns=max_turns)
+    builder = EpisodeBuilder(env, prompts, prompts.stop_token_ids())
+    builder.start(sample)
+    for k, reply in enumerate(replies):
+        ids = prompts.tokenizer.encode(reply, add_special_tokens=False)
+        final = k == len(replies) - 1
+        if builder.add_turn([*ids, stop_token_id] if final else ids, reply, "stop", ended=final).done:
+            break
+    assert builder.trace is not None
+    return builder.trace
+
+
 def sft_warm_start(
     policy: nn.Module,
     prompts: ChatPrompts,
@@ -248,9 +306,12 @@ def sft_warm_start(
     lr: float,
     stop_token_id: int,
     offset: int = 0,
+    tool_format: str = "hermes",
+    max_turns: int | None = None,
 ) -> list[float]:
     """Fine-tune ``policy`` for ``steps`` AdamW steps on the categories' reference answers
-    (``category.oracle(sample)`` followed by ``stop_token_id``); returns the losses."""
+    (``category.oracle(sample)`` followed by ``stop_token_id``; a multi-step category's
+    :func:`oracle_episode`, observations masked, in ``tool_format``); returns the losses."""
     categories = {c.name: c for c in tasks.categories}
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -261,9 +322,26 @@ def sft_warm_start(
     policy.train()
     for step in range(steps):
         samples = [tasks[(offset + step * batch_size + j) % len(tasks)] for j in range(batch_size)]
+        episodes = [
+            oracle_episode(categories[s.category], s, prompts, stop_token_id, tool_format, max_turns)
+            if categories[s.category].multi_step
+            else None
+            for s in samples
+        ]
         answers = [categories[s.category].oracle(s) for s in samples]
-        responses = [[*tokenizer.encode(a, add_special_tokens=False), stop_token_id] for a in answers]
-        batch, ids, mask = prompts.teacher_forcing_batch(samples, responses)
+        responses = [
+            [*tokenizer.encode(a, add_special_tokens=False), stop_token_id] if e is None else e.token_ids
+            for a, e in zip(answers, episodes, strict=True)
+        ]
+        if any(episodes):
+            batch, ids, mask = prompts.teacher_forcing_batch(
+                [s if e is None else e.prompt for s, e in zip(samples, episodes, strict=True)],
+                responses,
+                [None if e is None else e.mask for e in episodes],
+                [[] if e is None else e.images for e in episodes],
+            )
+        else:
+            batch, ids, mask = prompts.teacher_forcing_batch(samples, responses)
         batch = {k: v.to(device) for k, v in batch.items()}
         logp = token_logprobs(policy, batch, ids.to(device), mask.to(device))
         loss = -logp.sum() / mask.sum()
@@ -287,7 +365,9 @@ class MultiTaskRL(Stage):
         processor: the policy's :class:`~glmkit.models.vlm_processor.VLMProcessor` (or a
             tokenizer); None loads it from the ``policy`` directory.
         engine: the rollout engine; an :class:`InProcessEngine` is attached to the policy itself
-            (None: ``InProcessEngine()``).
+            (None: ``InProcessEngine()``). With multi-step categories in the task mix, requests go
+            through an :class:`~glmkit.rl.rollout.episodes.EpisodeRunner` around it
+            (:attr:`rollout_engine`).
         algorithm: the advantage estimator (registry ``rl_algorithms``; None: ``GRPO()``).
         loss: the policy loss (its ``beta`` > 0 needs ``reference``); None: ``ClippedPolicyLoss()``
             (DAPO's clip-higher and token-mean defaults).
@@ -398,6 +478,8 @@ class MultiTaskRL(Stage):
         if isinstance(engine, InProcessEngine) and engine.model is None:
             engine.attach(self.policy, processor)
         self._engine_seed = engine.seed if isinstance(engine, InProcessEngine) else 0
+        self.rollout_engine: RolloutEngine = engine  # an EpisodeRunner around it with multi-step tasks
+        self.traces: dict[tuple[str, int], EpisodeTrace] = {}  # this step's episodes, by (group id, index)
         self.pipeline: RolloutPipeline | None = None
         self.reward: Any = None
         self.warm_started = warmup_sft_steps == 0
@@ -422,6 +504,22 @@ class MultiTaskRL(Stage):
             )
         return datamodule
 
+    def build_rollout_engine(self, datamodule: TaskPrompts) -> RolloutEngine:
+        """The engine requests go to: ``engine``, or, when the data has multi-step categories, an
+        :class:`~glmkit.rl.rollout.episodes.EpisodeRunner` around it (built once)."""
+        if isinstance(self.rollout_engine, EpisodeRunner):
+            return self.rollout_engine
+        categories = datamodule.episode_categories()
+        if categories:
+            self.rollout_engine = EpisodeRunner(
+                self.engine,
+                categories,
+                processor=self.processor,
+                tool_format=datamodule.tool_format,
+                max_turns=datamodule.max_turns,
+            )
+        return self.rollout_engine
+
     def setup_rollout(self, datamodule: TaskPrompts) -> None:
         """Build the reward system, the scheduler and the pipeline (and the reference policy)."""
         self.reward = datamodule.reward_system()
@@ -429,7 +527,7 @@ class MultiTaskRL(Stage):
         if isinstance(self.engine, InProcessEngine):  # each rank's own sampling noise
             self.engine.seed = self._engine_seed + self.global_rank
         scheduler = RolloutScheduler(
-            self.engine,
+            self.build_rollout_engine(datamodule),
             self.reward,
             self.share,
             group_size=self.group_size,
@@ -507,7 +605,7 @@ class MultiTaskRL(Stage):
         if self._loop is not None and not self._loop.is_closed():
             if self.pipeline is not None:
                 self._run(self.pipeline.close())
-            self._run(self.engine.close())
+            self._run(self.rollout_engine.close())  # an EpisodeRunner closes the engine inside it
             self._loop.close()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -571,6 +669,8 @@ class MultiTaskRL(Stage):
             lr=self.warmup_sft_lr,
             stop_token_id=stop,
             offset=len(tasks) // 2,  # away from the first prompts RL visits in epoch order
+            tool_format=self._datamodule().tool_format,
+            max_turns=self._datamodule().max_turns,
         )
         self.warm_started = True
         rank_zero_info(
@@ -588,6 +688,7 @@ class MultiTaskRL(Stage):
         if rollout is None:  # every epoch rolled out
             return None
         metrics = rollout.metrics(ks=self.pass_k)  # this rank's rollouts
+        self.traces = self.gather_traces(rollout)
         samples, prompts = self.gather_rollouts(rollout)
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
         group_ids = [s.prompt_id for s in samples]
@@ -596,7 +697,11 @@ class MultiTaskRL(Stage):
             kept = informative_groups(rewards, group_ids)
             keep, metrics["dynamic_sampling/dropped_groups"] = kept.keep, float(kept.dropped_groups)
         advantages = self.algorithm(rewards, group_ids)
-        chosen = [i for i in range(len(samples)) if keep[i] and self.response_ids(samples[i])]
+        chosen = [i for i in range(len(samples)) if keep[i] and self.trainable(samples[i], prompts)]
+        if isinstance(self.rollout_engine, EpisodeRunner):
+            episodes = [s for s in samples if self.rollout_engine.runs_episode(prompts[s.prompt_id])]
+            metrics["episodes/count"] = float(len(episodes))
+            metrics["episodes/untrainable"] = float(sum(self.trace_of(s) is None for s in episodes))
         loss = self.update(samples, chosen, prompts, advantages, metrics)
         self.push_weights()
         if self.reward is not None and hasattr(self.reward, "log_dict"):
@@ -616,6 +721,49 @@ class MultiTaskRL(Stage):
         all_samples = [s for rank_samples, _ in everyone for s in rank_samples]
         all_prompts = {k: v for _, rank_prompts in everyone for k, v in rank_prompts.items()}
         return all_samples, all_prompts
+
+    def gather_traces(self, rollout: Any) -> dict[tuple[str, int], EpisodeTrace]:
+        """Every rank's episode traces of the batch, by (dataset-wide group id, index), taken from
+        the :class:`~glmkit.rl.rollout.episodes.EpisodeRunner` (empty without multi-step tasks)."""
+        runner = self.rollout_engine
+        if not isinstance(runner, EpisodeRunner):
+            return {}
+        assert self.share is not None
+        mine = {}
+        for s in rollout.samples:
+            trace = runner.pop_trace(s.prompt_id, s.index, s.attempt)
+            if trace is not None:
+                mine[(self.share.global_id(s.prompt_id), s.index)] = trace
+        runner.discard_traces(rollout.stale_dropped)  # never trained on
+        return {k: v for rank in _all_gather(mine, self.trainer.world_size) for k, v in rank.items()}
+
+    def trace_of(self, sample: ScoredSample) -> EpisodeTrace | None:
+        """The episode behind ``sample`` (None for a single-step sample)."""
+        return self.traces.get((sample.prompt_id, sample.index))
+
+    def trainable(self, sample: ScoredSample, prompts: Mapping[str, Sample]) -> bool:
+        """The sample has response tokens, none of them an image placeholder the policy wrote (the
+        VLM would read it as an image slot in the teacher-forced forward), and, for a multi-step
+        task, its episode's trace (a sample restored from a checkpoint's prompt cache has lost its
+        observation images)."""
+        ids = self.response_ids(sample)
+        if not ids:
+            return False
+        trace = self.trace_of(sample)
+        placeholder = getattr(self.processor, "image_token_id", None)
+        if placeholder is not None:
+            generated = ids if trace is None else [t for t, m in zip(ids, trace.mask, strict=True) if m]
+            if placeholder in generated:
+                return False
+        runner = self.rollout_engine
+        if isinstance(runner, EpisodeRunner) and runner.runs_episode(prompts[sample.prompt_id]):
+            return trace is not None
+        return True
+
+    def loss_tokens(self, sample: ScoredSample) -> int:
+        """The tokens the loss counts: the policy's (an episode's observation tokens are not)."""
+        trace = self.trace_of(sample)
+        return len(self.response_ids(sample)) if trace is None else sum(trace.mask)
 
     def update(
         self,
@@ -641,7 +789,7 @@ class MultiTaskRL(Stage):
             )
             metrics.update(plan.balance())
             mine = plan.steps[0][self.global_rank]
-            tokens = sum(len(self.response_ids(samples[chosen[i]])) for mb in plan.microbatches() for i in mb)
+            tokens = sum(self.loss_tokens(samples[chosen[i]]) for mb in plan.microbatches() for i in mb)
             sums: dict[str, float] = defaultdict(float)
             for micro in mine:
                 rows = [chosen[i] for i in micro]
@@ -676,17 +824,23 @@ class MultiTaskRL(Stage):
     def pack_items(
         self, samples: Sequence[ScoredSample], chosen: Sequence[int], prompts: Mapping[str, Sample]
     ) -> list[PackItem]:
-        """One :class:`PackItem` per chosen sample: prompt + response tokens, each image's patches."""
-        sizes: dict[str, tuple[int, tuple[int, ...]]] = {}
+        """One :class:`PackItem` per chosen sample: prompt + response tokens, each image's patches
+        (an episode's: its opening's images, then its observations')."""
+        sizes: dict[tuple[str, bool], tuple[int, tuple[int, ...]]] = {}
         items = []
         for i in chosen:
             sample = samples[i]
-            if sample.prompt_id not in sizes:
-                encoded = self.prompts.encode([prompts[sample.prompt_id]], padding_side="right")
+            trace = self.trace_of(sample)
+            key = (sample.prompt_id, trace is not None)
+            if key not in sizes:
+                prompt = prompts[sample.prompt_id] if trace is None else trace.prompt
+                encoded = self.prompts.encode([prompt], padding_side="right")
                 grid = encoded.get("grid_thw")
                 patches = tuple(int(t * h * w) for t, h, w in grid.tolist()) if grid is not None else ()
-                sizes[sample.prompt_id] = (int(encoded["input_ids"].shape[1]), patches)
-            length, patches = sizes[sample.prompt_id]
+                sizes[key] = (int(encoded["input_ids"].shape[1]), patches)
+            length, patches = sizes[key]
+            if trace is not None:
+                patches = (*patches, *self.prompts.patch_counts(trace.images))
             items.append(PackItem(length + len(self.response_ids(sample)), patches, sample.prompt_id))
         return items
 
@@ -698,20 +852,35 @@ class MultiTaskRL(Stage):
         advantages: Tensor,
         num_tokens: int,
     ) -> Any:
-        """The policy loss of one micro-batch (old log-probs from the engine when it gave them)."""
+        """The policy loss of one micro-batch (old log-probs from the engine when it gave them);
+        an episode's observation tokens are masked out."""
         chosen = [samples[i] for i in rows]
         responses = [self.response_ids(s) for s in chosen]
-        batch, ids, mask = self.prompts.teacher_forcing_batch(
-            [prompts[s.prompt_id] for s in chosen], responses
-        )
+        traces = [self.trace_of(s) for s in chosen]
+        if any(traces):
+            batch, ids, mask = self.prompts.teacher_forcing_batch(
+                [
+                    prompts[s.prompt_id] if t is None else t.prompt
+                    for s, t in zip(chosen, traces, strict=True)
+                ],
+                responses,
+                [None if t is None else t.mask for t in traces],
+                [[] if t is None else t.images for t in traces],
+            )
+        else:
+            batch, ids, mask = self.prompts.teacher_forcing_batch(
+                [prompts[s.prompt_id] for s in chosen], responses
+            )
         batch = {k: v.to(self.device) for k, v in batch.items()}
         ids, mask = ids.to(self.device), mask.to(self.device)
         temperature = self.params.temperature
         logp = token_logprobs(self.policy, batch, ids, mask, temperature)
         old = logp.detach().clone()
         for b, s in enumerate(chosen):
-            if s.logprobs is not None and len(s.logprobs) == len(responses[b]):
-                old[b, : len(responses[b])] = torch.tensor(s.logprobs, dtype=old.dtype, device=old.device)
+            n = len(responses[b])
+            if s.logprobs is not None and len(s.logprobs) == n:  # on the policy's tokens only
+                given = torch.tensor(s.logprobs, dtype=old.dtype, device=old.device)
+                old[b, :n] = torch.where(mask[b, :n], given, old[b, :n])
         ref = None
         if self.reference is not None:
             with torch.no_grad(), self.reference.on(self.device) as frozen:
@@ -750,8 +919,25 @@ class MultiTaskRL(Stage):
             temperature=temperature,
             top_p=self.params.top_p,
             stop=self.params.stop,
+            extra=self.params.extra,
         )
-        return self._run(held_out_rewards(self.engine, self.reward, samples, params, answers_per_sample))
+        engine = self.rollout_engine
+        datamodule = self._attached_datamodule()
+        if datamodule is not None:
+            engine = self.build_rollout_engine(datamodule)
+        try:
+            return self._run(held_out_rewards(engine, self.reward, samples, params, answers_per_sample))
+        finally:
+            if isinstance(engine, EpisodeRunner):  # held-out episodes are not trained on
+                engine.discard_traces(f"held-out/{i}" for i in range(len(samples)))
+
+    def _attached_datamodule(self) -> TaskPrompts | None:
+        """The trainer's :class:`TaskPrompts`, or None without a trainer."""
+        try:
+            datamodule = getattr(self.trainer, "datamodule", None)
+        except RuntimeError:  # not attached to a trainer
+            return None
+        return datamodule if isinstance(datamodule, TaskPrompts) else None
 
     def export(self, directory: str | Path, processor: Any = None) -> Path:
         """Write the policy with ``save_pretrained`` and its processor (default: the stage's) beside
@@ -777,5 +963,6 @@ __all__ = [
     "held_out_rewards",
     "load_policy",
     "load_processor",
+    "oracle_episode",
     "sft_warm_start",
 ]

@@ -221,3 +221,34 @@ def test_text_causal_lm_with_its_tokenizer() -> None:
     image_sample = Sample(id="img", question="?", answer="1", images=[Path("x.png")])
     with pytest.raises(ValueError, match="text tokenizer"):
         ChatPrompts(tokenizer).text(image_sample)
+
+
+def test_a_conversation_and_a_token_prompt_render_as_the_sample(vlm, processor, samples) -> None:
+    """A sample's prompt is the one-message conversation; as token ids (how an episode continues)
+    it encodes and generates the same, batched beside a sample's prompt."""
+    prompts = ChatPrompts(processor)
+    for sample in samples[:2]:
+        plain = prompts.encode([sample])
+        for other in (
+            prompts.encode([prompts.messages(sample)]),
+            prompts.encode_tokens([prompts.token_prompt(sample)]),
+        ):
+            assert other.keys() == plain.keys()
+            assert all(torch.equal(other[k], plain[k]) for k in plain)
+    params = SamplingParams(max_new_tokens=4, temperature=0.0)
+    engine = InProcessEngine(vlm, processor, max_batch_size=4)
+
+    async def run() -> list[Completion]:
+        a = engine.generate(RolloutRequest("a", 0, samples[0], params))
+        b = engine.generate(
+            RolloutRequest("b", 0, samples[1], params), prompt=prompts.token_prompt(samples[1])
+        )
+        out = await asyncio.gather(a, b)
+        await engine.close()
+        return list(out)
+
+    mixed = asyncio.run(run())
+    assert engine.batch_sizes == [2]  # one generate call for both kinds of prompt
+    ref = asyncio.run(_all(InProcessEngine(vlm, processor), _requests(samples[:2], params)))
+    assert [c.token_ids for c in mixed] == [c.token_ids for c in ref]
+    assert mixed[1].logprobs == pytest.approx(ref[1].logprobs, abs=1e-4)

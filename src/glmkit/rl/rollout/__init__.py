@@ -9,7 +9,10 @@ and reused; batch construction overlaps with the next rollout. The pieces, one p
   completion callback, abort, weight versions;
 - :mod:`~.simulated`: :class:`SimulatedEngine`, seeded log-normal latencies, no model;
 - :mod:`~.inprocess`: :class:`InProcessEngine` (``transformers``), batched generation on the
-  in-process policy, and :class:`ChatPrompts`, a sample's prompt for generation and teacher forcing;
+  in-process policy, and :class:`ChatPrompts`, a sample's prompt (or a conversation) for generation
+  and teacher forcing;
+- :mod:`~.episodes`: :class:`EpisodeRunner`, multi-step (tool-using) samples run as episodes of the
+  gym's environment, one rollout request each, token in and token out (:class:`EpisodeTrace`);
 - :mod:`~.server`: :class:`OpenAIServerEngine` (``openai_server``), rollouts on a vLLM / SGLang /
   OpenAI-compatible server with policy weight push;
 - :mod:`~.reward`: :class:`CompletionReward`, the per-request reward protocol the reward system
@@ -35,8 +38,9 @@ from glmkit.rl.rollout.engine import (
     RolloutRequest,
     SamplingParams,
 )
+from glmkit.rl.rollout.episodes import EpisodeBuilder, EpisodeRunner, EpisodeTrace
 from glmkit.rl.rollout.group import RolloutGroup, ScoredSample
-from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine
+from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine, TokenPrompt
 from glmkit.rl.rollout.pipeline import RolloutPipeline
 from glmkit.rl.rollout.reward import CompletionReward, RewardFunction, reward_value, score_completion
 from glmkit.rl.rollout.scheduler import RolloutScheduler
@@ -50,6 +54,9 @@ __all__ = [
     "Completion",
     "CompletionReward",
     "EarlyAbort",
+    "EpisodeBuilder",
+    "EpisodeRunner",
+    "EpisodeTrace",
     "InProcessEngine",
     "OpenAIServerEngine",
     "PromptCache",
@@ -63,6 +70,7 @@ __all__ = [
     "SamplingParams",
     "ScoredSample",
     "SimulatedEngine",
+    "TokenPrompt",
     "VLLMWeightLoader",
     "WeightUpdateError",
     "VirtualTimeLoop",

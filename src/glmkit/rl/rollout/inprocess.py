@@ -27,10 +27,13 @@ tokenizer (text-only prompts):
   engine generates with the very module being trained (the RL stage's default), an update only
   bumps ``weights_version``.
 
-:class:`ChatPrompts` turns a :class:`~glmkit.scoring.Sample` into the policy's prompt (one user
-turn: the images, then the question) for generation and for teacher forcing
-(:meth:`ChatPrompts.teacher_forcing_batch`), so rollout and training expand image placeholders
-identically (anchors_rl.md, pitfall 3).
+:class:`ChatPrompts` renders conversations with the policy's chat template for generation and for
+teacher forcing (:meth:`ChatPrompts.teacher_forcing_batch`), so rollout and training expand image
+placeholders identically (anchors_rl.md, pitfall 3); a :class:`~glmkit.scoring.Sample`'s prompt
+(one user turn: the images, then the question) is the special case of a one-message conversation.
+A multi-step episode (:mod:`~.episodes`) continues from a :class:`TokenPrompt`, the token ids of
+everything so far and the images their placeholders stand for: :meth:`InProcessEngine.generate`
+takes one, so a turn's generated tokens are never decoded and tokenized again.
 """
 
 from __future__ import annotations
@@ -56,6 +59,22 @@ from glmkit.scoring import Sample
 
 #: The batch keys a glmkit VLM reads besides ``input_ids`` and ``attention_mask``.
 VISUAL_KEYS = ("patches", "coords", "grid_thw", "visual_batch_index")
+
+Prompt = Sample | Sequence[Mapping[str, Any]]
+"""A prompt: a sample (its opening user turn) or a conversation (canonical messages, images as parts)."""
+
+
+@dataclass(frozen=True)
+class TokenPrompt:
+    """A prompt given as token ids and the images its ``<|image|>`` placeholders stand for, in order.
+
+    How an episode continues after its first turn (:mod:`~.episodes`): the ids are the opening's
+    rendering, the tokens the policy generated and the observations' rendered tokens, so what the
+    policy generated is never decoded and tokenized again.
+    """
+
+    token_ids: tuple[int, ...]
+    images: tuple[Any, ...] = ()
 
 
 # ------------------------------------------------------------------------------------ prompts
@@ -95,10 +114,38 @@ class ChatPrompts:
         content.append({"type": "text", "text": sample.question})
         return [{"role": "user", "content": content}]
 
+    def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
+        """A conversation's text by the chat template (``add_generation_prompt``: with the opening
+        of the next assistant turn)."""
+        if self.multimodal:
+            return self.processor.apply_chat_template(
+                list(messages), add_generation_prompt=add_generation_prompt
+            )
+        if any(isinstance(m.get("content"), list) for m in messages):
+            raise ValueError(
+                f"the policy's processor is a text tokenizer ({type(self.processor).__name__}); it renders "
+                "string contents only, not content parts (images); give a VLMProcessor"
+            )
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(
+                f"{type(self.tokenizer).__name__} has no chat template; a conversation of several turns "
+                "needs one (or a VLMProcessor)"
+            )
+        return self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+
+    def images(self, prompt: Prompt) -> list[Any]:
+        """The images of a prompt, in the order of their placeholders (none for a text tokenizer)."""
+        if not self.multimodal:
+            return []
+        messages = self.messages(prompt) if isinstance(prompt, Sample) else prompt
+        return self.processor.extract_media(messages)[0]
+
     def text(self, sample: Sample) -> str:
         """The prompt text with the generation prompt (the assistant turn's opening)."""
         if self.multimodal:
-            return self.processor.apply_chat_template(self.messages(sample), add_generation_prompt=True)
+            return self.render(self.messages(sample))
         if sample.images:
             raise ValueError(
                 f"sample {sample.id!r} has {len(sample.images)} image(s) but the policy's processor is a "
@@ -109,29 +156,93 @@ class ChatPrompts:
             return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         return sample.question
 
-    def encode(self, samples: Sequence[Sample], padding_side: str = "left") -> dict[str, Tensor]:
-        """A padded batch of prompts (``input_ids``, ``attention_mask`` and the visual fields)."""
-        texts = [self.text(s) for s in samples]
+    def encode(self, samples: Sequence[Prompt], padding_side: str = "left") -> dict[str, Tensor]:
+        """A padded batch of prompts (``input_ids``, ``attention_mask`` and the visual fields);
+        a prompt is a sample or a conversation (rendered with the generation prompt)."""
+        texts = [self.text(s) if isinstance(s, Sample) else self.render(s) for s in samples]
         if self.multimodal:
-            images = [self.processor.extract_media(self.messages(s))[0] for s in samples]
+            images = [self.images(s) for s in samples]
             return dict(self.processor(texts, images=images, padding_side=padding_side))
         encoded = self.tokenizer(
             texts, padding=True, padding_side=padding_side, return_tensors="pt", add_special_tokens=False
         )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
+    def token_prompt(self, prompt: Prompt) -> TokenPrompt:
+        """``prompt`` rendered and tokenized, with its images."""
+        ids = self.encode([prompt])["input_ids"][0].tolist()
+        return TokenPrompt(tuple(ids), tuple(self.images(prompt)))
+
+    def encode_text(self, text: str, images: Sequence[Any] = ()) -> list[int]:
+        """The token ids of a piece of rendered text, its image markers expanded for ``images``."""
+        if self.multimodal:
+            return self.processor([text], images=[list(images)])["input_ids"][0].tolist()
+        if images:
+            raise ValueError(f"a text tokenizer ({type(self.processor).__name__}) cannot encode images")
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def visual_fields(self, images: Sequence[Sequence[Any]]) -> dict[str, Tensor]:
+        """The visual fields (``patches``, ``coords``, ``grid_thw``, ``visual_batch_index``) of
+        each sample's images, in sample order; empty when there are none."""
+        items = [(b, self.processor.preprocess_image(im)) for b, ims in enumerate(images) for im in ims]
+        if not items:
+            return {}
+        return {
+            "patches": torch.cat([it.patches for _, it in items]),  # N, P*P*C
+            "coords": torch.cat([it.coords for _, it in items]),  # N, 2
+            "grid_thw": torch.tensor([it.grid for _, it in items], dtype=torch.long),  # I, 3
+            "visual_batch_index": torch.tensor([b for b, _ in items], dtype=torch.long),  # I
+        }
+
+    def patch_counts(self, images: Sequence[Any]) -> tuple[int, ...]:
+        """The encoder patches of each image (its ``h * w`` grid), as the processor resizes it."""
+        if not self.multimodal:
+            return ()
+        return tuple(int(h * w) for h, w in (self.processor.image_grid(im.width, im.height) for im in images))
+
+    def encode_tokens(self, prompts: Sequence[TokenPrompt], padding_side: str = "left") -> dict[str, Tensor]:
+        """A padded batch of token-id prompts with the visual fields of their images."""
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        longest = max(len(p.token_ids) for p in prompts)
+        input_ids = torch.full((len(prompts), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros(len(prompts), longest, dtype=torch.long)
+        for b, prompt in enumerate(prompts):
+            n = len(prompt.token_ids)
+            cols = slice(longest - n, longest) if padding_side == "left" else slice(0, n)
+            input_ids[b, cols] = torch.as_tensor(prompt.token_ids, dtype=torch.long)
+            attention_mask[b, cols] = 1
+        if any(p.images for p in prompts) and not self.multimodal:
+            raise ValueError(f"a text tokenizer ({type(self.processor).__name__}) cannot encode images")
+        fields = self.visual_fields([p.images for p in prompts]) if self.multimodal else {}
+        return {"input_ids": input_ids, "attention_mask": attention_mask, **fields}
+
     def teacher_forcing_batch(
-        self, samples: Sequence[Sample], responses: Sequence[Sequence[int]]
+        self,
+        samples: Sequence[Prompt],
+        responses: Sequence[Sequence[int]],
+        masks: Sequence[Sequence[bool] | None] | None = None,
+        images: Sequence[Sequence[Any]] | None = None,
     ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Prompt + response sequences for a forward pass: prompts left-padded (as in generation),
         responses right-padded after them, so every response starts at the same column.
 
+        A multi-step episode's response holds the policy's tokens and the observations' tokens
+        between them: ``masks[b]`` marks the policy's (True) and the observations' (False) tokens
+        of response ``b`` (None: all the policy's), and ``images[b]`` lists the observations'
+        images, whose placeholders are in the response (their visual fields follow the prompt's).
+
         Returns ``(batch, response_ids [B, R], response_mask [B, R])``: ``batch`` holds
-        ``input_ids [B, P + R]``, ``attention_mask``, the visual fields of the prompts' images, and
-        ``prompt_length`` (``P``); ``R`` is the longest response. :func:`token_logprobs` reads it.
+        ``input_ids [B, P + R]``, ``attention_mask`` (every response token, observations included),
+        the visual fields of the prompts' and responses' images, and ``prompt_length`` (``P``);
+        ``R`` is the longest response; ``response_mask`` is True on the policy's tokens only, the
+        ones that get a loss. :func:`token_logprobs` reads it.
         """
         if len(samples) != len(responses):
             raise ValueError(f"got {len(responses)} responses for {len(samples)} samples")
+        for name, given in (("masks", masks), ("images", images)):
+            if given is not None and len(given) != len(samples):
+                raise ValueError(f"got {len(given)} {name} for {len(samples)} samples")
         batch = self.encode(samples, padding_side="left")
         size, longest = len(samples), max(1, max(len(r) for r in responses))
         response_ids = torch.full((size, longest), self.pad_token_id, dtype=torch.long)
@@ -143,6 +254,19 @@ class ChatPrompts:
         batch["input_ids"] = torch.cat([batch["input_ids"], response_ids], dim=1)  # B, P + R
         batch["attention_mask"] = torch.cat([batch["attention_mask"], response_mask.long()], dim=1)
         batch["prompt_length"] = torch.tensor(prompt_length)
+        if images is not None and any(images):  # the visual fields again, each sample's in order
+            batch.update(
+                self.visual_fields(
+                    [[*self.images(s), *extra] for s, extra in zip(samples, images, strict=True)]
+                )
+            )
+        if masks is not None:
+            for b, mask in enumerate(masks):
+                if mask is None:
+                    continue
+                if len(mask) != len(responses[b]):
+                    raise ValueError(f"response {b}: {len(mask)} mask values for {len(responses[b])} tokens")
+                response_mask[b, : len(mask)] = torch.as_tensor(list(mask), dtype=torch.bool)
         return batch, response_ids, response_mask
 
 
@@ -158,7 +282,8 @@ def token_logprobs(
     response_mask: Tensor,
     temperature: float = 1.0,
 ) -> Tensor:
-    """Log-probabilities ``[B, R]`` of the response tokens by teacher forcing (0 on padding).
+    """Log-probabilities ``[B, R]`` of the response tokens by teacher forcing (0 where
+    ``response_mask`` is False: padding, and an episode's observation tokens).
 
     ``batch`` is :meth:`ChatPrompts.teacher_forcing_batch`'s: the logits at column ``P - 1 + j``
     predict response token ``j``. Only the last ``R + 1`` columns go through the LM head
@@ -185,6 +310,7 @@ class _Pending:
     request: RolloutRequest
     future: asyncio.Future[Completion]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    prompt: TokenPrompt | None = None  # None: the request's sample
 
 
 class _RowStop:
@@ -264,12 +390,13 @@ class InProcessEngine(RolloutEngine):
         self.prompts = ChatPrompts(processor)
 
     # -- RolloutEngine ---------------------------------------------------------------------------
-    async def generate(self, request: RolloutRequest) -> Completion:
-        """Queue ``request`` for the next batch and wait for its completion."""
+    async def generate(self, request: RolloutRequest, prompt: TokenPrompt | None = None) -> Completion:
+        """Queue ``request`` for the next batch and wait for its completion; ``prompt`` (an
+        episode's later turn) replaces the request's sample as the prompt."""
         if self.model is None or self.prompts is None:
             raise RuntimeError("InProcessEngine has no model; call attach(model, processor) first")
         loop = asyncio.get_running_loop()
-        item = _Pending(request, loop.create_future())
+        item = _Pending(request, loop.create_future(), prompt=prompt)
         self._queue.append(item)
         self._wake(loop)
         try:
@@ -357,7 +484,7 @@ class InProcessEngine(RolloutEngine):
         live: list[int] = []
         for i, item in enumerate(items):
             try:  # encoded alone first, so that one bad prompt (a missing image) fails alone
-                self.prompts.encode([item.request.sample])
+                self._encode([item])
                 live.append(i)
             except Exception as exc:
                 results[i] = exc
@@ -367,12 +494,21 @@ class InProcessEngine(RolloutEngine):
                 results[i] = completion
         return [r if r is not None else RuntimeError("no result") for r in results]
 
+    def _encode(self, items: list[_Pending]) -> dict[str, Tensor]:
+        """The left-padded prompts of a batch: rendered from the samples, or, when any request
+        continues an episode, as token ids (the others' rendered and tokenized alone)."""
+        assert self.prompts is not None
+        if all(i.prompt is None for i in items):
+            return self.prompts.encode([i.request.sample for i in items])
+        prompts = [i.prompt or self.prompts.token_prompt(i.request.sample) for i in items]
+        return self.prompts.encode_tokens(prompts)
+
     def _generate(self, items: list[_Pending]) -> list[Completion]:
         assert self.prompts is not None and self.model is not None
         params = items[0].request.params
         prompts = self.prompts
         device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in prompts.encode([i.request.sample for i in items]).items()}
+        batch = {k: v.to(device) for k, v in self._encode(items).items()}
         prompt_length = int(batch["input_ids"].shape[1])
         stop_ids = self._stop_ids if self._stop_ids is not None else prompts.stop_token_ids()
         tokenizer = prompts.tokenizer
@@ -444,4 +580,4 @@ class InProcessEngine(RolloutEngine):
         )
 
 
-__all__ = ["ChatPrompts", "InProcessEngine", "model_inputs", "token_logprobs"]
+__all__ = ["ChatPrompts", "InProcessEngine", "Prompt", "TokenPrompt", "model_inputs", "token_logprobs"]

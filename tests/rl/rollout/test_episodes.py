@@ -1,0 +1,404 @@
+"""Multi-step episodes as rollout requests: token in, token out, masks, observation images, endings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import torch
+
+from glmkit.models.encoders import CogViT
+from glmkit.models.vlm import VisionLanguageModel
+from glmkit.models.vlm_processor import VLMProcessor
+from glmkit.rl.gym.categories import Counting, SmallText
+from glmkit.rl.rollout import (
+    Completion,
+    EpisodeRunner,
+    InProcessEngine,
+    RolloutEngine,
+    RolloutRequest,
+    SamplingParams,
+    TokenPrompt,
+)
+from glmkit.rl.rollout.inprocess import ChatPrompts, token_logprobs
+from glmkit.scoring import Sample
+
+CORNER_BOXES = {  # norm1000 crops of each corner, large enough to hold the label
+    "top-left": [0, 0, 250, 100],
+    "top-right": [750, 0, 1000, 100],
+    "bottom-left": [0, 900, 250, 1000],
+    "bottom-right": [750, 900, 1000, 1000],
+}
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+}
+
+
+def crop_call(corner: str) -> str:
+    """The Hermes-format ``crop_image`` call a reading policy writes for ``corner``."""
+    arguments = {"image": "img_0", "bbox": CORNER_BOXES[corner], "zoom": 4}
+    return (
+        f"Zoom in.\n<tool_call>\n{json.dumps({'name': 'crop_image', 'arguments': arguments})}\n</tool_call>"
+    )
+
+
+def episode_tokenizer() -> Any:
+    """A byte-level BPE tokenizer trained here on the small-text episode's text (no download): it
+    decodes what it encodes exactly, so a tool call written as token ids parses after decoding."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    cat = SmallText(size=8)
+    env_text = [cat.draw(cat.rng(i), i).question for i in range(2)]
+    corpus = [
+        *env_text,
+        *(crop_call(c) for c in CORNER_BOXES),
+        TOOLS_TEXT,
+        "X5C-9XW SN 0123456789 ABCDEFGHJKLMNPQRSTUVWXYZ",
+    ]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=700, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+
+
+def _tools_text() -> str:
+    from glmkit.agent.formats import get_tool_call_format
+    from glmkit.tools import get_tool
+
+    return get_tool_call_format("hermes").render_tools([get_tool("crop_image").schema()])
+
+
+TOOLS_TEXT = _tools_text()
+
+
+def episode_processor() -> VLMProcessor:
+    """The test tokenizer with 8-pixel patches, at most 16 per image (a 4x4 grid)."""
+    return VLMProcessor(episode_tokenizer(), patch_size=8, merge_size=2, max_num_patches=16)
+
+
+def tiny_vlm(processor: VLMProcessor, seed: int = 0) -> VisionLanguageModel:
+    torch.manual_seed(seed)
+    encoder = CogViT.preset("tiny", patch_size=8, depth=1)
+    return VisionLanguageModel(encoder, TINY_LLAMA, **processor.model_kwargs()).eval()
+
+
+def forcing(processor: VLMProcessor, scripts: Sequence[Sequence[int]], only_with_tools: bool = False) -> Any:
+    """A ``prefix_allowed_tokens_fn`` that makes ``generate`` write ``scripts[k]`` in turn ``k`` (the
+    model's own logits still give the log-probabilities); later turns are free. With
+    ``only_with_tools``, prompts without a system message (single-step samples) are free."""
+    assistant, system = processor.token_id("<|assistant|>"), processor.token_id("<|system|>")
+    everything = list(range(len(processor.tokenizer)))
+
+    def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
+        row = input_ids.tolist()
+        if only_with_tools and system not in row:
+            return everything
+        turn = row.count(assistant) - 1
+        start = len(row) - row[::-1].index(assistant) + 1  # after "<|assistant|>\n"
+        if turn >= len(scripts):
+            return everything
+        done = len(row) - start
+        return [scripts[turn][done]] if done < len(scripts[turn]) else everything
+
+    return allowed
+
+
+class ScriptedEngine(RolloutEngine):
+    """Replies with ``replies[k]`` in turn ``k`` of each request: its canonical token ids, ended by
+    ``<|observation|>`` while it calls tools and by EOS after; records the prompts it was given.
+    ``fail_at`` raises in that turn; ``length_at`` cuts that turn off (no stop token)."""
+
+    def __init__(
+        self,
+        processor: VLMProcessor,
+        replies: Sequence[str],
+        fail_at: int | None = None,
+        length_at: int | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.processor, self.replies = processor, list(replies)
+        self.prompts = ChatPrompts(processor)
+        self.fail_at, self.length_at, self.delay_s = fail_at, length_at, delay_s
+        self.seen: list[TokenPrompt | None] = []
+        self.turns: dict[str, int] = {}
+
+    async def generate(self, request: RolloutRequest, prompt: TokenPrompt | None = None) -> Completion:
+        turn = self.turns.get(request.request_id, 0)
+        self.turns[request.request_id] = turn + 1
+        self.seen.append(prompt)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if turn == self.fail_at:
+            raise RuntimeError("out of memory (simulated)")
+        text = self.replies[min(turn, len(self.replies) - 1)]
+        ids = self.processor.tokenizer.encode(text, add_special_tokens=False)
+        calls = "<tool_call>" in text
+        finish = "length" if turn == self.length_at else "stop"
+        if finish == "stop":
+            ids.append(
+                self.processor.token_id("<|observation|>") if calls else self.processor.tokenizer.eos_token_id
+            )
+        return Completion(
+            request, text, finish, len(ids), self.weights_version, token_ids=ids, logprobs=[-0.5] * len(ids)
+        )
+
+
+@pytest.fixture(scope="module")
+def processor() -> VLMProcessor:
+    return episode_processor()
+
+
+@pytest.fixture(scope="module")
+def small_text(tmp_path_factory: pytest.TempPathFactory) -> SmallText:
+    return SmallText(data_dir=str(tmp_path_factory.mktemp("gym")), max_turns=3)
+
+
+@pytest.fixture(scope="module")
+def counting(small_text: SmallText) -> Counting:
+    return Counting(data_dir=str(small_text.data_dir))
+
+
+def _run(engine: RolloutEngine, requests: Sequence[RolloutRequest]) -> list[Completion]:
+    async def run() -> list[Completion]:
+        done: list[Completion] = []
+        out = await asyncio.gather(*(engine.submit(r, done.append) for r in requests))
+        assert len(done) == len(requests)  # every completion's callback ran
+        await engine.close()
+        return list(out)
+
+    return asyncio.run(run())
+
+
+def _answer_and_call(sample: Sample) -> list[str]:
+    return [crop_call(sample.metadata["corner"]), str(sample.answer)]
+
+
+def test_episode_tokens_equal_the_template_rendering(processor, small_text) -> None:
+    sample = small_text.sample(0)
+    engine = ScriptedEngine(processor, _answer_and_call(sample))
+    runner = EpisodeRunner(engine, [small_text], tool_format="hermes")
+    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    # the reward sees the final answer and the episode's record
+    assert done.finish_reason == "stop" and done.response == str(sample.answer)
+    meta = done.metadata
+    assert meta["turns"] == 2 and meta["end_reason"] == "answer" and meta["tool_calls"] == {"crop_image": 1}
+    assert meta["parse_errors"] == 0 == meta["tool_errors"] and meta["turn_finish_reasons"] == [
+        "stop",
+        "stop",
+    ]
+    trace = runner.pop_trace("p0", 0, 0)
+    assert trace is not None and runner.pop_trace("p0", 0, 0) is None
+    assert done.token_ids == trace.token_ids and done.logprobs == trace.logprobs
+    # token in, token out: prompt + response region is the template's rendering of the whole
+    # conversation (the final EOS is the policy's; the template writes no turn end after the last turn)
+    prompts = ChatPrompts(processor)
+    first = prompts.token_prompt(trace.prompt)
+    shown = runner.tool_format.prepare_messages(
+        trace.messages, [t.schema() for t in small_text.tools(sample).values()]
+    )
+    rendered = processor.apply_chat_template(shown, add_generation_prompt=False, tokenize=True)
+    sequence = [*first.token_ids, *trace.token_ids]
+    assert sequence[-1] == processor.tokenizer.eos_token_id
+    assert sequence[:-1] == rendered["input_ids"][0].tolist()
+    # the mask marks exactly the generated tokens: the call (with the <|observation|> that ended it)
+    # and the answer (with EOS); everything between is the environment's
+    call = processor.tokenizer.encode(crop_call(sample.metadata["corner"]), add_special_tokens=False)
+    answer = processor.tokenizer.encode(str(sample.answer), add_special_tokens=False)
+    n1, n2 = len(call) + 1, len(answer) + 1
+    assert trace.mask == [True] * n1 + [False] * (len(trace.mask) - n1 - n2) + [True] * n2
+    assert trace.token_ids[:n1] == [*call, processor.token_id("<|observation|>")]
+    assert trace.token_ids[-n2:] == [*answer, processor.tokenizer.eos_token_id]
+    assert done.response_tokens == n1 + n2 and meta["observation_tokens"] == len(trace.mask) - n1 - n2
+    # the second turn continued from every id and image so far
+    assert engine.seen[1] == TokenPrompt(
+        (*first.token_ids, *trace.token_ids[: len(trace.token_ids) - n2]), (*first.images, *trace.images)
+    )
+    # the crop is an observation image: 4x zoom of a corner, in the teacher-forcing batch
+    (crop,) = trace.images
+    assert crop.size != sample.load_images()[0].size
+    batch, ids, mask = prompts.teacher_forcing_batch(
+        [trace.prompt], [trace.token_ids], [trace.mask], [trace.images]
+    )
+    assert batch["grid_thw"].shape[0] == 2 and batch["visual_batch_index"].tolist() == [0, 0]
+    placeholders = int((batch["input_ids"] == processor.image_token_id).sum())
+    assert placeholders == sum(int(t * h * w) // 4 for t, h, w in batch["grid_thw"].tolist())
+    assert mask[0].tolist() == trace.mask and ids[0].tolist() == trace.token_ids
+    assert batch["attention_mask"].all()  # observations are attended, only not scored
+
+
+def test_single_step_samples_pass_through_unchanged(processor, small_text, counting) -> None:
+    sample = counting.sample(1)
+    engine = ScriptedEngine(processor, ["3"])
+    runner = EpisodeRunner(engine, [small_text, counting])
+    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=8))])
+    assert engine.seen == [None]  # the inner engine got the request itself
+    assert done.response == "3" and done.metadata == {} and runner.traces == {}
+
+
+def test_turn_limit_ends_the_episode_without_an_answer(processor, small_text) -> None:
+    sample = small_text.sample(1)
+    engine = ScriptedEngine(processor, [crop_call(sample.metadata["corner"])])  # calls forever
+    runner = EpisodeRunner(engine, [small_text])
+    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    assert done.response == "" and done.finish_reason == "stop"
+    assert done.metadata["end_reason"] == "max_turns" and done.metadata["turns"] == 3
+    assert done.metadata["tool_calls"] == {"crop_image": 3}
+    trace = runner.pop_trace("p0", 0, 0)
+    assert len(trace.images) == 2  # the last turn's call is not answered: the episode ended
+    assert trace.token_ids[-1] == processor.token_id("<|observation|>") and trace.mask[-1]
+    runner = EpisodeRunner(engine, [small_text], max_turns=2)  # the override
+    (done,) = _run(runner, [RolloutRequest("p1", 0, sample, SamplingParams(max_new_tokens=64))])
+    assert done.metadata["turns"] == 2
+
+
+def test_cut_off_turns(processor, small_text) -> None:
+    sample = small_text.sample(2)
+    # a call cut off by the length limit is refused, the episode goes on; the answer ends it
+    engine = ScriptedEngine(processor, _answer_and_call(sample), length_at=0)
+    runner = EpisodeRunner(engine, [small_text])
+    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    assert done.metadata["turn_finish_reasons"] == ["length", "stop"]
+    assert done.metadata["parse_errors"] == 1 and done.metadata["tool_calls"] == {}
+    trace = runner.pop_trace("p0", 0, 0)
+    assert trace.images == [] and done.response == str(sample.answer)  # no crop ran
+    # the observation opens with the template's <|observation|>: the policy did not write it
+    call = processor.tokenizer.encode(crop_call(sample.metadata["corner"]), add_special_tokens=False)
+    assert trace.token_ids[len(call)] == processor.token_id("<|observation|>") and not trace.mask[len(call)]
+    # an answer cut off by the length limit ends the episode with finish_reason "length"
+    engine = ScriptedEngine(processor, _answer_and_call(sample), length_at=1)
+    runner = EpisodeRunner(engine, [small_text])
+    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    assert done.finish_reason == "length" and done.metadata["turns"] == 2
+
+
+def test_engine_error_in_a_middle_turn_finishes_the_episode(processor, small_text) -> None:
+    sample = small_text.sample(3)
+    engine = ScriptedEngine(processor, _answer_and_call(sample), fail_at=1)
+    runner = EpisodeRunner(engine, [small_text])
+    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    assert done.finish_reason == "error" and "out of memory" in done.error and "turn 2" in done.error
+    assert done.metadata["turns"] == 1 and done.metadata["end_reason"] == "error"
+    assert runner.traces == {} and runner.outstanding == []
+
+
+def test_abort_cancels_the_whole_episode(processor, small_text) -> None:
+    sample = small_text.sample(4)
+    engine = ScriptedEngine(processor, _answer_and_call(sample), delay_s=0.05)
+
+    async def run() -> tuple[list, list, list]:
+        runner = EpisodeRunner(engine, [small_text])
+        called: list[Completion] = []
+        future = runner.submit(RolloutRequest("p0", 0, sample, SamplingParams()), called.append)
+        while len(engine.seen) < 2:  # the second turn is generating
+            await asyncio.sleep(0.01)
+        aborted = await runner.abort()
+        await asyncio.sleep(0.1)
+        assert future.cancelled()
+        return aborted, called, list(runner.traces)
+
+    aborted, called, traces = asyncio.run(run())
+    assert [r.request_id for r in aborted] == ["p0#0"] and called == [] and traces == []
+    assert len(engine.seen) == 2  # no turn after the abort
+
+
+def test_runner_needs_an_engine_that_continues_from_tokens(small_text) -> None:
+    from glmkit.rl.rollout import SimulatedEngine
+
+    with pytest.raises(TypeError, match="token ids"):
+        EpisodeRunner(SimulatedEngine(), [small_text], processor=episode_processor())
+
+
+def test_weights_reach_the_inner_engine(processor, small_text) -> None:
+    engine = ScriptedEngine(processor, ["1"])
+    runner = EpisodeRunner(engine, [small_text])
+    asyncio.run(runner.update_weights(3))
+    assert runner.weights_version == 3 == engine.weights_version
+
+
+def test_logprobs_equal_a_teacher_forced_forward_over_the_episode(processor, small_text, counting) -> None:
+    sample, single = small_text.sample(5), counting.sample(0)
+    tokenizer = processor.tokenizer
+    call = [*tokenizer.encode(crop_call(sample.metadata["corner"]), add_special_tokens=False)]
+    call.append(processor.token_id("<|observation|>"))
+    answer = [*tokenizer.encode(str(sample.answer), add_special_tokens=False), tokenizer.eos_token_id]
+    vlm = tiny_vlm(processor)
+    params = SamplingParams(
+        max_new_tokens=len(call) + 2,
+        temperature=0.0,
+        extra={"prefix_allowed_tokens_fn": forcing(processor, [call, answer], only_with_tools=True)},
+    )
+    runner = EpisodeRunner(InProcessEngine(vlm, processor, max_batch_size=4), [small_text, counting])
+    done, other = _run(
+        runner, [RolloutRequest("p0", 0, sample, params), RolloutRequest("p1", 0, single, params)]
+    )
+    assert done.metadata["turns"] == 2 and done.metadata["tool_calls"] == {"crop_image": 1}
+    assert done.response == str(sample.answer) and done.finish_reason == "stop"
+    trace = runner.pop_trace("p0", 0, 0)
+    assert len(trace.images) == 1 and not all(trace.mask)
+    # teacher forcing over the whole episode (and a single-step sample beside it, padded differently)
+    prompts = ChatPrompts(processor)
+    batch, ids, mask = prompts.teacher_forcing_batch(
+        [trace.prompt, single], [trace.token_ids, other.token_ids], [trace.mask, None], [trace.images, []]
+    )
+    assert batch["visual_batch_index"].tolist() == [0, 0, 1]
+    with torch.no_grad():
+        logp = token_logprobs(vlm, batch, ids, mask)
+    generated = torch.tensor(trace.mask)
+    sampled = torch.tensor(trace.logprobs)
+    assert logp[0, : len(trace.mask)][generated].tolist() == pytest.approx(
+        sampled[generated].tolist(), abs=1e-4
+    )
+    assert (logp[0, : len(trace.mask)][~generated] == 0).all()  # observations: no log-prob, no loss
+    assert logp[1, : len(other.token_ids)].tolist() == pytest.approx(other.logprobs, abs=1e-4)
+
+
+def test_text_tool_call_format_is_required(processor, small_text) -> None:
+    with pytest.raises(ValueError, match="text tool-call format"):
+        EpisodeRunner(ScriptedEngine(processor, ["1"]), [small_text], tool_format="openai")
+
+
+def test_a_gui_trajectory_runs_through_the_runner(processor, small_text) -> None:
+    """The GUI ladder's trajectory level: the replies a clicking policy gives in the gym, written
+    as token ids, give the same episode through the runner, each new screenshot an observation."""
+    from glmkit.rl.gym.categories import GuiTrajectory
+    from glmkit.rl.gym.environment import TaskEnvironment, run_episode
+    from tests.rl.gym.policies import ClickingPolicy
+
+    category = GuiTrajectory(data_dir=str(small_text.data_dir))
+    sample = category.sample(0)
+    policy, replies = ClickingPolicy(sample), []
+
+    def recording(messages: list[dict[str, Any]]) -> str:
+        replies.append(policy(messages))
+        return replies[-1]
+
+    reference = run_episode(TaskEnvironment(category), sample, recording)
+    runner = EpisodeRunner(ScriptedEngine(processor, replies), [category, small_text])
+    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    assert done.response == reference.response and done.metadata["turns"] == reference.turns
+    assert done.metadata["tool_calls"] == reference.tool_calls == {"click": reference.turns - 1}
+    trace = runner.pop_trace("p0", 0, 0)
+    assert len(trace.images) == reference.turns - 1  # a screenshot after each click
+    first = ChatPrompts(processor).token_prompt(trace.prompt)
+    shown = runner.tool_format.prepare_messages(
+        trace.messages, [t.schema() for t in category.tools(sample).values()]
+    )
+    rendered = processor.apply_chat_template(shown, add_generation_prompt=False, tokenize=True)
+    assert [*first.token_ids, *trace.token_ids][:-1] == rendered["input_ids"][0].tolist()
