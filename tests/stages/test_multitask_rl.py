@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 
@@ -20,8 +21,9 @@ from glmkit.models.vlm_processor import VLMProcessor
 from glmkit.optim import MuonAdamW
 from glmkit.rl.gym.categories import OCR, Counting, SmallText
 from glmkit.rl.gym.mix import TaskMix
-from glmkit.rl.rollout import InProcessEngine, RewardFunction
+from glmkit.rl.rollout import Completion, InProcessEngine, RewardFunction, RolloutRequest, TokenPrompt
 from glmkit.rl.rollout.inprocess import ChatPrompts
+from glmkit.scoring import Sample
 from glmkit.stages import STAGES
 from glmkit.stages.multitask_rl import MultiTaskRL, RankShare, TaskPrompts, oracle_episode, sft_warm_start
 from tests.rl.rollout.test_episodes import crop_call, episode_processor, forcing
@@ -305,29 +307,31 @@ def test_ddp_ranks_share_the_prompts_and_train_on_all(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------ multi-step categories
-class TrajectorySmallText(SmallText):
-    """``small_text`` with an oracle trajectory: crop the label's corner, then answer."""
+class AnswerOnly(SmallText):
+    """``small_text`` without a scripted trajectory."""
 
-    def oracle_trajectory(self, sample):
-        return [crop_call(sample.metadata["corner"]), str(sample.answer)]
+    def oracle_trajectory(self, sample: Sample, tool_format: str = "hermes") -> None:
+        return None
 
 
 def test_oracle_episode_trains_the_trajectory_with_observations_masked(tmp_path) -> None:
     processor = episode_processor()
     prompts = ChatPrompts(processor)
     eos = processor.tokenizer.eos_token_id
-    category = TrajectorySmallText(data_dir=str(tmp_path))
+    category = SmallText(data_dir=str(tmp_path))
     sample = category.sample(0)
     trace = oracle_episode(category, sample, prompts, eos)
-    call = processor.tokenizer.encode(crop_call(sample.metadata["corner"]), add_special_tokens=False)
-    answer = processor.tokenizer.encode(str(sample.answer), add_special_tokens=False)
+    crop, final = category.oracle_trajectory(sample)
+    call = processor.tokenizer.encode(crop, add_special_tokens=False)
+    answer = processor.tokenizer.encode(final, add_special_tokens=False)
     observation = processor.token_id("<|observation|>")
     # the call ends with the template's <|observation|>: the policy learns to end its turn with it
     assert trace.token_ids[: len(call) + 1] == [*call, observation] and all(trace.mask[: len(call) + 1])
     assert trace.token_ids[-len(answer) - 1 :] == [*answer, eos] and all(trace.mask[-len(answer) - 1 :])
     assert not any(trace.mask[len(call) + 1 : -len(answer) - 1]) and len(trace.images) == 1
+    assert trace.messages[-1]["content"] == final and "crop_image" in trace.messages[1]["content"]
     # a category without a trajectory: its final answer right after the episode's opening
-    plain = oracle_episode(SmallText(data_dir=str(tmp_path)), sample, prompts, eos)
+    plain = oracle_episode(AnswerOnly(data_dir=str(tmp_path)), sample, prompts, eos)
     assert plain.token_ids == [*answer, eos] and all(plain.mask) and plain.images == []
     assert plain.prompt[0]["role"] == "system"  # the tools are announced as in the rollouts
     # the warm start runs on a mix of both kinds
@@ -361,9 +365,15 @@ def test_grpo_steps_on_a_multi_step_and_a_single_step_category(tmp_path) -> None
         seen.append((logprobs, mask))
 
     rl.loss.register_forward_pre_hook(keep_grad, with_kwargs=True)
-    traces: list[dict] = []
-    gather = rl.gather_traces
-    rl.gather_traces = lambda rollout: traces.append(gather(rollout)) or traces[-1]
+    gathered: list[list] = []
+    gather = rl.gather_rollouts
+
+    def record(rollout):
+        out = gather(rollout)
+        gathered.append(out[0])
+        return out
+
+    rl.gather_rollouts = record
     fit = trainer(tmp_path, max_steps=2, val_check_interval=2)
     fit.fit(rl, prompts)
     logged = fit.logged_metrics
@@ -376,11 +386,93 @@ def test_grpo_steps_on_a_multi_step_and_a_single_step_category(tmp_path) -> None
     ):
         assert key in logged, key
     assert float(logged["episodes/untrainable"]) == 0 and rl.global_step == 2
-    episodes = [t for step in traces for t in step.values()]
-    assert episodes and any(not all(t.mask) for t in episodes) and any(t.images for t in episodes)
+    episodes = [s for step in gathered for s in step if s.token_mask is not None]
+    assert episodes and any(not all(s.token_mask) for s in episodes)
+    assert any(s.observation_images for s in episodes)
     # observation tokens (and padding) get no gradient; the policy's tokens do
     assert seen
     for logprobs, mask in seen:
         assert logprobs.grad is not None
         assert (logprobs.grad[~mask] == 0).all() and (logprobs.grad[mask] != 0).any()
-    assert rl.rollout_engine.traces == {}  # every trace was taken by the trainer or discarded
+
+
+class ScriptedPolicyEngine(InProcessEngine):
+    """An in-process engine (so the stage rolls out nothing ahead) that writes, in each turn of an
+    episode, the small-text oracle's replies as token ids, and answers "3" to anything else."""
+
+    def __init__(self, category: SmallText, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.category = category
+
+    async def generate(self, request: RolloutRequest, prompt: TokenPrompt | None = None) -> Completion:
+        tokenizer = self.prompts.tokenizer
+        if prompt is None:
+            ids = [*tokenizer.encode("3", add_special_tokens=False), tokenizer.eos_token_id]
+            return Completion(request, "3", "stop", len(ids), self.weights_version, ids, [-1.0] * len(ids))
+        processor = self.prompts.processor
+        turn = list(prompt.token_ids).count(processor.token_id("<|assistant|>")) - 1
+        text = self.category.oracle_trajectory(request.sample)[turn]
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        ids.append(processor.token_id("<|observation|>") if turn == 0 else tokenizer.eos_token_id)
+        logprobs = [-0.5 - 0.01 * k for k in range(len(ids))]
+        return Completion(request, text, "stop", len(ids), self.weights_version, ids, logprobs)
+
+
+def _episode_run(tmp_path: Path, max_steps: int, ckpt: Path | None = None, save: Path | None = None) -> list:
+    """RL on ``small_text`` with a scripted engine: 1 group per step plus 1 oversampled, so each step
+    caches a complete surplus group of episodes. Returns, per trained sample, its step, group id,
+    index, mask, crops (pixels) and the conversation it was trained after."""
+    processor = episode_processor()
+    category = SmallText(data_dir=str(tmp_path / "gym"), max_turns=2)
+    prompts = TaskPrompts(TaskMix([category], num_samples=8))
+    prompts.reward_system = lambda: RewardFunction(
+        lambda sample, response, metadata: float(metadata["index"])
+    )
+    engine = ScriptedPolicyEngine(category, max_batch_size=4)
+    rl = stage(processor, engine=engine, group_size=2, groups_per_step=1, oversample=1)
+    trained: list = []
+    micro_batch_loss = rl.micro_batch_loss
+
+    def record(samples, rows, by_id, *args):
+        for i in rows:
+            s = samples[i]
+            crops = [np.asarray(im).copy() for im in s.observation_images]
+            trained.append(
+                (rl.global_step, s.prompt_id, s.index, s.token_mask, crops, rl.prompt_of(s, by_id))
+            )
+        return micro_batch_loss(samples, rows, by_id, *args)
+
+    rl.micro_batch_loss = record
+    fit = trainer(tmp_path, max_steps=max_steps)
+    fit.fit(rl, prompts, ckpt_path=None if ckpt is None else str(ckpt))
+    if save is not None:
+        fit.save_checkpoint(save)
+    assert float(fit.logged_metrics["episodes/untrainable"]) == 0
+    return trained
+
+
+def test_cached_episodes_are_trained_after_a_resume_as_without_it(tmp_path) -> None:
+    whole = _episode_run(tmp_path / "whole", max_steps=2)
+    path = tmp_path / "rl.ckpt"
+    _episode_run(tmp_path / "first", max_steps=1, save=path)
+    saved = torch.load(path, weights_only=False)["rollout_state"]["cache"]["groups"]
+    assert len(saved) == 1 and all("observation_images" in s for s in saved[0]["samples"])
+    resumed = _episode_run(tmp_path / "resumed", max_steps=2, ckpt=path)
+    after = [r for r in whole if r[0] == 1]  # the second step: the group cached by the first
+    assert len(after) == len(resumed) == 2 and all(r[0] == 1 for r in resumed)
+    for (_, gid, index, mask, crops, opening), again in zip(after, resumed, strict=True):
+        assert (gid, index, mask) == again[1:4] and gid == f"0/{saved[0]['prompt_index']}"
+        assert mask is not None and not all(mask) and len(crops) == 1 == len(again[4])
+        assert np.array_equal(crops[0], again[4][0])  # the same crop, read back from the checkpoint
+        assert _strip_paths(opening) == _strip_paths(again[5])
+
+
+def _strip_paths(messages: list) -> list:
+    """The conversation with its images as pixel arrays (comparable across data folders)."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, list):
+            content = [np.asarray(p["image"]).tolist() if p.get("type") == "image" else p for p in content]
+        out.append({**m, "content": content})
+    return out

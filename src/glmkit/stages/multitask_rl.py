@@ -21,14 +21,15 @@ Each training step of :class:`MultiTaskRL` is the report's RL data flow:
    rollout) and fed to the policy loss (:mod:`glmkit.losses.policy`; its ``beta`` weighs a KL term
    to a frozen reference policy, kept on the CPU in :class:`~glmkit.models.frozen.FrozenModels` and
    moved to the accelerator only for its forward; ``reference: initial`` stores its weights in the
-   checkpoints, so a resume keeps it). Gradients accumulate over the micro-batches;
-   one optimizer step follows.
+   checkpoints, so a resume keeps it). Gradients accumulate over the micro-batches, each weighed
+   (:meth:`MultiTaskRL.micro_batch_weight`) so that the update is the one process's over the whole
+   global batch, however it is split into micro-batches and ranks; one optimizer step follows.
 5. **Weights.** The new weights go to the engine (in-process: the same module, so only the version
    moves; a server engine receives the state dict through its weight-update API).
 
 Per-source metrics (:func:`glmkit.rl.metrics.rollout_metrics`: mean reward, pass@k, response
 length, aborts and deferrals, verifier failures), the loss terms and the packing balance are
-logged through Lightning's loggers; :class:`~glmkit.stages.PlotMetrics` draws them, and
+logged through Lightning's loggers, each describing the global batch (the same on every rank); :class:`~glmkit.stages.PlotMetrics` draws them, and
 :class:`~glmkit.stages.export.ExportVLM` exports the trained policy (:meth:`MultiTaskRL.export`).
 
 **Multi-step categories** (tool-using, such as ``small_text``: crop and zoom to read small print)
@@ -58,7 +59,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -278,12 +279,17 @@ def oracle_episode(
     max_turns: int | None = None,
 ) -> EpisodeTrace:
     """A multi-step category's reference episode as the trainer sees one: its oracle trajectory
-    (``category.oracle_trajectory(sample)``, the replies with their tool calls and the final answer
-    last, where the category has one; else the final answer ``category.oracle(sample)`` alone) run
-    through the environment, each reply tokenized as the policy would write it, the final one
-    followed by ``stop_token_id``, the observations masked."""
-    trajectory = getattr(category, "oracle_trajectory", None)
-    replies = list(trajectory(sample)) if callable(trajectory) else [category.oracle(sample)]
+    (``category.oracle_trajectory(sample, tool_format)``, the replies with their tool calls and the
+    final answer last, where the category has one; else the final answer ``category.oracle(sample)``
+    alone) run through the environment, each reply tokenized as the policy would write it, the final
+    one followed by ``stop_token_id``, the observations masked."""
+    trajectory = category.oracle_trajectory(sample, tool_format)
+    replies = [category.oracle(sample)] if trajectory is None else list(trajectory)
+    if not all(isinstance(r, str) for r in replies):
+        raise ValueError(
+            f"{category.name}: oracle_trajectory gave native tool calls; episodes need a text tool-call "
+            f"format (hermes, glm45), got {tool_format!r}"
+        )
     env = TaskEnvironment([category], tool_format, max_turns=max_turns)
     builder = EpisodeBuilder(env, prompts, prompts.stop_token_ids())
     builder.start(sample)
@@ -308,10 +314,26 @@ def sft_warm_start(
     offset: int = 0,
     tool_format: str = "hermes",
     max_turns: int | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> list[float]:
     """Fine-tune ``policy`` for ``steps`` AdamW steps on the categories' reference answers
     (``category.oracle(sample)`` followed by ``stop_token_id``; a multi-step category's
-    :func:`oracle_episode`, observations masked, in ``tool_format``); returns the losses."""
+    :func:`oracle_episode`, observations masked, in ``tool_format``); returns the losses (the token
+    mean over each global batch of ``batch_size`` samples).
+
+    Under data parallelism (``world`` ranks of the default process group) rank ``rank`` takes
+    samples ``rank, rank + world, ...`` of each batch, its loss is its tokens' share of the global
+    token mean, and the ranks sum their gradients before the step (:func:`all_reduce_gradients`), so
+    every rank takes the step one process would take on the whole batch.
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"rank must be in 0..world-1={world - 1}, got {rank}")
+    if batch_size < world:
+        raise ValueError(
+            f"warmup_sft_batch_size={batch_size} cannot be shared by {world} data-parallel ranks; "
+            f"use at least {world}"
+        )
     categories = {c.name: c for c in tasks.categories}
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -321,7 +343,10 @@ def sft_warm_start(
     was_training = policy.training
     policy.train()
     for step in range(steps):
-        samples = [tasks[(offset + step * batch_size + j) % len(tasks)] for j in range(batch_size)]
+        # this rank's share of the global batch
+        samples = [
+            tasks[(offset + step * batch_size + j) % len(tasks)] for j in range(rank, batch_size, world)
+        ]
         episodes = [
             oracle_episode(categories[s.category], s, prompts, stop_token_id, tool_format, max_turns)
             if categories[s.category].multi_step
@@ -344,14 +369,50 @@ def sft_warm_start(
             batch, ids, mask = prompts.teacher_forcing_batch(samples, responses)
         batch = {k: v.to(device) for k, v in batch.items()}
         logp = token_logprobs(policy, batch, ids.to(device), mask.to(device))
-        loss = -logp.sum() / mask.sum()
+        tokens = _all_reduce_sum(torch.tensor([float(mask.sum())], dtype=torch.float64), world)
+        loss = -logp.sum() / float(tokens[0])  # this rank's share of the global token mean
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        all_reduce_gradients(params, world)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(_all_reduce_sum(loss.detach().double().reshape(1).cpu(), world)[0]))
     policy.train(was_training)
     return losses
+
+
+def _distributed(world: int) -> bool:
+    return world > 1 and dist.is_available() and dist.is_initialized()
+
+
+def _all_reduce_sum(values: Tensor, world: int) -> Tensor:
+    """``values`` summed over the ranks (unchanged without a process group)."""
+    if _distributed(world):
+        dist.all_reduce(values)
+    return values
+
+
+def all_reduce_gradients(params: Sequence[nn.Parameter], world: int) -> None:
+    """Sum the gradients of ``params`` over the ``world`` ranks, in place (one flat all-reduce). A
+    parameter without a gradient on some rank counts as zero there; one without a gradient on every
+    rank keeps none. Each rank's loss must be its share of the global batch's loss."""
+    if not _distributed(world):
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    live = [p for p, h in zip(params, has.tolist(), strict=True) if h]
+    if not live:
+        return
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in live])
+    dist.all_reduce(flat)
+    offset = 0
+    for p in live:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
 
 
 # ------------------------------------------------------------------------------------ stage
@@ -389,7 +450,8 @@ class MultiTaskRL(Stage):
         pass_k: the k values of the logged pass@k (each at most ``group_size``).
         max_grad_norm: gradient clipping (0: none).
         warmup_sft_steps: steps of SFT on the tasks' reference answers before RL (0: none).
-        warmup_sft_lr, warmup_sft_batch_size: that SFT's AdamW learning rate and batch size.
+        warmup_sft_lr, warmup_sft_batch_size: that SFT's AdamW learning rate and global batch size
+            (shared by the data-parallel ranks).
         optimization: optimizer and schedule of the RL updates.
         seed: seed of the prompt order and the sampling.
     """
@@ -479,7 +541,7 @@ class MultiTaskRL(Stage):
             engine.attach(self.policy, processor)
         self._engine_seed = engine.seed if isinstance(engine, InProcessEngine) else 0
         self.rollout_engine: RolloutEngine = engine  # an EpisodeRunner around it with multi-step tasks
-        self.traces: dict[tuple[str, int], EpisodeTrace] = {}  # this step's episodes, by (group id, index)
+        self._openings: dict[str, list[dict[str, Any]]] = {}  # this step's episode openings, by group id
         self.pipeline: RolloutPipeline | None = None
         self.reward: Any = None
         self.warm_started = warmup_sft_steps == 0
@@ -671,6 +733,8 @@ class MultiTaskRL(Stage):
             offset=len(tasks) // 2,  # away from the first prompts RL visits in epoch order
             tool_format=self._datamodule().tool_format,
             max_turns=self._datamodule().max_turns,
+            rank=self.global_rank,
+            world=self.trainer.world_size,
         )
         self.warm_started = True
         rank_zero_info(
@@ -687,9 +751,9 @@ class MultiTaskRL(Stage):
         rollout = self._run(self.pipeline.next_batch())
         if rollout is None:  # every epoch rolled out
             return None
-        metrics = rollout.metrics(ks=self.pass_k)  # this rank's rollouts
-        self.traces = self.gather_traces(rollout)
-        samples, prompts = self.gather_rollouts(rollout)
+        samples, prompts = self.gather_rollouts(rollout)  # every rank's, the same on all ranks
+        metrics = self.global_rollout_metrics(rollout, samples)
+        self._openings = {}
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
         group_ids = [s.prompt_id for s in samples]
         keep = torch.ones(len(samples), dtype=torch.bool)
@@ -701,7 +765,7 @@ class MultiTaskRL(Stage):
         if isinstance(self.rollout_engine, EpisodeRunner):
             episodes = [s for s in samples if self.rollout_engine.runs_episode(prompts[s.prompt_id])]
             metrics["episodes/count"] = float(len(episodes))
-            metrics["episodes/untrainable"] = float(sum(self.trace_of(s) is None for s in episodes))
+            metrics["episodes/untrainable"] = float(sum(s.token_mask is None for s in episodes))
         loss = self.update(samples, chosen, prompts, advantages, metrics)
         self.push_weights()
         if self.reward is not None and hasattr(self.reward, "log_dict"):
@@ -712,7 +776,8 @@ class MultiTaskRL(Stage):
 
     def gather_rollouts(self, rollout: Any) -> tuple[list[ScoredSample], dict[str, Sample]]:
         """Every rank's samples (rank order) and prompts, keyed by the dataset-wide group id: each
-        rank rolled out its own share, the update packs them all across the ranks."""
+        rank rolled out its own share, the update packs them all across the ranks. An episode's
+        sample carries its mask and observation images with it."""
         assert self.share is not None
         share = self.share
         samples = [dataclasses.replace(s, prompt_id=share.global_id(s.prompt_id)) for s in rollout.samples]
@@ -722,48 +787,88 @@ class MultiTaskRL(Stage):
         all_prompts = {k: v for _, rank_prompts in everyone for k, v in rank_prompts.items()}
         return all_samples, all_prompts
 
-    def gather_traces(self, rollout: Any) -> dict[tuple[str, int], EpisodeTrace]:
-        """Every rank's episode traces of the batch, by (dataset-wide group id, index), taken from
-        the :class:`~glmkit.rl.rollout.episodes.EpisodeRunner` (empty without multi-step tasks)."""
-        runner = self.rollout_engine
-        if not isinstance(runner, EpisodeRunner):
-            return {}
-        assert self.share is not None
-        mine = {}
-        for s in rollout.samples:
-            trace = runner.pop_trace(s.prompt_id, s.index, s.attempt)
-            if trace is not None:
-                mine[(self.share.global_id(s.prompt_id), s.index)] = trace
-        runner.discard_traces(rollout.stale_dropped)  # never trained on
-        return {k: v for rank in _all_gather(mine, self.trainer.world_size) for k, v in rank.items()}
+    def global_rollout_metrics(self, rollout: Any, samples: Sequence[ScoredSample]) -> dict[str, float]:
+        """The rollout metrics of the global batch, the same on every rank: per-source reward,
+        pass@k, lengths and failures of every rank's ``samples``, the aborted and deferred prompts
+        and the ``rollout/`` counts summed over the ranks (``rollout/wall_s``: the slowest rank's)."""
+        from glmkit.rl.metrics import rollout_metrics
 
-    def trace_of(self, sample: ScoredSample) -> EpisodeTrace | None:
-        """The episode behind ``sample`` (None for a single-step sample)."""
-        return self.traces.get((sample.prompt_id, sample.index))
+        counts = {k: v for k, v in rollout.metrics(ks=self.pass_k).items() if k.startswith("rollout/")}
+        ranks = _all_gather((counts, rollout.aborted, rollout.deferred), self.trainer.world_size)
+        aborted: Counter[str] = Counter()
+        deferred: Counter[str] = Counter()
+        for _, rank_aborted, rank_deferred in ranks:
+            aborted.update(rank_aborted)
+            deferred.update(rank_deferred)
+        out: dict[str, float] = {}
+        if samples:
+            out = rollout_metrics(
+                rewards=[s.reward for s in samples],
+                sources=[s.source for s in samples],
+                group_ids=[s.prompt_id for s in samples],
+                response_lengths=[s.response_tokens for s in samples],
+                verifier_failed=[s.failure is not None for s in samples],
+                aborted=dict(aborted),
+                deferred=dict(deferred),
+                ks=self.pass_k,
+            )
+        for key in counts:
+            values = [rank_counts[key] for rank_counts, _, _ in ranks]
+            out[key] = max(values) if key == "rollout/wall_s" else float(sum(values))
+        return out
+
+    def prompt_of(self, sample: ScoredSample, prompts: Mapping[str, Sample]) -> Sample | list[dict[str, Any]]:
+        """What the response of ``sample`` answers: its prompt, or, for an episode, the episode's
+        opening conversation (rebuilt from the prompt, once per group and step)."""
+        prompt = prompts[sample.prompt_id]
+        if sample.token_mask is None or not isinstance(self.rollout_engine, EpisodeRunner):
+            return prompt
+        if sample.prompt_id not in self._openings:
+            self._openings[sample.prompt_id] = self.rollout_engine.opening(prompt)
+        return self._openings[sample.prompt_id]
 
     def trainable(self, sample: ScoredSample, prompts: Mapping[str, Sample]) -> bool:
         """The sample has response tokens, none of them an image placeholder the policy wrote (the
         VLM would read it as an image slot in the teacher-forced forward), and, for a multi-step
-        task, its episode's trace (a sample restored from a checkpoint's prompt cache has lost its
-        observation images)."""
+        task, its episode's mask (a sample restored from an older checkpoint has none)."""
         ids = self.response_ids(sample)
         if not ids:
             return False
-        trace = self.trace_of(sample)
+        mask = sample.token_mask
         placeholder = getattr(self.processor, "image_token_id", None)
         if placeholder is not None:
-            generated = ids if trace is None else [t for t, m in zip(ids, trace.mask, strict=True) if m]
+            generated = ids if mask is None else [t for t, m in zip(ids, mask, strict=True) if m]
             if placeholder in generated:
                 return False
         runner = self.rollout_engine
         if isinstance(runner, EpisodeRunner) and runner.runs_episode(prompts[sample.prompt_id]):
-            return trace is not None
+            return mask is not None
         return True
 
     def loss_tokens(self, sample: ScoredSample) -> int:
         """The tokens the loss counts: the policy's (an episode's observation tokens are not)."""
-        trace = self.trace_of(sample)
-        return len(self.response_ids(sample)) if trace is None else sum(trace.mask)
+        mask = sample.token_mask
+        return len(self.response_ids(sample)) if mask is None else sum(mask)
+
+    def micro_batch_weight(
+        self, rows: Sequence[int], tokens: int, batch_tokens: int, batch_size: int
+    ) -> float:
+        """The factor of one micro-batch's loss (``rows`` samples, ``tokens`` loss tokens) that
+        makes the step's gradient, summed over this rank's micro-batches and averaged over the
+        data-parallel ranks (DDP), that of the loss over the whole global batch (``batch_size``
+        samples, ``batch_tokens`` tokens), however it was packed:
+
+        - ``dapo``: 1 (the loss divides by ``batch_tokens / world_size`` itself);
+        - ``bnpo``: ``world_size * tokens / batch_tokens``: the token mean over the global batch;
+        - ``grpo``, ``dr_grpo``: ``world_size * len(rows) / batch_size``: the mean over every
+          sequence of the global batch of the per-sequence loss.
+        """
+        world = self.trainer.world_size
+        if self.loss.loss_type == "dapo":
+            return 1.0
+        if self.loss.loss_type == "bnpo":
+            return world * tokens / max(batch_tokens, 1)
+        return world * len(rows) / batch_size
 
     def update(
         self,
@@ -773,33 +878,42 @@ class MultiTaskRL(Stage):
         advantages: Tensor,
         metrics: dict[str, float],
     ) -> Tensor:
-        """Pack ``chosen`` samples into micro-batches, accumulate the loss, one optimizer step."""
+        """Pack ``chosen`` samples into micro-batches, accumulate the loss of this rank's share
+        (:meth:`micro_batch_weight`), one optimizer step. The logged loss and ``train/`` terms
+        (token means: clip ratios, KL) are the global batch's, the same on every rank."""
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         optimizer.zero_grad()
-        total = torch.zeros(())
-        if len(chosen) >= self.trainer.world_size:  # every rank needs a micro-batch; else no update
+        world = self.trainer.world_size
+        total = torch.zeros((), dtype=torch.float64)
+        if len(chosen) >= world:  # every rank needs a micro-batch; else no update
             items = self.pack_items(samples, chosen, prompts)
             plan = plan_microbatches(
                 items,
                 max_text_tokens=self.max_text_tokens,
                 max_vit_patches=self.max_vit_patches,
-                dp_size=self.trainer.world_size,
+                dp_size=world,
                 min_microbatches_per_rank=1,
             )
             metrics.update(plan.balance())
             mine = plan.steps[0][self.global_rank]
-            tokens = sum(self.loss_tokens(samples[chosen[i]]) for mb in plan.microbatches() for i in mb)
+            tokens = sum(self.loss_tokens(samples[i]) for i in chosen)  # every rank's
             sums: dict[str, float] = defaultdict(float)
             for micro in mine:
                 rows = [chosen[i] for i in micro]
                 out = self.micro_batch_loss(samples, rows, prompts, advantages, tokens)
-                scale = 1.0 if self.loss.loss_type == "dapo" else 1.0 / len(mine)
+                mb_tokens = sum(self.loss_tokens(samples[i]) for i in rows)
+                scale = self.micro_batch_weight(rows, mb_tokens, tokens, len(chosen))
                 self.manual_backward(out.loss * scale)
-                total = total + out.loss.detach().cpu() * scale
-                for key, value in out.metrics.items():
-                    sums[key] += float(value) / len(mine)
-            metrics.update({f"train/{k}": v for k, v in sums.items()})
+                total = total + out.loss.detach().cpu().double() * scale
+                for key, value in out.metrics.items():  # token means: weighed by the tokens
+                    sums[key] += float(value) * mb_tokens / max(tokens, 1)
+            keys = sorted(sums)
+            shares = torch.tensor([float(total) / world, *(sums[k] for k in keys)], dtype=torch.float64)
+            if world > 1 and dist.is_available() and dist.is_initialized():
+                dist.all_reduce(shares)  # every rank logs the global batch's numbers
+            total = shares[0]
+            metrics.update({f"train/{k}": float(v) for k, v in zip(keys, shares[1:].tolist(), strict=True)})
         if self.max_grad_norm > 0:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
@@ -809,7 +923,7 @@ class MultiTaskRL(Stage):
             scheduler.step()
         metrics["train/loss"] = float(total)
         metrics["train/samples"] = float(len(chosen))
-        return total
+        return total.float()
 
     def response_ids(self, sample: ScoredSample) -> list[int]:
         """The response's token ids: the engine's, else the text tokenized again (with the stop
@@ -830,17 +944,15 @@ class MultiTaskRL(Stage):
         items = []
         for i in chosen:
             sample = samples[i]
-            trace = self.trace_of(sample)
-            key = (sample.prompt_id, trace is not None)
+            key = (sample.prompt_id, sample.token_mask is not None)
             if key not in sizes:
-                prompt = prompts[sample.prompt_id] if trace is None else trace.prompt
-                encoded = self.prompts.encode([prompt], padding_side="right")
+                encoded = self.prompts.encode([self.prompt_of(sample, prompts)], padding_side="right")
                 grid = encoded.get("grid_thw")
                 patches = tuple(int(t * h * w) for t, h, w in grid.tolist()) if grid is not None else ()
                 sizes[key] = (int(encoded["input_ids"].shape[1]), patches)
             length, patches = sizes[key]
-            if trace is not None:
-                patches = (*patches, *self.prompts.patch_counts(trace.images))
+            if sample.observation_images:
+                patches = (*patches, *self.prompts.patch_counts(sample.observation_images))
             items.append(PackItem(length + len(self.response_ids(sample)), patches, sample.prompt_id))
         return items
 
@@ -856,16 +968,12 @@ class MultiTaskRL(Stage):
         an episode's observation tokens are masked out."""
         chosen = [samples[i] for i in rows]
         responses = [self.response_ids(s) for s in chosen]
-        traces = [self.trace_of(s) for s in chosen]
-        if any(traces):
+        if any(s.token_mask is not None for s in chosen):
             batch, ids, mask = self.prompts.teacher_forcing_batch(
-                [
-                    prompts[s.prompt_id] if t is None else t.prompt
-                    for s, t in zip(chosen, traces, strict=True)
-                ],
+                [self.prompt_of(s, prompts) for s in chosen],
                 responses,
-                [None if t is None else t.mask for t in traces],
-                [[] if t is None else t.images for t in traces],
+                [s.token_mask for s in chosen],
+                [s.observation_images for s in chosen],
             )
         else:
             batch, ids, mask = self.prompts.teacher_forcing_batch(
@@ -925,11 +1033,7 @@ class MultiTaskRL(Stage):
         datamodule = self._attached_datamodule()
         if datamodule is not None:
             engine = self.build_rollout_engine(datamodule)
-        try:
-            return self._run(held_out_rewards(engine, self.reward, samples, params, answers_per_sample))
-        finally:
-            if isinstance(engine, EpisodeRunner):  # held-out episodes are not trained on
-                engine.discard_traces(f"held-out/{i}" for i in range(len(samples)))
+        return self._run(held_out_rewards(engine, self.reward, samples, params, answers_per_sample))
 
     def _attached_datamodule(self) -> TaskPrompts | None:
         """The trainer's :class:`TaskPrompts`, or None without a trainer."""
@@ -963,6 +1067,7 @@ __all__ = [
     "held_out_rewards",
     "load_policy",
     "load_processor",
+    "all_reduce_gradients",
     "oracle_episode",
     "sft_warm_start",
 ]

@@ -109,3 +109,15 @@ def test_the_trajectory_is_solved_by_clicking_and_not_by_guessing(index: int, tm
 
     guess = run_episode(env, index, ClickingPolicy(sample, answer_early=True))
     assert guess.reward == 0.0 and guess.turns == 1
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_the_oracle_trajectory_clicks_through_and_earns_full_marks(index: int, tmp_path: Path) -> None:
+    category = make("gui_trajectory", tmp_path)
+    env = TaskEnvironment(category, reward=build_reward_system([category]))
+    sample = category.sample(index)
+    replies = iter(category.oracle_trajectory(sample))
+    episode = run_episode(env, sample, lambda messages: next(replies))
+    clicks = 2 if sample.metadata["reveal"] else 1
+    assert episode.reward == 1.0 and episode.tool_calls == {"click": clicks} and episode.turns == clicks + 1
+    assert next(replies, None) is None  # every reply was used

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from glmkit.agent.turns import initial_messages, take_turn
-from glmkit.rl.gym import TaskEnvironment, build_reward_system, run_episode
-from glmkit.rl.gym.categories.small_text import MIN_READABLE_PX
+from glmkit.rl.gym import TASK_CATEGORIES, TaskEnvironment, build_reward_system, run_episode
+from glmkit.rl.gym.categories.small_text import MIN_READABLE_PX, label_crop
 from glmkit.tools.base import ToolContext
 from tests.rl.gym.conftest import make
-from tests.rl.gym.policies import CORNER_BOXES, ReadingPolicy, hermes_call, ink_height
+from tests.rl.gym.policies import CORNER_BOXES, ReadingPolicy, hermes_call, images_in, ink_height
 
 INDICES = range(4)
 
@@ -76,3 +77,44 @@ def test_a_policy_that_never_answers_hits_the_turn_limit(category) -> None:
     assert episode.end_reason == "max_turns" and episode.turns == category.max_turns == 4
     assert episode.response == "" and episode.reward == 0.0
     assert episode.tool_calls == {"crop_image": 4}
+
+
+def replay(replies: list) -> Any:
+    """A policy that gives ``replies`` in turn and records each image it is shown."""
+    turns = iter(replies)
+    seen: list = []
+
+    def policy(messages: list[dict[str, Any]]) -> Any:
+        seen.extend(images_in(messages[-1]))
+        return next(turns)
+
+    policy.seen = seen  # type: ignore[attr-defined]
+    return policy
+
+
+@pytest.mark.parametrize("index", INDICES)
+def test_the_oracle_trajectory_crops_the_text_and_earns_full_marks(category, index: int) -> None:
+    sample = category.sample(index)
+    replies = category.oracle_trajectory(sample)
+    assert len(replies) == 2 and replies[-1] == category.oracle(sample)
+    policy = replay(replies)
+    env = TaskEnvironment(category, reward=build_reward_system([category]))
+    episode = run_episode(env, sample, policy)
+    assert episode.reward == 1.0 and episode.end_reason == "answer" and episode.turns == 2
+    assert episode.tool_calls == {"crop_image": 1} and episode.parse_errors == 0 == episode.tool_errors
+    crop = policy.seen[-1]  # the observation: the label, readable
+    assert ink_height(crop) >= 2 * MIN_READABLE_PX - 2
+    assert ink_height(crop) >= sample.metadata["text_height_px"] * label_crop(sample)["zoom"] - 2
+
+
+def test_the_oracle_trajectory_is_written_in_the_tool_format(category) -> None:
+    sample = category.sample(0)
+    (call, _), (native, _) = (
+        category.oracle_trajectory(sample, "glm45"),
+        category.oracle_trajectory(sample, "openai"),
+    )
+    assert "<tool_call>crop_image" in call and "<arg_key>bbox</arg_key>" in call
+    assert native["tool_calls"][0]["function"]["name"] == "crop_image"
+    env = TaskEnvironment(category, tool_format="glm45", reward=build_reward_system([category]))
+    assert run_episode(env, sample, replay(category.oracle_trajectory(sample, "glm45"))).reward == 1.0
+    assert TASK_CATEGORIES.get("counting")(data_dir=str(category.data_dir)).oracle_trajectory(sample) is None

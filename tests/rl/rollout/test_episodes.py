@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 from glmkit.models.encoders import CogViT
 from glmkit.models.vlm import VisionLanguageModel
@@ -23,7 +24,10 @@ from glmkit.rl.rollout import (
     SamplingParams,
     TokenPrompt,
 )
+from glmkit.rl.rollout.episodes import EpisodeCompletion
+from glmkit.rl.rollout.group import ScoredSample
 from glmkit.rl.rollout.inprocess import ChatPrompts, token_logprobs
+from glmkit.rl.rollout.reward import completion_metadata
 from glmkit.scoring import Sample
 
 CORNER_BOXES = {  # norm1000 crops of each corner, large enough to hold the label
@@ -186,6 +190,15 @@ def _run(engine: RolloutEngine, requests: Sequence[RolloutRequest]) -> list[Comp
     return asyncio.run(run())
 
 
+def _leaves(value: Any) -> list[Any]:
+    """Every leaf of nested dicts and lists."""
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list | tuple):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
 def _answer_and_call(sample: Sample) -> list[str]:
     return [crop_call(sample.metadata["corner"]), str(sample.answer)]
 
@@ -203,9 +216,12 @@ def test_episode_tokens_equal_the_template_rendering(processor, small_text) -> N
         "stop",
         "stop",
     ]
-    trace = runner.pop_trace("p0", 0, 0)
-    assert trace is not None and runner.pop_trace("p0", 0, 0) is None
+    trace = done.trace  # the trainer's view travels on the completion, not in the reward's metadata
+    assert isinstance(done, EpisodeCompletion) and trace is not None
     assert done.token_ids == trace.token_ids and done.logprobs == trace.logprobs
+    assert done.token_mask == trace.mask and done.observation_images == trace.images
+    assert runner.opening(sample) == trace.prompt  # rebuilt from the sample alone (after a resume)
+    assert not any(isinstance(v, Image.Image) for v in _leaves(completion_metadata(done)))
     # token in, token out: prompt + response region is the template's rendering of the whole
     # conversation (the final EOS is the policy's; the template writes no turn end after the last turn)
     prompts = ChatPrompts(processor)
@@ -249,7 +265,7 @@ def test_single_step_samples_pass_through_unchanged(processor, small_text, count
     runner = EpisodeRunner(engine, [small_text, counting])
     (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=8))])
     assert engine.seen == [None]  # the inner engine got the request itself
-    assert done.response == "3" and done.metadata == {} and runner.traces == {}
+    assert done.response == "3" and done.metadata == {} and not isinstance(done, EpisodeCompletion)
 
 
 def test_turn_limit_ends_the_episode_without_an_answer(processor, small_text) -> None:
@@ -260,7 +276,7 @@ def test_turn_limit_ends_the_episode_without_an_answer(processor, small_text) ->
     assert done.response == "" and done.finish_reason == "stop"
     assert done.metadata["end_reason"] == "max_turns" and done.metadata["turns"] == 3
     assert done.metadata["tool_calls"] == {"crop_image": 3}
-    trace = runner.pop_trace("p0", 0, 0)
+    trace = done.trace
     assert len(trace.images) == 2  # the last turn's call is not answered: the episode ended
     assert trace.token_ids[-1] == processor.token_id("<|observation|>") and trace.mask[-1]
     runner = EpisodeRunner(engine, [small_text], max_turns=2)  # the override
@@ -276,7 +292,7 @@ def test_cut_off_turns(processor, small_text) -> None:
     (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.metadata["turn_finish_reasons"] == ["length", "stop"]
     assert done.metadata["parse_errors"] == 1 and done.metadata["tool_calls"] == {}
-    trace = runner.pop_trace("p0", 0, 0)
+    trace = done.trace
     assert trace.images == [] and done.response == str(sample.answer)  # no crop ran
     # the observation opens with the template's <|observation|>: the policy did not write it
     call = processor.tokenizer.encode(crop_call(sample.metadata["corner"]), add_special_tokens=False)
@@ -295,7 +311,7 @@ def test_engine_error_in_a_middle_turn_finishes_the_episode(processor, small_tex
     (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.finish_reason == "error" and "out of memory" in done.error and "turn 2" in done.error
     assert done.metadata["turns"] == 1 and done.metadata["end_reason"] == "error"
-    assert runner.traces == {} and runner.outstanding == []
+    assert not isinstance(done, EpisodeCompletion) and runner.outstanding == []
 
 
 def test_abort_cancels_the_whole_episode(processor, small_text) -> None:
@@ -311,10 +327,10 @@ def test_abort_cancels_the_whole_episode(processor, small_text) -> None:
         aborted = await runner.abort()
         await asyncio.sleep(0.1)
         assert future.cancelled()
-        return aborted, called, list(runner.traces)
+        return aborted, called
 
-    aborted, called, traces = asyncio.run(run())
-    assert [r.request_id for r in aborted] == ["p0#0"] and called == [] and traces == []
+    aborted, called = asyncio.run(run())
+    assert [r.request_id for r in aborted] == ["p0#0"] and called == []
     assert len(engine.seen) == 2  # no turn after the abort
 
 
@@ -350,7 +366,7 @@ def test_logprobs_equal_a_teacher_forced_forward_over_the_episode(processor, sma
     )
     assert done.metadata["turns"] == 2 and done.metadata["tool_calls"] == {"crop_image": 1}
     assert done.response == str(sample.answer) and done.finish_reason == "stop"
-    trace = runner.pop_trace("p0", 0, 0)
+    trace = done.trace
     assert len(trace.images) == 1 and not all(trace.mask)
     # teacher forcing over the whole episode (and a single-step sample beside it, padded differently)
     prompts = ChatPrompts(processor)
@@ -394,7 +410,7 @@ def test_a_gui_trajectory_runs_through_the_runner(processor, small_text) -> None
     (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.response == reference.response and done.metadata["turns"] == reference.turns
     assert done.metadata["tool_calls"] == reference.tool_calls == {"click": reference.turns - 1}
-    trace = runner.pop_trace("p0", 0, 0)
+    trace = done.trace
     assert len(trace.images) == reference.turns - 1  # a screenshot after each click
     first = ChatPrompts(processor).token_prompt(trace.prompt)
     shown = runner.tool_format.prepare_messages(
@@ -402,3 +418,28 @@ def test_a_gui_trajectory_runs_through_the_runner(processor, small_text) -> None
     )
     rendered = processor.apply_chat_template(shown, add_generation_prompt=False, tokenize=True)
     assert [*first.token_ids, *trace.token_ids][:-1] == rendered["input_ids"][0].tolist()
+
+
+def test_the_scored_sample_keeps_the_mask_and_images_through_a_checkpoint(processor, small_text) -> None:
+    """An episode's sample carries its mask and crops through the prompt cache's plain-Python state
+    (JSON, images as PNG): after a resume it trains exactly as before."""
+    sample = small_text.sample(6)
+    runner = EpisodeRunner(ScriptedEngine(processor, _answer_and_call(sample)), [small_text])
+    (done,) = _run(runner, [RolloutRequest("0/3", 1, sample, SamplingParams(max_new_tokens=64))])
+    scored = ScoredSample.from_completion(done, 1.0)
+    assert scored.token_mask == done.trace.mask and len(scored.observation_images) == 1
+    state = json.loads(json.dumps(scored.to_state()))
+    back = ScoredSample.from_state(state, "0/3", sample.source)
+    assert back.token_mask == scored.token_mask and back.token_ids == scored.token_ids
+    (before,), (after,) = scored.observation_images, back.observation_images
+    assert after.size == before.size and after.mode == before.mode
+    assert torch.equal(torch.from_numpy(_pixels(after)), torch.from_numpy(_pixels(before)))
+    single = ScoredSample("0/1", 0, "counting", "3", 1.0, token_ids=[5, 6])
+    assert "token_mask" not in single.to_state()  # single-step samples: nothing more to save
+    assert ScoredSample.from_state(single.to_state(), "0/1", "counting").token_mask is None
+
+
+def _pixels(image: Image.Image) -> Any:
+    import numpy as np
+
+    return np.asarray(image).copy()

@@ -14,7 +14,10 @@ here is a registered component (registry ``task_categories``, base :class:`TaskC
 - names its verifiers as eval metric specs (:meth:`TaskCategory.verifiers`, ``class_path`` /
   ``init_args`` plus the score key to read) and how they combine (:meth:`TaskCategory.rewards`),
   so :func:`glmkit.rl.gym.rewards.build_reward_system` can build the reward system's route;
-- writes an answer that earns full marks (:meth:`TaskCategory.oracle`), for tests and smoke runs;
+- writes an answer that earns full marks (:meth:`TaskCategory.oracle`), for tests and smoke runs,
+  and, for a multi-step task with a scripted solution, the whole episode's replies
+  (:meth:`TaskCategory.oracle_trajectory`: tool calls first, the answer last), which the RL stage's
+  SFT warm start trains on;
 - for multi-step tasks, gives each episode its tools (:meth:`TaskCategory.tools`) and a turn limit
   (``max_turns``), which :class:`~glmkit.rl.gym.environment.TaskEnvironment` runs through the
   agent's turn logic.
@@ -39,6 +42,7 @@ from glmkit.scoring import Sample
 if TYPE_CHECKING:
     from PIL import Image
 
+    from glmkit.agent.formats import ToolCallFormat
     from glmkit.rl.gym.source import TaskSource
     from glmkit.scoring import Verifier
     from glmkit.tools.base import Tool
@@ -156,6 +160,14 @@ class TaskCategory(ABC):
         """Fresh tool instances for one episode on ``sample``, by name (none: single-step)."""
         return {}
 
+    def oracle_trajectory(
+        self, sample: Sample, tool_format: str | ToolCallFormat = "hermes"
+    ) -> list[str | dict[str, Any]] | None:
+        """The replies of a full-marks episode on ``sample`` (a multi-step task): the tool calls,
+        written in ``tool_format`` (:func:`tool_call_reply`), then the final answer
+        (:meth:`oracle`). None (the default): the category has no scripted solution."""
+        return None
+
     # -- shared machinery -------------------------------------------------------------------------
 
     @property
@@ -243,6 +255,19 @@ class TaskCategory(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed}, size={self.size}, source={self.source!r})"
+
+
+def tool_call_reply(
+    tool_format: str | ToolCallFormat, name: str, arguments: Mapping[str, Any], content: str = ""
+) -> str | dict[str, Any]:
+    """A reply that calls tool ``name`` with ``arguments`` after ``content``, as a policy writes it in
+    ``tool_format``: the text for a text format (``hermes``, ``glm45``), else the assistant message
+    with native ``tool_calls``."""
+    from glmkit.agent.formats import ToolCall, get_tool_call_format
+
+    message = get_tool_call_format(tool_format).render_message([ToolCall(name, dict(arguments))], content)
+    text = message.get("content")
+    return text if isinstance(text, str) and not message.get("tool_calls") else message
 
 
 def _write_atomic(path: Path, write: Any) -> None:

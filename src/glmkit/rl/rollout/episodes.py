@@ -26,10 +26,12 @@ images (the inner engine's ``generate(request, prompt=...)``). The completion's 
 the response region (generated and observation tokens), its ``logprobs`` the sampling
 log-probabilities (0 on observation tokens), its ``response`` the final answer (the reward scores
 it), its ``metadata`` the episode's turns, tool calls, parse and tool errors, end reason and the
-finish reason of each turn (the reward system and the logs see them). The :class:`EpisodeTrace`
-the trainer needs besides (the opening conversation, the mask, the observation images) is kept by
-the runner until the trainer takes it (:meth:`EpisodeRunner.pop_trace`): images do not belong in
-reward metadata, which may cross process boundaries.
+finish reason of each turn (the reward system and the logs see them). What the trainer needs
+besides travels on the completion itself (:class:`EpisodeCompletion`: the :class:`EpisodeTrace`,
+whose mask and observation images the scored sample keeps, through the prompt cache and
+checkpoints), not in ``metadata``: images do not belong in reward metadata, which may cross
+process boundaries. The opening conversation is rebuilt from the sample
+(:meth:`EpisodeRunner.opening`), so a sample restored from a checkpoint trains as it would have.
 
 **Endings.** The environment's turn limit ends an episode without an answer (response ``""``,
 ``end_reason="max_turns"``); a turn cut off by ``max_new_tokens`` has its calls refused (the
@@ -42,7 +44,7 @@ reports it; it is never lost); an abort cancels the turn generating and so the w
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,31 @@ class EpisodeTrace:
     def generated_tokens(self) -> int:
         """Tokens the policy generated."""
         return sum(self.mask)
+
+
+@dataclass
+class EpisodeCompletion(Completion):
+    """An episode's :class:`~.engine.Completion` with its :class:`EpisodeTrace`.
+
+    :meth:`~.group.ScoredSample.from_completion` keeps :attr:`token_mask` and
+    :attr:`observation_images` on the scored sample; ``metadata`` (what the reward sees) holds no
+    images.
+
+    Args:
+        trace: the episode as the trainer sees it.
+    """
+
+    trace: EpisodeTrace | None = None
+
+    @property
+    def token_mask(self) -> list[bool] | None:
+        """True on the ``token_ids`` the policy generated, False on the observations'."""
+        return None if self.trace is None else list(self.trace.mask)
+
+    @property
+    def observation_images(self) -> list[Any]:
+        """The observations' images, in the order of their placeholders in ``token_ids``."""
+        return [] if self.trace is None else list(self.trace.images)
 
 
 class EpisodeBuilder:
@@ -204,8 +231,6 @@ class EpisodeRunner(RolloutEngine):
         tool_format: the tool-call format the policy writes (a text format: ``hermes``, ``glm45``).
         system_prompt: a system message opening every episode (the tools section joins it).
         max_turns: overrides the categories' turn limits.
-        keep_traces: keep each episode's :class:`EpisodeTrace` until :meth:`pop_trace` (the trainer's);
-            False for evaluation only.
     """
 
     def __init__(
@@ -216,7 +241,6 @@ class EpisodeRunner(RolloutEngine):
         tool_format: str = "hermes",
         system_prompt: str | None = None,
         max_turns: int | None = None,
-        keep_traces: bool = True,
     ) -> None:
         super().__init__()
         if "prompt" not in inspect.signature(engine.generate).parameters:
@@ -242,8 +266,6 @@ class EpisodeRunner(RolloutEngine):
             )
         self.system_prompt = system_prompt
         self.max_turns = max_turns
-        self.keep_traces = keep_traces
-        self.traces: dict[tuple[str, int, int], EpisodeTrace] = {}
         self._weights_version = engine.weights_version
         self.environment()  # check the settings now
 
@@ -252,6 +274,12 @@ class EpisodeRunner(RolloutEngine):
         return TaskEnvironment(
             self.categories, self.tool_format, system_prompt=self.system_prompt, max_turns=self.max_turns
         )
+
+    def opening(self, sample: Sample) -> list[dict[str, Any]]:
+        """The opening conversation of an episode on ``sample`` as the policy reads it (the tools
+        announced): the trainer's prompt of the episode's tokens."""
+        env = self.environment()
+        return env.tool_format.prepare_messages(env.reset(sample), env.tool_schemas())
 
     def runs_episode(self, sample: Sample) -> bool:
         """True when ``sample`` belongs to a multi-step category."""
@@ -292,9 +320,7 @@ class EpisodeRunner(RolloutEngine):
             )
         trace = builder.trace
         assert trace is not None
-        if self.keep_traces:
-            self.traces[(request.prompt_id, request.index, request.attempt)] = trace
-        return Completion(
+        return EpisodeCompletion(
             request,
             builder.env.episode.response,
             finish_reason=last.finish_reason,
@@ -303,6 +329,7 @@ class EpisodeRunner(RolloutEngine):
             token_ids=list(trace.token_ids),
             logprobs=list(trace.logprobs) if trace.logprobs is not None else None,
             metadata=builder.metadata(),
+            trace=trace,
         )
 
     async def abort_requests(self, requests: list[RolloutRequest]) -> None:
@@ -319,18 +346,5 @@ class EpisodeRunner(RolloutEngine):
         await super().close()
         await self.engine.close()
 
-    # -- traces ------------------------------------------------------------------------------------
-    def pop_trace(self, prompt_id: str, index: int, attempt: int) -> EpisodeTrace | None:
-        """The trace of the episode that answered request ``(prompt_id, index, attempt)`` (None
-        when it was not an episode, or when the trace is gone: a sample restored from a
-        checkpoint), removed from the runner."""
-        return self.traces.pop((prompt_id, index, attempt), None)
 
-    def discard_traces(self, prompt_ids: Iterable[str]) -> None:
-        """Forget the traces of these prompts' episodes (groups dropped as stale)."""
-        gone = set(prompt_ids)
-        for key in [k for k in self.traces if k[0] in gone]:
-            del self.traces[key]
-
-
-__all__ = ["EpisodeBuilder", "EpisodeRunner", "EpisodeTrace"]
+__all__ = ["EpisodeBuilder", "EpisodeCompletion", "EpisodeRunner", "EpisodeTrace"]

@@ -5,11 +5,17 @@ A :class:`RolloutGroup` is the unit the rollout issues, aborts, caches and train
 samples already scored, so an aborted group is re-issued for its missing samples only, and
 carries its version stamp (the policy version when it was first issued) for the cache's age cap.
 Both records turn into plain Python (:meth:`RolloutGroup.to_state`) for checkpoints; the reward's
-raw result object stays in memory only.
+raw result object stays in memory only. A multi-step episode's sample also carries what the trainer
+needs besides its token ids: the mask of the tokens the policy generated and the observation images
+(tool results: crops, screenshots). Both travel with the sample, through the prompt cache and a
+checkpoint (the images as base64 PNG, so the state stays valid JSON), never through the reward's
+metadata (which the reward system may send to another process).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +42,10 @@ class ScoredSample:
         attempt: how many times this sample had been issued before.
         token_ids: response token ids, where the engine gives them.
         logprobs: their sampling log-probabilities, where the engine gives them.
+        token_mask: an episode's: True on the ``token_ids`` the policy generated, False on the
+            observations' (None: every token is the policy's, a single-step sample).
+        observation_images: an episode's observation images (PIL), in the order of their
+            placeholders in ``token_ids``.
         result: the reward's raw result (its breakdown); not saved in checkpoints.
     """
 
@@ -52,14 +62,18 @@ class ScoredSample:
     attempt: int = 0
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
+    token_mask: list[bool] | None = None
+    observation_images: list[Any] = field(default_factory=list, repr=False)
     result: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_completion(
         cls, completion: Completion, reward: float, *, failure: str | None = None, result: Any = None
     ) -> ScoredSample:
-        """The scored form of ``completion``."""
+        """The scored form of ``completion`` (an episode's completion,
+        :class:`~.episodes.EpisodeCompletion`, also gives ``token_mask`` and ``observation_images``)."""
         request = completion.request
+        mask = getattr(completion, "token_mask", None)
         return cls(
             prompt_id=request.prompt_id,
             index=request.index,
@@ -74,6 +88,8 @@ class ScoredSample:
             attempt=request.attempt,
             token_ids=completion.token_ids,
             logprobs=completion.logprobs,
+            token_mask=None if mask is None else list(mask),
+            observation_images=list(getattr(completion, "observation_images", ())),
             result=result,
         )
 
@@ -83,8 +99,9 @@ class ScoredSample:
         return not math.isnan(self.reward)
 
     def to_state(self) -> dict[str, Any]:
-        """Plain Python for a checkpoint (NaN reward as None, so the state is valid JSON)."""
-        return {
+        """Plain Python for a checkpoint (NaN reward as None, an episode's images as base64 PNG, so
+        the state is valid JSON)."""
+        state = {
             "index": self.index,
             "response": self.response,
             "reward": self.reward if self.scored else None,
@@ -97,11 +114,16 @@ class ScoredSample:
             "token_ids": self.token_ids,
             "logprobs": self.logprobs,
         }
+        if self.token_mask is not None:
+            state["token_mask"] = [bool(m) for m in self.token_mask]
+            state["observation_images"] = [_png_text(im) for im in self.observation_images]
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any], prompt_id: str, source: str) -> ScoredSample:
         """Inverse of :meth:`to_state`."""
         reward = state["reward"]
+        mask = state.get("token_mask")
         return cls(
             prompt_id=prompt_id,
             index=int(state["index"]),
@@ -116,7 +138,25 @@ class ScoredSample:
             attempt=int(state.get("attempt", 0)),
             token_ids=state.get("token_ids"),
             logprobs=state.get("logprobs"),
+            token_mask=None if mask is None else [bool(m) for m in mask],
+            observation_images=[_png_image(text) for text in state.get("observation_images", [])],
         )
+
+
+def _png_text(image: Any) -> str:
+    """A PIL image as base64 PNG text (lossless; JSON-able)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _png_image(text: str) -> Any:
+    """Inverse of :func:`_png_text`: the image, loaded into memory."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(text)))
+    image.load()
+    return image
 
 
 @dataclass

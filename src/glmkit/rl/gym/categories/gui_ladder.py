@@ -9,13 +9,15 @@
    sometimes behind a ``Show ...`` button, by clicking with the ``click`` tool (each click returns
    the new screenshot), then answer with it; exact match.
 
-Screens are :class:`~glmkit.rl.gym.gui.app.GuiApp` windows of 500x500 pixels by default (sides that
+:meth:`GuiTrajectory.oracle_trajectory` scripts level 4 (the clicks, then the answer) for the RL stage's
+SFT warm start. Screens are :class:`~glmkit.rl.gym.gui.app.GuiApp` windows of 500x500 pixels by default (sides that
 divide 1000, so boxes have exact 0-1000 forms).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,12 +26,15 @@ from glmkit.eval.demo.common import choice
 from glmkit.rl.gym.categories.grounding import GROUNDING_IOU
 from glmkit.rl.gym.categories.ocr import EXACT_MATCH
 from glmkit.rl.gym.categories.pointing import POINTING
-from glmkit.rl.gym.category import TASK_CATEGORIES, Draft, TaskCategory, VerifierSpec
+from glmkit.rl.gym.category import TASK_CATEGORIES, Draft, TaskCategory, VerifierSpec, tool_call_reply
 from glmkit.rl.gym.gui.app import KIND_NAMES, GuiApp
 from glmkit.rl.gym.gui.generate import INFO_TABS, goal, random_app
 from glmkit.rl.gym.gui.tool import ClickTool
 from glmkit.scoring import Sample
 from glmkit.tools.base import Tool
+
+if TYPE_CHECKING:
+    from glmkit.agent.formats import ToolCallFormat
 
 NORMALIZED_MATCH = VerifierSpec("normalized_match")
 """VQA-normalised equality (case, punctuation and articles ignored)."""
@@ -205,3 +210,27 @@ class GuiTrajectory(_GuiCategory):
     def tools(self, sample: Sample) -> dict[str, Tool]:
         """A ``click`` tool on a fresh copy of the sample's app."""
         return {"click": ClickTool(GuiApp.from_dict(sample.metadata["app"]))}
+
+    def oracle_trajectory(
+        self, sample: Sample, tool_format: str | ToolCallFormat = "hermes"
+    ) -> list[str | dict[str, Any]]:
+        """Click the tab that holds the information (unless it is open), then its ``Show`` button
+        (when the information is hidden), each at the element's centre in 0-1000 and in
+        ``tool_format``; then answer."""
+        app = GuiApp.from_dict(sample.metadata["app"])
+        width, height = app.size
+        replies: list[str | dict[str, Any]] = []
+
+        def click(label: str) -> None:
+            x, y = app.element(label).center
+            app.click(x, y)
+            point = [round(x * 1000 / width), round(y * 1000 / height)]
+            replies.append(tool_call_reply(tool_format, "click", {"point": point}, f"Click {label!r}."))
+
+        tab = sample.metadata["tab"]
+        if app.active != tab:
+            click(tab)
+        reveal = next((e.label for e in app.widget_elements() if e.reveals), None)
+        if reveal is not None and tab not in app.revealed:
+            click(reveal)
+        return [*replies, self.oracle(sample)]

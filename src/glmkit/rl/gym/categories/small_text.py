@@ -5,12 +5,16 @@ type a few pixels high: below :data:`MIN_READABLE_PX` at the resolution the poli
 cannot be read from the image itself. The policy calls ``crop_image`` (the tool chain's, through the
 agent's turn logic) on the corner with a zoom, reads the enlarged crop, and answers with the code;
 exact match. ``metadata`` records the label's pixel box, the text's rendered height and the
-readability threshold, so tests and scripted policies can check both sides of the claim.
+readability threshold, so tests and scripted policies can check both sides of the claim;
+:meth:`SmallText.oracle_trajectory` is the scripted solution (crop the label with enough zoom, then
+answer) that the RL stage's SFT warm start teaches.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -18,16 +22,21 @@ from PIL import Image, ImageDraw
 from glmkit.data.fonts import load_font
 from glmkit.eval.demo.common import choice, demo_scene, randint, serial_code
 from glmkit.rl.gym.categories.ocr import EXACT_MATCH
-from glmkit.rl.gym.category import TASK_CATEGORIES, Draft, TaskCategory, VerifierSpec
+from glmkit.rl.gym.category import TASK_CATEGORIES, Draft, TaskCategory, VerifierSpec, tool_call_reply
 from glmkit.scoring import Sample
 from glmkit.tools import get_tool
 from glmkit.tools.base import Tool
+
+if TYPE_CHECKING:
+    from glmkit.agent.formats import ToolCallFormat
 
 MIN_READABLE_PX = 10
 """Text whose ink is shorter than this many pixels counts as unreadable (a modelling assumption,
 not a measurement of a model): at the default 5 pixels, capitals fill about a third of a 14-pixel
 ViT patch row and look-alike glyphs (8/B, 5/S, 2/Z) blur together, while 10 pixels and more is
 ordinary small print that a VLM reads."""
+CROP_MARGIN_PX = 8
+"""Pixels of scene kept around the label in the oracle's crop."""
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 INK = (40, 40, 40)
 QUESTION = (
@@ -113,6 +122,32 @@ class SmallText(TaskCategory):
     def tools(self, sample: Sample) -> dict[str, Tool]:
         """The tool chain's ``crop_image``."""
         return {"crop_image": get_tool("crop_image")}
+
+    def oracle_trajectory(
+        self, sample: Sample, tool_format: str | ToolCallFormat = "hermes"
+    ) -> list[str | dict[str, Any]]:
+        """Crop the label (:func:`label_crop`) with ``crop_image`` in ``tool_format``, then answer."""
+        arguments = {"image": "img_0", **label_crop(sample)}
+        call = tool_call_reply(tool_format, "crop_image", arguments, "Let me zoom in on the label.")
+        return [call, self.oracle(sample)]
+
+
+def label_crop(sample: Sample) -> dict[str, Any]:
+    """``crop_image`` arguments that read a ``small_text`` sample's label: its pixel box with
+    :data:`CROP_MARGIN_PX` around it as a 0-1000 box (rounded outwards, so no ink is cut off), and the
+    smallest zoom that brings the text to twice the readable height (at most 8, the tool's cap)."""
+    width, height = sample.metadata["image_size"]
+    x1, y1, x2, y2 = sample.metadata["label_box"]
+    m = CROP_MARGIN_PX
+    bbox = [
+        math.floor(max(0, x1 - m) * 1000 / width),
+        math.floor(max(0, y1 - m) * 1000 / height),
+        math.ceil(min(width, x2 + m) * 1000 / width),
+        math.ceil(min(height, y2 + m) * 1000 / height),
+    ]
+    ink = max(1, int(sample.metadata["text_height_px"]))
+    zoom = min(8, math.ceil(2 * int(sample.metadata["min_readable_px"]) / ink))
+    return {"bbox": bbox, "zoom": zoom}
 
 
 def text_height(text: str, font_size: int) -> int:
