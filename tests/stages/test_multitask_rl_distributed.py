@@ -75,10 +75,26 @@ def _reward(sample: Any, response: str, metadata: Any) -> float:
     return float(sum(int(c) for c in response.split()) % 3)
 
 
+class CountedReward(RewardFunction):
+    """``_reward`` with the reward system's per-source counters (``log_dict``), which each rank keeps
+    for its own share and the stage sums over the ranks."""
+
+    def __init__(self) -> None:
+        super().__init__(_reward)
+        self.scored: dict[str, int] = {}
+
+    async def score_async(self, sample: Any, response: str, metadata: Any) -> Any:
+        self.scored[sample.source] = self.scored.get(sample.source, 0) + 1
+        return await super().score_async(sample, response, metadata)
+
+    def log_dict(self) -> dict[str, float]:
+        return {f"rewards/samples/{src}/count": float(n) for src, n in sorted(self.scored.items())}
+
+
 def _prompts(root: Path) -> TaskPrompts:
     cats = [Counting(seed=0, data_dir=str(root)), OCR(seed=0, data_dir=str(root))]
     prompts = TaskPrompts(TaskMix(cats, {"counting": 1.0, "ocr": 1.0}, num_samples=GROUPS))
-    prompts.reward_system = lambda: RewardFunction(_reward)
+    prompts.reward_system = CountedReward
     return prompts
 
 
@@ -182,3 +198,5 @@ def test_a_two_rank_update_equals_one_process_over_the_gathered_rollouts(tmp_pat
                     value,
                 )
         assert logged["samples/count"] == GROUPS * GROUP_SIZE and logged["rollout/groups"] == GROUPS
+        scored = sum(v for k, v in logged.items() if k.startswith("rewards/samples/"))
+        assert scored == GROUPS * GROUP_SIZE  # the ranks' reward counters, summed

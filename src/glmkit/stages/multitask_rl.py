@@ -769,7 +769,10 @@ class MultiTaskRL(Stage):
         loss = self.update(samples, chosen, prompts, advantages, metrics)
         self.push_weights()
         if self.reward is not None and hasattr(self.reward, "log_dict"):
-            metrics.update(self.reward.log_dict())
+            # each rank's reward system scored its own share: its counts summed over the ranks
+            for counts in _all_gather(self.reward.log_dict(), self.trainer.world_size):
+                for key, value in counts.items():
+                    metrics[key] = metrics.get(key, 0.0) + value
         self.log_dict(metrics, batch_size=1, on_step=True, on_epoch=False)
         self.log("reward", metrics.get("reward/mean", math.nan), prog_bar=True, logger=False, batch_size=1)
         return loss
