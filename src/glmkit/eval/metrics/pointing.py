@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
+from glmkit.coords import round_half_up
 from glmkit.eval.metrics.base import METRICS, scorer_info
 from glmkit.eval.metrics.grounding import COORD_SPACES, CoordSpace, to_pixels
 from glmkit.eval.metrics.text import BEGIN_BOX, END_BOX, answer_span
@@ -141,6 +142,11 @@ class PointingScorer(Verifier):
         width, height = size
         if self.pred_space == "norm1000":
             x, y = px[0] * 1000 / width, px[1] * 1000 / height
+            # GLM-V writes integers (and a tokenizer cannot split them at a decimal point); the
+            # decimals stay only where rounding would step off a target a pixel wide
+            whole = f"{BEGIN_BOX}[[{round_half_up(x)},{round_half_up(y)}]]{END_BOX}"
+            if self.score(sample, whole).scores[self.key] == 1.0:
+                return whole
         elif self.pred_space == "norm1":
             x, y = px[0] / width, px[1] / height
         else:
