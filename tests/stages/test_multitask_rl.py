@@ -14,7 +14,6 @@ import torch
 
 from glmkit.data.vlm_samples import packaged_tokenizer
 from glmkit.losses.policy import ClippedPolicyLoss
-from glmkit.models.encoders import CogViT
 from glmkit.models.frozen import FrozenModels, module_device
 from glmkit.models.vlm import VisionLanguageModel
 from glmkit.models.vlm_processor import VLMProcessor
@@ -26,20 +25,8 @@ from glmkit.rl.rollout.inprocess import ChatPrompts
 from glmkit.scoring import Sample
 from glmkit.stages import STAGES
 from glmkit.stages.multitask_rl import MultiTaskRL, RankShare, TaskPrompts, oracle_episode, sft_warm_start
+from tests.models.test_vlm import make_vlm
 from tests.rl.rollout.test_episodes import crop_call, episode_processor, forcing
-
-LLAMA = {
-    "model_type": "llama",
-    "vocab_size": 30534,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-    "pad_token_id": 0,
-}
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +35,8 @@ def processor() -> VLMProcessor:
 
 
 def tiny_vlm(processor: VLMProcessor) -> VisionLanguageModel:
-    torch.manual_seed(0)
-    return VisionLanguageModel(
-        CogViT.preset("tiny", patch_size=8, depth=1), LLAMA, **processor.model_kwargs()
-    )
+    """The VLM tests' tiny random Llama VLM, in training mode (the stage trains it)."""
+    return make_vlm(processor).train()
 
 
 def data(tmp_path: Path, held_out: bool = False, num_samples: int = 64) -> TaskPrompts:

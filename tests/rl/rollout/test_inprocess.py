@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from glmkit.data.vlm_samples import packaged_tokenizer
-from glmkit.models.encoders import CogViT
 from glmkit.models.vlm import VisionLanguageModel
 from glmkit.models.vlm_processor import VLMProcessor
 from glmkit.rl.gym.categories import OCR, Counting
 from glmkit.rl.rollout import ROLLOUT_ENGINES, Completion, RolloutRequest, SamplingParams
 from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine, token_logprobs
 from glmkit.scoring import Sample
+from tests.models.test_vlm import make_vlm
 
 LLAMA = {
     "model_type": "llama",
@@ -38,9 +38,8 @@ def processor() -> VLMProcessor:
 
 
 def tiny_vlm(processor: VLMProcessor, seed: int = 0) -> VisionLanguageModel:
-    torch.manual_seed(seed)
-    encoder = CogViT.preset("tiny", patch_size=8, depth=1)
-    return VisionLanguageModel(encoder, LLAMA, **processor.model_kwargs()).eval()
+    """The VLM tests' tiny random Llama VLM (eval mode)."""
+    return make_vlm(processor, seed=seed)
 
 
 @pytest.fixture(scope="module")
