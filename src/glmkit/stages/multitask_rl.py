@@ -913,8 +913,7 @@ class MultiTaskRL(Stage):
                     sums[key] += float(value) * mb_tokens / max(tokens, 1)
             keys = sorted(sums)
             shares = torch.tensor([float(total) / world, *(sums[k] for k in keys)], dtype=torch.float64)
-            if world > 1 and dist.is_available() and dist.is_initialized():
-                dist.all_reduce(shares)  # every rank logs the global batch's numbers
+            shares = _all_reduce_sum(shares, world)  # every rank logs the global batch's numbers
             total = shares[0]
             metrics.update({f"train/{k}": float(v) for k, v in zip(keys, shares[1:].tolist(), strict=True)})
         if self.max_grad_norm > 0:
