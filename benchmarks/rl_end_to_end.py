@@ -34,6 +34,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import yaml
 
 from glmkit.data.vlm_samples import packaged_tokenizer
 from glmkit.losses.policy import ClippedPolicyLoss
@@ -46,19 +47,14 @@ from glmkit.rl.gym.mix import TaskMix
 from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine
 from glmkit.stages.multitask_rl import MultiTaskRL, TaskPrompts, load_policy, sft_warm_start
 
-#: The language model of recipes/quickstart/vlm_tiny.yaml.
-TINY_LLAMA = {
-    "model_type": "llama",
-    "vocab_size": 30534,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-    "pad_token_id": 0,
-}
+#: The VLM quickstart's recipe: the tiny policy is its model, randomly initialised.
+VLM_QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart" / "vlm_tiny.yaml"
+
+
+def quickstart_language_model() -> dict[str, Any]:
+    """The language-model config of :data:`VLM_QUICKSTART` (read from the recipe, not copied)."""
+    recipe = yaml.safe_load(VLM_QUICKSTART.read_text())
+    return recipe["model"]["init_args"]["vlm"]["init_args"]["language_model"]
 
 
 def tiny_policy(seed: int) -> tuple[VisionLanguageModel, VLMProcessor]:
@@ -66,7 +62,7 @@ def tiny_policy(seed: int) -> tuple[VisionLanguageModel, VLMProcessor]:
     processor = VLMProcessor(packaged_tokenizer(), patch_size=8, merge_size=2, max_num_patches=64)
     torch.manual_seed(seed)
     encoder = CogViT.preset("tiny", patch_size=8, depth=2)
-    return VisionLanguageModel(encoder, TINY_LLAMA, **processor.model_kwargs()), processor
+    return VisionLanguageModel(encoder, quickstart_language_model(), **processor.model_kwargs()), processor
 
 
 def category(args: argparse.Namespace, name: str, seed: int, data_dir: Path) -> Any:

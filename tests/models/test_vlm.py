@@ -27,8 +27,9 @@ from tests.models.test_processor import moving_square_video, tiny_processor
 LLM_KINDS = ("llama", "qwen2", "glm4")
 
 
-def llm_config(kind: str, vocab_size: int) -> dict:
-    """A tiny random causal LM config of hidden size 32 (built by AutoConfig.for_model)."""
+def llm_config(kind: str, vocab_size: int, **overrides: object) -> dict:
+    """A tiny random causal LM config of hidden size 32 (built by AutoConfig.for_model), with
+    ``overrides`` on top (e.g. ``max_position_embeddings`` for long episodes)."""
     config = {
         "model_type": kind,
         "vocab_size": vocab_size,
@@ -45,7 +46,7 @@ def llm_config(kind: str, vocab_size: int) -> dict:
     }
     if kind == "glm4":
         config["head_dim"] = 8
-    return config
+    return {**config, **overrides}
 
 
 def tiny_encoder(seed: int = 0) -> CogViT:
@@ -53,11 +54,14 @@ def tiny_encoder(seed: int = 0) -> CogViT:
     return CogViT.preset("tiny", patch_size=8, depth=1)
 
 
-def make_vlm(processor: VLMProcessor, kind: str = "llama", seed: int = 0, **kwargs) -> VisionLanguageModel:
+def make_vlm(
+    processor: VLMProcessor, kind: str = "llama", seed: int = 0, llm: dict | None = None, **kwargs
+) -> VisionLanguageModel:
+    """The tiny VLM for ``processor``'s tokens (``llm``: overrides of :func:`llm_config`)."""
     kw = processor.model_kwargs()
     torch.manual_seed(seed)
     model = VisionLanguageModel(
-        tiny_encoder(seed), llm_config(kind, kw["vocab_size"]), kw["image_token_id"], **kwargs
+        tiny_encoder(seed), llm_config(kind, kw["vocab_size"], **(llm or {})), kw["image_token_id"], **kwargs
     )
     return model.eval()
 

@@ -11,8 +11,6 @@ import pytest
 import torch
 from PIL import Image
 
-from glmkit.models.encoders import CogViT
-from glmkit.models.vlm import VisionLanguageModel
 from glmkit.models.vlm_processor import VLMProcessor
 from glmkit.rl.gym.categories import Counting, SmallText
 from glmkit.rl.rollout import (
@@ -29,23 +27,13 @@ from glmkit.rl.rollout.group import ScoredSample
 from glmkit.rl.rollout.inprocess import ChatPrompts, token_logprobs
 from glmkit.rl.rollout.reward import completion_metadata
 from glmkit.scoring import Sample
+from tests.models.test_vlm import make_vlm
 
 CORNER_BOXES = {  # norm1000 crops of each corner, large enough to hold the label
     "top-left": [0, 0, 250, 100],
     "top-right": [750, 0, 1000, 100],
     "bottom-left": [0, 900, 250, 1000],
     "bottom-right": [750, 900, 1000, 1000],
-}
-TINY_LLAMA = {
-    "model_type": "llama",
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 2048,
-    "tie_word_embeddings": False,
-    "pad_token_id": 0,
 }
 
 
@@ -94,12 +82,6 @@ TOOLS_TEXT = _tools_text()
 def episode_processor() -> VLMProcessor:
     """The test tokenizer with 8-pixel patches, at most 16 per image (a 4x4 grid)."""
     return VLMProcessor(episode_tokenizer(), patch_size=8, merge_size=2, max_num_patches=16)
-
-
-def tiny_vlm(processor: VLMProcessor, seed: int = 0) -> VisionLanguageModel:
-    torch.manual_seed(seed)
-    encoder = CogViT.preset("tiny", patch_size=8, depth=1)
-    return VisionLanguageModel(encoder, TINY_LLAMA, **processor.model_kwargs()).eval()
 
 
 def forcing(processor: VLMProcessor, scripts: Sequence[Sequence[int]], only_with_tools: bool = False) -> Any:
@@ -354,7 +336,7 @@ def test_logprobs_equal_a_teacher_forced_forward_over_the_episode(processor, sma
     call = [*tokenizer.encode(crop_call(sample.metadata["corner"]), add_special_tokens=False)]
     call.append(processor.token_id("<|observation|>"))
     answer = [*tokenizer.encode(str(sample.answer), add_special_tokens=False), tokenizer.eos_token_id]
-    vlm = tiny_vlm(processor)
+    vlm = make_vlm(processor, llm={"max_position_embeddings": 2048})  # episodes outgrow 512
     params = SamplingParams(
         max_new_tokens=len(call) + 2,
         temperature=0.0,
