@@ -11,11 +11,12 @@ same share of patches per bucket and the same patch positions per step:
                   ``PackCollate``, ``seq_lens`` (each image attends to itself only); glmkit's
                   ``sdpa`` backend, which on the CPU runs one SDPA call per image (no work
                   between images, as a varlen kernel: flash-attn ``cu_seqlens``, xformers
-                  ``BlockDiagonalMask``)
+                  ``BlockDiagonalMask``) on the flattened token-major axis; since rows then cost
+                  nothing, CogViT puts all images of the step on one internal row without padding
   packed+mask     the packed batches with one SDPA call per row and the block-diagonal mask
-                  (glmkit's CPU path before, still its CUDA path without xformers), defined in this
-                  script as the baseline of the change; its outputs are checked against ``packed``
-                  in float64
+                  (glmkit's CPU path before, still its CUDA path without xformers; CogViT keeps a
+                  row per input row for it), defined in this script as the baseline of the change;
+                  its outputs are checked against ``packed`` in float64
 
 Batches are built first (data loading is not timed). Each round then times a training step
 (forward, loss = mean square of the valid patch tokens, backward; no optimizer step, so the weights
@@ -26,8 +27,8 @@ time are both kept (CPU time is less sensitive to other jobs taking the cores).
 Columns: ``real/computed``: real patches over the patch positions the encoder computes (padding
 included); ``+prefix``: the same with each image's class and register tokens counted as real and
 the encoder's internal positions as computed (a packed row grows by the prefix tokens of its
-images); ``real tok/s`` and ``real tok/CPU-s``: real patches per second of training steps (medians
-over rounds). The ratios below the table are medians of per-round ratios against ``padded``.
+images; on one internal row, ``packed`` computes no padding at all); ``real tok/s`` and
+``real tok/CPU-s``: real patches per second of training steps (medians over rounds). The ratios below the table are medians of per-round ratios against ``padded``.
 
 Example::
 
@@ -54,7 +55,12 @@ from glmkit.data.naflex import NaFlexBatches, NaFlexResize, NaFlexSchedule, enco
 from glmkit.data.procedural import render_scene
 from glmkit.data.sources import ImageSource
 from glmkit.models.encoders import CogViT
-from glmkit.nn.attention import ATTENTION_BACKENDS, packed_attention_mask, sdpa_attention
+from glmkit.nn.attention import (
+    ATTENTION_BACKENDS,
+    packed_attention_mask,
+    packed_rows_cost_nothing,
+    sdpa_attention,
+)
 from glmkit.nn.packed import SeqLens
 
 MODELS = {
@@ -102,14 +108,17 @@ def build_batches(args: argparse.Namespace, mode: str) -> list[dict[str, Any]]:
     return list(naflex_loader(NaFlexBatches(data, schedule, transform)))
 
 
-def token_counts(batch: dict[str, Any], num_prefix: int) -> tuple[int, int, int, int]:
+def token_counts(batch: dict[str, Any], num_prefix: int, backend: str) -> tuple[int, int, int, int]:
     """(real patches, patch positions, real incl. prefix tokens, encoder-internal positions)."""
     real = int(batch["patches_valid"].sum())
     positions = batch["patches_valid"].numel()
     images = len(batch["index"])
     rows, length = batch["patches_valid"].shape
-    if "patches_seq_lens" in batch:  # each image gets its prefix tokens inside the row
-        internal = rows * (length + num_prefix * batch["patches_seq_lens"].shape[1])
+    if "patches_seq_lens" in batch and packed_rows_cost_nothing(backend, torch.device("cpu")):
+        internal = real + num_prefix * images  # CogViT puts all images on one row, no padding
+    elif "patches_seq_lens" in batch:  # each image gets its prefix tokens inside the row
+        slots = int(batch["patches_seq_lens"].gt(0).sum(1).max())
+        internal = rows * (length + num_prefix * slots)
     else:
         internal = rows * (length + num_prefix)
     return real, positions, real + num_prefix * images, internal
@@ -203,7 +212,10 @@ def main() -> None:
                         seconds[mode][round_][0] += time.perf_counter() - wall
                         seconds[mode][round_][1] += time.process_time() - cpu
         for mode, mode_batches in batches.items():
-            counts = np.array([token_counts(b, model.num_prefix_tokens) for b in mode_batches]).sum(0)
+            backend = MODES[mode][1]
+            counts = np.array([token_counts(b, model.num_prefix_tokens, backend) for b in mode_batches]).sum(
+                0
+            )
             rows.append(
                 {
                     "model": name,

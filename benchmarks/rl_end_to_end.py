@@ -10,8 +10,8 @@ no held-out prompt is trained on), run ``--rl-steps`` GRPO steps of
 held-out prompts again. Prints before/after mean reward per category and seed, the mean
 change over seeds, its standard deviation over seeds and the seeds that improved::
 
-    nice -n 5 python benchmarks/rl_end_to_end.py --seeds 0 1 2 --categories counting gui_perception \
-        --counting-shapes 1 4 --lr 3e-3 --groups-per-step 16 --rl-steps 30 --held-out 32 --samples 8
+    glmkit fit --config recipes/quickstart/vlm_tiny.yaml   # writes runs/quickstart_vlm/vlm
+    python benchmarks/rl_end_to_end.py --policy runs/quickstart_vlm/vlm --seeds 0 1 2 3 4
 
 The baseline is the same policy before RL, measured in the same run on the same prompts.
 
@@ -35,6 +35,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import yaml
+from lightning.pytorch.loggers import CSVLogger
 
 from glmkit.data.vlm_samples import packaged_tokenizer
 from glmkit.losses.policy import ClippedPolicyLoss
@@ -128,7 +129,8 @@ def run_seed(args: argparse.Namespace, seed: int, data_dir: Path) -> dict[str, t
         accelerator=args.accelerator,
         devices=1,
         max_steps=args.rl_steps,
-        logger=False,
+        logger=CSVLogger(args.log_dir, name=f"seed{seed}") if args.log_dir else False,
+        log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -156,7 +158,7 @@ def _mean(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--categories", nargs="+", default=["counting", "gui_perception"])
+    parser.add_argument("--categories", nargs="+", default=["counting", "gui_action"])
     parser.add_argument(
         "--policy", default=None, help="a save_pretrained directory (default: a fresh tiny VLM)"
     )
@@ -184,6 +186,11 @@ def main() -> None:
         type=int,
         default=None,
         help="other shapes in grounding / pointing scenes (default: the categories' 6)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        default=None,
+        help="write each seed's GRPO metrics (per-source train reward, ...) to DIR/seed<N>/ as CSV",
     )
     parser.add_argument(
         "--threads",
