@@ -328,6 +328,40 @@ def test_packed_batch_equals_per_image_forward() -> None:
         torch.testing.assert_close(means[i], alone.patch_tokens[0].mean(0), atol=1e-12, rtol=1e-12)
 
 
+def test_packed_batch_runs_as_one_row_without_padding_and_equals_the_row_layout(monkeypatch) -> None:
+    # On the CPU, attention costs the same whatever the rows, so all images go on one internal row
+    # with no padding; the result (forward and gradients) is the row layout's, which CUDA keeps.
+    import glmkit.models.encoders.cogvit as cogvit
+
+    torch.manual_seed(0)
+    encoder = CogViT.preset("tiny", depth=2).double().train()
+    schedule = NaFlexSchedule(24, mode="pack", seq_lens=(8, 16, 32), max_tokens_per_batch=96, seed=4)
+    batches = NaFlexBatches(mixture(24), schedule, NaFlexResize(patch_size=16))
+    batch = next(b for b in naflex_loader(batches) if (~b["patches_valid"]).any())  # with padding
+    batch["patches"] = batch["patches"].double()
+    inputs = encoder_inputs(batch)
+    rows, n = batch["patches_valid"].shape
+    images = len(batch["index"])
+    t = encoder.num_prefix_tokens
+
+    def run() -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        encoder.zero_grad()
+        tokens = encoder.embed(**inputs).tokens
+        out = encoder(**inputs)
+        (out.patch_tokens.square().sum() + out.prefix_tokens.sum()).backward()
+        grads = {name: p.grad.clone() for name, p in encoder.named_parameters()}
+        return tokens, torch.cat([out.patch_tokens.flatten(), out.prefix_tokens.flatten()]), grads
+
+    tokens, out, grads = run()
+    assert tokens.shape[:2] == (1, int(batch["patches_valid"].sum()) + t * images)  # one row, no padding
+    monkeypatch.setattr(cogvit, "packed_rows_cost_nothing", lambda backend, device: False)
+    row_tokens, row_out, row_grads = run()
+    assert row_tokens.shape[0] == rows and row_tokens.shape[1] >= n + t  # a row per input row, padded
+    torch.testing.assert_close(out, row_out, atol=1e-12, rtol=1e-12)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, row_grads[name], atol=1e-12, rtol=1e-12, msg=name)
+
+
 def test_a_model_trained_at_one_budget_runs_at_twice_the_budget() -> None:
     torch.manual_seed(0)
     encoder = CogViT.preset("tiny")

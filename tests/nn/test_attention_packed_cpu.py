@@ -43,3 +43,42 @@ def test_per_sequence_path_under_cpu_autocast_keeps_one_dtype() -> None:
         out = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), seq_lens=seq_lens)
     assert out.shape == q.shape and out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), _masked_rows(q, k, v, seq_lens), rtol=2e-2, atol=2e-2)
+
+
+def test_per_sequence_path_keeps_the_token_major_layout() -> None:
+    # q, k, v as the fused qkv projection gives them: views of [B, N, heads, hd] memory. The output
+    # and the gradients must come back token-major too, or every block pays copies around attention.
+    seq_lens = SeqLens.from_lists(LENGTHS)
+    x = torch.randn(3, 10, 3, 2, 8, dtype=torch.float64, requires_grad=True)  # B, N, (q k v), heads, hd
+    q, k, v = (t.transpose(1, 2) for t in x.unbind(2))  # B, heads, N, hd
+    layouts = []
+    for t in (q, k, v):
+        t.register_hook(lambda g: layouts.append(g.transpose(1, 2).is_contiguous()))
+    out = attention(q, k, v, seq_lens=seq_lens)
+    assert out.transpose(1, 2).is_contiguous()  # B, N, heads, hd in memory
+    out.sum().backward()
+    assert layouts == [True, True, True]
+    torch.testing.assert_close(out, _masked_rows(q, k, v, seq_lens), rtol=1e-12, atol=1e-12)
+
+
+def test_packed_rows_cost_nothing_only_where_attention_skips_the_rows() -> None:
+    from glmkit.nn.attention import packed_rows_cost_nothing
+
+    assert packed_rows_cost_nothing("sdpa", torch.device("cpu"))
+    assert not packed_rows_cost_nothing("sdpa", torch.device("cuda"))  # a dense mask per row
+    assert packed_rows_cost_nothing("xformers", torch.device("cuda"))
+    assert not packed_rows_cost_nothing("some_masked_backend", torch.device("cpu"))
+
+
+def test_per_sequence_path_follows_sdpa_kernel_choice_and_dropout() -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    seq_lens = SeqLens.from_lists(LENGTHS)
+    q, k, v = _qkv()
+    with sdpa_kernel([SDPBackend.MATH]):  # another kernel per sequence: still exact
+        out = attention(q, k, v, seq_lens=seq_lens)
+    torch.testing.assert_close(out, _masked_rows(q, k, v, seq_lens), rtol=1e-12, atol=1e-12)
+    torch.manual_seed(0)
+    dropped = attention(q, k, v, seq_lens=seq_lens, dropout_p=0.5)
+    assert dropped.shape == q.shape and (dropped[1, :, 7:] == 0).all()
+    assert not torch.allclose(dropped, out)

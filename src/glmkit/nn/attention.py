@@ -164,30 +164,53 @@ def _sdpa_per_sequence(q: Tensor, k: Tensor, v: Tensor, seq_lens: SeqLens, dropo
     (the CPU flash kernel skips no block), where the sequences alone cost ``sum(n_i^2)``; measured
     in ``benchmarks/naflex_packing.py``. Exactly the per-sequence attention, so the contract holds.
     """
-    _, heads, n, head_dim = q.shape
-    # Each row is split once into its sequences (not sliced per sequence): in backward, split and
-    # unbind join their gradients with one cat / stack, where a slice per sequence would allocate a
-    # zero-filled gradient of the whole tensor for each sequence and add them all up.
-    outs = []  # per row: heads, n_i, hd per sequence
-    for q_row, k_row, v_row, lengths in zip(
-        q.unbind(0), k.unbind(0), v.unbind(0), seq_lens.lengths.tolist(), strict=True
-    ):
-        sizes = [length for length in lengths if length > 0]
-        pieces = [row.split([*sizes, n - sum(sizes)], dim=1)[: len(sizes)] for row in (q_row, k_row, v_row)]
-        outs.append(
-            [
-                F.scaled_dot_product_attention(a[None], b[None], c[None], dropout_p=dropout_p)[0]
-                for a, b, c in zip(*pieces, strict=True)
-            ]
-        )
-    dtype = next((o.dtype for row in outs for o in row), q.dtype)  # autocast may lower it
-    rows = []
-    for row_outs in outs:
-        used = sum(o.shape[1] for o in row_outs)
-        if used < n:  # padding queries see no key: zeros, the contract of packed attention
-            row_outs = [*row_outs, q.new_zeros(heads, n - used, head_dim, dtype=dtype)]
-        rows.append(torch.cat(row_outs, dim=1) if len(row_outs) > 1 else row_outs[0])
-    return torch.stack(rows)  # B, heads, N, hd
+    batch, heads, n, head_dim = q.shape
+    sizes, is_seq = _sequence_runs(seq_lens, n)
+    if not sizes:  # no tokens at all
+        return q.new_zeros(q.shape)
+
+    # All rows on one flattened token-major axis [1, B*N, heads, hd]: the layout the fused qkv
+    # projection writes (q, k and v are views of it, no copy) and the one the CPU flash kernel
+    # returns outputs and gradients in. Each sequence and each padding run is one split of the
+    # token axis itself, so that the output and (through autograd) the gradients are joined
+    # token-major with one cat per tensor. Pieces of each row's [heads, N, hd] view instead cost a
+    # cat per row, a stack, and a copy wherever the heads-major result met a token-major layer
+    # (about 3% of a packed CogViT training step).
+    def flat(t: Tensor) -> Tensor:  # B, heads, N, hd -> 1, B*N, heads, hd
+        return t.transpose(1, 2).reshape(1, batch * n, heads, head_dim)
+
+    pieces = [flat(t).split(sizes, dim=1) for t in (q, k, v)]  # 1, n_i, heads, hd each
+    outs = [
+        F.scaled_dot_product_attention(
+            a.transpose(1, 2), b.transpose(1, 2), c.transpose(1, 2), dropout_p=dropout_p
+        )  # 1, heads, n_i, hd
+        if seq
+        else None
+        for a, b, c, seq in zip(*pieces, is_seq, strict=True)
+    ]
+    dtype = next((o.dtype for o in outs if o is not None), q.dtype)  # autocast may lower it
+    # padding queries see no key: zeros, the contract of packed attention
+    outs = [
+        o.transpose(1, 2) if o is not None else q.new_zeros(1, size, heads, head_dim, dtype=dtype)
+        for o, size in zip(outs, sizes, strict=True)
+    ]  # 1, n_i, heads, hd
+    out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0].contiguous()  # 1, B*N, heads, hd
+    return out.view(batch, n, heads, head_dim).transpose(1, 2)  # B, heads, N, hd
+
+
+def _sequence_runs(seq_lens: SeqLens, n: int) -> tuple[list[int], list[bool]]:
+    """Lengths of the runs along the flattened ``B * n`` axis (each row's sequences, then its
+    padding) and whether each run is a sequence (True) or padding (False)."""
+    sizes, is_seq = [], []
+    for row in seq_lens.lengths.tolist():
+        for length in row:
+            if length > 0:
+                sizes.append(length)
+                is_seq.append(True)
+        if n - sum(row) > 0:
+            sizes.append(n - sum(row))
+            is_seq.append(False)
+    return sizes, is_seq
 
 
 def is_xformers_available() -> bool:
@@ -276,6 +299,15 @@ def _additive_bias(mask: Tensor, q: Tensor, k: Tensor) -> Tensor:
     return bias
 
 
+def packed_rows_cost_nothing(backend: str, device: torch.device) -> bool:
+    """Whether packed attention on ``backend`` and ``device`` costs ``sum(n_i^2)`` however the
+    sequences are spread over rows: ``sdpa`` on the CPU (one call per sequence) and ``xformers``
+    (one flattened row with ``BlockDiagonalMask``). Elsewhere (``sdpa`` on CUDA, a dense
+    block-diagonal mask per row) a row of ``N`` tokens costs ``N^2``, so short rows are cheaper.
+    """
+    return (backend == "sdpa" and device.type == "cpu") or backend == "xformers"
+
+
 def get_attention_backend(name: str) -> AttentionFn:
     """The backend registered as ``name`` (unknown names list the registered ones)."""
     return ATTENTION_BACKENDS.get(name)
@@ -319,6 +351,7 @@ __all__ = [
     "get_attention_backend",
     "is_xformers_available",
     "packed_attention_mask",
+    "packed_rows_cost_nothing",
     "sdpa_attention",
     "xformers_attention",
 ]

@@ -35,7 +35,7 @@ from torch.utils.checkpoint import checkpoint
 
 from glmkit.models.encoders.base import ENCODERS, EncoderOutput
 from glmkit.models.zoo import load_pretrained, save_pretrained
-from glmkit.nn.attention import get_attention_backend
+from glmkit.nn.attention import get_attention_backend, packed_rows_cost_nothing
 from glmkit.nn.drop import DropPath
 from glmkit.nn.layer_scale import LayerScale
 from glmkit.nn.mlp import Mlp, SwiGLU, swiglu_hidden_features
@@ -61,22 +61,26 @@ class PackedLayout:
     """Where packed input goes inside the encoder's token sequence (see :meth:`CogViT.embed`).
 
     Inside, each image is laid out as ``[its T prefix tokens, its n_i patch tokens]``, images back
-    to back per row, then padding; ``seq_lens`` describes that internal sequence for attention.
+    to back in ``R`` internal rows of ``L`` tokens: either one row per input row, then padding, or
+    (where attention costs the same however the images are spread over rows, see
+    :func:`~glmkit.nn.attention.packed_rows_cost_nothing`) all images on one row, without padding.
+    ``seq_lens`` describes that internal sequence for attention.
     """
 
-    seq_lens: SeqLens  # internal lengths [B, S]: T + n_i per image
-    patch_pos: Tensor  # [B, N] internal position of each input patch (padding after the images)
-    prefix_rows: Tensor  # [I, 1] row of each image
+    seq_lens: SeqLens  # internal lengths [R, S]: T + n_i per image
+    patch_pos: Tensor  # [B, N] internal position of each input patch in its row (R = 1: 0 at padding)
+    prefix_rows: Tensor  # [I, 1] internal row of each image
     prefix_pos: Tensor  # [I, T] internal positions of each image's prefix tokens
     valid: Tensor  # [B, N] input positions that hold a patch
     given: Tensor  # the seq_lens argument, returned in the output
-    patch_index: Tensor  # [B*N] patch_pos on the flattened [B*L] internal axis
-    prefix_index: Tensor  # [I*T] prefix_pos on the flattened [B*L] internal axis
+    patch_index: Tensor  # [B*N] patch_pos on the flattened [R*L] internal axis
+    prefix_index: Tensor  # [I*T] prefix_pos on the flattened [R*L] internal axis
 
 
 @dataclass
 class EmbeddedTokens:
-    """Block input: ``tokens [B, L, D]``, RoPE tables, attention mask or packing, and bookkeeping."""
+    """Block input: ``tokens [B, L, D]`` (packed: ``[R, L, D]``, see :class:`PackedLayout`), RoPE
+    tables, attention mask or packing, and bookkeeping."""
 
     tokens: Tensor
     rope: tuple[Tensor, Tensor] | None
@@ -438,43 +442,69 @@ class CogViT(nn.Module):
     def _embed_packed(
         self, tokens: Tensor, coords: Tensor, valid: Tensor | None, seq_lens: Tensor
     ) -> EmbeddedTokens:
-        """Lay packed images out as ``[prefix_i, patches_i]`` back to back (NaViT, arXiv 2307.06304)."""
+        """Lay packed images out as ``[prefix_i, patches_i]`` back to back (NaViT, arXiv 2307.06304).
+
+        Where the attention backend's cost does not depend on rows (the CPU's per-image SDPA,
+        xformers), all images go on one internal row without padding, so that no layer computes
+        padding; otherwise each input row stays a row (a masked row of ``N`` tokens costs ``N^2``).
+        """
         batch, n, dim = tokens.shape
         t = self.num_prefix_tokens
-        lengths = self._check_seq_lens(seq_lens, batch, n, valid, tokens.device)
+        device = tokens.device
+        lengths = self._check_seq_lens(seq_lens, batch, n, valid, device)
         present = lengths > 0  # B, S
-        num_images = present.sum(dim=1)  # B
-        slots = int(num_images.max()) if batch else 0
-        inner_len = n + t * slots  # each row grows by T tokens per image; shorter rows get more padding
-        # Input position j of image s lands T * (images up to and including s) further on; padding
-        # positions move past all of the row's prefix tokens.
-        ends = lengths.cumsum(dim=1)  # B, S
-        positions = torch.arange(n, device=tokens.device).expand(batch, n).contiguous()
-        slot = torch.searchsorted(ends, positions, right=True)  # B, N: S at padding
-        images_upto = torch.cat([present.long().cumsum(dim=1), num_images[:, None]], dim=1)  # B, S+1
-        patch_pos = positions + t * images_upto.gather(1, slot)  # B, N
-        patch_valid = slot < lengths.shape[1]
-        # Prefix tokens of image s start where its patches started, shifted by the prefixes before it.
         rows, slot_idx = present.nonzero(as_tuple=True)  # I, I (row-major)
-        starts = (ends - lengths + t * (present.long().cumsum(dim=1) - 1))[rows, slot_idx]  # I
-        prefix_pos = starts[:, None] + torch.arange(t, device=tokens.device)  # I, T
-        prefix_rows = rows[:, None]  # I, 1
+        num_images = rows.shape[0]
+        ends = lengths.cumsum(dim=1)  # B, S
+        positions = torch.arange(n, device=device).expand(batch, n).contiguous()
+        slot = torch.searchsorted(ends, positions, right=True)  # B, N: S at padding
+        patch_valid = slot < lengths.shape[1]
+        one_row = num_images > 0 and packed_rows_cost_nothing(self.blocks[0].attn.attn_backend, device)
+        if one_row:
+            # Image i's prefix starts after all images before it (row-major); its patches T later.
+            image_lengths = lengths[rows, slot_idx] + t  # I: each image with its prefix
+            starts = image_lengths.cumsum(dim=0) - image_lengths  # I
+            inner_rows, inner_len = 1, int(image_lengths.sum())
+            image_of = torch.zeros_like(lengths)  # B, S: row-major image index of each slot
+            image_of[rows, slot_idx] = torch.arange(num_images, device=device)
+            image_slot = slot.clamp_max(lengths.shape[1] - 1)  # B, N (input padding: masked below)
+            in_image = positions - (ends - lengths).gather(1, image_slot)  # B, N
+            patch_pos = torch.where(patch_valid, starts[image_of.gather(1, image_slot)] + t + in_image, 0)
+            prefix_rows = torch.zeros_like(rows)[:, None]  # I, 1
+            inner_lengths = image_lengths[None]  # 1, I
+        else:
+            # Input position j of image s lands T * (images up to and including s) further on; padding
+            # positions move past all of the row's prefix tokens.
+            images_per_row = present.sum(dim=1)  # B
+            slots = int(images_per_row.max()) if batch else 0
+            inner_rows, inner_len = batch, n + t * slots  # each row grows by T tokens per image
+            images_upto = torch.cat([present.long().cumsum(dim=1), images_per_row[:, None]], dim=1)  # B, S+1
+            patch_pos = positions + t * images_upto.gather(1, slot)  # B, N
+            # Prefix tokens of image s start where its patches started, shifted by the prefixes before it.
+            starts = (ends - lengths + t * (present.long().cumsum(dim=1) - 1))[rows, slot_idx]  # I
+            prefix_rows = rows[:, None]  # I, 1
+            inner_lengths = torch.where(present, lengths + t, 0)  # B, S: each image with its prefix
+        prefix_pos = starts[:, None] + torch.arange(t, device=device)  # I, T
 
         # One gather builds the internal rows: every internal position names its source in
         # [input tokens (B*N rows), prefix tokens (T rows), a zero row for the padding that packing
         # adds]. Index arithmetic runs on [B, L] integers; the activations are copied once (no
         # zero fill, scatter and index_put over [B, L, D]).
-        offsets = torch.arange(batch, device=tokens.device)[:, None] * inner_len  # B, 1
-        patch_index = (patch_pos + offsets).flatten()  # B*N: flat internal position of each input
+        total = inner_rows * inner_len
+        row_offsets = torch.arange(batch, device=device)[:, None] * (0 if one_row else inner_len)  # B, 1
+        patch_index = (patch_pos + row_offsets).flatten()  # B*N: flat internal position of each input
         prefix_index = (prefix_rows * inner_len + prefix_pos).flatten()  # I*T
         zero_row = batch * n + t
-        source = torch.full((batch * inner_len,), zero_row, dtype=torch.long, device=tokens.device)
-        source[patch_index] = torch.arange(batch * n, device=tokens.device)
-        source[prefix_index] = torch.arange(batch * n, zero_row, device=tokens.device).repeat(rows.shape[0])
+        # one slot past the end takes the input padding that has no internal position (one row)
+        source = torch.full((total + 1,), zero_row, dtype=torch.long, device=device)
+        scatter_at = torch.where(patch_valid.flatten(), patch_index, total) if one_row else patch_index
+        source[scatter_at] = torch.arange(batch * n, device=device)
+        source[prefix_index] = torch.arange(batch * n, zero_row, device=device).repeat(num_images)
+        source = source[:total]
         table = torch.cat(
             [tokens.reshape(batch * n, dim), self._prefix(tokens.dtype), tokens.new_zeros(1, dim)]
         )
-        inner = table.index_select(0, source).view(batch, inner_len, dim)
+        inner = table.index_select(0, source).view(inner_rows, inner_len, dim)
         rope = None
         if self.rope is not None:
             cos, sin = self.rope(coords, **self._rope_options(coords, patch_valid, slot))  # B, N, 1, hd each
@@ -483,12 +513,11 @@ class CogViT(nn.Module):
             head_dim = cos.shape[-1]
             cos = torch.cat([cos.reshape(batch * n, head_dim), cos.new_ones(1, head_dim)])
             sin = torch.cat([sin.reshape(batch * n, head_dim), sin.new_zeros(1, head_dim)])
-            shape = (batch, inner_len, 1, head_dim)
+            shape = (inner_rows, inner_len, 1, head_dim)
             rope = (
                 cos.index_select(0, rope_source).view(shape),
                 sin.index_select(0, rope_source).view(shape),
             )
-        inner_lengths = torch.where(present, lengths + t, 0)  # B, S: each image with its prefix
         layout = PackedLayout(
             SeqLens(inner_lengths),
             patch_pos,
@@ -502,10 +531,10 @@ class CogViT(nn.Module):
         return EmbeddedTokens(inner, rope, None, None, patch_valid, layout)
 
     def _unpack(self, h: Tensor, layout: PackedLayout) -> EncoderOutput:
-        """Internal ``[B, L, D]`` back to patch tokens in the input layout and per-image prefix tokens."""
-        batch, _, dim = h.shape
+        """Internal ``[R, L, D]`` back to patch tokens in the input layout and per-image prefix tokens."""
+        dim = h.shape[-1]
         flat = h.reshape(-1, dim)
-        patch_tokens = flat.index_select(0, layout.patch_index).view(batch, -1, dim)  # B, N, D
+        patch_tokens = flat.index_select(0, layout.patch_index).view(*layout.valid.shape, dim)  # B, N, D
         patch_tokens = patch_tokens.masked_fill(~layout.valid[..., None], 0.0)
         prefix_shape = (*layout.prefix_pos.shape, dim)  # I, T, D
         prefix_tokens = flat.index_select(0, layout.prefix_index).view(prefix_shape)
