@@ -33,6 +33,7 @@ The output (a transformers ``BatchFeature``; :meth:`VLMProcessor.__call__`) is w
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -497,10 +498,7 @@ class VLMProcessor:
     # ------------------------------------------------------------------ chat
     def render_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
         """The prompt text of one conversation (media as begin/marker/end tokens)."""
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(self.chat_template).render(
+        return _compiled_template(self.chat_template).render(
             messages=list(messages), add_generation_prompt=add_generation_prompt
         )
 
@@ -614,6 +612,15 @@ def _is_video(obj: Any) -> bool:
             isinstance(f, Image.Image) or (isinstance(f, np.ndarray | Tensor) and f.ndim == 3) for f in obj
         )
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_template(template: str) -> Any:
+    """``template`` compiled once, in a sandbox: compiling is nearly all of a render's cost (11 ms
+    against 0.05 ms here), and every rollout, collate and teacher-forced batch renders one."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
 
 
 def _load_image(source: Any, where: str) -> Image.Image:
