@@ -103,7 +103,7 @@ def _check_rl(run_root: Path) -> None:
     rows = _read_metrics(run_dir)
     steps = [r for r in rows if r.get("reward/mean")]
     assert len(steps) == 5, len(steps)  # one rollout batch per GRPO step, logged
-    for key in ("reward/counting/mean", "reward/ocr/mean", "reward/grounding/mean", "pass@4/counting"):
+    for key in ("reward/counting/mean", "reward/ocr/mean", "reward/gui_action/mean", "pass@4/counting"):
         assert any(r.get(key) for r in steps), key  # per-source reward and pass@k
     for key in ("response_length/mean", "deferred/count", "verifier_failures/count", "train/loss"):
         assert all(r.get(key) for r in steps), key
