@@ -224,9 +224,11 @@ def test_episode_tokens_equal_the_template_rendering(processor, small_text) -> N
     assert trace.token_ids[:n1] == [*call, processor.token_id("<|observation|>")]
     assert trace.token_ids[-n2:] == [*answer, processor.tokenizer.eos_token_id]
     assert done.response_tokens == n1 + n2 and meta["observation_tokens"] == len(trace.mask) - n1 - n2
-    # the second turn continued from every id and image so far
+    # the second turn continued from every id and image so far, ending at the processor's turn ends
     assert engine.seen[1] == TokenPrompt(
-        (*first.token_ids, *trace.token_ids[: len(trace.token_ids) - n2]), (*first.images, *trace.images)
+        (*first.token_ids, *trace.token_ids[: len(trace.token_ids) - n2]),
+        (*first.images, *trace.images),
+        tuple(sorted(processor.stop_token_ids())),
     )
     # the crop is an observation image: 4x zoom of a corner, in the teacher-forcing batch
     (crop,) = trace.images

@@ -151,7 +151,9 @@ class EpisodeBuilder:
         """The prompt of the next turn: every id so far, every image so far."""
         assert self._prompt is not None and self.trace is not None, "call start() first"
         return TokenPrompt(
-            (*self._prompt.token_ids, *self.trace.token_ids), (*self._prompt.images, *self.trace.images)
+            (*self._prompt.token_ids, *self.trace.token_ids),
+            (*self._prompt.images, *self.trace.images),
+            tuple(sorted(self.stop_token_ids)),
         )
 
     def add_turn(
@@ -224,7 +226,9 @@ class EpisodeRunner(RolloutEngine):
 
     Args:
         engine: the policy's engine; it must continue from token ids (``generate(request,
-            prompt=TokenPrompt)``, as :class:`~.inprocess.InProcessEngine` does).
+            prompt=TokenPrompt)``, as :class:`~.inprocess.InProcessEngine` and an SGLang
+            :class:`~.server.OpenAIServerEngine` do; an engine's ``token_prompt_refusal()`` may
+            refuse).
         categories: the task categories; samples of the multi-step ones (by ``source``) run as
             episodes, all others go to ``engine`` as they are.
         processor: the policy's processor (None: the inner engine's ``prompts``).
@@ -249,6 +253,10 @@ class EpisodeRunner(RolloutEngine):
                 "no prompt=TokenPrompt); multi-step categories need an engine that does, such as "
                 "InProcessEngine"
             )
+        refusal = getattr(engine, "token_prompt_refusal", None)  # an engine whose support has conditions
+        reason = refusal() if callable(refusal) else None
+        if reason:
+            raise TypeError(f"{type(engine).__name__} cannot continue an episode from token ids: {reason}")
         self.engine = engine
         self.categories = list(categories)
         self.multi_step = {c.source for c in self.categories if c.multi_step}

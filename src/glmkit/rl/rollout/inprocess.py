@@ -70,11 +70,13 @@ class TokenPrompt:
 
     How an episode continues after its first turn (:mod:`~.episodes`): the ids are the opening's
     rendering, the tokens the policy generated and the observations' rendered tokens, so what the
-    policy generated is never decoded and tokenized again.
+    policy generated is never decoded and tokenized again. ``stop_token_ids`` are the ids that end
+    the turn (the episode's; a server engine without its own sends them, this engine uses its own).
     """
 
     token_ids: tuple[int, ...]
     images: tuple[Any, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
 
 
 # ------------------------------------------------------------------------------------ prompts

@@ -28,6 +28,32 @@ after each update. :class:`OpenAIServerEngine` (``rollout_engines: openai_server
 * **abort**: the request's task is cancelled, which closes its connection (vLLM aborts a request
   whose client disconnected); with ``flavour="sglang"`` the :meth:`abort_requests` hook also posts
   SGLang's ``/abort_request`` with the request's ``rid``, which the engine sets on every request;
+* **token in, token out** (a multi-step episode's later turns, :mod:`~.episodes`):
+  ``generate(request, prompt=TokenPrompt)`` sends the prompt's token ids and images instead of
+  chat messages, so the server continues exactly the ids the trainer holds and returns the ids it
+  generated (never decoded and tokenized again):
+
+  - SGLang: its native ``POST /generate`` (SGLang's ``io_struct.py::GenerateReqInput``; slime's
+    ``sglang_rollout.generate`` sends the same body) with ``input_ids``, ``image_data`` (one PNG
+    ``data:`` URL per image, in placeholder order), ``sampling_params`` (``max_new_tokens``,
+    ``temperature``, ``top_p``, ``stop``, ``stop_token_ids``, ``skip_special_tokens: false``,
+    ``spaces_between_special_tokens: false``, then ``extra``), ``return_logprob: true`` and the
+    ``rid`` (so ``/abort_request`` reaches it); the reply's ``meta_info.output_token_logprobs``
+    (``[logprob, token_id, text]`` per generated token) gives the token ids and log-probabilities
+    (``output_ids`` when it is absent), ``meta_info.finish_reason.type`` the finish reason
+    (``stop``, ``length``; ``abort`` or anything else is an error), ``text`` the response.
+    With images, SGLang's model processor reads the placeholders in ``input_ids`` (GLM-4V's
+    matches ``<|begin_of_image|>(<|image|>)+<|end_of_image|>``) and expands them again for each
+    image: the ids match the trainer's only where the served model's processor expands them as
+    the trainer's does (anchors_rl.md, pitfall 3);
+  - vLLM: ``POST /v1/completions`` with ``prompt`` the list of ids, ``return_token_ids``,
+    ``logprobs: 1`` and ``return_tokens_as_token_ids``; text only: vLLM's completions route takes
+    no images beside token ids, so a prompt with images fails with a ``ValueError`` that says so;
+  - ``generic``: refused (:meth:`~OpenAIServerEngine.token_prompt_refusal`; ``EpisodeRunner``
+    raises at construction).
+
+  ``stop_token_ids`` (the policy's turn ends) go with every such request, so a turn stops where
+  the in-process engine's would and its ids end with the token that ended it;
 * **weight push** (:meth:`update_weights`): the policy is written with ``save_pretrained`` to
   ``weights_dir/policy-v<version>`` (or a directory is given) and the server is told to load it
   through its own API; ``weights_version`` changes only when the server confirms:
@@ -63,6 +89,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +100,7 @@ from glmkit.scoring import Sample
 
 if TYPE_CHECKING:
     from glmkit.agent.client import ChatCompletion, OpenAIChatClient
+    from glmkit.rl.rollout.inprocess import TokenPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +146,9 @@ class OpenAIServerEngine(RolloutEngine):
             wrote are deleted once the server has confirmed a newer one).
         weight_timeout_s: the deadline of one weight push (saving excluded).
         vllm_load_method: the worker method a vLLM push calls (:class:`VLLMWeightLoader`'s).
+        stop_token_ids: the ids that end a turn, sent with token-prompt requests; None: the
+            prompt's own (an episode's :class:`~.episodes.EpisodeRunner` gives the policy
+            processor's ``stop_token_ids()``), else the server's (its model's EOS).
     """
 
     def __init__(
@@ -136,6 +167,7 @@ class OpenAIServerEngine(RolloutEngine):
         keep_weights: int = 2,
         weight_timeout_s: float = 600.0,
         vllm_load_method: str = "glmkit_load_weights",
+        stop_token_ids: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         from glmkit.agent.client import OpenAIChatClient
@@ -170,6 +202,9 @@ class OpenAIServerEngine(RolloutEngine):
         self.keep_weights = keep_weights
         self.weight_timeout_s = weight_timeout_s
         self.vllm_load_method = vllm_load_method
+        # the name InProcessEngine uses: EpisodeRunner.stop_token_ids() reads it
+        self._stop_ids = [int(i) for i in stop_token_ids] if stop_token_ids is not None else None
+        self._warned_stop_ids = False
         # The client's own timeout is a backstop: the engine's deadline (asyncio) ends a request first.
         self.client: OpenAIChatClient = OpenAIChatClient(
             base_url,
@@ -246,8 +281,11 @@ class OpenAIServerEngine(RolloutEngine):
             self._session = (loop, http, asyncio.Semaphore(self.max_concurrency))
         return self._session[1], self._session[2]
 
-    async def generate(self, request: RolloutRequest) -> Completion:
-        """Send ``request`` and wait for its completion (module docstring)."""
+    async def generate(self, request: RolloutRequest, prompt: TokenPrompt | None = None) -> Completion:
+        """Send ``request`` and wait for its completion (module docstring); ``prompt`` (an
+        episode's later turn) is sent as token ids and images instead of the sample's messages."""
+        if prompt is not None:
+            return await self._generate_tokens(request, prompt)
         messages = await asyncio.to_thread(self.messages, request.sample)  # image reads stay off the loop
         params = self.request_params(request)
         http, slots = self._http()
@@ -308,6 +346,203 @@ class OpenAIServerEngine(RolloutEngine):
             "",
             finish_reason="error",
             response_tokens=count,
+            weights_version=self.weights_version,
+            error=f"server ended request {request.request_id} with finish_reason={server_reason!r}",
+            metadata=metadata,
+        )
+
+    # -- token in, token out ---------------------------------------------------------------------------
+
+    def token_prompt_refusal(self) -> str | None:
+        """Why this engine cannot continue from a :class:`~.inprocess.TokenPrompt` at all, or None.
+
+        ``EpisodeRunner`` refuses an engine that gives a reason. vLLM continues text-only
+        prompts; one with images fails per request (:meth:`token_request`).
+        """
+        if self.flavour == "generic":
+            return (
+                "flavour 'generic' speaks only the OpenAI chat API, which takes messages, not token ids; "
+                "use flavour='sglang' (its native /generate takes input_ids and image_data) or "
+                "flavour='vllm' (text-only episodes, through /v1/completions)"
+            )
+        return None
+
+    def token_request(self, request: RolloutRequest, prompt: TokenPrompt) -> tuple[str, dict[str, Any]]:
+        """The URL and JSON body of a token-prompt request (exposed so tests see what is sent).
+
+        Raises:
+            ValueError: the flavour cannot send this prompt (``generic``; ``vllm`` with images).
+        """
+        refusal = self.token_prompt_refusal()
+        if refusal is not None:
+            raise ValueError(refusal)
+        ids = [int(i) for i in prompt.token_ids]
+        images = list(prompt.images)
+        sp = request.params
+        if self.flavour == "vllm":
+            if images:
+                raise ValueError(
+                    f"flavour 'vllm' cannot continue request {request.request_id} from token ids with "
+                    f"{len(images)} image(s): vLLM's OpenAI /v1/completions takes a prompt of token ids but "
+                    "no images with it (images reach vLLM only in chat messages, which it tokenizes "
+                    "itself); use flavour='sglang', whose native /generate takes input_ids with image_data"
+                )
+            body: dict[str, Any] = {
+                "model": self.client.model,
+                "prompt": ids,
+                "max_tokens": sp.max_new_tokens,
+                "temperature": sp.temperature,
+                "top_p": sp.top_p,
+                "return_token_ids": True,
+                "return_tokens_as_token_ids": True,
+                "skip_special_tokens": False,
+                "spaces_between_special_tokens": False,
+                "request_id": self.server_rid(request),
+            }
+            if self.logprobs:
+                body["logprobs"] = 1  # the completions API counts top log-probs; the sampled one comes too
+            if sp.stop:
+                body["stop"] = list(sp.stop)
+            stop_ids = self._turn_stop_ids(prompt)
+            if stop_ids:
+                body["stop_token_ids"] = stop_ids
+            body.update(sp.extra)
+            return f"{self.client.base_url}/completions", body
+        sampling: dict[str, Any] = {
+            "max_new_tokens": sp.max_new_tokens,
+            "temperature": sp.temperature,
+            "top_p": sp.top_p,
+            "skip_special_tokens": False,  # the text the in-process engine decodes: special tokens kept
+            "spaces_between_special_tokens": False,
+        }
+        if sp.stop:
+            sampling["stop"] = list(sp.stop)
+        stop_ids = self._turn_stop_ids(prompt)
+        if stop_ids:
+            sampling["stop_token_ids"] = stop_ids
+        sampling.update(sp.extra)
+        body = {
+            "input_ids": ids,
+            "sampling_params": sampling,
+            "return_logprob": True,  # the generated ids come with their log-probabilities
+            "rid": self.server_rid(request),
+        }
+        if images:
+            body["image_data"] = [_image_data_url(image) for image in images]
+        return f"{self.server_url}/generate", body
+
+    def _turn_stop_ids(self, prompt: TokenPrompt) -> list[int]:
+        """The ids that end this turn: the engine's ``stop_token_ids``, else the prompt's."""
+        if self._stop_ids is not None:
+            return list(self._stop_ids)
+        if not prompt.stop_token_ids and not self._warned_stop_ids:
+            self._warned_stop_ids = True
+            logger.warning(
+                "OpenAIServerEngine: a token prompt without stop_token_ids and none given to the engine: "
+                "turns stop at the server's EOS only, not at the policy's turn ends (a tool call's "
+                "<|observation|>)"
+            )
+        return [int(i) for i in prompt.stop_token_ids]
+
+    async def _generate_tokens(self, request: RolloutRequest, prompt: TokenPrompt) -> Completion:
+        url, body = await asyncio.to_thread(self.token_request, request, prompt)  # PNG encoding off the loop
+        http, slots = self._http()
+        async with slots:
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            try:
+                response = await asyncio.wait_for(
+                    http.post(url, json=body, headers=self.client.headers()), self.timeout_s
+                )
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"request {request.request_id} got no completion from {url} within timeout_s={self.timeout_s}"
+                ) from None
+            latency = loop.time() - sent
+        answer = _json(response)
+        if response.status_code != 200 or not isinstance(answer, dict):
+            raise RuntimeError(
+                f"{url} answered request {request.request_id} with HTTP {response.status_code}: "
+                f"{response.text[:500]}"
+            )
+        if self.flavour == "vllm":
+            return self._vllm_token_completion(request, answer, latency)
+        return self._sglang_token_completion(request, answer, latency)
+
+    def _sglang_token_completion(
+        self, request: RolloutRequest, answer: dict[str, Any], latency: float
+    ) -> Completion:
+        meta = answer.get("meta_info") if isinstance(answer.get("meta_info"), dict) else {}
+        ids, logprobs = _sglang_token_logprobs(meta.get("output_token_logprobs"))
+        if ids is None:
+            ids, logprobs = _int_list(answer.get("output_ids")), None
+        reason = meta.get("finish_reason")
+        kind = reason.get("type") if isinstance(reason, dict) else reason
+        metadata: dict[str, Any] = (
+            {"weight_version": meta["weight_version"]} if "weight_version" in meta else {}
+        )
+        return self._token_completion(
+            request, str(answer.get("text") or ""), ids, logprobs, kind, latency, metadata
+        )
+
+    def _vllm_token_completion(
+        self, request: RolloutRequest, answer: dict[str, Any], latency: float
+    ) -> Completion:
+        choice = _first_choice(answer)
+        logprobs, tokens = _parse_completion_logprobs(choice.get("logprobs"))
+        ids = _int_list(choice.get("token_ids"))
+        if ids is None and tokens and all(t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
+            ids = [int(t[len(_TOKEN_ID_PREFIX) :]) for t in tokens]
+        metadata = {"model": answer.get("model")}
+        return self._token_completion(
+            request,
+            str(choice.get("text") or ""),
+            ids,
+            logprobs,
+            choice.get("finish_reason"),
+            latency,
+            metadata,
+        )
+
+    def _token_completion(
+        self,
+        request: RolloutRequest,
+        text: str,
+        ids: list[int] | None,
+        logprobs: list[float] | None,
+        server_reason: Any,
+        latency_s: float,
+        metadata: dict[str, Any],
+    ) -> Completion:
+        """A token-prompt reply as a :class:`Completion` (finish reasons as for chat replies)."""
+        metadata = {
+            **metadata,
+            "latency_s": latency_s,
+            "server_finish_reason": server_reason,
+            "rid": self.server_rid(request),
+        }
+        if logprobs is not None and (ids is None or len(logprobs) != len(ids)):
+            logprobs = None
+        ok = server_reason == "length" or server_reason in _STOP_REASONS
+        if ok and ids is None:
+            server_reason, ok = "no token ids in the reply", False
+        if ok:
+            return Completion(
+                request,
+                text,
+                finish_reason="length" if server_reason == "length" else "stop",
+                response_tokens=len(ids or []),
+                weights_version=self.weights_version,
+                token_ids=ids,
+                logprobs=logprobs,
+                metadata=metadata,
+            )
+        metadata["partial_response"] = text
+        return Completion(
+            request,
+            "",
+            finish_reason="error",
+            response_tokens=len(ids or []),
             weights_version=self.weights_version,
             error=f"server ended request {request.request_id} with finish_reason={server_reason!r}",
             metadata=metadata,
@@ -543,3 +778,47 @@ def _parse_logprobs(value: Any) -> tuple[list[float] | None, list[str]]:
             return None, []
         tokens.append(str(item.get("token", "")))
     return logprobs, tokens
+
+
+def _image_data_url(image: Any) -> str:
+    """An image of a token prompt as a lossless PNG ``data:`` URL (SGLang's ``load_image`` reads it)."""
+    from glmkit.agent.client import image_to_data_url
+    from glmkit.data.decode import decode_image
+
+    if isinstance(image, str | os.PathLike):
+        image = decode_image(str(image), f"token-prompt image {image}")
+    if image.mode not in ("1", "L", "LA", "I", "P", "RGB", "RGBA"):  # modes PNG cannot hold
+        image = image.convert("RGB")
+    return image_to_data_url(image)
+
+
+def _sglang_token_logprobs(value: Any) -> tuple[list[int] | None, list[float] | None]:
+    """(ids, log-probs) of SGLang's ``output_token_logprobs`` (``[logprob, token_id, text]`` items)."""
+    if not isinstance(value, list) or not value:
+        return None, None
+    ids: list[int] = []
+    logprobs: list[float] = []
+    for item in value:
+        if not isinstance(item, list | tuple) or len(item) < 2:
+            return None, None
+        logprob, token = item[0], item[1]
+        if not isinstance(token, int) or isinstance(token, bool):
+            return None, None
+        if not isinstance(logprob, int | float) or isinstance(logprob, bool):
+            return None, None
+        ids.append(token)
+        logprobs.append(float(logprob))
+    return ids, logprobs
+
+
+def _parse_completion_logprobs(value: Any) -> tuple[list[float] | None, list[str]]:
+    """(log-probs, token strings) of a completions choice's ``logprobs`` (``token_logprobs``, ``tokens``)."""
+    if not isinstance(value, dict):
+        return None, []
+    values, tokens = value.get("token_logprobs"), value.get("tokens")
+    if not isinstance(values, list) or not values:
+        return None, []
+    if any(not isinstance(v, int | float) or isinstance(v, bool) for v in values):
+        return None, []
+    strings = [str(t) for t in tokens] if isinstance(tokens, list) and len(tokens) == len(values) else []
+    return [float(v) for v in values], strings
