@@ -461,3 +461,12 @@ def _strip_paths(messages: list) -> list:
             content = [np.asarray(p["image"]).tolist() if p.get("type") == "image" else p for p in content]
         out.append({**m, "content": content})
     return out
+
+
+def test_dr_grpo_divides_by_one_constant_length(processor) -> None:
+    """Dr. GRPO's L is one constant: without one the stage gives ``max_new_tokens`` (a micro-batch's
+    padded width would make the update depend on the packing; the 2-rank test checks the update)."""
+    assert stage(processor, loss=ClippedPolicyLoss(loss_type="dr_grpo")).loss.max_completion_length == 4
+    kept = stage(processor, loss=ClippedPolicyLoss(loss_type="dr_grpo", max_completion_length=9))
+    assert kept.loss.max_completion_length == 9
+    assert stage(processor, loss=ClippedPolicyLoss(loss_type="grpo")).loss.max_completion_length is None

@@ -26,7 +26,7 @@ from tests.stages.test_multitask_rl import tiny_vlm, trainer
 WORLD = 2
 GROUPS = 4  # prompts of the global batch: every prompt of the epoch, whoever rolls it out
 GROUP_SIZE = 2
-LOSS_TYPES = ("grpo", "bnpo", "dapo")
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 #: ``max_text_tokens`` that packs 1-3 samples (about 25 tokens each) per micro-batch: micro-batches
 #: of unequal sizes, split differently on 2 ranks than on one, so a mean of micro-batch means
 #: (the stage's ``grpo`` scaling before) would not match

@@ -431,7 +431,9 @@ class MultiTaskRL(Stage):
             (:attr:`rollout_engine`).
         algorithm: the advantage estimator (registry ``rl_algorithms``; None: ``GRPO()``).
         loss: the policy loss (its ``beta`` > 0 needs ``reference``); None: ``ClippedPolicyLoss()``
-            (DAPO's clip-higher and token-mean defaults).
+            (DAPO's clip-higher and token-mean defaults). ``dr_grpo`` without a
+            ``max_completion_length`` gets ``max_new_tokens`` (TRL's constant): a micro-batch's
+            padded width would make the loss depend on how the batch was packed.
         group_size: samples per prompt.
         groups_per_step: prompt groups per training step and data-parallel rank: each rank rolls
             out its own share of the prompts (:class:`RankShare`) and the ranks train on all of
@@ -502,6 +504,8 @@ class MultiTaskRL(Stage):
             )
         if warmup_sft_steps < 0:
             raise ValueError(f"warmup_sft_steps must be >= 0, got {warmup_sft_steps}")
+        if loss.loss_type == "dr_grpo" and loss.max_completion_length is None:
+            loss.max_completion_length = max_new_tokens  # Dr. GRPO's L is one constant for every sequence
         if isinstance(policy, str | Path):
             policy, loaded = load_policy(policy)
             processor = processor if processor is not None else loaded
