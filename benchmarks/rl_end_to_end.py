@@ -17,9 +17,9 @@ The baseline is the same policy before RL, measured in the same run on the same 
 
 What the tiny policy can be scored on: its tokenizer (MiniLM's, uncased WordPiece) cannot write
 every reference answer back. OCR's answers come back lower-cased and codes split (``KTJ-L8H`` ->
-``ktj - l8h``): the decoded reference answers score 0.28, not 1. Pointing's 3-decimal points come
-back as ``202. 778``, which the pointing verifier does not parse: they score 0. Box answers
-(grounding, gui_grounding) take about 30 tokens: ``--max-new-tokens`` must be at least 40 for them.
+``ktj - l8h``): the decoded reference answers score 0.28, not 1. Box answers (grounding,
+gui_grounding) take about 30 tokens: ``--max-new-tokens`` must be at least 40 for them. Which
+categories this tiny policy improves on, and which it does not: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
