@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from glmkit.data.vlm_samples import packaged_tokenizer
 from glmkit.losses.policy import ClippedPolicyLoss
@@ -19,9 +20,10 @@ from glmkit.models.vlm import VisionLanguageModel
 from glmkit.models.vlm_processor import VLMProcessor
 from glmkit.optim import MuonAdamW
 from glmkit.rl.gym.categories import OCR, Counting, SmallText
+from glmkit.rl.gym.category import Draft, TaskCategory, VerifierSpec
 from glmkit.rl.gym.mix import TaskMix
 from glmkit.rl.rollout import Completion, InProcessEngine, RewardFunction, RolloutRequest, TokenPrompt
-from glmkit.rl.rollout.inprocess import ChatPrompts
+from glmkit.rl.rollout.inprocess import ChatPrompts, token_logprobs
 from glmkit.scoring import Sample
 from glmkit.stages import STAGES
 from glmkit.stages.multitask_rl import MultiTaskRL, RankShare, TaskPrompts, oracle_episode, sft_warm_start
@@ -46,7 +48,7 @@ def data(tmp_path: Path, held_out: bool = False, num_samples: int = 64) -> TaskP
     return TaskPrompts(tasks, other, held_out_size=4)
 
 
-def stage(processor: VLMProcessor, **kwargs) -> MultiTaskRL:
+def stage(processor: VLMProcessor, policy: VisionLanguageModel | None = None, **kwargs) -> MultiTaskRL:
     args = {
         "engine": InProcessEngine(max_batch_size=16),
         "group_size": 4,
@@ -55,7 +57,7 @@ def stage(processor: VLMProcessor, **kwargs) -> MultiTaskRL:
         "optimization": MuonAdamW(lr=1e-3),
         **kwargs,
     }
-    return MultiTaskRL(tiny_vlm(processor), processor, **args)
+    return MultiTaskRL(policy if policy is not None else tiny_vlm(processor), processor, **args)
 
 
 def trainer(tmp_path: Path, max_steps: int, **kwargs) -> pl.Trainer:
@@ -470,3 +472,61 @@ def test_dr_grpo_divides_by_one_constant_length(processor) -> None:
     kept = stage(processor, loss=ClippedPolicyLoss(loss_type="dr_grpo", max_completion_length=9))
     assert kept.loss.max_completion_length == 9
     assert stage(processor, loss=ClippedPolicyLoss(loss_type="grpo")).loss.max_completion_length is None
+
+
+class SayYes(TaskCategory):
+    """A one-token task: the reward is 1 for ``yes`` (exact match), 0 for anything else."""
+
+    name = "say_yes"
+
+    def draw(self, rng: np.random.Generator, index: int) -> Draft:
+        shade = int(rng.integers(256))
+        return Draft("Is it? Answer yes or no.", "yes", [Image.new("RGB", (16, 16), (shade, 0, 0))])
+
+    def verifiers(self) -> dict[str, VerifierSpec]:
+        return {"exact_match": VerifierSpec("exact_match")}
+
+    def oracle(self, sample: Sample) -> str:
+        return "yes"
+
+
+def test_grpo_raises_the_probability_of_the_rewarded_answer(processor, tmp_path) -> None:
+    """The whole loop points the right way: rollouts, rewards, advantages by group, packing rows
+    and the update. Three answers share most of the initial mass (a bias on the LM head); only
+    ``yes`` is rewarded; after a few GRPO steps its teacher-forced probability on held-out prompts
+    has risen and the others' have fallen. A sign error or a row mix-up anywhere lowers it."""
+    vlm = tiny_vlm(processor)
+    lm = vlm.language_model
+    yes, no, maybe = (processor.tokenizer.convert_tokens_to_ids(t) for t in ("yes", "no", "maybe"))
+    head = torch.nn.Linear(lm.lm_head.in_features, lm.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[[yes, no, maybe]] = 10.0  # about 0.23 each, the rest of the vocabulary 0.32
+    lm.lm_head = head
+    cat = SayYes(data_dir=str(tmp_path))
+    rl = stage(
+        processor,
+        policy=vlm,
+        group_size=8,
+        groups_per_step=4,
+        max_new_tokens=1,
+        optimization=MuonAdamW(lr=0.1, weight_decay=0.0),
+    )
+    held_out = [SayYes(seed=1, data_dir=str(tmp_path)).sample(i) for i in range(4)]
+
+    def probabilities() -> torch.Tensor:
+        """p(yes), p(no), p(maybe) as the first answer token, per held-out prompt."""
+        out = []
+        with torch.no_grad():
+            for token in (yes, no, maybe):
+                batch, ids, mask = rl.prompts.teacher_forcing_batch(held_out, [[token]] * len(held_out))
+                out.append(token_logprobs(vlm, batch, ids, mask)[:, 0].exp())
+        return torch.stack(out, dim=1)
+
+    before = probabilities()
+    assert ((before > 0.15) & (before < 0.3)).all(), before
+    trainer(tmp_path, max_steps=6).fit(rl, TaskPrompts(TaskMix([cat], num_samples=64)))
+    after = probabilities()
+    assert (after[:, 0] > before[:, 0] + 0.1).all(), (before, after)
+    assert (after[:, 1:] < before[:, 1:]).all(), (before, after)
