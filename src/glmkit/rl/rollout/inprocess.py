@@ -319,6 +319,15 @@ class _SampledLogprobs:
         return torch.stack(steps, dim=1) if steps else new.new_zeros(new.shape, dtype=torch.float32)
 
 
+def _logits_module(model: nn.Module) -> nn.Module:
+    """The module whose forward returns each generation step's ``logits``: a glmkit VLM's language
+    model (its ``generate`` runs the LM's), else the model itself (a transformers causal LM or VLM,
+    whose own ``language_model`` is a backbone without the LM head)."""
+    from glmkit.models.vlm import VisionLanguageModel
+
+    return model.language_model if isinstance(model, VisionLanguageModel) else model
+
+
 def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of a :class:`ChatPrompts` batch that the policy's forward / generate take."""
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", *VISUAL_KEYS)}
@@ -575,7 +584,7 @@ class InProcessEngine(RolloutEngine):
             self._eval_mode() as model,
             torch.no_grad(),
             torch.random.fork_rng(devices=_cuda_index(device)),
-            recorder.attached(getattr(model, "language_model", model)),
+            recorder.attached(_logits_module(model)),
         ):
             torch.manual_seed(self.seed * 1_000_003 + self.batches)
             self.batches += 1
