@@ -401,11 +401,7 @@ class OpenAIServerEngine(RolloutEngine):
             }
             if self.logprobs:
                 body["logprobs"] = 1  # the completions API counts top log-probs; the sampled one comes too
-            if sp.stop:
-                body["stop"] = list(sp.stop)
-            stop_ids = self._turn_stop_ids(prompt)
-            if stop_ids:
-                body["stop_token_ids"] = stop_ids
+            body.update(self._turn_stops(request, prompt))
             body.update(sp.extra)
             return f"{self.client.base_url}/completions", body
         sampling: dict[str, Any] = {
@@ -414,12 +410,8 @@ class OpenAIServerEngine(RolloutEngine):
             "top_p": sp.top_p,
             "skip_special_tokens": False,  # the text the in-process engine decodes: special tokens kept
             "spaces_between_special_tokens": False,
+            **self._turn_stops(request, prompt),
         }
-        if sp.stop:
-            sampling["stop"] = list(sp.stop)
-        stop_ids = self._turn_stop_ids(prompt)
-        if stop_ids:
-            sampling["stop_token_ids"] = stop_ids
         sampling.update(sp.extra)
         body = {
             "input_ids": ids,
@@ -431,18 +423,19 @@ class OpenAIServerEngine(RolloutEngine):
             body["image_data"] = [_image_data_url(image) for image in images]
         return f"{self.server_url}/generate", body
 
-    def _turn_stop_ids(self, prompt: TokenPrompt) -> list[int]:
-        """The ids that end this turn: the engine's ``stop_token_ids``, else the prompt's."""
-        if self._stop_ids is not None:
-            return list(self._stop_ids)
-        if not prompt.stop_token_ids and not self._warned_stop_ids:
+    def _turn_stops(self, request: RolloutRequest, prompt: TokenPrompt) -> dict[str, list]:
+        """A turn's ``stop`` strings and ``stop_token_ids`` (the engine's, else the prompt's), the
+        keys both servers read, present only when set."""
+        ids = list(self._stop_ids) if self._stop_ids is not None else [int(i) for i in prompt.stop_token_ids]
+        if not ids and not self._warned_stop_ids:
             self._warned_stop_ids = True
             logger.warning(
                 "OpenAIServerEngine: a token prompt without stop_token_ids and none given to the engine: "
                 "turns stop at the server's EOS only, not at the policy's turn ends (a tool call's "
                 "<|observation|>)"
             )
-        return [int(i) for i in prompt.stop_token_ids]
+        stops: dict[str, list] = {"stop": list(request.params.stop)} if request.params.stop else {}
+        return {**stops, "stop_token_ids": ids} if ids else stops
 
     async def _generate_tokens(self, request: RolloutRequest, prompt: TokenPrompt) -> Completion:
         url, body = await asyncio.to_thread(self.token_request, request, prompt)  # PNG encoding off the loop
