@@ -17,6 +17,11 @@ Columns:
                  glibc's mmap threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_``) so that a freed
                  tensor leaves the RSS at once. Minimum of ``--memory-repeats`` measurements. It
                  includes the embeddings' gradients and gloo's buffers.
+  tensor peak (MiB)
+                 the largest rank's peak of live tensor bytes during one forward + backward, from
+                 the allocations and frees that ``torch.profiler`` records (``profile_memory=True``)
+                 summed in time order: the loss's own tensors (chunk logits, exchange buffers,
+                 gradients), without gloo's internal buffers, the process or the allocator
   saved (MiB)    what autograd keeps for backward in one forward (distinct storages, via
                  ``torch.autograd.graph.saved_tensors_hooks``): activation memory without
                  allocator noise
@@ -47,6 +52,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 from glmkit.losses.siglip import SigLIPLoss
 
@@ -108,6 +114,19 @@ def _saved_mib(loss: _Loss, x: torch.Tensor, y: torch.Tensor) -> float:
     return sum(n for ptr, n in storages.items() if ptr not in params) / 2**20
 
 
+def _tensor_peak_mib(loss: _Loss, x: torch.Tensor, y: torch.Tensor) -> float:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        loss(x, y).backward()
+    loss.zero_grad(x, y)
+    # one "[memory]" event per allocation (+ bytes) and free (- bytes), at the time it happened
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak / 2**20
+
+
 def _rank(rank: int, world: int, folder: str, args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
@@ -153,6 +172,7 @@ def _rank(rank: int, world: int, folder: str, args: argparse.Namespace) -> None:
                 del value
                 loss.zero_grad(x, y)
             peaks[loss.name] = best
+        tensor_peaks = {loss.name: _tensor_peak_mib(loss, x, y) for loss in losses}
 
         times: dict[str, list[tuple[float, float]]] = {loss.name: [] for loss in losses}
         for step in range(args.warmup + args.steps):
@@ -165,7 +185,13 @@ def _rank(rank: int, world: int, folder: str, args: argparse.Namespace) -> None:
                 loss.zero_grad(x, y)
                 if step >= args.warmup:
                     times[loss.name].append(elapsed)
-        results[rows] = {"errors": errors, "saved": saved, "peaks": peaks, "times": times}
+        results[rows] = {
+            "errors": errors,
+            "saved": saved,
+            "peaks": peaks,
+            "tensor_peaks": tensor_peaks,
+            "times": times,
+        }
 
     with open(Path(folder) / f"rank{rank}.pkl", "wb") as fh:
         pickle.dump(results, fh)
@@ -212,9 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         "| W | B_local | loss | time (ms) | x open_clip | CPU (ms) | x open_clip | peak (MiB) | x open_clip "
-        "| saved (MiB) | max abs dloss | max grad err |"
+        "| tensor peak (MiB) | saved (MiB) | max abs dloss | max grad err |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for world in args.worlds:
         ranks = run_world(world, args)
         for rows in args.batch_sizes:
@@ -227,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
                 name: 1000 * statistics.median(sum(c for _, c in s) for s in steps[name]) for name in IMPLS
             }
             peak = {name: max(r["peaks"][name] for r in per_rank) for name in IMPLS}
+            tensor_peak = {name: max(r["tensor_peaks"][name] for r in per_rank) for name in IMPLS}
             saved = {name: max(r["saved"][name] for r in per_rank) for name in IMPLS}
             for name in IMPLS:
                 dloss = max(r["errors"][name][0] for r in per_rank)
@@ -234,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(
                     f"| {world} | {rows} | {name} | {time_ms[name]:.1f} | {time_ms[name] / time_ms[BASELINE]:.2f} "
                     f"| {cpu_ms[name]:.1f} | {cpu_ms[name] / cpu_ms[BASELINE]:.2f} "
-                    f"| {peak[name]:.1f} | {_ratio(peak[name], peak[BASELINE])} | {saved[name]:.1f} "
+                    f"| {peak[name]:.1f} | {_ratio(peak[name], peak[BASELINE])} | {tensor_peak[name]:.1f} "
+                    f"| {saved[name]:.1f} "
                     f"| {dloss:.1e} | {dgrad:.1e} |",
                     flush=True,
                 )

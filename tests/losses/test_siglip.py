@@ -2,8 +2,9 @@
 
 The distributed tests run 2, 3 and 4 gloo ranks and compare every rank's loss and gradients (image
 and text embeddings, temperature, bias) with the single-process loss over the concatenated global
-batch, for both exchanges, chunked and unchunked, in float64; and 4 ranks split into process groups,
-where each group's ranks must match one process over that group's batch alone.
+batch, for both exchanges, chunked and unchunked, in float64; 4 ranks split into process groups,
+where each group's ranks must match one process over that group's batch alone; and the number of
+[B_local, D] buffers the bidirectional exchange holds at once, for rings of 2 to 6 ranks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from datetime import timedelta
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from glmkit.losses.siglip import CONTRASTIVE_LOSSES, EXCHANGES, ContrastiveLoss, SigLIPLoss, sigmoid_loss
 from tests.helpers.distributed import run_on_ranks
@@ -354,3 +357,66 @@ def test_process_groups_each_equal_one_process_over_their_own_batch(tmp_path) ->
                     )
     # a rank given a group it is not in is told so, instead of waiting for messages that never come
     assert "global rank 0 is not a member" in ranks[0]["outsider"]
+
+
+class _LiveBlocks(TorchDispatchMode):
+    """The most ``[B, D]`` storages alive at once among those ops create (the inputs' own excluded)."""
+
+    def __init__(self, nbytes: int, inputs: tuple[torch.Tensor, ...]) -> None:
+        super().__init__()
+        self.nbytes, self.peak = nbytes, 0
+        self.inputs = {StorageWeakRef(t.untyped_storage()).cdata for t in inputs}
+        self.live: dict[int, StorageWeakRef] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.live = {k: ref for k, ref in self.live.items() if not ref.expired()}
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes() == self.nbytes:
+                ref = StorageWeakRef(t.untyped_storage())
+                if ref.cdata not in self.inputs:
+                    self.live.setdefault(ref.cdata, ref)
+        self.peak = max(self.peak, len(self.live))
+        return out
+
+
+# Rings of every size from 2 to 6 out of one spawn of 6 ranks: each split's groups run at once.
+RING_SPLITS: tuple[tuple[tuple[int, ...], ...], ...] = (
+    ((0, 1), (2, 3), (4, 5)),
+    ((0, 1, 2), (3, 4, 5)),
+    ((0, 1, 2, 3), (4, 5)),
+    ((0, 1, 2, 3, 4), (5,)),
+    ((0, 1, 2, 3, 4, 5),),
+)
+
+
+def _ring_buffers(rank: int, world: int, rows: int, dim: int) -> list[tuple[int, int]]:
+    """Per split: this rank's ring size and the most [B, D] buffers its forward + backward held."""
+    import torch.distributed as dist
+
+    out = []
+    for split in RING_SPLITS:
+        groups = [dist.new_group(list(members), timeout=timedelta(seconds=60)) for members in split]
+        members, group = next((m, g) for m, g in zip(split, groups, strict=True) if rank in m)
+        x, y = (t.requires_grad_() for t in _embeddings(rows, dim, seed=rank))
+        loss = SigLIPLoss(chunk_size=3, group=group).double()  # logits chunks [3, B] are not [B, D]
+        mode = _LiveBlocks(rows * dim * x.element_size(), (x, y))
+        with mode:
+            loss(x, y).backward()
+        out.append((len(members), mode.peak))
+    return out
+
+
+@pytest.mark.distributed
+def test_bidirectional_exchange_holds_a_bounded_number_of_blocks(tmp_path) -> None:
+    """gx, gy and at most four [B, D] buffers per direction (the block, the next one, the outgoing
+    and the incoming accumulator), whatever the ring size: a block sent last round must not
+    outlive its message."""
+    ranks = run_on_ranks(_ring_buffers, 6, tmp_path, 8, 5)
+    # W = 2: one direction, one round (block, accumulator); 3: two directions, one round each;
+    # 4: a second round to the right; from 5 on both directions have a next block and accumulator
+    want = {2: 2 + 2, 3: 2 + 4, 4: 2 + 6, 5: 2 + 8, 6: 2 + 8}
+    for rank, got in enumerate(ranks):
+        for split, (ring, peak) in zip(RING_SPLITS, got, strict=True):
+            if ring > 1:  # a group of one needs no exchange
+                assert peak == want[ring], f"rank {rank} in a ring of {ring} ({split}): {peak} buffers"

@@ -382,9 +382,11 @@ class _BidirectionalSigmoidLoss(torch.autograd.Function):
     it holds (loss and gradients in one chunked pass). The gradient of a visiting block is added to
     an accumulator that follows the block one round behind; after a block's last round its
     accumulator goes straight back to the owner. Every rank posts the same sequence of batched
-    messages, so they pair up in order (gloo and NCCL alike). A rank holds at most four ``[B, D]``
-    buffers per direction (the block, the next block, two accumulators), whatever ``W``. Ranks and
-    ``W`` are those of ``group``.
+    messages, so they pair up in order (gloo and NCCL alike). Besides its two gradients a rank holds
+    at most four ``[B, D]`` buffers per direction (the block, the next block, the outgoing and the
+    incoming accumulator), so at most 10 ``[B, D]`` tensors in all once both directions have two
+    rounds (``W >= 5``), whatever ``W`` (4, 6 and 8 for ``W`` = 2, 3 and 4).
+    Ranks and ``W`` are those of ``group``.
     """
 
     @staticmethod
@@ -418,16 +420,19 @@ class _BidirectionalSigmoidLoss(torch.autograd.Function):
         acc_in: dict[int, Tensor] = {}  # what the ranks before this one added to the blocks held next
         finals: dict[int, Tensor] = {}
         for k in range(1, rounds + 1):
+            # a finished work still holds its tensors: dropping it frees the blocks sent last round
+            # before the next ones are allocated (else one more [B, D] per direction)
             _wait(text_works)
-            held = incoming  # by stream: the blocks of the ranks k hops away
+            held, text_works = incoming, []  # by stream: the blocks of the ranks k hops away
             if k < rounds:
                 text_works, incoming = post_texts([held.get(0), held.get(1)], k + 1)
             _wait(acc_works)
+            acc_works = []
             accs = {
                 i: (acc_in[i] if i in acc_in else torch.zeros_like(yc)) if need_grad else None for i in held
             }
-            for i, text in held.items():
-                block = _block(xc, text, s, b, None, chunk, gx, accs[i])
+            for i in held:  # no loop variable keeps a block past its round
+                block = _block(xc, held[i], s, b, None, chunk, gx, accs[i])
                 loss, g_scale, g_bias = loss + block[0], g_scale + block[1], g_bias + block[2]
             if not need_grad:
                 continue
@@ -439,6 +444,7 @@ class _BidirectionalSigmoidLoss(torch.autograd.Function):
                 [(acc_in[i], streams[i][0]) for i in onward],
                 group,
             )
+        del held, incoming, text_works  # the last round's blocks go before the return buffers
         if need_grad:
             # each finished accumulator returns to the block's owner, `rounds` hops back
             back = {i: torch.empty_like(yc) for i in finals}
