@@ -48,6 +48,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# kineto (the tensor-peak profiler) logs a CUDA probe and its start/stop on stderr for every rank
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
