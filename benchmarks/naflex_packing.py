@@ -30,9 +30,16 @@ the encoder's internal positions as computed (a packed row grows by the prefix t
 images; on one internal row, ``packed`` computes no padding at all); ``real tok/s`` and
 ``real tok/CPU-s``: real patches per second of training steps (medians over rounds). The ratios below the table are medians of per-round ratios against ``padded``.
 
+On a GPU (``--device cuda --dtype bf16``) ``packed`` is the ``sdpa`` backend's CUDA path (one masked
+SDPA per row, CogViT keeping the rows), and ``packed+xformers`` (when xformers is installed) packs
+every image on one row under xformers' ``BlockDiagonalMask``: the comparison that picks the CUDA
+path. Steps are synchronised before each timer is read.
+
 Example::
 
     python benchmarks/naflex_packing.py --samples 192 --rounds 3 --threads 1
+    python benchmarks/naflex_packing.py --device cuda --dtype bf16 --model small base \
+        --samples 1024 --max-tokens 16384 --seq-lens 256 576 1024 --rounds 3
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from glmkit.data.sources import ImageSource
 from glmkit.models.encoders import CogViT
 from glmkit.nn.attention import (
     ATTENTION_BACKENDS,
+    is_xformers_available,
     packed_attention_mask,
     packed_rows_cost_nothing,
     sdpa_attention,
@@ -66,6 +74,7 @@ from glmkit.nn.packed import SeqLens
 MODELS = {
     "tiny": {},  # 96 wide, 3 blocks, 3 heads
     "small": {"embed_dim": 384, "num_heads": 6, "depth": 4},  # ViT-S width, 4 blocks
+    "base": {"embed_dim": 768, "num_heads": 12, "depth": 12},  # ViT-B (for a GPU)
 }
 
 
@@ -108,13 +117,15 @@ def build_batches(args: argparse.Namespace, mode: str) -> list[dict[str, Any]]:
     return list(naflex_loader(NaFlexBatches(data, schedule, transform)))
 
 
-def token_counts(batch: dict[str, Any], num_prefix: int, backend: str) -> tuple[int, int, int, int]:
+def token_counts(
+    batch: dict[str, Any], num_prefix: int, backend: str, device: torch.device
+) -> tuple[int, int, int, int]:
     """(real patches, patch positions, real incl. prefix tokens, encoder-internal positions)."""
     real = int(batch["patches_valid"].sum())
     positions = batch["patches_valid"].numel()
     images = len(batch["index"])
     rows, length = batch["patches_valid"].shape
-    if "patches_seq_lens" in batch and packed_rows_cost_nothing(backend, torch.device("cpu")):
+    if "patches_seq_lens" in batch and packed_rows_cost_nothing(backend, device):
         internal = real + num_prefix * images  # CogViT puts all images on one row, no padding
     elif "patches_seq_lens" in batch:  # each image gets its prefix tokens inside the row
         slots = int(batch["patches_seq_lens"].gt(0).sum(1).max())
@@ -124,12 +135,26 @@ def token_counts(batch: dict[str, Any], num_prefix: int, backend: str) -> tuple[
     return real, positions, real + num_prefix * images, internal
 
 
+def on_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """The batch's tensors on ``device``, its floating ones (the patches) in ``dtype``."""
+    return {
+        k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) if isinstance(v, Tensor) else v
+        for k, v in batch.items()
+    }
+
+
 def train_step(model: CogViT, batch: dict[str, Any]) -> None:
     """Forward and backward; no optimizer step, so the weights (and the step's cost) never drift."""
     out = model(**encoder_inputs(batch))
-    loss = out.patch_tokens.square().sum() / (out.valid.sum() * out.patch_tokens.shape[-1])
+    loss = out.patch_tokens.float().square().sum() / (out.valid.sum() * out.patch_tokens.shape[-1])
     model.zero_grad(set_to_none=True)
     loss.backward()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so timers read finished steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # ---- baseline: packed rows as one masked SDPA call each (glmkit's CPU path before, its CUDA path now)
@@ -154,6 +179,7 @@ ATTENTION_BACKENDS.register(MASKED)(masked_rows_attention)
 
 # mode -> (batches of which schedule mode, attention backend)
 MODES = {"padded": ("pad", "sdpa"), "packed": ("pack", "sdpa"), "packed+mask": ("pack", MASKED)}
+XFORMERS_MODE = {"packed+xformers": ("pack", "xformers")}  # CUDA with xformers installed
 
 
 def main() -> None:
@@ -176,12 +202,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    modes = dict(MODES)
+    if device.type == "cuda" and is_xformers_available():
+        modes.update(XFORMERS_MODE)
 
     start = time.perf_counter()
     built = {kind: build_batches(args, kind) for kind in ("pad", "pack")}
-    batches = {mode: built[kind] for mode, (kind, _) in MODES.items()}
+    on = {kind: [on_device(b, device, dtype) for b in kind_batches] for kind, kind_batches in built.items()}
+    batches = {mode: on[kind] for mode, (kind, _) in modes.items()}
     print(f"built {sum(map(len, built.values()))} batches in {time.perf_counter() - start:.1f} s")
 
     rows = []
@@ -190,32 +224,35 @@ def main() -> None:
         model = CogViT.preset("tiny", **MODELS[name])
         # glmkit's per-sequence CPU path equals the masked rows on one packed batch, float64
         reference = copy.deepcopy(model).double()
+        model.to(device, dtype)
         probe = {**built["pack"][0], "patches": built["pack"][0]["patches"].double()}
         reference.set_attn_backend(MASKED)
         want = reference(**encoder_inputs(probe)).patch_tokens
         reference.set_attn_backend("sdpa")
         error = (reference(**encoder_inputs(probe)).patch_tokens - want).abs().max().item()
-        seconds = {mode: [[0.0, 0.0] for _ in range(args.rounds)] for mode in MODES}  # [wall, cpu]
-        for mode, (_, backend) in MODES.items():  # warmup
+        seconds = {mode: [[0.0, 0.0] for _ in range(args.rounds)] for mode in modes}  # [wall, cpu]
+        for mode, (_, backend) in modes.items():  # warmup
             model.set_attn_backend(backend)
             train_step(model, batches[mode][0])
+        synchronize(device)
         longest = max(map(len, batches.values()))
         for round_ in range(args.rounds):
             for i in range(longest):  # modes interleaved step by step, in a rotating order
-                modes = list(MODES)
-                shift = (i + round_) % len(modes)
-                for mode in modes[shift:] + modes[:shift]:
+                order = list(modes)
+                shift = (i + round_) % len(order)
+                for mode in order[shift:] + order[:shift]:
                     if i < len(batches[mode]):
-                        model.set_attn_backend(MODES[mode][1])
+                        model.set_attn_backend(modes[mode][1])
                         wall, cpu = time.perf_counter(), time.process_time()
                         train_step(model, batches[mode][i])
+                        synchronize(device)
                         seconds[mode][round_][0] += time.perf_counter() - wall
                         seconds[mode][round_][1] += time.process_time() - cpu
         for mode, mode_batches in batches.items():
-            backend = MODES[mode][1]
-            counts = np.array([token_counts(b, model.num_prefix_tokens, backend) for b in mode_batches]).sum(
-                0
-            )
+            backend = modes[mode][1]
+            counts = np.array(
+                [token_counts(b, model.num_prefix_tokens, backend, device) for b in mode_batches]
+            ).sum(0)
             rows.append(
                 {
                     "model": name,
@@ -237,7 +274,7 @@ def main() -> None:
         f"{args.sides[1]} px, max_upscale {args.max_upscale}), buckets {args.seq_lens} "
         f"(equal patch shares), {args.max_tokens} patch positions per step, row_len "
         f"{args.row_len or max(args.seq_lens)}, {args.threads} thread(s), {args.rounds} rounds, "
-        "forward + backward\n"
+        f"forward + backward, {device} {args.dtype}\n"
     )
     print(
         "| model | mode | steps | images | real patches | real/computed | +prefix | epoch wall (s) "
