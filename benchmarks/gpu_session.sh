@@ -14,7 +14,8 @@ done
 # Issue 11: the CUDA attention path for packed NaFlex batches (sdpa's masked rows vs xformers' one row)
 python benchmarks/naflex_packing.py --device cuda --dtype bf16 --model small base --samples 1024 \
   --max-tokens 16384 --seq-lens 256 576 1024 --rounds 3 2>&1 | tee "$out/naflex-packing.txt"
-# Issue 13: the in-process engine's memory with step-by-step log-probs (needs the VLM quickstart's export)
+# Issue 13: the in-process engine's memory with step-by-step log-probs on the VLM quickstart's export
+# (its LM has 512 positions: prompt + new tokens must fit)
 glmkit fit --config recipes/quickstart/vlm_tiny.yaml --trainer.accelerator=gpu --trainer.enable_progress_bar=false \
-  > "$out/vlm-quickstart.txt" 2>&1 && python benchmarks/rollout_logprobs.py --tokens 256 1024 --rows 256 \
+  > "$out/vlm-quickstart.txt" 2>&1 && python benchmarks/rollout_logprobs.py --device cuda --tokens 128 384 --rows 512 \
   2>&1 | tee "$out/rollout-logprobs.txt"

@@ -35,7 +35,7 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
 
     torch.set_num_threads(args.threads)
     policy, processor = load_policy(args.policy)
-    policy.eval()
+    policy.to(args.device).eval()
     category = Counting(seed=0, data_dir=tempfile.mkdtemp(prefix="rollout-logprobs-"))
     samples = [category.sample(i) for i in range(args.rows)]
     n = args.mode_tokens
@@ -59,7 +59,7 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
             asyncio.run(rollout())
         else:  # transformers' output_logits, the log-softmax of every step at the end
             prompts = ChatPrompts(processor)
-            batch = prompts.encode(samples)
+            batch = {k: v.to(args.device) for k, v in prompts.encode(samples).items()}
             torch.manual_seed(repeat)
             with torch.no_grad():
                 out = policy.generate(
@@ -75,11 +75,13 @@ def run_mode(args: argparse.Namespace) -> dict[str, float]:
                 new = out.sequences[:, batch["input_ids"].shape[1] :]
                 logits = torch.stack(out.logits, dim=1).float()
                 torch.log_softmax(logits, dim=-1).gather(-1, new[..., None])
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return {
-        "seconds": min(times),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.device.startswith("cuda"):  # the logits live on the GPU there
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    return {"seconds": min(times), "peak_rss_mib": peak}
 
 
 def main() -> None:
@@ -94,6 +96,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda (peak: RSS on the CPU, allocated memory on CUDA)"
+    )
     parser.add_argument("--mode", choices=["glmkit", "output_logits"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode-tokens", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
