@@ -288,21 +288,24 @@ class OpenAIServerEngine(RolloutEngine):
             return await self._generate_tokens(request, prompt)
         messages = await asyncio.to_thread(self.messages, request.sample)  # image reads stay off the loop
         params = self.request_params(request)
+        reply, latency = await self._send(
+            request, self.client.url, lambda http: self.client.achat(messages, http=http, **params)
+        )
+        return self.completion(request, reply, latency)
+
+    async def _send(self, request: RolloutRequest, url: str, call: Any) -> tuple[Any, float]:
+        """``call(http)``'s answer and its latency, within the concurrency limit and ``timeout_s``."""
         http, slots = self._http()
         async with slots:
             loop = asyncio.get_running_loop()
             sent = loop.time()
             try:
-                reply = await asyncio.wait_for(
-                    self.client.achat(messages, http=http, **params), self.timeout_s
-                )
+                answer = await asyncio.wait_for(call(http), self.timeout_s)
             except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
                 raise TimeoutError(
-                    f"request {request.request_id} got no completion from {self.client.url} "
-                    f"within timeout_s={self.timeout_s}"
+                    f"request {request.request_id} got no completion from {url} within timeout_s={self.timeout_s}"
                 ) from None
-            latency = loop.time() - sent
-        return self.completion(request, reply, latency)
+            return answer, loop.time() - sent
 
     def completion(
         self, request: RolloutRequest, reply: ChatCompletion, latency_s: float = 0.0
@@ -312,9 +315,7 @@ class OpenAIServerEngine(RolloutEngine):
 
         choice = _first_choice(reply.raw)
         logprobs, tokens = _parse_logprobs(choice.get("logprobs"))
-        token_ids = _int_list(choice.get("token_ids"))
-        if token_ids is None and tokens and all(t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
-            token_ids = [int(t[len(_TOKEN_ID_PREFIX) :]) for t in tokens]
+        token_ids = _token_ids(choice, tokens)
         count = usage_count(reply.usage.get("completion_tokens"))
         if not count:
             count = len(token_ids or logprobs or [])
@@ -439,19 +440,10 @@ class OpenAIServerEngine(RolloutEngine):
 
     async def _generate_tokens(self, request: RolloutRequest, prompt: TokenPrompt) -> Completion:
         url, body = await asyncio.to_thread(self.token_request, request, prompt)  # PNG encoding off the loop
-        http, slots = self._http()
-        async with slots:
-            loop = asyncio.get_running_loop()
-            sent = loop.time()
-            try:
-                response = await asyncio.wait_for(
-                    http.post(url, json=body, headers=self.client.headers()), self.timeout_s
-                )
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"request {request.request_id} got no completion from {url} within timeout_s={self.timeout_s}"
-                ) from None
-            latency = loop.time() - sent
+        headers = self.client.headers()
+        response, latency = await self._send(
+            request, url, lambda http: http.post(url, json=body, headers=headers)
+        )
         answer = _json(response)
         if response.status_code != 200 or not isinstance(answer, dict):
             raise RuntimeError(
@@ -483,9 +475,7 @@ class OpenAIServerEngine(RolloutEngine):
     ) -> Completion:
         choice = _first_choice(answer)
         logprobs, tokens = _parse_completion_logprobs(choice.get("logprobs"))
-        ids = _int_list(choice.get("token_ids"))
-        if ids is None and tokens and all(t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
-            ids = [int(t[len(_TOKEN_ID_PREFIX) :]) for t in tokens]
+        ids = _token_ids(choice, tokens)
         metadata = {"model": answer.get("model")}
         return self._token_completion(
             request,
@@ -747,6 +737,14 @@ def _first_choice(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         return choices[0]
     return {}
+
+
+def _token_ids(choice: dict[str, Any], tokens: list[str]) -> list[int] | None:
+    """A choice's generated ids: its ``token_ids``, else vLLM's ``token_id:N`` token strings."""
+    ids = _int_list(choice.get("token_ids"))
+    if ids is None and tokens and all(t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
+        ids = [int(t[len(_TOKEN_ID_PREFIX) :]) for t in tokens]
+    return ids
 
 
 def _int_list(value: Any) -> list[int] | None:
