@@ -16,20 +16,7 @@ from glmkit.rl.gym.categories import OCR, Counting
 from glmkit.rl.rollout import ROLLOUT_ENGINES, Completion, RolloutRequest, SamplingParams
 from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine, token_logprobs
 from glmkit.scoring import Sample
-from tests.models.test_vlm import make_vlm
-
-LLAMA = {
-    "model_type": "llama",
-    "vocab_size": 30534,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-    "pad_token_id": 0,
-}
+from tests.models.test_vlm import llm_config, make_vlm
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +191,7 @@ def test_text_causal_lm_with_its_tokenizer() -> None:
     tokenizer = packaged_tokenizer()
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(**{**LLAMA, "vocab_size": len(tokenizer)})
+        AutoConfig.for_model(**llm_config("llama", len(tokenizer), num_hidden_layers=2))
     ).eval()
     prompts = [Sample(id=f"t{i}", question="count to " + "three " * i, answer="3") for i in range(3)]
     params = SamplingParams(max_new_tokens=5, temperature=0.0)
