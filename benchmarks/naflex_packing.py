@@ -14,9 +14,9 @@ same share of patches per bucket and the same patch positions per step:
                   ``BlockDiagonalMask``) on the flattened token-major axis; since rows then cost
                   nothing, CogViT puts all images of the step on one internal row without padding
   packed+mask     the packed batches with one SDPA call per row and the block-diagonal mask
-                  (glmkit's CPU path before, still its CUDA path without xformers; CogViT keeps a
-                  row per input row for it), defined in this script as the baseline of the change;
-                  its outputs are checked against ``packed`` in float64
+                  (glmkit's CPU path before, still its CUDA path in fp32; CogViT keeps a row per
+                  input row for it), defined in this script as the baseline of the change; its
+                  outputs are checked against ``packed`` in float64
 
 Batches are built first (data loading is not timed). Each round then times a training step
 (forward, loss = mean square of the valid patch tokens, backward; no optimizer step, so the weights
@@ -30,10 +30,12 @@ the encoder's internal positions as computed (a packed row grows by the prefix t
 images; on one internal row, ``packed`` computes no padding at all); ``real tok/s`` and
 ``real tok/CPU-s``: real patches per second of training steps (medians over rounds). The ratios below the table are medians of per-round ratios against ``padded``.
 
-On a GPU (``--device cuda --dtype bf16``) ``packed`` is the ``sdpa`` backend's CUDA path (one masked
-SDPA per row, CogViT keeping the rows), and ``packed+xformers`` (when xformers is installed) packs
-every image on one row under xformers' ``BlockDiagonalMask``: the comparison that picks the CUDA
-path. Steps are synchronised before each timer is read.
+On a GPU (``--device cuda --dtype bf16``) ``packed`` is the ``sdpa`` backend's CUDA path in half
+precision: torch's variable-length flash kernel (``torch.nn.attention.varlen``) with every image
+on one row; ``packed+mask`` is one masked SDPA per row, and ``packed+xformers`` (when xformers is
+installed) every image on one row under xformers' ``BlockDiagonalMask``: the comparison that checks
+the CUDA choice. In fp32 ``packed`` falls back to the masked rows. Steps are synchronised before
+each timer is read.
 
 Example::
 
@@ -118,14 +120,17 @@ def build_batches(args: argparse.Namespace, mode: str) -> list[dict[str, Any]]:
 
 
 def token_counts(
-    batch: dict[str, Any], num_prefix: int, backend: str, device: torch.device
+    batch: dict[str, Any], model: CogViT, backend: str, device: torch.device, dtype: torch.dtype
 ) -> tuple[int, int, int, int]:
     """(real patches, patch positions, real incl. prefix tokens, encoder-internal positions)."""
+    num_prefix = model.num_prefix_tokens
     real = int(batch["patches_valid"].sum())
     positions = batch["patches_valid"].numel()
     images = len(batch["index"])
     rows, length = batch["patches_valid"].shape
-    if "patches_seq_lens" in batch and packed_rows_cost_nothing(backend, device):
+    if "patches_seq_lens" in batch and packed_rows_cost_nothing(
+        backend, device, dtype, model.blocks[0].attn.head_dim
+    ):
         internal = real + num_prefix * images  # CogViT puts all images on one row, no padding
     elif "patches_seq_lens" in batch:  # each image gets its prefix tokens inside the row
         slots = int(batch["patches_seq_lens"].gt(0).sum(1).max())
@@ -157,7 +162,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# ---- baseline: packed rows as one masked SDPA call each (glmkit's CPU path before, its CUDA path now)
+# ---- baseline: packed rows as one masked SDPA call each (glmkit's CPU path before, its CUDA fp32 path)
 def masked_rows_attention(
     q: Tensor,
     k: Tensor,
@@ -250,9 +255,7 @@ def main() -> None:
                         seconds[mode][round_][1] += time.process_time() - cpu
         for mode, mode_batches in batches.items():
             backend = modes[mode][1]
-            counts = np.array(
-                [token_counts(b, model.num_prefix_tokens, backend, device) for b in mode_batches]
-            ).sum(0)
+            counts = np.array([token_counts(b, model, backend, device, dtype) for b in mode_batches]).sum(0)
             rows.append(
                 {
                     "model": name,

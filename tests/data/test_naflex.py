@@ -354,12 +354,32 @@ def test_packed_batch_runs_as_one_row_without_padding_and_equals_the_row_layout(
 
     tokens, out, grads = run()
     assert tokens.shape[:2] == (1, int(batch["patches_valid"].sum()) + t * images)  # one row, no padding
-    monkeypatch.setattr(cogvit, "packed_rows_cost_nothing", lambda backend, device: False)
+    monkeypatch.setattr(cogvit, "packed_rows_cost_nothing", lambda *args: False)
     row_tokens, row_out, row_grads = run()
     assert row_tokens.shape[0] == rows and row_tokens.shape[1] >= n + t  # a row per input row, padded
     torch.testing.assert_close(out, row_out, atol=1e-12, rtol=1e-12)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, row_grads[name], atol=1e-12, rtol=1e-12, msg=name)
+
+
+def test_the_row_layout_is_chosen_for_the_dtype_attention_runs_in(monkeypatch) -> None:
+    # Under autocast the tokens are fp32 but attention runs in bf16: on CUDA that decides between
+    # the varlen flash kernel (one row) and masked rows, so the encoder must ask for autocast's dtype.
+    import glmkit.models.encoders.cogvit as cogvit
+
+    asked = []
+    monkeypatch.setattr(cogvit, "packed_rows_cost_nothing", lambda *args: asked.append(args) or False)
+    encoder = CogViT.preset("tiny", depth=1)
+    schedule = NaFlexSchedule(8, mode="pack", seq_lens=(16,), max_tokens_per_batch=32, seed=0)
+    batch = next(iter(naflex_loader(NaFlexBatches(mixture(8), schedule, NaFlexResize(patch_size=16)))))
+    encoder(**encoder_inputs(batch))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        encoder(**encoder_inputs(batch))
+    head_dim = encoder.blocks[0].attn.head_dim
+    assert asked == [
+        ("sdpa", torch.device("cpu"), torch.float32, head_dim),
+        ("sdpa", torch.device("cpu"), torch.bfloat16, head_dim),
+    ]
 
 
 def test_a_model_trained_at_one_budget_runs_at_twice_the_budget() -> None:

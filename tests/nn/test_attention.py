@@ -210,3 +210,102 @@ def test_xformers_packed_matches_sdpa_packed_on_cuda() -> None:
     ref = attention(q, k, v, seq_lens=seq_lens, backend="sdpa")
     torch.testing.assert_close(out, ref, atol=2e-3, rtol=2e-3)
     assert (out[1, :, 27:] == 0).all()
+
+
+# ---------------------------------------------------------------- CUDA's variable-length flash path
+
+
+def reference_varlen_kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k):
+    """torch's ``varlen_attn`` contract (``[T, heads, hd]``, int32 ``cu_seqlens`` on the tensors'
+    device, the longest block), computed one block at a time with SDPA, for CPU tests of the plumbing."""
+    assert query.ndim == 3 and cu_seq_q.dtype == torch.int32 and cu_seq_q.device == query.device
+    assert cu_seq_k is cu_seq_q and max_k == max_q
+    starts = cu_seq_q.tolist()
+    assert starts[0] == 0 and starts[-1] == query.shape[0]
+    assert max_q == max(b - a for a, b in zip(starts, starts[1:], strict=False))
+    blocks = [
+        F.scaled_dot_product_attention(*(t[a:b].transpose(0, 1) for t in (query, key, value))).transpose(0, 1)
+        for a, b in zip(starts, starts[1:], strict=False)
+    ]
+    return torch.cat(blocks)
+
+
+def test_varlen_path_equals_each_sequence_alone_forward_and_backward() -> None:
+    from glmkit.nn.attention import _varlen_packed
+
+    lengths = [[4, 3, 2], [5, 0, 2], [0, 0, 0]]  # an empty slot, padding, a row of padding only
+    seq_lens = SeqLens.from_lists(lengths)
+    x = torch.randn(3, 10, 3, 2, 8, dtype=torch.float64, requires_grad=True)  # B, N, (q k v), heads, hd
+    q, k, v = (t.transpose(1, 2) for t in x.unbind(2))  # views of token-major memory, as from qkv
+    out = _varlen_packed(q, k, v, seq_lens, kernel=reference_varlen_kernel)
+    torch.testing.assert_close(out, packed_reference(q, k, v, lengths), atol=1e-12, rtol=1e-12)
+    assert (out[1, :, 7:] == 0).all() and (out[2] == 0).all()  # padding queries see no key
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    (want,) = torch.autograd.grad((attention(q, k, v, seq_lens=seq_lens) * weights).sum(), x)
+    torch.testing.assert_close(grad, want, atol=1e-12, rtol=1e-12)
+
+
+def test_varlen_kernel_serves_only_half_precision_on_recent_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmkit.nn.attention import varlen_usable
+
+    cuda = torch.device("cuda")
+    assert not varlen_usable(torch.device("cpu"), torch.bfloat16, 64)
+    assert not varlen_usable(cuda, torch.float32, 64)  # flash kernels take fp16 / bf16 only
+    assert not varlen_usable(cuda, torch.bfloat16, 12)  # head width not a multiple of 8
+    assert not varlen_usable(cuda, torch.bfloat16, 512)
+    assert not varlen_usable(cuda, torch.bfloat16, 64, dropout_p=0.1)  # the kernel has no dropout
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert varlen_usable(cuda, torch.bfloat16, 64) and varlen_usable(cuda, torch.float16, 128)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4: no flash
+    assert not varlen_usable(cuda, torch.bfloat16, 64)
+
+
+def test_backends_declare_where_packed_rows_cost_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmkit.nn.attention import packed_rows_cost_nothing, rows_cost_nothing_when
+
+    @rows_cost_nothing_when(lambda device, dtype, head_dim: dtype == torch.bfloat16 and head_dim <= 64)
+    def declared(q, k, v, attn_mask=None, dropout_p=0.0, seq_lens=None):
+        return F.scaled_dot_product_attention(q, k, v)
+
+    def undeclared(q, k, v, attn_mask=None, dropout_p=0.0, seq_lens=None):
+        return F.scaled_dot_product_attention(q, k, v)
+
+    monkeypatch.setitem(ATTENTION_BACKENDS._entries, "test_declared", declared)
+    monkeypatch.setitem(ATTENTION_BACKENDS._entries, "test_undeclared", undeclared)
+    cpu = torch.device("cpu")
+    assert packed_rows_cost_nothing("test_declared", cpu, torch.bfloat16, 64)
+    assert not packed_rows_cost_nothing("test_declared", cpu, torch.bfloat16, 128)
+    assert not packed_rows_cost_nothing("test_declared", cpu, torch.float32, 64)
+    assert not packed_rows_cost_nothing("test_undeclared", cpu, torch.bfloat16, 64)  # taken as N^2 per row
+    assert packed_rows_cost_nothing("sdpa", cpu, torch.float32, 64)  # one SDPA call per sequence
+    assert not packed_rows_cost_nothing("sdpa", torch.device("cuda"), torch.float32, 64)  # masked rows
+    assert packed_rows_cost_nothing("xformers", torch.device("cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sdpa_packed_on_cuda_runs_the_varlen_kernel_and_equals_each_sequence_alone(
+    dtype: torch.dtype,
+) -> None:
+    from glmkit.nn.attention import varlen_usable
+
+    if not varlen_usable(torch.device("cuda"), dtype, 64):
+        pytest.skip("torch's varlen flash kernel needs compute capability 8.0")
+    lengths = [[17, 20, 0], [9, 9, 9]]
+    seq_lens = SeqLens(torch.tensor(lengths, device="cuda"))
+    q, k, v = (t.cuda().to(dtype).requires_grad_() for t in qkv(batch=2, n=40, dim=64))
+    out = attention(q, k, v, seq_lens=seq_lens)
+    ref = packed_reference(*(t.detach().double() for t in (q, k, v)), lengths)
+    torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
+    assert (out[0, :, 37:] == 0).all() and (out[1, :, 27:] == 0).all()
+    out.float().square().sum().backward()
+    masked = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    mask = seq_lens.block_mask(40)
+    F.scaled_dot_product_attention(*masked, attn_mask=mask).masked_fill(
+        ~seq_lens.valid(40)[:, None, :, None], 0.0
+    ).square().sum().backward()
+    for got, want in zip((q, k, v), masked, strict=True):
+        torch.testing.assert_close(got.grad.float(), want.grad, atol=5e-2, rtol=5e-2)

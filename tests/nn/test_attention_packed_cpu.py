@@ -61,15 +61,6 @@ def test_per_sequence_path_keeps_the_token_major_layout() -> None:
     torch.testing.assert_close(out, _masked_rows(q, k, v, seq_lens), rtol=1e-12, atol=1e-12)
 
 
-def test_packed_rows_cost_nothing_only_where_attention_skips_the_rows() -> None:
-    from glmkit.nn.attention import packed_rows_cost_nothing
-
-    assert packed_rows_cost_nothing("sdpa", torch.device("cpu"))
-    assert not packed_rows_cost_nothing("sdpa", torch.device("cuda"))  # a dense mask per row
-    assert packed_rows_cost_nothing("xformers", torch.device("cuda"))
-    assert not packed_rows_cost_nothing("some_masked_backend", torch.device("cpu"))
-
-
 def test_per_sequence_path_follows_sdpa_kernel_choice_and_dropout() -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

@@ -15,16 +15,29 @@ Which keys a query sees is given in one of two ways, never both:
 * ``seq_lens``, a :class:`~glmkit.nn.packed.SeqLens`: variable-length (packed) attention. Each row
   holds several sequences back to back (NaViT-style packing, arXiv 2307.06304); a token attends
   to the tokens of its own sequence only, and positions after a row's last sequence (padding)
-  return zeros. ``sdpa`` builds the block-diagonal mask once per ``SeqLens`` and reuses it in
-  every layer; ``xformers`` hands the lengths to its ``BlockDiagonalMask``, so no ``N x N`` mask
-  is materialised.
+  return zeros. How each backend runs it is its own choice (below); ``xformers`` hands the lengths
+  to its ``BlockDiagonalMask``, so no ``N x N`` mask is materialised.
 
 A query row whose keys are all masked returns zeros on every backend (never NaN).
 
-FlexAttention's block masks would skip the empty blocks of a packed row, but they need
-``torch.compile`` to be fast (eager FlexAttention is a reference implementation) and a recompile
-per packing pattern; SDPA with a dense block-diagonal mask is exact, runs everywhere and is the
-default.
+Packed attention on ``sdpa``, the fastest exact path these torch versions offer per device:
+
+* CPU: one SDPA call per sequence on views of the token axis. A masked row of ``N`` tokens costs
+  ``N^2`` on the CPU kernels whatever the mask; the sequences alone cost ``sum(n_i^2)``
+  (``benchmarks/naflex_packing.py``).
+* CUDA in fp16 / bf16: torch's variable-length flash kernel (``torch.nn.attention.varlen``,
+  FlashAttention-2's ``cu_seqlens`` interface): all rows on one token axis, no mask, no block
+  between sequences computed.
+* CUDA otherwise (fp32, or a GPU older than sm80): one SDPA call per row with the dense
+  block-diagonal mask (the memory-efficient kernel).
+
+FlexAttention's block masks would also skip the empty blocks, but they need ``torch.compile`` to
+be fast (eager FlexAttention is a reference implementation), a recompile per packing pattern, and
+have no CPU backward in torch 2.14.
+
+Whether a backend's packed attention costs ``sum(n_i^2)`` however the sequences are spread over
+rows is declared by the backend (:func:`rows_cost_nothing_when`) and read by models through
+:func:`packed_rows_cost_nothing`: CogViT then lays every image on one row without padding.
 """
 
 from __future__ import annotations
@@ -32,7 +45,8 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import math
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +79,57 @@ class AttentionFn(Protocol):
 ATTENTION_BACKENDS = declare("attention", "attention backends (attn_backend=...)", base=AttentionFn)
 
 DEFAULT_BACKEND = "sdpa"
+
+# (device, dtype attention runs in, head_dim) -> whether packed rows cost nothing there
+RowsCostNothing = Callable[[torch.device, torch.dtype, int], bool]
+_Backend = TypeVar("_Backend", bound=Callable[..., Tensor])
+
+
+def rows_cost_nothing_when(rule: RowsCostNothing) -> Callable[[_Backend], _Backend]:
+    """Declare where a backend's packed attention costs ``sum(n_i^2)`` however the sequences are
+    spread over rows (a variable-length kernel, or one call per sequence).
+
+    ``rule(device, dtype, head_dim)`` answers for attention in ``dtype`` on ``device``. A backend
+    that declares nothing is taken to pay ``N^2`` per row of ``N`` tokens (a dense mask), so models
+    keep short rows for it.
+    """
+
+    def mark(fn: _Backend) -> _Backend:
+        fn.packed_rows_cost_nothing = rule  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def packed_rows_cost_nothing(
+    backend: str, device: torch.device, dtype: torch.dtype = torch.float32, head_dim: int = 64
+) -> bool:
+    """Whether packed attention on ``backend`` costs ``sum(n_i^2)`` however the sequences are
+    spread over rows, for attention in ``dtype`` with ``head_dim`` channels per head on ``device``
+    (what the backend declared with :func:`rows_cost_nothing_when`; False when it declared nothing).
+    """
+    rule = getattr(get_attention_backend(backend), "packed_rows_cost_nothing", None)
+    return bool(rule(torch.device(device), dtype, head_dim)) if rule is not None else False
+
+
+def _torch_varlen_attn() -> Callable[..., Tensor] | None:
+    """torch's variable-length flash attention (``torch.nn.attention.varlen``), where torch has it."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:  # older torch
+        return None
+    return varlen_attn
+
+
+def varlen_usable(device: torch.device, dtype: torch.dtype, head_dim: int, dropout_p: float = 0.0) -> bool:
+    """Whether torch's variable-length flash kernel serves packed attention here: CUDA, fp16 or
+    bf16, a head width the flash kernels take (a multiple of 8, at most 256), no attention dropout
+    (the kernel has none) and a GPU of compute capability 8.0 or newer."""
+    if device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16) or dropout_p > 0:
+        return False
+    if head_dim % 8 or head_dim > 256 or _torch_varlen_attn() is None:
+        return False
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def expand_attention_mask(attn_mask: Tensor | None, q: Tensor, k: Tensor) -> Tensor | None:
@@ -128,6 +193,9 @@ def _check_one_mask(attn_mask: Tensor | None, seq_lens: SeqLens | None) -> None:
 
 
 @ATTENTION_BACKENDS.register("sdpa")
+@rows_cost_nothing_when(
+    lambda device, dtype, head_dim: device.type == "cpu" or varlen_usable(device, dtype, head_dim)
+)
 def sdpa_attention(
     q: Tensor,
     k: Tensor,
@@ -138,14 +206,18 @@ def sdpa_attention(
 ) -> Tensor:
     """``torch.nn.functional.scaled_dot_product_attention`` (CPU and GPU; picks flash / mem-efficient / math).
 
-    Without a mask PyTorch can use its flash kernels; a boolean mask (packed rows included, as a
-    block-diagonal mask) rules flash out on CUDA and the memory-efficient kernel runs instead. On
-    the CPU packed rows run one SDPA call per sequence instead (no work between sequences).
+    Without a mask PyTorch can use its flash kernels; a boolean mask rules flash out on CUDA and the
+    memory-efficient kernel runs instead. Packed rows run as the module docstring says: one SDPA
+    call per sequence on the CPU, torch's variable-length flash kernel on CUDA in half precision,
+    else the block-diagonal mask.
     """
     _check_one_mask(attn_mask, seq_lens)
     if seq_lens is not None and q.device.type == "cpu":
         _check_packed(seq_lens, q, k)
         return _sdpa_per_sequence(q, k, v, seq_lens, dropout_p)
+    if seq_lens is not None and varlen_usable(q.device, q.dtype, q.shape[-1], dropout_p):
+        _check_packed(seq_lens, q, k)
+        return _varlen_packed(q, k, v, seq_lens)
     if seq_lens is not None:
         mask = packed_attention_mask(seq_lens, q, k)
         # A padding query has no key; SDPA's math kernel returns zeros there, but not every fused
@@ -198,6 +270,30 @@ def _sdpa_per_sequence(q: Tensor, k: Tensor, v: Tensor, seq_lens: SeqLens, dropo
     return out.view(batch, n, heads, head_dim).transpose(1, 2)  # B, heads, N, hd
 
 
+def _varlen_packed(
+    q: Tensor, k: Tensor, v: Tensor, seq_lens: SeqLens, kernel: Callable[..., Tensor] | None = None
+) -> Tensor:
+    """Packed rows through a variable-length kernel (torch's flash ``varlen_attn`` by default).
+
+    All rows lie on one token axis ``[B*N, heads, hd]`` (views of the fused qkv projection's
+    token-major memory, no copy); each sequence and each row's padding run is one block of
+    ``cu_seqlens``, so padding never meets a real token, and padding queries are zeroed after.
+    """
+    kernel = kernel or _torch_varlen_attn()
+    batch, heads, n, head_dim = q.shape
+
+    def flat(t: Tensor) -> Tensor:  # B, heads, N, hd -> B*N, heads, hd
+        return t.transpose(1, 2).reshape(batch * n, heads, head_dim)
+
+    starts = seq_lens.cu_seqlens(n)
+    starts = starts if starts.device == q.device else starts.to(q.device)
+    longest = max(seq_lens.flat_lengths(n), default=0)
+    out = kernel(flat(q), flat(k), flat(v), starts, starts, longest, longest)  # B*N, heads, hd
+    out = out.view(batch, n, heads, head_dim).transpose(1, 2)  # B, heads, N, hd
+    valid = seq_lens.valid(n).to(q.device)
+    return out.masked_fill(~valid[:, None, :, None], 0.0)
+
+
 def _sequence_runs(seq_lens: SeqLens, n: int) -> tuple[list[int], list[bool]]:
     """Lengths of the runs along the flattened ``B * n`` axis (each row's sequences, then its
     padding) and whether each run is a sequence (True) or padding (False)."""
@@ -219,6 +315,7 @@ def is_xformers_available() -> bool:
 
 
 @ATTENTION_BACKENDS.register("xformers")
+@rows_cost_nothing_when(lambda device, dtype, head_dim: device.type == "cuda")
 def xformers_attention(
     q: Tensor,
     k: Tensor,
@@ -299,15 +396,6 @@ def _additive_bias(mask: Tensor, q: Tensor, k: Tensor) -> Tensor:
     return bias
 
 
-def packed_rows_cost_nothing(backend: str, device: torch.device) -> bool:
-    """Whether packed attention on ``backend`` and ``device`` costs ``sum(n_i^2)`` however the
-    sequences are spread over rows: ``sdpa`` on the CPU (one call per sequence) and ``xformers``
-    (one flattened row with ``BlockDiagonalMask``). Elsewhere (``sdpa`` on CUDA, a dense
-    block-diagonal mask per row) a row of ``N`` tokens costs ``N^2``, so short rows are cheaper.
-    """
-    return (backend == "sdpa" and device.type == "cpu") or backend == "xformers"
-
-
 def get_attention_backend(name: str) -> AttentionFn:
     """The backend registered as ``name`` (unknown names list the registered ones)."""
     return ATTENTION_BACKENDS.get(name)
@@ -352,6 +440,8 @@ __all__ = [
     "is_xformers_available",
     "packed_attention_mask",
     "packed_rows_cost_nothing",
+    "rows_cost_nothing_when",
     "sdpa_attention",
+    "varlen_usable",
     "xformers_attention",
 ]

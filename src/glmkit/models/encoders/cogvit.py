@@ -459,7 +459,7 @@ class CogViT(nn.Module):
         positions = torch.arange(n, device=device).expand(batch, n).contiguous()
         slot = torch.searchsorted(ends, positions, right=True)  # B, N: S at padding
         patch_valid = slot < lengths.shape[1]
-        one_row = num_images > 0 and packed_rows_cost_nothing(self.blocks[0].attn.attn_backend, device)
+        one_row = num_images > 0 and self._rows_cost_nothing(tokens)
         if one_row:
             # Image i's prefix starts after all images before it (row-major); its patches T later.
             image_lengths = lengths[rows, slot_idx] + t  # I: each image with its prefix
@@ -529,6 +529,15 @@ class CogViT(nn.Module):
             prefix_index,
         )
         return EmbeddedTokens(inner, rope, None, None, patch_valid, layout)
+
+    def _rows_cost_nothing(self, tokens: Tensor) -> bool:
+        """Whether this encoder's packed attention costs the same however images lie in rows, in the
+        dtype attention will run in (autocast's, where it is on)."""
+        device = tokens.device
+        autocast = torch.is_autocast_enabled(device.type)
+        dtype = torch.get_autocast_dtype(device.type) if autocast else tokens.dtype
+        attn = self.blocks[0].attn
+        return packed_rows_cost_nothing(attn.attn_backend, device, dtype, attn.head_dim)
 
     def _unpack(self, h: Tensor, layout: PackedLayout) -> EncoderOutput:
         """Internal ``[R, L, D]`` back to patch tokens in the input layout and per-image prefix tokens."""
