@@ -108,7 +108,8 @@ def forcing(processor: VLMProcessor, scripts: Sequence[Sequence[int]], only_with
 class ScriptedEngine(RolloutEngine):
     """Replies with ``replies[k]`` in turn ``k`` of each request: its canonical token ids, ended by
     ``<|observation|>`` while it calls tools and by EOS after; records the prompts it was given.
-    ``fail_at`` raises in that turn; ``length_at`` cuts that turn off (no stop token)."""
+    ``fail_at`` raises in that turn; ``length_at`` cuts that turn off (no stop token);
+    ``stop_token_ids`` are the engine's configured turn ends (None: the processor's)."""
 
     def __init__(
         self,
@@ -117,8 +118,9 @@ class ScriptedEngine(RolloutEngine):
         fail_at: int | None = None,
         length_at: int | None = None,
         delay_s: float = 0.0,
+        stop_token_ids: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(stop_token_ids)
         self.processor, self.replies = processor, list(replies)
         self.prompts = ChatPrompts(processor)
         self.fail_at, self.length_at, self.delay_s = fail_at, length_at, delay_s
@@ -323,6 +325,44 @@ def test_runner_needs_an_engine_that_continues_from_tokens(small_text) -> None:
 
     with pytest.raises(TypeError, match="token ids"):
         EpisodeRunner(SimulatedEngine(), [small_text], processor=episode_processor())
+
+
+def test_turns_end_at_the_engines_stop_ids_else_the_processors(processor, small_text) -> None:
+    """The runner asks the inner engine which ids end a turn: the ones it was given, else the
+    policy processor's turn ends; every later turn's prompt carries them."""
+    sample = small_text.sample(0)
+    observation = processor.token_id("<|observation|>")
+    for given, expected in (
+        ([observation, 3], [observation, 3]),
+        (None, processor.stop_token_ids()),
+    ):
+        engine = ScriptedEngine(processor, _answer_and_call(sample), stop_token_ids=given)
+        runner = EpisodeRunner(engine, [small_text])
+        assert runner.stop_token_ids() == expected == engine.stop_token_ids(runner.prompts)
+        (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+        assert done.finish_reason == "stop" and done.metadata["turns"] == 2
+        assert engine.seen[0] is not None and engine.seen[1] is not None
+        assert engine.seen[1].stop_token_ids == tuple(sorted(expected))
+
+
+def test_runner_asks_the_engine_for_its_stop_ids(processor, small_text) -> None:
+    """An engine whose stop_token_ids says otherwise is heard; one without it is refused by name."""
+
+    class OwnStops(ScriptedEngine):
+        def stop_token_ids(self, prompts: Any = None, default: Sequence[int] = ()) -> list[int]:
+            return [11, 4]
+
+    assert EpisodeRunner(OwnStops(processor, ["1"]), [small_text]).stop_token_ids() == [11, 4]
+
+    class NoStops:  # continues from token ids, but is no RolloutEngine
+        prompts = ChatPrompts(processor)
+        weights_version = 0
+
+        async def generate(self, request: RolloutRequest, prompt: TokenPrompt | None = None) -> Completion:
+            raise NotImplementedError
+
+    with pytest.raises(TypeError, match=r"NoStops has no stop_token_ids\(prompts\)"):
+        EpisodeRunner(NoStops(), [small_text])  # type: ignore[arg-type]
 
 
 def test_weights_reach_the_inner_engine(processor, small_text) -> None:

@@ -171,6 +171,39 @@ def test_engine_errors_finish_with_error(vlm, processor, samples, tmp_path: Path
     assert all("out of memory" in c.error for c in out)
 
 
+def test_stop_token_ids_are_the_given_ones_else_the_processors_else_eos(vlm, processor, samples) -> None:
+    engine = InProcessEngine(vlm, processor)
+    assert engine.stop_token_ids(engine.prompts) == processor.stop_token_ids()
+    given = InProcessEngine(vlm, processor, stop_token_ids=(7, 5))
+    assert given.stop_token_ids(given.prompts) == [7, 5] == given.stop_token_ids()
+    # a tokenizer without the processor's turn ends: its EOS (one id or several)
+    for eos, expected in ((3, [3]), ([3, 4], [3, 4])):
+        assert engine.stop_token_ids(ChatPrompts(_Tokenizer(eos))) == expected
+    with pytest.raises(
+        ValueError, match="_Tokenizer has no eos_token_id; give the rollout engine stop_token_ids"
+    ):
+        engine.stop_token_ids(ChatPrompts(_Tokenizer(None)))
+    assert given.stop_token_ids(ChatPrompts(_Tokenizer(None))) == [7, 5]  # given ids need no EOS
+
+    # generation ends at whatever stop_token_ids says: it is the one place the ids come from
+    greedy = SamplingParams(max_new_tokens=6, temperature=0.0)
+    (first,) = asyncio.run(_all(InProcessEngine(vlm, processor), _requests(samples[:1], greedy)))
+
+    class ThirdTokenStops(InProcessEngine):
+        def stop_token_ids(self, prompts=None, default=()):
+            return [first.token_ids[2]]
+
+    (stopped,) = asyncio.run(_all(ThirdTokenStops(vlm, processor), _requests(samples[:1], greedy)))
+    assert stopped.finish_reason == "stop" and stopped.token_ids == first.token_ids[:3]
+
+
+class _Tokenizer:
+    """A tokenizer with an EOS (or none) and nothing else."""
+
+    def __init__(self, eos: int | list[int] | None) -> None:
+        self.eos_token_id = eos
+
+
 def test_load_weights_and_version(vlm, processor, samples) -> None:
     engine = InProcessEngine(tiny_vlm(processor, seed=1), processor)
     asyncio.run(engine.update_weights(3, vlm.state_dict()))

@@ -203,6 +203,32 @@ def test_vllm_takes_text_token_prompts_and_refuses_images_by_name(processor, sma
     assert text.token_ids == [5, 7] and text.logprobs == [-0.5, -0.25] and text.response == "ok"
 
 
+def test_a_turn_stops_at_the_engines_ids_else_the_prompts(processor, small_text, caplog) -> None:
+    """The ids sent with a token prompt: the engine's, else the prompt's (an episode's prompts carry
+    the runner's, which are the processor's turn ends), else none and a warning, once."""
+    request = RolloutRequest("p0", 0, small_text.sample(0), SamplingParams(max_new_tokens=4))
+
+    def sent(engine: OpenAIServerEngine, prompt: TokenPrompt) -> list[int] | None:
+        return engine.token_request(request, prompt)[1]["sampling_params"].get("stop_token_ids")
+
+    given = OpenAIServerEngine("http://127.0.0.1:9/v1", flavour="sglang", stop_token_ids=[7])
+    assert EpisodeRunner(given, [small_text], processor=processor).stop_token_ids() == [7]
+    assert sent(given, TokenPrompt((1, 2), (), (5,))) == [7] == sent(given, TokenPrompt((1, 2)))
+
+    own = OpenAIServerEngine("http://127.0.0.1:9/v1", flavour="sglang")
+    runner = EpisodeRunner(own, [small_text], processor=processor)
+    assert runner.stop_token_ids() == processor.stop_token_ids() == own.stop_token_ids(ChatPrompts(processor))
+    assert sent(own, TokenPrompt((1, 2), (), (5, 6))) == [5, 6]
+    assert own.stop_token_ids() == []
+    with caplog.at_level("WARNING", logger="glmkit.rl.rollout.server"):
+        assert sent(own, TokenPrompt((1, 2))) is None and sent(own, TokenPrompt((3,))) is None
+    assert caplog.text.count("turns stop at the server's EOS only") == 1
+
+    # none at all, given as such: the server's EOS, even over a prompt's ids
+    empty = OpenAIServerEngine("http://127.0.0.1:9/v1", flavour="sglang", stop_token_ids=[])
+    assert sent(empty, TokenPrompt((1, 2), (), (5,))) is None
+
+
 def test_the_generic_flavour_is_refused_by_name(processor, small_text) -> None:
     engine = OpenAIServerEngine("http://127.0.0.1:9/v1", flavour="generic")
     with pytest.raises(TypeError, match="cannot continue an episode from token ids: flavour 'generic'"):

@@ -11,7 +11,12 @@ batch call that returns when the last request does. :class:`RolloutEngine` is th
 * :meth:`~RolloutEngine.abort` cancels outstanding requests (all, or by id) and returns them;
   their callbacks are never called;
 * :meth:`~RolloutEngine.update_weights` loads new policy weights and bumps ``weights_version``;
-  each completion records the version that finished it.
+  each completion records the version that finished it;
+* :meth:`~RolloutEngine.stop_token_ids` says which ids end a turn: the ones the engine was given
+  (``stop_token_ids=`` of :class:`~.inprocess.InProcessEngine` and
+  :class:`~.server.OpenAIServerEngine`), else the policy processor's turn ends. It is the one
+  place that resolves them; the engines generate with it and an
+  :class:`~.episodes.EpisodeRunner` builds its episodes with it.
 
 An engine implements one coroutine, :meth:`~RolloutEngine.generate` (one request to one
 completion; it must let ``asyncio.CancelledError`` through, which is how an abort arrives), and,
@@ -32,12 +37,15 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glmkit.registry import declare
 from glmkit.scoring import Sample
+
+if TYPE_CHECKING:
+    from glmkit.rl.rollout.inprocess import ChatPrompts
 
 FINISH_REASONS = ("stop", "length", "error")
 """How a completion ended: a stop token or string, the token limit, or an engine error."""
@@ -136,11 +144,17 @@ CompletionCallback = Callable[[Completion], None]
 
 class RolloutEngine(ABC):
     """Base of rollout engines: subclasses implement :meth:`generate`; the request bookkeeping,
-    callbacks, aborts and weight versions are shared (module docstring)."""
+    callbacks, aborts, weight versions and turn-ending ids are shared (module docstring).
 
-    def __init__(self) -> None:
+    Args:
+        stop_token_ids: the ids that end a turn, for an engine that generates tokens (None: the
+            policy processor's, see :meth:`stop_token_ids`).
+    """
+
+    def __init__(self, stop_token_ids: Sequence[int] | None = None) -> None:
         self._weights_version = 0
         self._inflight: dict[str, tuple[RolloutRequest, asyncio.Task[Completion]]] = {}
+        self._stop_token_ids = [int(i) for i in stop_token_ids] if stop_token_ids is not None else None
 
     # -- what an engine implements -------------------------------------------------------------
 
@@ -162,6 +176,21 @@ class RolloutEngine(ABC):
         await self.abort()
 
     # -- shared machinery ------------------------------------------------------------------------
+
+    def stop_token_ids(self, prompts: ChatPrompts | None = None, default: Sequence[int] = ()) -> list[int]:
+        """The ids that end a turn: the ones this engine was given, else ``prompts``' turn ends
+        (:meth:`~.inprocess.ChatPrompts.stop_token_ids`: the processor's, else its tokenizer's
+        EOS), else ``default`` (a server engine passes a token prompt's own ids; ``[]`` leaves the
+        turn to the server's EOS).
+
+        Raises:
+            ValueError: none were given and ``prompts``' tokenizer has no EOS.
+        """
+        if self._stop_token_ids is not None:
+            return list(self._stop_token_ids)
+        if prompts is not None:
+            return prompts.stop_token_ids()
+        return [int(i) for i in default]
 
     @property
     def weights_version(self) -> int:

@@ -116,7 +116,8 @@ class EpisodeBuilder:
     Args:
         env: the environment (a fresh episode is opened by :meth:`start`).
         prompts: the policy's chat rendering and tokenization.
-        stop_token_ids: ids that end a turn (the inner engine's).
+        stop_token_ids: ids that end a turn (the inner engine's
+            :meth:`~.engine.RolloutEngine.stop_token_ids`).
     """
 
     def __init__(self, env: TaskEnvironment, prompts: ChatPrompts, stop_token_ids: Sequence[int]) -> None:
@@ -228,7 +229,8 @@ class EpisodeRunner(RolloutEngine):
         engine: the policy's engine; it must continue from token ids (``generate(request,
             prompt=TokenPrompt)``, as :class:`~.inprocess.InProcessEngine` and an SGLang
             :class:`~.server.OpenAIServerEngine` do; an engine's ``token_prompt_refusal()`` may
-            refuse).
+            refuse). Its :meth:`~.engine.RolloutEngine.stop_token_ids` (the ids it was given,
+            else the processor's turn ends) end each turn of an episode.
         categories: the task categories; samples of the multi-step ones (by ``source``) run as
             episodes, all others go to ``engine`` as they are.
         processor: the policy's processor (None: the inner engine's ``prompts``).
@@ -257,6 +259,12 @@ class EpisodeRunner(RolloutEngine):
         reason = refusal() if callable(refusal) else None
         if reason:
             raise TypeError(f"{type(engine).__name__} cannot continue an episode from token ids: {reason}")
+        if not callable(getattr(engine, "stop_token_ids", None)):
+            raise TypeError(
+                f"{type(engine).__name__} has no stop_token_ids(prompts): an episode's turns end at the ids "
+                "the engine generates with; subclass glmkit.rl.rollout.RolloutEngine (whose "
+                "stop_token_ids gives the ids passed as stop_token_ids=, else the processor's turn ends)"
+            )
         self.engine = engine
         self.categories = list(categories)
         self.multi_step = {c.source for c in self.categories if c.multi_step}
@@ -293,10 +301,10 @@ class EpisodeRunner(RolloutEngine):
         """True when ``sample`` belongs to a multi-step category."""
         return sample.source in self.multi_step
 
-    def stop_token_ids(self) -> list[int]:
-        """The ids that end a turn: the inner engine's, else the processor's."""
-        given = getattr(self.engine, "_stop_ids", None)
-        return list(given) if given is not None else self.prompts.stop_token_ids()
+    def stop_token_ids(self, prompts: ChatPrompts | None = None, default: Sequence[int] = ()) -> list[int]:
+        """The ids that end a turn: the inner engine's (:meth:`~.engine.RolloutEngine.stop_token_ids`
+        with ``prompts``, by default the policy's)."""
+        return self.engine.stop_token_ids(prompts if prompts is not None else self.prompts, default)
 
     # -- RolloutEngine ---------------------------------------------------------------------------
     async def generate(self, request: RolloutRequest) -> Completion:

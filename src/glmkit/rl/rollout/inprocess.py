@@ -71,7 +71,8 @@ class TokenPrompt:
     How an episode continues after its first turn (:mod:`~.episodes`): the ids are the opening's
     rendering, the tokens the policy generated and the observations' rendered tokens, so what the
     policy generated is never decoded and tokenized again. ``stop_token_ids`` are the ids that end
-    the turn (the episode's; a server engine without its own sends them, this engine uses its own).
+    the turn (the episode's, from :meth:`~.engine.RolloutEngine.stop_token_ids`; a server engine
+    without its own sends them, this engine uses its own).
     """
 
     token_ids: tuple[int, ...]
@@ -106,7 +107,8 @@ class ChatPrompts:
         eos = self.tokenizer.eos_token_id
         if eos is None:
             raise ValueError(
-                f"{type(self.tokenizer).__name__} has no eos_token_id; give InProcessEngine stop_token_ids"
+                f"{type(self.tokenizer).__name__} has no eos_token_id; give the rollout engine "
+                "stop_token_ids (InProcessEngine, OpenAIServerEngine)"
             )
         return [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
 
@@ -409,7 +411,8 @@ class InProcessEngine(RolloutEngine):
         max_batch_size: most requests in one ``generate`` call.
         in_thread: run ``generate`` in a worker thread (the event loop keeps scoring completions);
             False runs it in the loop (simpler to debug).
-        stop_token_ids: ids that end a response (default: the processor's turn ends, else EOS).
+        stop_token_ids: ids that end a response (default: the processor's turn ends, else EOS;
+            :meth:`~.engine.RolloutEngine.stop_token_ids` resolves them).
         seed: sampling seed; batch ``k`` samples with a generator state derived from ``(seed, k)``.
     """
 
@@ -423,13 +426,12 @@ class InProcessEngine(RolloutEngine):
         stop_token_ids: Sequence[int] | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(stop_token_ids)
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.max_batch_size = int(max_batch_size)
         self.in_thread = in_thread
         self.seed = int(seed)
-        self._stop_ids = list(stop_token_ids) if stop_token_ids is not None else None
         self.model: nn.Module | None = None
         self.prompts: ChatPrompts | None = None
         self.batches = 0  # generate calls so far (the sampling seed's counter)
@@ -568,7 +570,7 @@ class InProcessEngine(RolloutEngine):
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in self._encode(items).items()}
         prompt_length = int(batch["input_ids"].shape[1])
-        stop_ids = self._stop_ids if self._stop_ids is not None else prompts.stop_token_ids()
+        stop_ids = self.stop_token_ids(prompts)
         tokenizer = prompts.tokenizer
         greedy = params.temperature == 0
         sampling: dict[str, Any] = (

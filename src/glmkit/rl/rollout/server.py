@@ -147,8 +147,9 @@ class OpenAIServerEngine(RolloutEngine):
         weight_timeout_s: the deadline of one weight push (saving excluded).
         vllm_load_method: the worker method a vLLM push calls (:class:`VLLMWeightLoader`'s).
         stop_token_ids: the ids that end a turn, sent with token-prompt requests; None: the
-            prompt's own (an episode's :class:`~.episodes.EpisodeRunner` gives the policy
-            processor's ``stop_token_ids()``), else the server's (its model's EOS).
+            prompt's own (an :class:`~.episodes.EpisodeRunner` gives its episodes this engine's
+            :meth:`~.engine.RolloutEngine.stop_token_ids`, the policy processor's turn ends), else
+            the server's (its model's EOS).
     """
 
     def __init__(
@@ -169,7 +170,7 @@ class OpenAIServerEngine(RolloutEngine):
         vllm_load_method: str = "glmkit_load_weights",
         stop_token_ids: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(stop_token_ids)
         from glmkit.agent.client import OpenAIChatClient
 
         if flavour not in FLAVOURS:
@@ -202,8 +203,6 @@ class OpenAIServerEngine(RolloutEngine):
         self.keep_weights = keep_weights
         self.weight_timeout_s = weight_timeout_s
         self.vllm_load_method = vllm_load_method
-        # the name InProcessEngine uses: EpisodeRunner.stop_token_ids() reads it
-        self._stop_ids = [int(i) for i in stop_token_ids] if stop_token_ids is not None else None
         self._warned_stop_ids = False
         # The client's own timeout is a backstop: the engine's deadline (asyncio) ends a request first.
         self.client: OpenAIChatClient = OpenAIChatClient(
@@ -427,7 +426,7 @@ class OpenAIServerEngine(RolloutEngine):
     def _turn_stops(self, request: RolloutRequest, prompt: TokenPrompt) -> dict[str, list]:
         """A turn's ``stop`` strings and ``stop_token_ids`` (the engine's, else the prompt's), the
         keys both servers read, present only when set."""
-        ids = list(self._stop_ids) if self._stop_ids is not None else [int(i) for i in prompt.stop_token_ids]
+        ids = self.stop_token_ids(default=prompt.stop_token_ids)
         if not ids and not self._warned_stop_ids:
             self._warned_stop_ids = True
             logger.warning(
