@@ -6,6 +6,8 @@ ChatModel. Everything is tiny, random and built here; nothing is downloaded."""
 from __future__ import annotations
 
 import copy
+import logging
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -510,6 +512,56 @@ def test_save_and_load_round_trip(processor, tmp_path, lora):
     # the encoder export and the processor load on their own
     assert isinstance(CogViT.from_pretrained(directory / ENCODER_DIR), CogViT)
     assert VLMProcessor.from_pretrained(directory).model_kwargs() == processor.model_kwargs()
+
+
+@contextmanager
+def transformers_log():
+    """The messages transformers logs while the block runs (its loggers do not propagate to caplog)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def add_tensors(directory, tensors: dict[str, torch.Tensor]) -> None:
+    """Write ``tensors`` into the checkpoint's ``model.safetensors`` beside its own."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = str(directory / "model.safetensors")
+    with safe_open(path, framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file({**load_file(path), **tensors}, path, metadata=metadata)
+
+
+def test_an_mtp_export_loads_as_a_plain_vlm_without_unexpected_mtp_keys(processor, tmp_path):
+    """The MTP layers of an MMTP export (what ``VLMPretrain.export`` writes) are expected to go unused."""
+    from glmkit.models.mtp import MTPCausalLM
+
+    vlm = make_vlm(processor)  # 1 decoder layer: the MTP layer is model.layers.1
+    directory = vlm.save_pretrained(tmp_path / "vlm", processor=processor, save_language_model=False)
+    MTPCausalLM(vlm.causal_lm, depths=1).save_pretrained(directory)
+    with transformers_log() as messages:
+        loaded = VisionLanguageModel.from_pretrained(directory)
+    assert not any("UNEXPECTED" in message for message in messages), messages
+    state, other = vlm.state_dict(), loaded.state_dict()
+    assert state.keys() == other.keys()
+    assert all(torch.equal(state[key], other[key]) for key in state)
+
+    # a key of no MTP layer (layer 2 is past the one MTP layer) is still reported
+    add_tensors(
+        directory, {"model.layers.2.foreign.weight": torch.zeros(2), "model.foreign.bias": torch.zeros(2)}
+    )
+    with transformers_log() as messages:
+        VisionLanguageModel.from_pretrained(directory)
+    report = "\n".join(message for message in messages if "LOAD REPORT" in message)
+    assert "model.layers.2.foreign.weight" in report and "model.foreign.bias" in report
+    assert "model.layers.1." not in report and "eh_proj" not in report
 
 
 def test_saving_merged_lora_leaves_the_model_unchanged(processor, tmp_path):

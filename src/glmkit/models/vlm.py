@@ -59,6 +59,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from glmkit.models.encoders.cogvit import CogViT
+from glmkit.models.mtp.checkpoint import load_language_model
 from glmkit.models.projectors.base import PROJECTORS, Projector
 from glmkit.models.zoo import class_path_of, glmkit_version, load_pretrained
 
@@ -218,6 +219,8 @@ def build_language_model(
 
     A config is a ``PretrainedConfig`` or a dict with ``model_type`` (``{"model_type": "llama",
     "hidden_size": 64, ...}``); ``dtype`` (``"bfloat16"``, ...) applies to hub ids and directories.
+    The MTP layers an export of ``MTPCausalLM`` carries are left out without being reported as
+    unexpected keys (:func:`glmkit.models.mtp.checkpoint.load_language_model`).
     """
     if isinstance(spec, nn.Module):
         return spec
@@ -233,7 +236,7 @@ def build_language_model(
     if isinstance(spec, PretrainedConfig):
         return AutoModelForCausalLM.from_config(spec)
     kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
-    return AutoModelForCausalLM.from_pretrained(str(spec), **kwargs)
+    return load_language_model(spec, **kwargs)
 
 
 def build_projector(

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import pytest
 import torch
 
-from glmkit.models.mtp import MTPCausalLM, from_checkpoint_key, to_checkpoint_key
+from glmkit.models.mtp import (
+    MTPCausalLM,
+    from_checkpoint_key,
+    load_language_model,
+    mtp_key_pattern,
+    to_checkpoint_key,
+)
 from glmkit.models.mtp.checkpoint import read_checkpoint_tensors
 from tests.models.mtp.tiny import tiny_llm
 
@@ -79,9 +86,40 @@ def test_round_trip_and_plain_transformers_loading(tmp_path, kind: str) -> None:
     assert all(torch.equal(state[key], other[key]) for key in state)
     ids = torch.randint(0, 16, (1, 6))
     torch.testing.assert_close(loaded(ids).mtp_logits[1], model(ids).mtp_logits[1])
-    # the LLM part loads in plain transformers (the MTP layers are reported as unused keys)
+    # the LLM part loads in plain transformers (which reports the MTP layers as unused keys)
     plain = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(plain(ids).logits, model.llm(ids).logits)
+
+
+def test_the_mtp_layers_a_config_records_match_under_any_decoder_prefix() -> None:
+    from transformers import LlamaConfig
+
+    assert mtp_key_pattern(LlamaConfig(num_hidden_layers=46)) is None
+    pattern = re.compile(mtp_key_pattern(LlamaConfig(num_hidden_layers=46, num_nextn_predict_layers=2)))
+    for key in ("model.layers.46.eh_proj.weight", "model.language_model.layers.47.mlp.up_proj.weight"):
+        assert pattern.search(key), key
+    for key in ("model.layers.45.mlp.up_proj.weight", "model.layers.48.eh_proj.weight", "model.layers.460.x"):
+        assert not pattern.search(key), key
+
+
+def test_the_llm_loads_without_its_mtp_layers_reported_unexpected(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+    from transformers import LlamaForCausalLM
+
+    model = MTPCausalLM(tiny_llm("llama", layers=2), depths=1)
+    model.save_pretrained(tmp_path)
+    llm, info = load_language_model(tmp_path, output_loading_info=True)
+    assert info["unexpected_keys"] == set() and info["missing_keys"] == set()
+    state = model.llm.state_dict()
+    assert all(torch.equal(value, llm.state_dict()[key]) for key, value in state.items())
+    assert "_keys_to_ignore_on_load_unexpected" not in LlamaForCausalLM.__dict__  # the class is restored
+    # keys outside the recorded MTP layer (layer 3 is past it) are still reported
+    path = str(tmp_path / "model.safetensors")
+    save_file(
+        {**load_file(path), "model.layers.3.mlp.up_proj.weight": torch.zeros(2)}, path, {"format": "pt"}
+    )
+    _, info = load_language_model(tmp_path, output_loading_info=True)
+    assert info["unexpected_keys"] == {"model.layers.3.mlp.up_proj.weight"}
 
 
 def test_a_checkpoint_without_mtp_weights_loads_with_fresh_heads(tmp_path) -> None:

@@ -13,17 +13,22 @@ Here the prefix is the LLM's own decoder path (``model.layers.`` for ``*ForCausa
 glmkit's shared ``<|image|>`` vector (GLM-5V-Turbo section 2.2, option 3) has no published name; it
 is stored under the first MTP layer as ``{prefix}{N}.image_input.embedding``, so loaders that skip
 layers ``>= N`` for the main model skip it too.
+
+:func:`load_language_model` loads the LLM of such a checkpoint without transformers reporting the
+MTP layers the config records as unexpected keys.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from glmkit.models.mtp.heads import MTPHeads
 
@@ -33,6 +38,8 @@ OWN_NAMES: tuple[str, ...] = ("enorm.", "hnorm.", "eh_proj.", "shared_head.norm.
 SHARED_NAMES: tuple[str, ...] = ("embed_tokens.", "shared_head.head.")
 CONFIG_DEPTHS_KEY = "num_nextn_predict_layers"
 CONFIG_IMAGE_INPUT_KEY = "mtp_image_input"
+#: ``from_pretrained`` arguments that say which ``config.json`` it reads
+_CONFIG_LOCATION_ARGS = ("cache_dir", "local_files_only", "revision", "subfolder", "token")
 
 
 def to_checkpoint_key(local: str, num_hidden_layers: int, prefix: str) -> str | None:
@@ -197,13 +204,79 @@ def read_checkpoint_tensors(directory: str | Path, keep: Callable[[str], bool]) 
     return out
 
 
+def mtp_key_pattern(config: Any) -> str | None:
+    """A regex matching the checkpoint keys of the MTP layers ``config`` records (None if it records none).
+
+    ``num_nextn_predict_layers = D`` on the text config makes layers ``N .. N + D - 1`` (``N =
+    num_hidden_layers``) the MTP layers, under whichever decoder prefix the model uses
+    (``model.layers.``, ``model.language_model.layers.``).
+    """
+    text_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    depths = int(getattr(text_config, CONFIG_DEPTHS_KEY, None) or 0)
+    if depths == 0:
+        return None
+    first = int(text_config.num_hidden_layers)
+    layers = "|".join(str(first + k) for k in range(depths))
+    return rf"(?:^|\.)layers\.(?:{layers})\."
+
+
+@contextmanager
+def _ignoring_unexpected(model_class: type, pattern: str) -> Iterator[None]:
+    """``model_class._keys_to_ignore_on_load_unexpected`` with ``pattern`` added, while the block runs.
+
+    transformers copies the class attribute onto each instance in ``post_init``, before it loads
+    the weights, so the class is the only place a caller can extend it; it is restored afterwards
+    (a load of the same class in another thread meanwhile would skip reporting those keys too).
+    """
+    name = "_keys_to_ignore_on_load_unexpected"
+    had_own = name in model_class.__dict__
+    own = model_class.__dict__.get(name)
+    setattr(model_class, name, [*(getattr(model_class, name, None) or ()), pattern])
+    try:
+        yield
+    finally:
+        if had_own:
+            setattr(model_class, name, own)
+        else:
+            delattr(model_class, name)
+
+
+def load_language_model(path: str | Path, auto_class: Any = None, **kwargs: Any) -> nn.Module:
+    """``auto_class.from_pretrained(path, **kwargs)`` (default ``AutoModelForCausalLM``), quiet about MTP layers.
+
+    A checkpoint written by :meth:`MTPCausalLM.save_pretrained` holds the MTP layers beside the LLM;
+    the LLM has no place for them, and transformers would list every one as UNEXPECTED in its load
+    report. The layers the config records (:func:`mtp_key_pattern`) are declared expected to go
+    unused, as transformers' own DeepSeek-V3 and GLM-4.5 classes declare theirs; any other unused
+    key is still reported. The weights loaded are the same either way; ``kwargs`` go to
+    ``from_pretrained`` (``output_loading_info=True`` returns ``(model, info)`` as there).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    auto_class = AutoModelForCausalLM if auto_class is None else auto_class
+    where = {key: value for key, value in kwargs.items() if key in _CONFIG_LOCATION_ARGS}
+    config = AutoConfig.from_pretrained(str(path), **where)
+    pattern = mtp_key_pattern(config)
+    if pattern is None:
+        return auto_class.from_pretrained(str(path), **kwargs)
+    model_class = auto_class
+    if hasattr(auto_class, "_model_mapping"):  # an Auto* class: the model class it picks for the config
+        from transformers.models.auto.auto_factory import _get_model_class
+
+        model_class = _get_model_class(config, auto_class._model_mapping)
+    with _ignoring_unexpected(model_class, pattern):
+        return auto_class.from_pretrained(str(path), **kwargs)
+
+
 __all__ = [
     "CONFIG_DEPTHS_KEY",
     "CONFIG_IMAGE_INPUT_KEY",
     "MTPLoadReport",
     "export_mtp_state_dict",
     "from_checkpoint_key",
+    "load_language_model",
     "load_mtp_state_dict",
+    "mtp_key_pattern",
     "read_checkpoint_tensors",
     "to_checkpoint_key",
 ]

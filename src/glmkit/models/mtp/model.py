@@ -8,8 +8,9 @@ for image positions). :class:`glmkit.losses.mtp.MTPLoss` turns the result into t
 
 Checkpoints use the transformers layout: the LLM's own weights under their usual names, the MTP
 depths as the extra decoder layers GLM and DeepSeek publish (:mod:`glmkit.models.mtp.checkpoint`),
-so the directory loads in plain transformers (the MTP keys are reported as unused) and in serving
-stacks that map ``model.layers.{num_hidden_layers}``.
+so the directory loads in plain transformers (the MTP keys are reported as unused; glmkit's loaders,
+:func:`~glmkit.models.mtp.checkpoint.load_language_model`, expect them) and in serving stacks that
+map ``model.layers.{num_hidden_layers}``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from glmkit.models.mtp.checkpoint import (
     MTPLoadReport,
     export_mtp_state_dict,
     from_checkpoint_key,
+    load_language_model,
     load_mtp_state_dict,
     read_checkpoint_tensors,
 )
@@ -274,9 +276,7 @@ class MTPCausalLM(nn.Module):
         checkpoint without MTP weights loads too: the heads are freshly initialised and a warning
         says so; the :class:`MTPLoadReport` is kept as ``model.mtp_load_report``.
         """
-        if auto_class is None:
-            from transformers import AutoModelForCausalLM as auto_class
-        llm = auto_class.from_pretrained(str(path), **kwargs)
+        llm = load_language_model(path, auto_class, **kwargs)
         config = decoder_parts(llm).config
         depths = depths if depths is not None else (getattr(config, CONFIG_DEPTHS_KEY, None) or 1)
         image_input = image_input or getattr(config, CONFIG_IMAGE_INPUT_KEY, None) or "image_token"
