@@ -11,7 +11,8 @@ for preset in base large; do
   python benchmarks/encoder_throughput.py --device cuda --dtype bf16 --preset "$preset" \
     --batch-size 64 --steps 20 --warmup 5 2>&1 | tee "$out/encoder-$preset.txt"
 done
-# Issue 11: the CUDA attention path for packed NaFlex batches (sdpa's masked rows vs xformers' one row)
+# Issue 11: the CUDA attention path for packed NaFlex batches (sdpa's varlen flash kernel on one row vs
+# masked rows vs xformers' one row)
 python benchmarks/naflex_packing.py --device cuda --dtype bf16 --model small base --samples 1024 \
   --max-tokens 16384 --seq-lens 256 576 1024 --rounds 3 2>&1 | tee "$out/naflex-packing.txt"
 # Issue 13: the in-process engine's memory with step-by-step log-probs on the VLM quickstart's export

@@ -298,11 +298,13 @@ class TransformersChatModel:
     ) -> TransformersChatModel:
         """Load a causal LM and its tokenizer from a hub id or a local directory."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from glmkit.models.mtp import load_language_model  # an MTP export's extra layers are expected
 
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         load_kwargs = {"dtype": getattr(torch, dtype)} if dtype is not None else {}
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **load_kwargs)
+        model = load_language_model(name_or_path, **load_kwargs)
         if device is not None:
             model = model.to(device)
         model.eval()
