@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from glmkit.data.vlm_samples import packaged_tokenizer
 from glmkit.losses.policy import ClippedPolicyLoss
+from glmkit.models import vlm_processor
 from glmkit.models.frozen import FrozenModels, module_device
 from glmkit.models.vlm import VisionLanguageModel
 from glmkit.models.vlm_processor import VLMProcessor
@@ -403,6 +405,56 @@ class ScriptedPolicyEngine(InProcessEngine):
         ids.append(processor.token_id("<|observation|>") if turn == 0 else tokenizer.eos_token_id)
         logprobs = [-0.5 - 0.01 * k for k in range(len(ids))]
         return Completion(request, text, "stop", len(ids), self.weights_version, ids, logprobs)
+
+
+def test_pack_items_are_the_teacher_forced_sizes_from_images_processed_once(tmp_path, monkeypatch) -> None:
+    """Each sample's PackItem is its row of the teacher-forced batch (prompt + response tokens,
+    each image's patches), for single-step samples and episodes; packing counts them without
+    cutting any image into patches, and a step reads each prompt image from disk once (packing
+    used to encode every prompt, images included, and teacher forcing encoded it again)."""
+    processor = episode_processor()
+    category = SmallText(data_dir=str(tmp_path), max_turns=2)
+    mix = TaskMix(
+        [category, Counting(data_dir=str(tmp_path))], {"small_text": 1.0, "counting": 1.0}, num_samples=16
+    )
+    prompts = TaskPrompts(mix)
+    rl = stage(
+        processor, engine=ScriptedPolicyEngine(category, max_batch_size=8), group_size=2, groups_per_step=4
+    )
+    rl.trainer = SimpleNamespace(global_rank=0, world_size=1, datamodule=prompts)
+    rl.setup_rollout(prompts)
+    try:
+        samples, by_id = rl.gather_rollouts(rl._run(rl.pipeline.next_batch()))
+    finally:
+        rl.close()
+    chosen = [i for i, s in enumerate(samples) if rl.trainable(s, by_id)]
+    assert any(samples[i].observation_images for i in chosen)
+    assert any(samples[i].token_mask is None and by_id[samples[i].prompt_id].images for i in chosen)
+
+    reads: Counter[str] = Counter()
+    processed: list = []
+    decode, preprocess = vlm_processor.decode_image, VLMProcessor.preprocess_image
+    monkeypatch.setattr(
+        vlm_processor, "decode_image", lambda src, where: reads.update([src]) or decode(src, where)
+    )
+    monkeypatch.setattr(
+        VLMProcessor, "preprocess_image", lambda self, im: processed.append(im) or preprocess(self, im)
+    )
+    items = rl.pack_items(samples, chosen, by_id)
+    assert not processed  # sizes from the text and the image sizes
+    rl.micro_batch_loss(samples, chosen, by_id, torch.ones(len(samples)), 1)
+    assert processed and reads and set(reads.values()) == {1}, reads  # each prompt image read once
+    monkeypatch.undo()
+
+    for i, item in zip(chosen, items, strict=True):
+        s = samples[i]
+        prompt = by_id[s.prompt_id]
+        prompt = prompt if s.token_mask is None else rl.rollout_engine.opening(prompt)
+        batch, _, _ = rl.prompts.teacher_forcing_batch(
+            [prompt], [rl.response_ids(s)], [s.token_mask], [s.observation_images]
+        )
+        assert item.text_tokens == int(batch["attention_mask"].sum()), s
+        assert item.image_patches == tuple(batch["grid_thw"].prod(dim=1).tolist()), s
 
 
 def _episode_run(tmp_path: Path, max_steps: int, ckpt: Path | None = None, save: Path | None = None) -> list:

@@ -92,7 +92,7 @@ from glmkit.rl.rollout import (
     score_completion,
 )
 from glmkit.rl.rollout.episodes import EpisodeBuilder, EpisodeRunner, EpisodeTrace
-from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine, token_logprobs
+from glmkit.rl.rollout.inprocess import ChatPrompts, InProcessEngine, Prompt, token_logprobs
 from glmkit.scoring import Sample
 from glmkit.stages.base import STAGES, Stage
 
@@ -545,7 +545,8 @@ class MultiTaskRL(Stage):
             engine.attach(self.policy, processor)
         self._engine_seed = engine.seed if isinstance(engine, InProcessEngine) else 0
         self.rollout_engine: RolloutEngine = engine  # an EpisodeRunner around it with multi-step tasks
-        self._openings: dict[str, list[dict[str, Any]]] = {}  # this step's episode openings, by group id
+        # this step's prompts as the trainer encodes them (prompt_of), by group id and episode or not
+        self._step_prompts: dict[tuple[str, bool], Prompt] = {}
         self.pipeline: RolloutPipeline | None = None
         self.reward: Any = None
         self.warm_started = warmup_sft_steps == 0
@@ -757,7 +758,7 @@ class MultiTaskRL(Stage):
             return None
         samples, prompts = self.gather_rollouts(rollout)  # every rank's, the same on all ranks
         metrics = self.global_rollout_metrics(rollout, samples)
-        self._openings = {}
+        self._step_prompts = {}
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
         group_ids = [s.prompt_id for s in samples]
         keep = torch.ones(len(samples), dtype=torch.bool)
@@ -824,15 +825,19 @@ class MultiTaskRL(Stage):
             out[key] = max(values) if key == "rollout/wall_s" else float(sum(values))
         return out
 
-    def prompt_of(self, sample: ScoredSample, prompts: Mapping[str, Sample]) -> Sample | list[dict[str, Any]]:
-        """What the response of ``sample`` answers: its prompt, or, for an episode, the episode's
-        opening conversation (rebuilt from the prompt, once per group and step)."""
-        prompt = prompts[sample.prompt_id]
-        if sample.token_mask is None or not isinstance(self.rollout_engine, EpisodeRunner):
-            return prompt
-        if sample.prompt_id not in self._openings:
-            self._openings[sample.prompt_id] = self.rollout_engine.opening(prompt)
-        return self._openings[sample.prompt_id]
+    def prompt_of(self, sample: ScoredSample, prompts: Mapping[str, Sample]) -> Prompt:
+        """What the response of ``sample`` answers, built once per group and step: its prompt with
+        its images decoded (:meth:`ChatPrompts.with_decoded_images`: packing and teacher forcing
+        then read them from disk once), or, for an episode, the episode's opening conversation
+        (rebuilt from the prompt; its images are decoded already)."""
+        key = (sample.prompt_id, sample.token_mask is not None)
+        if key not in self._step_prompts:
+            prompt = prompts[sample.prompt_id]
+            if sample.token_mask is not None and isinstance(self.rollout_engine, EpisodeRunner):
+                self._step_prompts[key] = self.rollout_engine.opening(prompt)
+            else:
+                self._step_prompts[key] = self.prompts.with_decoded_images(prompt)
+        return self._step_prompts[key]
 
     def trainable(self, sample: ScoredSample, prompts: Mapping[str, Sample]) -> bool:
         """The sample has response tokens, none of them an image placeholder the policy wrote (the
@@ -945,17 +950,15 @@ class MultiTaskRL(Stage):
         self, samples: Sequence[ScoredSample], chosen: Sequence[int], prompts: Mapping[str, Sample]
     ) -> list[PackItem]:
         """One :class:`PackItem` per chosen sample: prompt + response tokens, each image's patches
-        (an episode's: its opening's images, then its observations')."""
+        (an episode's: its opening's images, then its observations'), counted from the prompt's text
+        and image sizes (:meth:`ChatPrompts.size`); only the teacher-forced batch processes the images."""
         sizes: dict[tuple[str, bool], tuple[int, tuple[int, ...]]] = {}
         items = []
         for i in chosen:
             sample = samples[i]
             key = (sample.prompt_id, sample.token_mask is not None)
             if key not in sizes:
-                encoded = self.prompts.encode([self.prompt_of(sample, prompts)], padding_side="right")
-                grid = encoded.get("grid_thw")
-                patches = tuple(int(t * h * w) for t, h, w in grid.tolist()) if grid is not None else ()
-                sizes[key] = (int(encoded["input_ids"].shape[1]), patches)
+                sizes[key] = self.prompts.size(self.prompt_of(sample, prompts))
             length, patches = sizes[key]
             if sample.observation_images:
                 patches = (*patches, *self.prompts.patch_counts(sample.observation_images))
@@ -974,17 +977,12 @@ class MultiTaskRL(Stage):
         an episode's observation tokens are masked out."""
         chosen = [samples[i] for i in rows]
         responses = [self.response_ids(s) for s in chosen]
-        if any(s.token_mask is not None for s in chosen):
-            batch, ids, mask = self.prompts.teacher_forcing_batch(
-                [self.prompt_of(s, prompts) for s in chosen],
-                responses,
-                [s.token_mask for s in chosen],
-                [s.observation_images for s in chosen],
-            )
-        else:
-            batch, ids, mask = self.prompts.teacher_forcing_batch(
-                [prompts[s.prompt_id] for s in chosen], responses
-            )
+        batch, ids, mask = self.prompts.teacher_forcing_batch(
+            [self.prompt_of(s, prompts) for s in chosen],
+            responses,
+            [s.token_mask for s in chosen],  # None, no observation images: a single-step sample
+            [s.observation_images for s in chosen],
+        )
         batch = {k: v.to(self.device) for k, v in batch.items()}
         ids, mask = ids.to(self.device), mask.to(self.device)
         temperature = self.params.temperature

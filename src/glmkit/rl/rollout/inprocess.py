@@ -160,6 +160,36 @@ class ChatPrompts:
             return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         return sample.question
 
+    def with_decoded_images(self, sample: Sample) -> Prompt:
+        """``sample``'s one-turn conversation (:meth:`messages`) holding its images decoded
+        (:meth:`images`): it encodes exactly as the sample does, without reading the images again.
+        The sample itself when there is nothing to decode (no images, or a text tokenizer, which
+        renders a sample differently from a conversation)."""
+        if not (self.multimodal and sample.images):
+            return sample
+        images = iter(self.images(sample))
+        return [
+            {
+                **m,
+                "content": [
+                    {**p, "image": next(images)} if p["type"] == "image" else p for p in m["content"]
+                ],
+            }
+            for m in self.messages(sample)
+        ]
+
+    def size(self, prompt: Prompt) -> tuple[int, tuple[int, ...]]:
+        """The tokens of ``prompt`` and each of its images' encoder patches, as :meth:`encode` gives
+        them (its ``input_ids`` width and ``grid_thw``), from the images' sizes: no image is resized or
+        cut into patches, and the images are decoded only when ``prompt`` holds paths."""
+        text = self.text(prompt) if isinstance(prompt, Sample) else self.render(prompt)
+        tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        images = self.images(prompt)
+        # an image's marker is one special token (the processor checks), which the tokenizer splits the
+        # text around: expanding it into the image's placeholders adds num_image_tokens - 1 tokens
+        tokens += sum(self.processor.num_image_tokens(im.width, im.height) - 1 for im in images)
+        return tokens, self.patch_counts(images)
+
     def encode(self, samples: Sequence[Prompt], padding_side: str = "left") -> dict[str, Tensor]:
         """A padded batch of prompts (``input_ids``, ``attention_mask`` and the visual fields);
         a prompt is a sample or a conversation (rendered with the generation prompt)."""
