@@ -237,14 +237,14 @@ def load_processor(path: str | Path) -> Any:
 
 def load_policy(path: str | Path) -> tuple[nn.Module, Any]:
     """A policy and its processor from a ``save_pretrained`` directory: a glmkit VLM (with its
-    MTP layers ignored) when ``vlm_config.json`` is there, else a transformers causal LM."""
+    MTP layers ignored) when ``vlm_config.json`` is there, else a transformers causal LM (an MTP
+    export's extra layers expected, :func:`~glmkit.models.mtp.load_language_model`)."""
+    from glmkit.models.mtp import load_language_model
     from glmkit.models.vlm import VLM_CONFIG_NAME, VisionLanguageModel
 
     if (Path(path) / VLM_CONFIG_NAME).is_file():
         return VisionLanguageModel.from_pretrained(path), load_processor(path)
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(str(path)), load_processor(path)
+    return load_language_model(path), load_processor(path)
 
 
 async def held_out_rewards(
