@@ -268,6 +268,30 @@ def test_packed_rows_are_nearly_all_real_patches() -> None:
     assert real / total >= 0.95
 
 
+@pytest.mark.parametrize("seq_lens", [(64, 144, 256), (64,)])
+def test_packed_images_get_their_bucket_plus_what_the_row_left_never_more_than_the_largest(seq_lens) -> None:
+    # Unused budget moves on along a row and the row's unclaimed room goes to its last image: the
+    # first image must not take that room (it grew past the largest bucket), nor a lone image in the
+    # epoch's short last step the whole row.
+    schedule = NaFlexSchedule(
+        40, mode="pack", seq_lens=seq_lens, max_tokens_per_batch=1024, row_len=512, seed=0
+    )
+    batches = NaFlexBatches(mixture(40), schedule, NaFlexResize(patch_size=16))
+    for position in range(len(batches)):
+        layout, _ = schedule.step(0, position, 0)
+        batch = batches[(0, position)]
+        sizes = iter(batch["grid"].prod(1).tolist())  # patches of each image, row by row
+        for budgets in layout.rows:
+            unused = 0
+            free = layout.row_len - sum(budgets)
+            for j, bucket in enumerate(budgets):
+                size = next(sizes)
+                allowed = min(bucket + unused + (free if j == len(budgets) - 1 else 0), max(seq_lens))
+                assert size <= allowed, (position, budgets, j, size)
+                unused = bucket + unused - size if j < len(budgets) - 1 else 0
+                assert unused >= 0
+
+
 def test_resume_mid_epoch_sees_the_uninterrupted_batches() -> None:
     schedule = NaFlexSchedule(
         64, mode="pack", seq_lens=(16, 32), max_tokens_per_batch=96, num_replicas=2, seed=3

@@ -406,7 +406,7 @@ class NaFlexSchedule:
       images whose budgets come from ``seq_lens`` (a budget that fits no row waits for the next
       step); the step closes when no row has room for the smallest bucket. :class:`NaFlexBatches`
       passes each image's unused budget on to the next image of its row and the rest of the row
-      to its last image, so rows end nearly full.
+      to its last image, no image above the largest bucket, so rows end nearly full.
 
     In both modes ``seq_len_probs`` is the share of an epoch's patches at each bucket: each step
     (pad) or image (pack) takes the bucket furthest below its share so far, ties drawn from the
@@ -623,7 +623,8 @@ class NaFlexBatches(Dataset):
     ``dataset[index]`` with ``keys_with_epoch=False``), each passed through
     ``transform.with_budget(budget)`` and collated: padded steps by ``PadCollate`` to the step's
     length (``patches_valid``), packed steps by :class:`PackCollate` (``patches_seq_lens``).
-    In a packed row, the budget an image leaves unused goes to the next image of the row. The
+    In a packed row, the budget an image leaves unused goes to the next image of the row and the
+    room no bucket claimed to the last one, up to the largest bucket (:meth:`_packed_budget`). The
     transform's ``rng`` for sample ``i`` of epoch ``e`` is seeded from ``(schedule.seed, e, i)``,
     apart from the mixture's own. Serve it with :func:`naflex_loader`.
 
@@ -670,14 +671,24 @@ class NaFlexBatches(Dataset):
         for budgets in layout.rows:
             left = layout.row_len
             for j, budget in enumerate(budgets):
-                if layout.packed:  # unused budget of earlier images in the row goes to this one
-                    budget = left - sum(budgets[j + 1 :])
+                if layout.packed:
+                    budget = self._packed_budget(budgets, j, left, layout.row_len)
                 sample = self._sample(epoch, next(pending), budget)
                 left -= int(sample["patches"].shape[0])
                 samples.append(sample)
         if layout.packed:
             return PackCollate(layout.row_len).pack(samples, [len(r) for r in layout.rows], layout.num_slots)
         return PadCollate(("patches", "coords"), multiple=layout.row_len)(samples)
+
+    def _packed_budget(self, budgets: tuple[int, ...], j: int, left: int, row_len: int) -> int:
+        """Image ``j``'s budget in a packed row: its bucket plus what the images before it left
+        unused, the row's free room too for the last image, never above the largest bucket (so no
+        image trains at a resolution the schedule does not ask for; the last step's short rows keep
+        their free room as padding)."""
+        free = row_len - sum(budgets)  # room no bucket claimed
+        later = sum(budgets[j + 1 :])
+        budget = left - later - (free if j < len(budgets) - 1 else 0)
+        return min(budget, max(self.schedule.seq_lens))
 
     def _sample(self, epoch: int, index: int, budget: int) -> dict[str, Any]:
         record = self.dataset[(epoch, index)] if self.keys_with_epoch else self.dataset[index]
