@@ -337,6 +337,7 @@ def _cmd_eval_retrieval(argv: list[str]) -> int:
         args.image_tower,
         args.text_tower,
         data,
+        caption_key=model.get("caption_key", "caption") if args.config else args.caption_key,
         class_names=args.class_names or model.get("class_names"),
         class_templates=args.class_templates or model.get("class_templates") or ["{}"],
         retrieval_ks=args.ks or model.get("retrieval_ks") or (1, 5),

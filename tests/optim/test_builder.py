@@ -32,7 +32,7 @@ def test_every_default_is_printed_by_the_parser() -> None:
     )
     assert args.schedule.class_path == "glmkit.optim.WarmupCosine"
     assert args.schedule.init_args.warmup_steps == 0 and "*patch_embed.*" in args.fallback_patterns
-    assert args.qkv_split == "qkv" and args.qkv_patterns == ["*qkv.weight"]
+    assert args.qkv_split == "qkv" and args.qkv_patterns == ["*qkv.weight", "*in_proj_weight"]
     assert (args.fallback, args.fallback_eps) == ("adamw", 1e-8)  # what runs on non-Muon parameters
 
 

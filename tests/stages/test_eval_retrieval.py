@@ -99,6 +99,24 @@ def test_a_manifest_of_pairs(towers, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert set(table) == {"i2t/R@1", "i2t/R@3", "t2i/R@1", "t2i/R@3"}
 
 
+def test_a_manifest_with_another_caption_field(towers, tmp_path: Path, capsys) -> None:
+    """``--caption-key text``: the field is read and the stage scores it (it looked for ``caption``)."""
+    from PIL import Image
+
+    _, root = towers
+    lines = []
+    for i, colour in enumerate(["red", "blue"]):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"{i}.png")
+        lines.append({"image": f"{i}.png", "text": f"a {colour} picture"})
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    argv = ["eval-retrieval", "--image-tower", str(root / "image_tower"), "--text-tower"]
+    argv += [str(root / "text_tower"), "--data", str(tmp_path / "pairs.jsonl"), "--caption-key", "text"]
+    argv += ["--ks", "2", "--max-num-patches", "16", "--accelerator", "cpu"]
+    assert main(argv) == 0
+    table = dict(line.split() for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert float(table["i2t/R@2"]) == float(table["t2i/R@2"]) == 1.0
+
+
 def test_a_recipe_without_held_out_pairs_is_refused(towers, tmp_path: Path, capsys) -> None:
     _, root = towers
     recipe = yaml.safe_load(QUICKSTART.read_text())

@@ -45,12 +45,19 @@ DEFAULT_FALLBACK_PATTERNS: tuple[str, ...] = (
 layers. Anchored at dots so that e.g. an MTP module's blocks (``mtp_heads.0.attn.qkv.weight``) or a
 ``token_mixer`` stay with Muon."""
 
-DEFAULT_NO_DECAY_PATTERNS: tuple[str, ...] = ("*mask_token", "*cls_token", "*reg_token", "*pos_embed*")
+DEFAULT_NO_DECAY_PATTERNS: tuple[str, ...] = (
+    "*mask_token",
+    "*cls_token",
+    "*reg_token",
+    "*pos_embed*",
+    "*probe",  # the learned query of attention pooling (MAPHead)
+)
 """Names excluded from weight decay besides every parameter with fewer than 2 dimensions."""
 
 
-DEFAULT_QKV_PATTERNS: tuple[str, ...] = ("*qkv.weight",)
-"""Names of fused ``[3D, D]`` query-key-value weights (q rows first, then k, then v)."""
+DEFAULT_QKV_PATTERNS: tuple[str, ...] = ("*qkv.weight", "*in_proj_weight")
+"""Names of fused ``[3D, D]`` query-key-value weights (q rows first, then k, then v): glmkit's and
+timm's ``qkv``, ``torch.nn.MultiheadAttention``'s ``in_proj_weight``."""
 
 QKV_SPLITS: tuple[str, ...] = ("none", "qkv", "heads")
 """How Muon orthogonalises a fused qkv weight: as one ``[3D, D]`` matrix, as q, k and v ``[D, D]``

@@ -93,17 +93,30 @@ class Contrastive(Stage):
     # ----------------------------------------------------------------------------------- pieces
     def optim_modules(self) -> Mapping[str, nn.Module]:
         """``vision`` (the encoder), ``text`` (the transformers model), ``proj`` (pooling heads,
-        projections, and the loss's temperature and bias).
+        projections, and the loss's temperature and bias; named ``image_pool.*``, ``head.image.*``,
+        ``head.text.*``, ``loss.*`` inside the module).
 
         A module without trainable parameters (a frozen text backbone, ``trainable_layers: 0``) is
         left out, unless ``optimization.modules`` names it: then it stays, so the recipe's settings
         still match, and the builder makes no (empty) group for it."""
-        proj = nn.ModuleList([self.image_tower.pool, self.image_tower.proj, self.loss])
-        text_rest = [m for name, m in self.text_tower.named_children() if name != "model"]
+        # Named so that the optimizer's patterns read them: the towers' output projections are
+        # ``head.image`` / ``head.text`` (AdamW, like any output layer), the MAP head's probe is a
+        # learned token (no decay), its attention and MLP are hidden weights (Muon).
+        text_rest = {
+            f"text_{name}": m for name, m in self.text_tower.named_children() if name not in ("model", "proj")
+        }
+        heads = {"image": self.image_tower.proj, "text": getattr(self.text_tower, "proj", nn.Identity())}
         modules: dict[str, nn.Module] = {
             "vision": self.image_tower.encoder,
             "text": self.text_tower.model,
-            "proj": nn.ModuleList([*proj, *text_rest]),
+            "proj": nn.ModuleDict(
+                {
+                    "image_pool": self.image_tower.pool,
+                    "head": nn.ModuleDict(heads),
+                    "loss": self.loss,
+                    **text_rest,
+                }
+            ),
         }
         named = set(getattr(self.optimization, "modules", None) or {})
         return {
@@ -143,9 +156,12 @@ class Contrastive(Stage):
                 "train/loss": loss,
                 "train/temperature": self.loss.logit_scale.detach().exp(),
                 "train/bias": self.loss.logit_bias.detach(),
-                "train/truncated_captions": float(truncated),
             },
             batch_size=size,
+        )
+        # every rank's captions count (the loss and the shared temperature and bias need no sync)
+        self.log(
+            "train/truncated_captions", float(truncated), reduce_fx="sum", sync_dist=True, batch_size=size
         )
         self.log("loss", loss, prog_bar=True, logger=False, batch_size=size)
         return loss
@@ -297,6 +313,7 @@ def evaluate_towers(
     image_tower: str | Path,
     text_tower: str | Path,
     data: pl.LightningDataModule | Iterable[Mapping[str, Any]],
+    caption_key: str = "caption",
     class_names: list[str] | None = None,
     class_templates: Sequence[str] = ("{}",),
     retrieval_ks: Sequence[int] = (1, 5),
@@ -304,11 +321,13 @@ def evaluate_towers(
 ) -> dict[str, float]:
     """Zero-shot evaluation of an exported pair of towers: the stage's own validation (retrieval
     R@K both ways and, with ``class_names``, zero-shot accuracy) over ``data``: a datamodule's
-    validation pairs, or the batches of a loader (a ``DataLoader`` over :class:`PairsInOrder`).
-    Returns ``{"i2t/R@1": ..., ...}``; the loss is left out (the export has no temperature)."""
+    validation pairs, or the batches of a loader (a ``DataLoader`` over :class:`PairsInOrder`),
+    whose captions are in the field ``caption_key``. Returns ``{"i2t/R@1": ..., ...}``; the loss is
+    left out (the export has no temperature)."""
     stage = Contrastive(
         load_tower(image_tower),
         load_tower(text_tower),
+        caption_key=caption_key,
         class_names=class_names,
         class_templates=list(class_templates),
         retrieval_ks=retrieval_ks,
