@@ -51,3 +51,47 @@ def test_missing_or_empty_caption_is_skipped_counted_named(tmp_path: Path) -> No
     skipped = [s for i in range(30) for s in mixture[i]["skipped"]]
     assert skipped and all("pairs.jsonl:" in s for s in skipped)
     assert all(mixture[i]["caption"] in ("a black square", "黑色正方形") for i in range(30))
+
+
+def test_shape_captions_rejects_sizes_it_cannot_draw() -> None:
+    with pytest.raises(ValueError, match=r"36 <= min_size <= max_size, got min_size=35"):
+        ShapeCaptions(10, min_size=35, max_size=40)
+    source = ShapeCaptions(300, seed=0, min_size=36, max_size=40)  # the smallest accepted size draws
+    assert all(min(source.read(i)["image"].size) >= 36 for i in range(len(source)))
+
+
+def test_pick_caption_draws_a_language_uniformly_then_a_caption() -> None:
+    record = {"caption": {"en": ["a", "b", "c", "d", "e"], "zh": "一"}}
+    for pick in (PickCaption(), PickCaption(languages=["en", "zh"])):
+        zh = sum(pick(record, s)["caption"] == "一" for s in range(2000))
+        assert 900 < zh < 1100  # half, not the one caption in six of a uniform draw over captions
+
+
+def test_pick_caption_weights_are_checked_and_zero_weights_never_drawn() -> None:
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(
+            ValueError, match=rf"weight of language 'zh' must be a finite number >= 0, got {bad}"
+        ):
+            PickCaption(languages=["en", "zh"], weights=[1.0, bad])
+    with pytest.raises(ValueError, match="all language weights are 0"):
+        PickCaption(languages=["en", "zh"], weights=[0, 0])
+    pick = PickCaption(languages=["en", "zh"], weights=[1.0, 0.0])
+    assert {pick({"caption": {"en": "a", "zh": "一"}}, s)["caption"] for s in range(20)} == {"a"}
+    with pytest.raises(BadSampleError, match=r"no non-empty caption in languages \['en'\]"):
+        pick({"caption": {"zh": "一"}}, 0)  # only a weight-0 language: skipped, not a crash
+
+
+def _manifest(tmp_path: Path, captions: list) -> str:
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"image": "a.png", "caption": c}) + "\n" for c in captions))
+    return str(path)
+
+
+def test_captioned_source_keeps_only_its_languages(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, [{"en": "a cat", "zh": "一只猫", "de": "eine Katze"}])
+    source = CaptionedSource(JsonlManifest(manifest, fields=["caption"]), languages=["zh", "en"])
+    assert source.read(0)["caption"] == {"zh": "一只猫", "en": "a cat"}
+    zh = CaptionedSource(JsonlManifest(manifest, fields=["caption"]), languages=["zh"])
+    mixture = Mixture({"pairs": zh}, transform=PickCaption(), num_samples=20)
+    assert {mixture[i]["caption"] for i in range(20)} == {"一只猫"}

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -215,3 +216,14 @@ def test_a_record_that_sets_a_reserved_key_is_refused():
 
     with pytest.raises(KeyError, match=r"produced the keys \['source'\], which the mixture sets itself"):
         Mixture({"a": Tagged(3, 1)}, None, num_samples=2)[0]
+
+
+def test_transform_skips_are_named_by_the_mixture():
+    def odd_is_bad(record, rng):
+        if record["image"].getpixel((0, 0))[1] % 2:
+            raise BadSampleError("no usable caption")  # a transform does not know where a record came from
+        return record
+
+    mix = Mixture({"s": Solid(10, 1)}, transform=odd_is_bad, num_samples=40)
+    skipped = [s for i in range(40) for s in mix[i]["skipped"]]
+    assert skipped and all(re.fullmatch(r"solid1:[13579]: no usable caption", s) for s in skipped)

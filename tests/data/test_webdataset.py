@@ -14,7 +14,7 @@ from glmkit.data.captions import CaptionedSource, PickCaption
 from glmkit.data.decode import BadImageError
 from glmkit.data.mixture import Mixture
 from glmkit.data.sources import BadSampleError
-from glmkit.data.webdataset import CaptionShards, write_caption_shard
+from glmkit.data.webdataset import PLAIN_LANGUAGE, CaptionShards, write_caption_shard
 
 
 def _image(fmt: str, size: tuple[int, int]) -> bytes:
@@ -59,8 +59,9 @@ def shards(tmp_path: Path) -> str:
 
 
 def test_every_caption_layout_reads_back(shards: str) -> None:
-    source = CaptionShards(shards)
-    assert len(source) == len(GOOD) + len(BAD)  # s/j has no image: not a sample
+    with pytest.warns(UserWarning, match=r"left out 1 sample.*pairs-000001\.tar: 1 \(s/j\)"):
+        source = CaptionShards(shards)
+    assert len(source) == len(GOOD) + len(BAD)  # s/j has no image: not a sample, but counted and named
     by_key = {source.images.keys[i]: i for i in range(len(source))}
     for key, (members, caption) in GOOD.items():
         record = source.read(by_key[key])
@@ -97,3 +98,30 @@ def test_not_a_tar_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "x.tar").write_bytes(b"\x1f\x8b gzip, not tar" * 64)
     with pytest.raises(ValueError, match="x.tar"):
         CaptionShards(str(tmp_path / "x.tar"), index_cache=False)
+
+
+def test_text_members_merge_into_one_caption_and_empty_languages_drop(tmp_path: Path) -> None:
+    png = _image("PNG", (8, 8))
+    path = write_caption_shard(
+        str(tmp_path / "s.tar"),
+        [
+            ("a", {"png": png, "txt": b"a cat", "zh.txt": "一只猫".encode()}),
+            ("b", {"png": png, "txt": b"", "en.txt": b"a dog", "zh.txt": "一只狗".encode()}),
+            ("c", {"png": png, "json": json.dumps({"caption": {"en": "a bird", "zh": None}}).encode()}),
+            ("d", {"png": png, "txt": b"plain only", "en.txt": b" "}),
+            ("e", {"png": png, "json": json.dumps({"caption": {"en": None, "zh": ""}}).encode()}),
+        ],
+    )
+    source = CaptionShards(path, index_cache=False)
+    captions = [source.caption(i) for i in range(4)]
+    assert captions == [
+        {PLAIN_LANGUAGE: "a cat", "zh": "一只猫"},  # the plain text no longer hides the languages
+        {"en": "a dog", "zh": "一只狗"},  # an empty plain text does not make the sample bad
+        {"en": "a bird"},  # a null language is dropped, not the sample
+        "plain only",
+    ]
+    with pytest.raises(BadSampleError, match=r"s\.tar:e: the caption is empty"):
+        source.caption(4)
+    zh = CaptionedSource(source, languages=["zh"])  # the plain (English) text does not pass as zh
+    assert zh.read(0)["caption"] == {"zh": "一只猫"}
+    assert {PickCaption(languages=["zh"])(source.read(0), s)["caption"] for s in range(20)} == {"一只猫"}

@@ -16,6 +16,8 @@ A caption field is a string, a list of strings, or ``{language: string or list o
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +42,9 @@ SHAPES_ZH = {"square": "正方形", "circle": "圆形", "triangle": "三角形"}
 POSITIONS = ("left", "middle", "right")
 POSITIONS_EN = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 POSITIONS_ZH = {"left": "左边", "middle": "中间", "right": "右边"}
+#: Smallest image side ShapeCaptions can draw on: a third of the width must hold a 4 px shape inside
+#: :func:`~glmkit.data.procedural.shape_scene`'s 4 px margins (3 * 12 px).
+MIN_SHAPE_IMAGE_SIZE = 36
 
 
 def caption_options(value: Any, languages: Sequence[str] | None = None) -> list[str]:
@@ -69,7 +74,7 @@ class ShapeCaptions(Source):
     Args:
         num_pairs: length of the source.
         seed: selects the stream.
-        min_size: shortest side of the images in pixels.
+        min_size: shortest side of the images in pixels (at least :data:`MIN_SHAPE_IMAGE_SIZE`).
         max_size: longest side; each image's width and height are drawn in ``[min_size, max_size]``.
         max_count: at most this many shapes (1 to 3).
         colors: palette names (of :data:`glmkit.data.procedural.SHAPE_COLORS`).
@@ -88,8 +93,11 @@ class ShapeCaptions(Source):
     ) -> None:
         if num_pairs < 1:
             raise ValueError(f"num_pairs must be >= 1, got {num_pairs}")
-        if not 32 <= min_size <= max_size:
-            raise ValueError(f"need 32 <= min_size <= max_size, got {min_size}, {max_size}")
+        if not MIN_SHAPE_IMAGE_SIZE <= min_size <= max_size:
+            raise ValueError(
+                f"need {MIN_SHAPE_IMAGE_SIZE} <= min_size <= max_size, got min_size={min_size}, "
+                f"max_size={max_size} (a third of the width must hold a shape with 4 px margins)"
+            )
         if not 1 <= max_count <= len(COUNTS_EN):
             raise ValueError(f"max_count must be in [1, {len(COUNTS_EN)}], got {max_count}")
         unknown = [c for c in colors if c not in SHAPE_COLORS] + [k for k in kinds if k not in SHAPES_ZH]
@@ -161,8 +169,9 @@ class CaptionedSource(Source):
     Args:
         source: the wrapped source (``JsonlManifest(fields=[caption])``, ``TarShards``, ...).
         key: the caption field.
-        languages: for ``{language: caption}`` fields, the languages to keep (``None``: all); a
-            record with none of them non-empty is a bad sample.
+        languages: for ``{language: caption}`` fields, the languages to keep (``None``: all); the
+            others are removed from the record, and a record with none of them non-empty is a bad
+            sample. A caption without languages (a string or a list) is kept as it is.
     """
 
     def __init__(self, source: Source, key: str = "caption", languages: Sequence[str] | None = None) -> None:
@@ -177,7 +186,8 @@ class CaptionedSource(Source):
         return self.source.describe(index)
 
     def read(self, index: int) -> dict[str, Any]:
-        """The wrapped record; :class:`BadSampleError` naming it if it has no non-empty caption."""
+        """The wrapped record, its caption restricted to ``languages``; :class:`BadSampleError`
+        naming it if it has no non-empty caption."""
         record = self.source.read(index)
         value = record.get(self.key)
         if not caption_options(value, self.languages):
@@ -185,6 +195,9 @@ class CaptionedSource(Source):
             raise BadSampleError(
                 f"{self.source.describe(index)}: no non-empty caption{langs} in field {self.key!r} (got {value!r})"
             )
+        if self.languages is not None and isinstance(value, dict):
+            kept = {k: value[k] for k in self.languages if caption_options(value, [k])}
+            record = {**record, self.key: kept}
         return record
 
     def __repr__(self) -> str:
@@ -195,10 +208,16 @@ class CaptionedSource(Source):
 class PickCaption(Transform):
     """Replace a caption field by one caption drawn from ``rng`` (one language per sample).
 
+    For a ``{language: caption(s)}`` field a language is drawn first, among those the record has a
+    non-empty caption in (by ``weights``, else uniformly), then one of its captions uniformly; so a
+    language with more captions is not drawn more often. A record with no such language is a bad
+    sample (:class:`BadSampleError`), which the mixture skips.
+
     Args:
         key: the caption field (a string, a list, or ``{language: caption(s)}``).
         languages: the languages to draw from (``None``: all the record has).
-        weights: relative weight per language in ``languages`` (default: uniform over those present).
+        weights: relative weight per language in ``languages``, finite and >= 0; a language of
+            weight 0 is never drawn (default: uniform over the languages present).
     """
 
     def __init__(
@@ -208,25 +227,40 @@ class PickCaption(Transform):
         weights: Sequence[float] | None = None,
     ) -> None:
         if weights is not None and (languages is None or len(weights) != len(languages)):
-            raise ValueError("weights need languages, one weight per language")
+            raise ValueError(
+                f"weights need languages, one weight per language; got languages={languages}, weights={weights}"
+            )
         self.key = key
         self.languages = tuple(languages) if languages is not None else None
-        self.weights = tuple(float(w) for w in weights) if weights is not None else None
+        self.weights = None
+        if weights is not None and languages is not None:
+            given = dict(zip(languages, weights, strict=True))
+            for language, w in given.items():
+                if not (isinstance(w, numbers.Real) and math.isfinite(w) and w >= 0):
+                    raise ValueError(
+                        f"weight of language {language!r} must be a finite number >= 0, got {w!r}"
+                    )
+            kept = {k: float(w) for k, w in given.items() if w > 0}  # a weight of 0: never drawn
+            if not kept:
+                raise ValueError(f"all language weights are 0: {given}")
+            self.languages, self.weights = tuple(kept), tuple(kept.values())
 
     def __call__(self, record: dict[str, Any], rng: RandomSource = None) -> dict[str, Any]:
         rng = as_generator(rng)
         value = record.get(self.key)
-        if isinstance(value, dict) and self.weights is not None and self.languages is not None:
-            present = [
-                (k, w)
-                for k, w in zip(self.languages, self.weights, strict=True)
-                if caption_options(value, [k])
-            ]
-            if present:
-                p = np.array([w for _, w in present])
-                language = present[int(rng.choice(len(present), p=p / p.sum()))][0]
-                value = {language: value[language]}
-        options = caption_options(value, self.languages)
+        if isinstance(value, dict):
+            names = self.languages if self.languages is not None else tuple(value)
+            present = [i for i, k in enumerate(names) if caption_options(value, [k])]
+            if not present:
+                langs = f" in languages {list(names)}" if self.languages is not None else ""
+                raise BadSampleError(f"no non-empty caption{langs} in field {self.key!r}: {value!r}")
+            if self.weights is None:
+                pick = present[int(rng.integers(len(present)))]
+            else:
+                p = np.array([self.weights[i] for i in present])
+                pick = present[int(rng.choice(len(present), p=p / p.sum()))]
+            value = value[names[pick]]
+        options = caption_options(value)
         if not options:
             raise BadSampleError(f"no non-empty caption in field {self.key!r}: {value!r}")
         return {**record, self.key: options[int(rng.integers(len(options)))]}

@@ -73,8 +73,9 @@ class Mixture(Dataset):
 
     A sample is the transformed record plus ``{"source": str, "index": int, "skipped": list[str]}``:
     ``source`` is the name of the source it came from (the data-source tag), ``index`` the virtual
-    index ``i`` and ``skipped`` describes the samples that could not be read before this one was
-    drawn. With stage 1's image transforms a sample is ``{"image": FloatTensor[3, H, W], ...}``.
+    index ``i`` and ``skipped`` describes the samples that could not be read (or transformed) before
+    this one was drawn, each named by its source's ``describe``. With stage 1's image transforms a
+    sample is ``{"image": FloatTensor[3, H, W], ...}``.
 
     Args:
         sources: named record sources.
@@ -151,11 +152,17 @@ class Mixture(Dataset):
             name, source_index = self._draw(rng)
             try:
                 record = self.sources[name].read(source_index)
-                if self.transform is not None:
-                    record = self.transform(record, rng)
             except (BadImageError, BadSampleError) as exc:
                 skipped.append(str(exc))
                 continue
+            if self.transform is not None:
+                try:
+                    record = self.transform(record, rng)
+                except (BadImageError, BadSampleError) as exc:
+                    # the transform sees a record, not where it came from: name the sample here
+                    where = self.sources[name].describe(source_index)
+                    skipped.append(str(exc) if str(exc).startswith(where) else f"{where}: {exc}")
+                    continue
             clash = [k for k in RESERVED_KEYS if k in record]
             if clash:
                 raise KeyError(

@@ -8,7 +8,12 @@ write. Images come through :class:`~glmkit.data.sources.TarShards` (its cached h
 ``pread`` per image, the shared decoder); the caption members are located by one header walk per
 shard when the source is built and read with one ``pread`` each.
 
-A sample whose caption is missing, empty, not UTF-8 or not valid JSON raises
+The text members of a sample are merged into one caption: ``{language: text}`` from the
+``key.<language>.txt`` members, with a plain ``key.txt`` under :data:`PLAIN_LANGUAGE`; empty
+languages are dropped. A sample whose only text is plain gets that string. The JSON member is read
+only when the sample has no text member; its null, empty or non-string languages are dropped.
+
+A sample whose caption is missing, empty (in every language), not UTF-8 or not valid JSON raises
 :class:`~glmkit.data.sources.BadSampleError` naming ``shard:key`` and why; an undecodable image
 raises :class:`~glmkit.data.decode.BadImageError`. The mixture skips, counts and names both.
 """
@@ -25,6 +30,9 @@ from glmkit.data.sources import DATASETS, BadSampleError, Source, TarShards
 
 TEXT_SUFFIX = "txt"
 JSON_SUFFIX = "json"
+#: The language a plain ``key.txt`` gets beside ``key.<language>.txt`` members (list it in
+#: ``CaptionedSource(languages=...)`` or ``PickCaption(languages=...)`` to keep it).
+PLAIN_LANGUAGE = "default"
 
 #: (data offset, size) of each caption member of a sample, by member extension (``txt``, ``en.txt``, ``json``)
 TextMembers = dict[str, tuple[int, int]]
@@ -42,7 +50,7 @@ def scan_text_members(path: str) -> dict[str, TextMembers]:
                     continue
                 stem, ext = base.split(".", 1)
                 ext = ext.lower()
-                if ext == JSON_SUFFIX or ext.endswith(TEXT_SUFFIX):
+                if ext in (JSON_SUFFIX, TEXT_SUFFIX) or ext.endswith(f".{TEXT_SUFFIX}"):
                     key = f"{folder}/{stem}" if folder else stem
                     found.setdefault(key, {})[ext] = (member.offset_data, member.size)
     except tarfile.ReadError as exc:
@@ -61,7 +69,8 @@ class CaptionShards(Source):
         index_cache: where the image index of each shard is cached (see :class:`TarShards`).
 
     The caption is ``{language: text}`` when the sample has per-language text members
-    (``key.en.txt``) or a JSON caption object, else a string. Wrap the source in
+    (``key.en.txt``; a plain ``key.txt`` beside them is under :data:`PLAIN_LANGUAGE`) or a JSON
+    caption object, else a string. Languages with an empty caption are left out. Wrap the source in
     :class:`~glmkit.data.captions.CaptionedSource` to keep only chosen languages.
     """
 
@@ -99,19 +108,23 @@ class CaptionShards(Source):
         where = self.describe(index)
         if not members:
             raise BadSampleError(f"{where}: no caption member (.txt, .<language>.txt or .json)")
-        if TEXT_SUFFIX in members:
-            value: str | dict[str, str] = self._text(index, members[TEXT_SUFFIX], TEXT_SUFFIX)
-        elif any(ext.endswith(f".{TEXT_SUFFIX}") for ext in members):
-            value = {
-                ext[: -len(TEXT_SUFFIX) - 1]: self._text(index, span, ext)
-                for ext, span in sorted(members.items())
-                if ext.endswith(f".{TEXT_SUFFIX}")
+        texts = {  # language: member extension (``en.txt``; the plain ``txt`` under PLAIN_LANGUAGE)
+            ext[: -len(TEXT_SUFFIX) - 1] if ext != TEXT_SUFFIX else PLAIN_LANGUAGE: ext
+            for ext in sorted(members)
+            if ext == TEXT_SUFFIX or ext.endswith(f".{TEXT_SUFFIX}")
+        }
+        if texts:
+            value: str | dict[str, str] = {
+                k: self._text(index, members[ext], ext) for k, ext in texts.items()
             }
         else:
             value = self._json_caption(index, members[JSON_SUFFIX])
-        texts = [value] if isinstance(value, str) else list(value.values())
-        if not any(t.strip() for t in texts):
-            raise BadSampleError(f"{where}: the caption is empty")
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v}  # texts are stripped
+            if texts and set(value) == {PLAIN_LANGUAGE}:
+                value = value[PLAIN_LANGUAGE]  # only plain text: a string, as without language members
+        if not value:
+            raise BadSampleError(f"{where}: the caption is empty (members: {', '.join(sorted(members))})")
         return value
 
     def _text(self, index: int, span: tuple[int, int], ext: str) -> str:
@@ -130,8 +143,8 @@ class CaptionShards(Source):
         value = record.get(self.key) if isinstance(record, dict) else None
         if isinstance(value, str):
             return value.strip()
-        if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
-            return {str(k): v.strip() for k, v in value.items()}
+        if isinstance(value, dict) and value:  # null or non-string languages are dropped by the caller
+            return {str(k): v.strip() if isinstance(v, str) else "" for k, v in value.items()}
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
         raise BadSampleError(f"{where}: no string or {{language: string}} field {self.key!r} (has {keys})")
 
