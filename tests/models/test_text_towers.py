@@ -72,6 +72,28 @@ def test_truncation_is_counted(bert_dir: str) -> None:
     assert tokens.truncated == 2
 
 
+def test_captions_the_tokenizer_cannot_read_are_named(bert_dir: str) -> None:
+    # "紫" and "黄" are not in the vocabulary: a caption mostly of them trains on [UNK]
+    tower = HFTextTower(bert_dir, embed_dim=8, max_length=16)
+    tokens = tower.tokenize(["red circle", "紫黄紫黄", "左边有两个红色圆形", "red 紫"])
+    assert tokens.unreadable == (1, 3)  # half or more unknown; the readable Chinese caption passes
+    assert tokens.to("cpu").unreadable == (1, 3)
+
+
+def test_the_stage_warns_once_and_counts_unreadable_captions(bert_dir: str, recwarn) -> None:
+    from glmkit.models.encoders import CogViT
+    from glmkit.models.encoders.image_tower import ImageTower
+    from glmkit.stages.contrastive import Contrastive
+
+    stage = Contrastive(
+        ImageTower(CogViT.preset("tiny", depth=1), embed_dim=8), HFTextTower(bert_dir, embed_dim=8)
+    )
+    for _ in range(2):
+        stage._warn_unreadable(["red", "紫黄"], stage.text_tower.tokenize(["red", "紫黄"]))
+    said = [str(w.message) for w in recwarn if "unknown tokens" in str(w.message)]
+    assert len(said) == 1 and "1 of 2 captions" in said[0] and "紫黄" in said[0]
+
+
 def test_empty_caption_is_an_error(bert_dir: str) -> None:
     with pytest.raises(ValueError, match="empty"):
         HFTextTower(bert_dir).tokenize(["red", " "])
@@ -121,6 +143,31 @@ def test_image_tower_export(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(again(x), tower(x))
     assert CogViT.from_pretrained(tmp_path / "image" / "encoder").embed_dim == 96  # the VLM's vision tower
+
+
+def test_the_encoder_sees_one_normalisation_from_stage_1_to_the_vlm() -> None:
+    # Stage 2 starts from stage 1's encoder and the VLM starts from stage 2's: all three must feed it
+    # pixels normalised the same way (stage 2 used SigLIP2's 0.5 / 0.5 against ImageNet's elsewhere).
+    import inspect
+
+    import yaml
+
+    from glmkit.models.encoders.image_tower import ImageTower
+    from glmkit.models.vlm_processor import VLMProcessor
+    from glmkit.stages.mim_distill import MIMDistill
+
+    def defaults(fn):
+        params = inspect.signature(fn).parameters
+        return tuple(params["image_mean"].default), tuple(params["image_std"].default)
+
+    assert defaults(ImageTower) == defaults(MIMDistill) == defaults(VLMProcessor)
+    for recipe in ("recipes/cogvit/stage2_siglip_naflex.yaml", "recipes/quickstart/stage2_tiny.yaml"):
+        tower = yaml.safe_load(Path(recipe).read_text())["model"]["init_args"]["image_tower"]["init_args"]
+        given = (
+            tuple(tower.get("image_mean", defaults(ImageTower)[0])),
+            tuple(tower.get("image_std", defaults(ImageTower)[1])),
+        )
+        assert given == defaults(ImageTower), recipe
 
 
 @pytest.mark.parametrize("layers", [None, 0, 1, 2])

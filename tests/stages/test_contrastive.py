@@ -48,22 +48,24 @@ def test_module_groups_have_their_lrs(tmp_path: Path) -> None:
     assert id(stage.loss.logit_bias) in names and id(stage.text_tower.proj.weight) in names
 
 
-def test_heads_go_to_adamw_the_probe_never_decays_and_pooling_attention_splits(tmp_path: Path) -> None:
-    # The towers' output projections are output layers (AdamW, as the optimizer's rule says), the
-    # MAP head's probe is a learned token (no decay), its fused in_proj weight is q, k and v.
+def test_projections_are_named_the_probe_never_decays_and_pooling_attention_splits(tmp_path: Path) -> None:
+    # The towers' projections into the shared space train with Muon and a recipe can address them by
+    # name (they were anonymous list entries); the MAP head's probe is a learned token (no decay);
+    # its fused in_proj weight is orthogonalised as q, k and v.
     stage = build(tmp_path)
     groups = stage.optimization.param_groups(stage, stage.optim_modules())
     where = {n: g for g in groups for n in g["param_names"]}
-    for head in ("proj/head.image.weight", "proj/head.text.weight"):
-        assert where[head]["use_fallback"], head
+    for projection in ("proj/projection.image.weight", "proj/projection.text.weight"):
+        assert where[projection]["use_muon"], projection
     assert where["proj/image_pool.probe"]["weight_decay"] == 0.0
     pool = where["proj/image_pool.attn.in_proj_weight"]
-    assert (
-        pool["use_muon"]
-        and pool["muon_blocks"][pool["param_names"].index("proj/image_pool.attn.in_proj_weight")] == 3
-    )
+    assert pool["muon_blocks"][pool["param_names"].index("proj/image_pool.attn.in_proj_weight")] == 3
     assert where["proj/image_pool.mlp.fc1.weight"]["use_muon"]  # a hidden weight of the head
     assert where["proj/loss.logit_bias"]["use_fallback"]
+    stage.optimization.fallback_patterns = [*stage.optimization.fallback_patterns, "projection.*"]
+    groups = stage.optimization.param_groups(stage, stage.optim_modules())
+    where = {n: g for g in groups for n in g["param_names"]}
+    assert where["proj/projection.image.weight"]["use_fallback"]  # a recipe's pattern reaches them
 
 
 def test_embed_dims_must_match(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The image tower of contrastive training: a vision encoder, a pooling head and a projection.
 
 CogViT stage 2 (GLM-5V-Turbo section 2.1) starts from the stage-1 encoder export and trains it
-with a text tower under the SigLIP loss. The tower normalises the ``[0, 1]`` input (SigLIP2:
-``(x - 0.5) / 0.5``), encodes an image batch or a padded or packed NaFlex batch, pools each image's
+with a text tower under the SigLIP loss. The tower normalises the ``[0, 1]`` input with the
+statistics stage 1 trained the encoder on and the VLM's processor feeds it (ImageNet's, by default;
+SigLIP2's own ``(x - 0.5) / 0.5`` would shift every input the pretrained encoder sees), encodes an image batch or a padded or packed NaFlex batch, pools each image's
 valid patch tokens (:class:`~glmkit.models.pooling.MAPHead` or
 :class:`~glmkit.models.pooling.MeanPool`; packed images never mix) and projects to the shared width.
 """
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 
 from glmkit.models.encoders.cogvit import CogViT
 from glmkit.models.pooling import MAPHead, MeanPool, per_image_tokens
+from glmkit.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
 from glmkit.models.zoo import class_path_of
 
 POOLINGS = ("map", "mean")
@@ -38,7 +40,9 @@ class ImageTower(nn.Module):
         embed_dim: width of the shared image-text space; ``None``: the encoder's width, no projection.
         pooling: ``map`` (attention pooling, SigLIP's head) or ``mean`` over valid patch tokens.
         map_heads: heads of the MAP head (default: the encoder's ``num_heads``, else 8).
-        image_mean: per-channel mean of the normalisation of ``[0, 1]`` inputs.
+        image_mean: per-channel mean of the normalisation of ``[0, 1]`` inputs (default ImageNet's,
+            as stage 1 (:class:`~glmkit.stages.mim_distill.MIMDistill`) and
+            :class:`~glmkit.models.vlm_processor.VLMProcessor` use: one convention along the chain).
         image_std: per-channel std of the normalisation.
     """
 
@@ -49,8 +53,8 @@ class ImageTower(nn.Module):
         embed_dim: int | None = None,
         pooling: str = "map",
         map_heads: int | None = None,
-        image_mean: Sequence[float] = (0.5, 0.5, 0.5),
-        image_std: Sequence[float] = (0.5, 0.5, 0.5),
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:

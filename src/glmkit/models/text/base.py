@@ -8,7 +8,7 @@ embeddings (``forward``), where ``D`` (``embed_dim``) is the shared width of bot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -18,16 +18,21 @@ from glmkit.registry import declare
 
 @dataclass
 class Tokens:
-    """Tokenized captions: ``input_ids`` and ``attention_mask`` ``[B, L]``, and how many of the
-    ``B`` captions were longer than the tower's ``max_length`` and cut (``truncated``)."""
+    """Tokenized captions: ``input_ids`` and ``attention_mask`` ``[B, L]``, how many of the ``B``
+    captions were longer than the tower's ``max_length`` and cut (``truncated``), and which the
+    tokenizer cannot read (``unreadable``: at least half their tokens are its unknown token, e.g.
+    Chinese to an English WordPiece vocabulary)."""
 
     input_ids: Tensor
     attention_mask: Tensor
     truncated: int = 0
+    unreadable: tuple[int, ...] = ()
 
     def to(self, device: object) -> Tokens:
         """The same tokens on ``device``."""
-        return Tokens(self.input_ids.to(device), self.attention_mask.to(device), self.truncated)
+        return replace(
+            self, input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device)
+        )
 
 
 class TextTower(nn.Module):

@@ -56,6 +56,7 @@ class HFTextTower(TextTower):
         pooling: ``cls`` (first token's hidden state) or ``mean`` (mean over non-padding tokens).
         max_length: tokens per caption (special tokens included); longer captions are cut and
             counted in :attr:`Tokens.truncated`. ``None``: the tokenizer's ``model_max_length``.
+            Captions mostly of the tokenizer's unknown token are named in :attr:`Tokens.unreadable`.
         pretrained: load the encoder's weights (``False``: random weights from its config).
         trainable_layers: how much of the encoder trains: ``None`` all of it; ``N`` only its top
             ``N`` transformer layers (embeddings and lower layers frozen, ``requires_grad=False``);
@@ -121,7 +122,8 @@ class HFTextTower(TextTower):
         }
 
     def tokenize(self, texts: list[str]) -> Tokens:
-        """Pad to the longest caption, cut at ``max_length``; count the captions that were cut."""
+        """Pad to the longest caption, cut at ``max_length``; count the captions that were cut and
+        name those the tokenizer cannot read."""
         if not texts:
             raise ValueError("tokenize needs at least one caption")
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
@@ -132,7 +134,20 @@ class HFTextTower(TextTower):
         enc = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
-        return Tokens(enc["input_ids"], enc["attention_mask"], int(truncated))
+        return Tokens(enc["input_ids"], enc["attention_mask"], int(truncated), self._unreadable(full))
+
+    def _unreadable(self, ids: list[list[int]]) -> tuple[int, ...]:
+        """The captions at least half of whose (non-special) tokens are the unknown token."""
+        unk = self.tokenizer.unk_token_id
+        if unk is None:  # byte-level vocabularies read every text
+            return ()
+        special = set(self.tokenizer.all_special_ids) - {unk}
+        out = []
+        for i, row in enumerate(ids):
+            words = [t for t in row if t not in special]
+            if words and 2 * sum(t == unk for t in words) >= len(words):
+                out.append(i)
+        return tuple(out)
 
     def forward(self, tokens: Tokens) -> Tensor:
         """``[B, embed_dim]``: encode, pool (``cls`` or masked ``mean``), project."""
