@@ -53,6 +53,7 @@ def test_samples_agree_with_choose_and_carry_their_source():
         sample = mix[i]
         name, index = mix.choose(i)
         assert sample["source"] == name and sample["index"] == i and sample["skipped"] == []
+        assert sample["source_index"] == index  # the record's own index: two draws of it share it
         tag = {"natural": 1, "instruct": 2, "science": 3}[name]
         pixel = (sample["image"][:, 0, 0] * 255).round().long().tolist()
         assert pixel == [tag, index % 256, index // 256]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from glmkit.eval.retrieval import chance_recall, retrieval_metrics, zero_shot_accuracy, zero_shot_classify
@@ -24,6 +25,20 @@ def test_groups_and_chance() -> None:
     assert retrieval_metrics(x, y, ks=(1,), groups=torch.tensor([0, 0, 1, 2]))["i2t/R@1"] == 1.0
     assert abs(chance_recall(torch.arange(10), 1) - 0.1) < 1e-9
     assert abs(chance_recall(torch.arange(10), 5) - 0.5) < 1e-9
+
+
+def test_pairs_match_when_any_of_several_ids_is_equal() -> None:
+    # A held-out record drawn twice with captions in two languages: a perfect model ranks both of
+    # its captions first; with caption ids alone one of them counted as a miss (R@1 0.5 here).
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # images 0 and 1: the same record
+    y = x.clone()
+    captions = torch.tensor([10, 11, 12])  # the record's English and Chinese captions differ
+    records = torch.tensor([7, 7, 8])
+    assert retrieval_metrics(x, y, ks=(1,), groups=captions)["i2t/R@1"] < 1.0
+    both = retrieval_metrics(x, y, ks=(1,), groups=[captions, records])
+    assert both["i2t/R@1"] == both["t2i/R@1"] == 1.0
+    with pytest.raises(ValueError, match=r"\[N\] = \[3\]"):
+        retrieval_metrics(x, y, groups=[torch.tensor([1, 2])])
 
 
 def test_zero_shot_classification() -> None:

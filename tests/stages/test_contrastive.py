@@ -68,6 +68,27 @@ def test_projections_are_named_the_probe_never_decays_and_pooling_attention_spli
     assert where["proj/projection.image.weight"]["use_fallback"]  # a recipe's pattern reaches them
 
 
+def test_validation_counts_two_draws_of_one_record_as_one_item(tmp_path: Path, monkeypatch) -> None:
+    # The held-out mixture draws with replacement: record 7 comes twice, once with its English and
+    # once with its Chinese caption. A perfect model (one embedding per record) must score 1.
+    from torch.utils.data import DataLoader
+
+    stage = build(tmp_path)
+    batch = {
+        "caption": ["a red circle", "一个红色圆形", "a blue square"],
+        "source": ["shapes", "shapes", "shapes"],
+        "source_index": torch.tensor([7, 7, 8]),
+    }
+    one_hot = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    monkeypatch.setattr(stage, "encode_images", lambda b: one_hot)
+    monkeypatch.setattr(stage, "encode_texts", lambda c: (one_hot, None))
+    trainer = pl.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+    )
+    metrics = trainer.validate(stage, DataLoader([batch], batch_size=None), verbose=False)[0]
+    assert metrics["val/i2t/R@1"] == metrics["val/t2i/R@1"] == 1.0
+
+
 def test_embed_dims_must_match(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="embed_dim"):
         Contrastive(

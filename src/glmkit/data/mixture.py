@@ -32,7 +32,7 @@ Transform = Callable[[Record, np.random.Generator], Record]
 """A record transform: ``transform(record, rng) -> record``, every random choice drawn from ``rng``."""
 
 #: Keys a mixture adds to every sample; a source or transform must not produce them.
-RESERVED_KEYS = ("source", "index", "skipped")
+RESERVED_KEYS = ("source", "index", "source_index", "skipped")
 
 
 def normalize_weights(sources: Mapping[str, Source], weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -71,9 +71,10 @@ class Mixture(Dataset):
     epoch explicitly, which is how :class:`glmkit.data.loader.ResumableSampler` keys samples so that
     persistent workers never see a stale epoch.
 
-    A sample is the transformed record plus ``{"source": str, "index": int, "skipped": list[str]}``:
-    ``source`` is the name of the source it came from (the data-source tag), ``index`` the virtual
-    index ``i`` and ``skipped`` describes the samples that could not be read (or transformed) before
+    A sample is the transformed record plus ``{"source": str, "index": int, "source_index": int,
+    "skipped": list[str]}``: ``source`` is the name of the source it came from (the data-source
+    tag), ``index`` the virtual index ``i``, ``source_index`` the record's index in its source (two
+    draws of one record share it: held-out metrics count them as one item) and ``skipped`` describes the samples that could not be read (or transformed) before
     this one was drawn, each named by its source's ``describe``. With stage 1's image transforms a
     sample is ``{"image": FloatTensor[3, H, W], ...}``.
 
@@ -169,7 +170,13 @@ class Mixture(Dataset):
                     f"source {name!r} ({self.sources[name].describe(source_index)}) or the transform "
                     f"produced the keys {clash}, which the mixture sets itself; rename them"
                 )
-            return {**record, "source": name, "index": index, "skipped": skipped}
+            return {
+                **record,
+                "source": name,
+                "index": index,
+                "source_index": source_index,
+                "skipped": skipped,
+            }
         tried = "\n  ".join(skipped)
         raise RuntimeError(
             f"Mixture sample {index} (epoch {epoch}): {len(skipped)} draws in a row could not be "

@@ -26,7 +26,10 @@ def _hit_rate(scores: Tensor, relevant: Tensor, k: int) -> float:
 
 
 def retrieval_metrics(
-    image_emb: Tensor, text_emb: Tensor, ks: Sequence[int] = (1, 5), groups: Tensor | None = None
+    image_emb: Tensor,
+    text_emb: Tensor,
+    ks: Sequence[int] = (1, 5),
+    groups: Tensor | Sequence[Tensor] | None = None,
 ) -> dict[str, float]:
     """Recall@K image-to-text (``i2t/R@K``) and text-to-image (``t2i/R@K``) over ``N`` pairs.
 
@@ -34,8 +37,10 @@ def retrieval_metrics(
         image_emb: ``[N, D]`` image embeddings (normalised here).
         text_emb: ``[N, D]`` text embeddings; row ``i`` matches image ``i``.
         ks: the cut-offs.
-        groups: ``[N]`` ids; pairs with equal ids count as matches of each other (``None``: only
-            the diagonal).
+        groups: ``[N]`` ids, pairs with equal ids counting as matches of each other, or several
+            such id tensors, pairs matching when any of them is equal (e.g. the same caption, or
+            two draws of the same record with captions in two languages); ``None``: only the
+            diagonal.
     """
     if image_emb.ndim != 2 or image_emb.shape != text_emb.shape or image_emb.shape[0] == 0:
         raise ValueError(
@@ -45,11 +50,12 @@ def retrieval_metrics(
     y = F.normalize(text_emb.double(), dim=-1)
     sim = (x @ y.T).float()  # N images, N texts
     n = sim.shape[0]
-    if groups is None:
-        relevant = torch.eye(n, dtype=torch.bool, device=sim.device)
-    else:
-        g = groups.to(sim.device)
-        relevant = g[:, None] == g[None, :]
+    relevant = torch.eye(n, dtype=torch.bool, device=sim.device)
+    for g in [groups] if isinstance(groups, Tensor) else groups or []:
+        g = g.to(sim.device)
+        if g.shape != (n,):
+            raise ValueError(f"groups must be [N] = [{n}] ids per pair, got {list(g.shape)}")
+        relevant |= g[:, None] == g[None, :]
     out = {}
     for k in ks:
         out[f"i2t/R@{k}"] = _hit_rate(sim, relevant, k)

@@ -185,7 +185,7 @@ class Contrastive(Stage):
             )
 
     def on_validation_epoch_start(self) -> None:
-        self._val = {"image": [], "text": [], "group": [], "label": []}
+        self._val = {"image": [], "text": [], "group": [], "record": [], "label": []}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """Embed the held-out pairs (metrics at the end of the epoch) and log their loss."""
@@ -195,10 +195,12 @@ class Contrastive(Stage):
         self.log("val/loss", self.loss(image_emb, text_emb), sync_dist=True, batch_size=len(captions))
         self._val["image"].append(image_emb)
         self._val["text"].append(text_emb)
-        # pairs that share a caption match each other; a stable id is comparable across ranks
-        self._val["group"].append(
-            torch.tensor([zlib.crc32(c.encode()) for c in captions], device=self.device)
-        )
+        # pairs that share a caption match each other, and so do two draws of one held-out record
+        # (captions in two languages); stable ids are comparable across ranks
+        self._val["group"].append(self._ids(captions))
+        if "source" in batch and "source_index" in batch:
+            records = [f"{s}:{int(i)}" for s, i in zip(batch["source"], batch["source_index"], strict=True)]
+            self._val["record"].append(self._ids(records))
         if "label" in batch:
             self._val["label"].append(torch.as_tensor(batch["label"], device=self.device))
 
@@ -207,7 +209,8 @@ class Contrastive(Stage):
         if not self._val.get("image"):
             return
         gathered = {k: self._gather(torch.cat(v)) for k, v in self._val.items() if v}
-        metrics = retrieval_metrics(gathered["image"], gathered["text"], self.retrieval_ks, gathered["group"])
+        groups = [gathered[k] for k in ("group", "record") if k in gathered]
+        metrics = retrieval_metrics(gathered["image"], gathered["text"], self.retrieval_ks, groups)
         if self.class_names and "label" in gathered:
             logits = zero_shot_classify(
                 gathered["image"], self.class_names, self._encode_prompts, self.class_templates
@@ -215,6 +218,10 @@ class Contrastive(Stage):
             metrics["zero_shot/top1"] = zero_shot_accuracy(logits, gathered["label"])
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, rank_zero_only=True)
         self._val = {}
+
+    def _ids(self, names: Sequence[str]) -> Tensor:
+        """Stable ids of strings (crc32), the same on every rank."""
+        return torch.tensor([zlib.crc32(n.encode()) for n in names], device=self.device)
 
     def _encode_prompts(self, prompts: list[str]) -> Tensor:
         return self.encode_texts(prompts)[0]
