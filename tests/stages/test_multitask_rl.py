@@ -517,6 +517,22 @@ def _strip_paths(messages: list) -> list:
     return out
 
 
+def test_a_text_only_response_ends_with_the_engines_turn_end(processor) -> None:
+    # A server that returns text only: the response is tokenized again and, when it stopped, ends
+    # with the id the engine stops on (its configured ids first), not the processor's by default.
+    from glmkit.rl.rollout.group import ScoredSample
+
+    turn_ends = processor.stop_token_ids()
+    given = max(turn_ends) + 1  # another id the engine was told to stop on
+    rl = stage(processor, engine=InProcessEngine(max_batch_size=16, stop_token_ids=[given, *turn_ends]))
+    stopped = ScoredSample("p", 0, "counting", "three", 1.0, finish_reason="stop")
+    cut = ScoredSample("p", 1, "counting", "three", 1.0, finish_reason="length")
+    words = processor.tokenizer.encode("three", add_special_tokens=False)
+    assert rl.turn_end_id() == given
+    assert rl.response_ids(stopped) == [*words, given] and rl.response_ids(cut) == words
+    assert stage(processor).turn_end_id() == turn_ends[0]  # no ids given: the processor's
+
+
 def test_dr_grpo_divides_by_one_constant_length(processor) -> None:
     """Dr. GRPO's L is one constant: without one the stage gives ``max_new_tokens`` (a micro-batch's
     padded width would make the update depend on the packing; the 2-rank test checks the update)."""

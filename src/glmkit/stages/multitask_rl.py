@@ -725,7 +725,7 @@ class MultiTaskRL(Stage):
         if self.warm_started:
             return
         start = time.perf_counter()
-        stop = self.prompts.stop_token_ids()[0]
+        stop = self.turn_end_id()
         tasks = self._datamodule().tasks
         losses = sft_warm_start(
             self.policy,
@@ -936,13 +936,19 @@ class MultiTaskRL(Stage):
         metrics["train/samples"] = float(len(chosen))
         return total.float()
 
+    def turn_end_id(self) -> int:
+        """The id that ends the policy's turn: the rollout engine's first stop id (the ids it was
+        given, else the processor's turn ends), so the warm start teaches the turn end the engine
+        stops on."""
+        return self.rollout_engine.stop_token_ids(self.prompts)[0]
+
     def response_ids(self, sample: ScoredSample) -> list[int]:
         """The response's token ids: the engine's, else the text tokenized again (with the stop
         token when it stopped), for servers that return text only."""
         if sample.token_ids is None:
             tokenizer = self.prompts.tokenizer
             ids = tokenizer.encode(sample.response, add_special_tokens=False)
-            stop = [self.prompts.stop_token_ids()[0]] if sample.finish_reason == "stop" else []
+            stop = [self.turn_end_id()] if sample.finish_reason == "stop" else []
             sample.token_ids, sample.logprobs = [*ids, *stop], None
         return list(sample.token_ids)
 
