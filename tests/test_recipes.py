@@ -94,6 +94,14 @@ def _check_stage2(run_root: Path) -> None:
     from tests.stages.test_export import check_exported_towers
 
     check_exported_towers(run_dir, "logs/version_*/checkpoints/*step=200.ckpt")
+    # and the trained temperature and bias, beside them
+    from glmkit.losses.siglip import SigLIPLoss
+    from glmkit.stages.contrastive import Contrastive
+
+    (checkpoint,) = run_dir.glob("logs/version_*/checkpoints/*step=200.ckpt")
+    trained = Contrastive.load_from_checkpoint(checkpoint, map_location="cpu").loss
+    exported = SigLIPLoss.from_pretrained(run_dir / "loss")
+    assert exported.init_args == trained.init_args and exported.logit_bias.item() != -3.0  # moved
 
 
 def _check_rl(run_root: Path) -> None:

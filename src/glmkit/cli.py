@@ -290,6 +290,9 @@ def _retrieval_parser() -> Any:
     parser.add_argument("--class-templates", nargs="+", help="prompt templates, {} is the class name")
     parser.add_argument("--ks", type=int, nargs="+", help="R@K cut-offs (default: the recipe's, or 1 5)")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
+    parser.add_argument(
+        "--loss", help="the pair's exported loss (its trained temperature and bias): also report the loss"
+    )
     parser.add_argument("--out", help="also write the metrics to this JSON file")
     return parser
 
@@ -342,6 +345,7 @@ def _cmd_eval_retrieval(argv: list[str]) -> int:
         class_templates=args.class_templates or model.get("class_templates") or ["{}"],
         retrieval_ks=args.ks or model.get("retrieval_ks") or (1, 5),
         accelerator=args.accelerator,
+        loss=args.loss,
     )
     if pairs is not None:
         _print_skipped(args.data, pairs.pairs, pairs.skipped)

@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 
 from glmkit.cli import main
 from glmkit.config import instantiate
+from glmkit.losses.siglip import SigLIPLoss
 from glmkit.models.encoders import CogViT
 from glmkit.models.encoders.image_tower import ImageTower
 from glmkit.models.text import HFTextTower
@@ -36,11 +37,16 @@ def towers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Contrastive, Path]
     stage = Contrastive(
         ImageTower(CogViT.preset("tiny", depth=1), embed_dim=16),
         HFTextTower(tiny_bert(root), embed_dim=16, max_length=16),
+        loss=SigLIPLoss(),
         class_names=COLOURS,
         class_templates=["{} shapes", "{}"],
     )
+    with torch.no_grad():  # a trained temperature and bias, not the initial ones
+        stage.loss.logit_scale.fill_(1.5)
+        stage.loss.logit_bias.fill_(-2.0)
     stage.image_tower.save_pretrained(root / "image_tower")
     stage.text_tower.save_pretrained(root / "text_tower")
+    stage.loss.save_pretrained(root / "loss")
     return stage, root
 
 
@@ -77,6 +83,24 @@ def test_exported_towers_score_as_the_stage_validates_them(towers, tmp_path: Pat
     }
     assert set(got) == {"i2t/R@1", "i2t/R@5", "t2i/R@1", "t2i/R@5", "zero_shot/top1"}
     assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_the_exported_loss_gives_the_stages_validation_loss(towers, tmp_path: Path) -> None:
+    """``--loss``: the pair's exported temperature and bias; the reported loss is the stage's."""
+    stage, root = towers
+    recipe = _held_out_recipe(tmp_path / "recipe.yaml")
+    out = tmp_path / "metrics.json"
+    argv = ["eval-retrieval", "--image-tower", str(root / "image_tower"), "--text-tower"]
+    argv += [str(root / "text_tower"), "--config", str(recipe), "--accelerator", "cpu", "--out", str(out)]
+    assert main([*argv, "--loss", str(root / "loss")]) == 0
+    got = json.loads(out.read_text())
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.validate(stage, datamodule=instantiate(yaml.safe_load(recipe.read_text())["data"]), verbose=False)
+    assert got["loss"] == pytest.approx(float(trainer.callback_metrics["val/loss"]), abs=1e-6)
+    loaded = SigLIPLoss.from_pretrained(root / "loss")
+    assert loaded.logit_scale.item() == 1.5 and loaded.logit_bias.item() == -2.0
 
 
 def test_a_manifest_of_pairs(towers, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -208,8 +208,8 @@ def test_clear_errors(bert: str, tmp_path: Path) -> None:
     # found when fit sets up, not after training
     with pytest.raises(AttributeError, match=r"Contrastive\.image_towr is missing"):
         Export(str(tmp_path), {"image_towr": "a"}).setup(trainer, stage, "fit")
-    with pytest.raises(AttributeError, match=r"Contrastive\.loss .* no save_pretrained"):
-        Export(str(tmp_path), {"loss": "a"}).setup(trainer, stage, "fit")
+    with pytest.raises(AttributeError, match=r"Contrastive\.image_tower\.pool .* no save_pretrained"):
+        Export(str(tmp_path), {"image_tower.pool": "a"}).setup(trainer, stage, "fit")
     with pytest.raises(AttributeError, match=r"Contrastive\.encoder is missing"):
         ExportEncoder(str(tmp_path)).setup(trainer, stage, "fit")  # stage 2 names its image_tower
     with pytest.raises(AttributeError, match=r"Contrastive .* no export\(\)"):

@@ -46,6 +46,7 @@ from __future__ import annotations
 import difflib
 import math
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -125,6 +126,31 @@ class SigLIPLoss(ContrastiveLoss):
     def temperature(self) -> Tensor:
         """The logit scale ``exp(t')`` (detached, for logging)."""
         return self.logit_scale.detach().exp()
+
+    @property
+    def init_args(self) -> dict[str, Any]:
+        """The arguments that rebuild this loss (the process group is live state, not recorded)."""
+        return {
+            "exchange": self.exchange,
+            "chunk_size": self.chunk_size,
+            "init_logit_scale": float(self.logit_scale.detach()[0]),
+            "init_logit_bias": float(self.logit_bias.detach()[0]),
+        }
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """The trained temperature and bias (and the exchange settings) as an export beside the towers,
+        so the pair's sigmoid probabilities and loss can be computed from exports alone; loads back
+        with :meth:`from_pretrained`."""
+        from glmkit.models.zoo import save_pretrained
+
+        return save_pretrained(self, directory, self.init_args)
+
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id: str | Path, **overrides: Any) -> SigLIPLoss:
+        """A loss written by :meth:`save_pretrained` (``overrides``: e.g. ``exchange``, ``chunk_size``)."""
+        from glmkit.models.zoo import load_pretrained
+
+        return load_pretrained(path_or_hub_id, expected_class=cls, **overrides)
 
     def forward(self, image_emb: Tensor, text_emb: Tensor) -> Tensor:
         """This rank's loss: its images against the global batch's texts, divided by ``B_local``."""

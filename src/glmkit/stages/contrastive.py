@@ -10,10 +10,11 @@ own learning rates and schedules (``optim_modules``; the recipe's ``optimization
 Validation embeds the held-out pairs and reports image-text retrieval R@1/R@5 both ways and, when
 ``class_names`` are given and batches carry ``label``, zero-shot classification accuracy.
 
-At fit end :class:`~glmkit.stages.export.Export` writes both towers (``modules: {image_tower: ...,
-text_tower: ...}``); :func:`evaluate_towers` (``glmkit eval-retrieval``) runs this validation on
-an exported pair, over a recipe's validation draws or over :class:`PairsInOrder` (every record of
-a manifest once, in order).
+At fit end :class:`~glmkit.stages.export.Export` writes both towers and the loss's trained
+temperature and bias (``modules: {image_tower: ..., text_tower: ..., loss: ...}``);
+:func:`evaluate_towers` (``glmkit eval-retrieval``) runs this validation on an exported pair, over
+a recipe's validation draws or over :class:`PairsInOrder` (every record of a manifest once, in
+order).
 """
 
 from __future__ import annotations
@@ -343,15 +344,18 @@ def evaluate_towers(
     class_templates: Sequence[str] = ("{}",),
     retrieval_ks: Sequence[int] = (1, 5),
     accelerator: str = "auto",
+    loss: str | Path | None = None,
 ) -> dict[str, float]:
     """Zero-shot evaluation of an exported pair of towers: the stage's own validation (retrieval
     R@K both ways and, with ``class_names``, zero-shot accuracy) over ``data``: a datamodule's
     validation pairs, or the batches of a loader (a ``DataLoader`` over :class:`PairsInOrder`),
-    whose captions are in the field ``caption_key``. Returns ``{"i2t/R@1": ..., ...}``; the loss is
-    left out (the export has no temperature)."""
+    whose captions are in the field ``caption_key``. Returns ``{"i2t/R@1": ..., ...}``, and the
+    sigmoid loss (``loss``) when ``loss`` names the pair's exported loss (its trained temperature and
+    bias, :meth:`~glmkit.losses.siglip.SigLIPLoss.save_pretrained`)."""
     stage = Contrastive(
         load_tower(image_tower),
         load_tower(text_tower),
+        **({"loss": load_tower(loss)} if loss is not None else {}),
         caption_key=caption_key,
         class_names=class_names,
         class_templates=list(class_templates),
@@ -373,7 +377,7 @@ def evaluate_towers(
     return {
         k[len(prefix) :]: float(v)
         for k, v in trainer.callback_metrics.items()
-        if k.startswith(prefix) and k != "val/loss"
+        if k.startswith(prefix) and (k != "val/loss" or loss is not None)
     }
 
 
