@@ -145,6 +145,28 @@ def test_image_tower_export(tmp_path: Path) -> None:
     assert CogViT.from_pretrained(tmp_path / "image" / "encoder").embed_dim == 96  # the VLM's vision tower
 
 
+def test_a_pretrained_encoders_backend_and_checkpointing_can_be_overridden(tmp_path: Path) -> None:
+    # A stage-1 export records its attention backend; stage 2 on a GPU may want xformers or
+    # checkpointing without re-exporting. The weights stay the export's; the tower's export keeps the choice.
+    from glmkit.models.encoders import CogViT
+    from glmkit.models.encoders.image_tower import ImageTower
+
+    stage1 = CogViT.preset("tiny", patch_size=8)
+    stage1.save_pretrained(tmp_path / "encoder")
+    overrides = {"attn_backend": "xformers", "grad_checkpointing": True}
+    tower = ImageTower(pretrained=str(tmp_path / "encoder"), encoder_overrides=overrides, embed_dim=16)
+    assert (
+        tower.encoder.blocks[0].attn.attn_backend == "xformers"
+        and tower.encoder.init_args["grad_checkpointing"]
+    )
+    for name, value in stage1.state_dict().items():
+        assert torch.equal(tower.encoder.state_dict()[name], value), name
+    tower.save_pretrained(tmp_path / "tower")
+    assert ImageTower.from_pretrained(tmp_path / "tower").encoder.init_args["attn_backend"] == "xformers"
+    with pytest.raises(ValueError, match="encoder_overrides"):
+        ImageTower(CogViT.preset("tiny"), encoder_overrides={"attn_backend": "sdpa"})
+
+
 def test_the_encoder_sees_one_normalisation_from_stage_1_to_the_vlm() -> None:
     # Stage 2 starts from stage 1's encoder and the VLM starts from stage 2's: all three must feed it
     # pixels normalised the same way (stage 2 used SigLIP2's 0.5 / 0.5 against ImageNet's elsewhere).

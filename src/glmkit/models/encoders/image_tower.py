@@ -37,6 +37,9 @@ class ImageTower(nn.Module):
             ``pretrained``.
         pretrained: directory or hub id of a CogViT export (stage 1's ``encoder/``), loaded with
             ``CogViT.from_pretrained``; overrides ``encoder``.
+        encoder_overrides: with ``pretrained``, the export's arguments that do not change its
+            weights, replaced (``attn_backend: xformers``, ``grad_checkpointing: true``,
+            ``drop_path_rate``); the encoder's own export then records them.
         embed_dim: width of the shared image-text space; ``None``: the encoder's width, no projection.
         pooling: ``map`` (attention pooling, SigLIP's head) or ``mean`` over valid patch tokens.
         map_heads: heads of the MAP head (default: the encoder's ``num_heads``, else 8).
@@ -50,6 +53,7 @@ class ImageTower(nn.Module):
         self,
         encoder: nn.Module | None = None,
         pretrained: str | None = None,
+        encoder_overrides: dict[str, Any] | None = None,
         embed_dim: int | None = None,
         pooling: str = "map",
         map_heads: int | None = None,
@@ -59,8 +63,13 @@ class ImageTower(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+        if encoder_overrides and pretrained is None:
+            raise ValueError(
+                f"encoder_overrides {sorted(encoder_overrides)} change a pretrained export's arguments; "
+                "with an encoder built here, set them on the encoder itself"
+            )
         if pretrained is not None:
-            encoder = CogViT.from_pretrained(pretrained)
+            encoder = CogViT.from_pretrained(pretrained, **(encoder_overrides or {}))
         if encoder is None:
             raise ValueError("ImageTower needs an encoder or a pretrained export path")
         self.encoder = encoder
