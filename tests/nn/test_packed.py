@@ -34,6 +34,8 @@ def test_block_mask_is_block_diagonal_without_padding(seq_lens: SeqLens) -> None
 def test_flat_lengths_and_cu_seqlens(seq_lens: SeqLens) -> None:
     # flattened [2 * 6] axis: 2, 3, padding 1 | 4, padding 2
     assert seq_lens.flat_lengths(6) == [2, 3, 1, 4, 2]
+    assert seq_lens.flat_runs(6) == ([2, 3, 1, 4, 2], [True, True, False, True, False])
+    assert seq_lens.flat_runs(6) is seq_lens.flat_runs(6)  # computed once, reused by every layer
     assert seq_lens.cu_seqlens(6).tolist() == [0, 2, 5, 6, 10, 12]
     assert seq_lens.cu_seqlens(6).dtype == torch.int32
     assert SeqLens(torch.tensor([[3, 3]])).flat_lengths(6) == [3, 3]  # no padding run when full

@@ -74,9 +74,10 @@ class Mixture(Dataset):
     A sample is the transformed record plus ``{"source": str, "index": int, "source_index": int,
     "skipped": list[str]}``: ``source`` is the name of the source it came from (the data-source
     tag), ``index`` the virtual index ``i``, ``source_index`` the record's index in its source (two
-    draws of one record share it: held-out metrics count them as one item) and ``skipped`` describes the samples that could not be read (or transformed) before
-    this one was drawn, each named by its source's ``describe``. With stage 1's image transforms a
-    sample is ``{"image": FloatTensor[3, H, W], ...}``.
+    draws of one record share it: held-out metrics count them as one item) and ``skipped``
+    describes the samples that could not be read (or transformed) before this one was drawn, each
+    named by its source's ``describe``. With stage 1's image transforms a sample is
+    ``{"image": FloatTensor[3, H, W], ...}``.
 
     Args:
         sources: named record sources.

@@ -42,6 +42,7 @@ rows is declared by the backend (:func:`rows_cost_nothing_when`) and read by mod
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import math
@@ -112,6 +113,7 @@ def packed_rows_cost_nothing(
     return bool(rule(torch.device(device), dtype, head_dim)) if rule is not None else False
 
 
+@functools.cache
 def _torch_varlen_attn() -> Callable[..., Tensor] | None:
     """torch's variable-length flash attention (``torch.nn.attention.varlen``), where torch has it."""
     try:
@@ -237,7 +239,7 @@ def _sdpa_per_sequence(q: Tensor, k: Tensor, v: Tensor, seq_lens: SeqLens, dropo
     in ``benchmarks/naflex_packing.py``. Exactly the per-sequence attention, so the contract holds.
     """
     batch, heads, n, head_dim = q.shape
-    sizes, is_seq = _sequence_runs(seq_lens, n)
+    sizes, is_seq = seq_lens.flat_runs(n)
     if not sizes:  # no tokens at all
         return q.new_zeros(q.shape)
 
@@ -292,21 +294,6 @@ def _varlen_packed(
     out = out.view(batch, n, heads, head_dim).transpose(1, 2)  # B, heads, N, hd
     valid = seq_lens.valid(n).to(q.device)
     return out.masked_fill(~valid[:, None, :, None], 0.0)
-
-
-def _sequence_runs(seq_lens: SeqLens, n: int) -> tuple[list[int], list[bool]]:
-    """Lengths of the runs along the flattened ``B * n`` axis (each row's sequences, then its
-    padding) and whether each run is a sequence (True) or padding (False)."""
-    sizes, is_seq = [], []
-    for row in seq_lens.lengths.tolist():
-        for length in row:
-            if length > 0:
-                sizes.append(length)
-                is_seq.append(True)
-        if n - sum(row) > 0:
-            sizes.append(n - sum(row))
-            is_seq.append(False)
-    return sizes, is_seq
 
 
 def is_xformers_available() -> bool:

@@ -111,17 +111,24 @@ class SeqLens:
         The form varlen kernels take (xformers ``BlockDiagonalMask.from_seqlens``); padding runs are
         blocks of their own, so they never meet real tokens.
         """
+        return self.flat_runs(n)[0]
 
-        def run() -> list[int]:
+    def flat_runs(self, n: int) -> tuple[list[int], list[bool]]:
+        """:meth:`flat_lengths` and, for each run, whether it is a sequence (True) or padding."""
+
+        def run() -> tuple[list[int], list[bool]]:
             self.check(n)
-            out: list[int] = []
+            sizes: list[int] = []
+            is_seq: list[bool] = []
             for row in self.lengths.tolist():
-                out.extend(length for length in row if length > 0)
+                sizes.extend(length for length in row if length > 0)
+                is_seq.extend(True for length in row if length > 0)
                 if n - sum(row) > 0:
-                    out.append(n - sum(row))
-            return out
+                    sizes.append(n - sum(row))
+                    is_seq.append(False)
+            return sizes, is_seq
 
-        return self._cached("flat_lengths", n, run)
+        return self._cached("flat_runs", n, run)
 
     def cu_seqlens(self, n: int) -> Tensor:
         """int32 ``[len(flat_lengths(n)) + 1]`` cumulative starts on the flattened axis (flash-attn style)."""
