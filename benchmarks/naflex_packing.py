@@ -69,6 +69,7 @@ from glmkit.nn.attention import (
     is_xformers_available,
     packed_attention_mask,
     packed_rows_cost_nothing,
+    rows_cost_nothing_when,
     sdpa_attention,
 )
 from glmkit.nn.packed import SeqLens
@@ -183,7 +184,28 @@ MASKED = "naflex_bench_masked_rows"
 ATTENTION_BACKENDS.register(MASKED)(masked_rows_attention)
 
 # mode -> (batches of which schedule mode, attention backend)
+
+
+# ---- a probe: attention replaced by the identity (v itself), to time everything around attention
+@rows_cost_nothing_when(lambda device, dtype, head_dim: True)
+def identity_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    seq_lens: SeqLens | None = None,
+) -> Tensor:
+    """``v`` (a copy): no attention at all, packed rows on one row as with ``sdpa`` on the CPU."""
+    return v * 1.0
+
+
+IDENTITY = "naflex_bench_identity"
+ATTENTION_BACKENDS.register(IDENTITY)(identity_attention)
+
 MODES = {"padded": ("pad", "sdpa"), "packed": ("pack", "sdpa"), "packed+mask": ("pack", MASKED)}
+# --attention-free: the same batches with attention replaced by the identity (what attention costs)
+ATTENTION_FREE_MODES = {"padded-noattn": ("pad", IDENTITY), "packed-noattn": ("pack", IDENTITY)}
 XFORMERS_MODE = {"packed+xformers": ("pack", "xformers")}  # CUDA with xformers installed
 
 
@@ -209,11 +231,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument(
+        "--attention-free",
+        action="store_true",
+        help="also time padded and packed with attention replaced by the identity (the step around it)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     modes = dict(MODES)
+    if args.attention_free:
+        modes.update(ATTENTION_FREE_MODES)
     if device.type == "cuda" and is_xformers_available():
         modes.update(XFORMERS_MODE)
 
@@ -292,15 +321,17 @@ def main() -> None:
         )
     print()
     for name in args.model:
-        base = next(r for r in rows if r["model"] == name and r["mode"] == "padded")
         for r in rows:
+            # each mode against padded; the attention-free modes against padded without attention
+            baseline = "padded-noattn" if r["mode"].endswith("-noattn") else "padded"
+            base = next(b for b in rows if b["model"] == name and b["mode"] == baseline)
             if r["model"] != name or r is base:
                 continue
             wall = statistics.median(a[0] / b[0] for a, b in zip(r["rounds"], base["rounds"], strict=True))
             cpu = statistics.median(a[1] / b[1] for a, b in zip(r["rounds"], base["rounds"], strict=True))
             note = f"; max |diff| vs packed+mask (float64) {r['error']:.1e}" if r["error"] is not None else ""
             print(
-                f"- {name}, {r['mode']} / padded: real tok/s {wall:.3f} (wall), {cpu:.3f} (CPU), medians "
+                f"- {name}, {r['mode']} / {baseline}: real tok/s {wall:.3f} (wall), {cpu:.3f} (CPU), medians "
                 f"of per-round ratios; real share {r['share']:.3f} vs {base['share']:.3f}{note}"
             )
 
