@@ -30,7 +30,7 @@ from glmkit.scoring import Sample
 from glmkit.stages import STAGES
 from glmkit.stages.multitask_rl import MultiTaskRL, RankShare, TaskPrompts, oracle_episode, sft_warm_start
 from tests.models.test_vlm import make_vlm
-from tests.rl.rollout.test_episodes import crop_call, episode_processor, forcing
+from tests.rl.rollout.episodes.kit import crop_call, episode_processor, forcing
 
 
 @pytest.fixture(scope="module")

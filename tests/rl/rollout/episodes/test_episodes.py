@@ -28,81 +28,7 @@ from glmkit.rl.rollout.inprocess import ChatPrompts, token_logprobs
 from glmkit.rl.rollout.reward import completion_metadata
 from glmkit.scoring import Sample
 from tests.models.test_vlm import make_vlm
-
-CORNER_BOXES = {  # norm1000 crops of each corner, large enough to hold the label
-    "top-left": [0, 0, 250, 100],
-    "top-right": [750, 0, 1000, 100],
-    "bottom-left": [0, 900, 250, 1000],
-    "bottom-right": [750, 900, 1000, 1000],
-}
-
-
-def crop_call(corner: str) -> str:
-    """The Hermes-format ``crop_image`` call a reading policy writes for ``corner``."""
-    arguments = {"image": "img_0", "bbox": CORNER_BOXES[corner], "zoom": 4}
-    return (
-        f"Zoom in.\n<tool_call>\n{json.dumps({'name': 'crop_image', 'arguments': arguments})}\n</tool_call>"
-    )
-
-
-def episode_tokenizer() -> Any:
-    """A byte-level BPE tokenizer trained here on the small-text episode's text (no download): it
-    decodes what it encodes exactly, so a tool call written as token ids parses after decoding."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    cat = SmallText(size=8)
-    env_text = [cat.draw(cat.rng(i), i).question for i in range(2)]
-    corpus = [
-        *env_text,
-        *(crop_call(c) for c in CORNER_BOXES),
-        TOOLS_TEXT,
-        "X5C-9XW SN 0123456789 ABCDEFGHJKLMNPQRSTUVWXYZ",
-    ]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=700, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(corpus * 5, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
-
-
-def _tools_text() -> str:
-    from glmkit.agent.formats import get_tool_call_format
-    from glmkit.tools import get_tool
-
-    return get_tool_call_format("hermes").render_tools([get_tool("crop_image").schema()])
-
-
-TOOLS_TEXT = _tools_text()
-
-
-def episode_processor() -> VLMProcessor:
-    """The test tokenizer with 8-pixel patches, at most 16 per image (a 4x4 grid)."""
-    return VLMProcessor(episode_tokenizer(), patch_size=8, merge_size=2, max_num_patches=16)
-
-
-def forcing(processor: VLMProcessor, scripts: Sequence[Sequence[int]], only_with_tools: bool = False) -> Any:
-    """A ``prefix_allowed_tokens_fn`` that makes ``generate`` write ``scripts[k]`` in turn ``k`` (the
-    model's own logits still give the log-probabilities); later turns are free. With
-    ``only_with_tools``, prompts without a system message (single-step samples) are free."""
-    assistant, system = processor.token_id("<|assistant|>"), processor.token_id("<|system|>")
-    everything = list(range(len(processor.tokenizer)))
-
-    def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
-        row = input_ids.tolist()
-        if only_with_tools and system not in row:
-            return everything
-        turn = row.count(assistant) - 1
-        start = len(row) - row[::-1].index(assistant) + 1  # after "<|assistant|>\n"
-        if turn >= len(scripts):
-            return everything
-        done = len(row) - start
-        return [scripts[turn][done]] if done < len(scripts[turn]) else everything
-
-    return allowed
+from tests.rl.rollout.episodes.kit import crop_call, episode_processor, forcing, run_requests
 
 
 class ScriptedEngine(RolloutEngine):
@@ -149,29 +75,8 @@ class ScriptedEngine(RolloutEngine):
 
 
 @pytest.fixture(scope="module")
-def processor() -> VLMProcessor:
-    return episode_processor()
-
-
-@pytest.fixture(scope="module")
-def small_text(tmp_path_factory: pytest.TempPathFactory) -> SmallText:
-    return SmallText(data_dir=str(tmp_path_factory.mktemp("gym")), max_turns=3)
-
-
-@pytest.fixture(scope="module")
 def counting(small_text: SmallText) -> Counting:
     return Counting(data_dir=str(small_text.data_dir))
-
-
-def _run(engine: RolloutEngine, requests: Sequence[RolloutRequest]) -> list[Completion]:
-    async def run() -> list[Completion]:
-        done: list[Completion] = []
-        out = await asyncio.gather(*(engine.submit(r, done.append) for r in requests))
-        assert len(done) == len(requests)  # every completion's callback ran
-        await engine.close()
-        return list(out)
-
-    return asyncio.run(run())
 
 
 def _leaves(value: Any) -> list[Any]:
@@ -191,7 +96,7 @@ def test_episode_tokens_equal_the_template_rendering(processor, small_text) -> N
     sample = small_text.sample(0)
     engine = ScriptedEngine(processor, _answer_and_call(sample))
     runner = EpisodeRunner(engine, [small_text], tool_format="hermes")
-    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     # the reward sees the final answer and the episode's record
     assert done.finish_reason == "stop" and done.response == str(sample.answer)
     meta = done.metadata
@@ -249,7 +154,7 @@ def test_single_step_samples_pass_through_unchanged(processor, small_text, count
     sample = counting.sample(1)
     engine = ScriptedEngine(processor, ["3"])
     runner = EpisodeRunner(engine, [small_text, counting])
-    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=8))])
+    (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=8))])
     assert engine.seen == [None]  # the inner engine got the request itself
     assert done.response == "3" and done.metadata == {} and not isinstance(done, EpisodeCompletion)
 
@@ -258,7 +163,7 @@ def test_turn_limit_ends_the_episode_without_an_answer(processor, small_text) ->
     sample = small_text.sample(1)
     engine = ScriptedEngine(processor, [crop_call(sample.metadata["corner"])])  # calls forever
     runner = EpisodeRunner(engine, [small_text])
-    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.response == "" and done.finish_reason == "stop"
     assert done.metadata["end_reason"] == "max_turns" and done.metadata["turns"] == 3
     assert done.metadata["tool_calls"] == {"crop_image": 3}
@@ -266,7 +171,7 @@ def test_turn_limit_ends_the_episode_without_an_answer(processor, small_text) ->
     assert len(trace.images) == 2  # the last turn's call is not answered: the episode ended
     assert trace.token_ids[-1] == processor.token_id("<|observation|>") and trace.mask[-1]
     runner = EpisodeRunner(engine, [small_text], max_turns=2)  # the override
-    (done,) = _run(runner, [RolloutRequest("p1", 0, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("p1", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.metadata["turns"] == 2
 
 
@@ -275,7 +180,7 @@ def test_cut_off_turns(processor, small_text) -> None:
     # a call cut off by the length limit is refused, the episode goes on; the answer ends it
     engine = ScriptedEngine(processor, _answer_and_call(sample), length_at=0)
     runner = EpisodeRunner(engine, [small_text])
-    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.metadata["turn_finish_reasons"] == ["length", "stop"]
     assert done.metadata["parse_errors"] == 1 and done.metadata["tool_calls"] == {}
     trace = done.trace
@@ -286,7 +191,7 @@ def test_cut_off_turns(processor, small_text) -> None:
     # an answer cut off by the length limit ends the episode with finish_reason "length"
     engine = ScriptedEngine(processor, _answer_and_call(sample), length_at=1)
     runner = EpisodeRunner(engine, [small_text])
-    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.finish_reason == "length" and done.metadata["turns"] == 2
 
 
@@ -294,7 +199,7 @@ def test_engine_error_in_a_middle_turn_finishes_the_episode(processor, small_tex
     sample = small_text.sample(3)
     engine = ScriptedEngine(processor, _answer_and_call(sample), fail_at=1)
     runner = EpisodeRunner(engine, [small_text])
-    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.finish_reason == "error" and "out of memory" in done.error and "turn 2" in done.error
     assert done.metadata["turns"] == 1 and done.metadata["end_reason"] == "error"
     assert not isinstance(done, EpisodeCompletion) and runner.outstanding == []
@@ -339,7 +244,7 @@ def test_turns_end_at_the_engines_stop_ids_else_the_processors(processor, small_
         engine = ScriptedEngine(processor, _answer_and_call(sample), stop_token_ids=given)
         runner = EpisodeRunner(engine, [small_text])
         assert runner.stop_token_ids() == expected == engine.stop_token_ids(runner.prompts)
-        (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+        (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
         assert done.finish_reason == "stop" and done.metadata["turns"] == 2
         assert engine.seen[0] is not None and engine.seen[1] is not None
         assert engine.seen[1].stop_token_ids == tuple(sorted(expected))
@@ -385,7 +290,7 @@ def test_logprobs_equal_a_teacher_forced_forward_over_the_episode(processor, sma
         extra={"prefix_allowed_tokens_fn": forcing(processor, [call, answer], only_with_tools=True)},
     )
     runner = EpisodeRunner(InProcessEngine(vlm, processor, max_batch_size=4), [small_text, counting])
-    done, other = _run(
+    done, other = run_requests(
         runner, [RolloutRequest("p0", 0, sample, params), RolloutRequest("p1", 0, single, params)]
     )
     assert done.metadata["turns"] == 2 and done.metadata["tool_calls"] == {"crop_image": 1}
@@ -431,7 +336,7 @@ def test_a_gui_trajectory_runs_through_the_runner(processor, small_text) -> None
 
     reference = run_episode(TaskEnvironment(category), sample, recording)
     runner = EpisodeRunner(ScriptedEngine(processor, replies), [category, small_text])
-    (done,) = _run(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, SamplingParams(max_new_tokens=64))])
     assert done.response == reference.response and done.metadata["turns"] == reference.turns
     assert done.metadata["tool_calls"] == reference.tool_calls == {"click": reference.turns - 1}
     trace = done.trace
@@ -449,7 +354,7 @@ def test_the_scored_sample_keeps_the_mask_and_images_through_a_checkpoint(proces
     (JSON, images as PNG): after a resume it trains exactly as before."""
     sample = small_text.sample(6)
     runner = EpisodeRunner(ScriptedEngine(processor, _answer_and_call(sample)), [small_text])
-    (done,) = _run(runner, [RolloutRequest("0/3", 1, sample, SamplingParams(max_new_tokens=64))])
+    (done,) = run_requests(runner, [RolloutRequest("0/3", 1, sample, SamplingParams(max_new_tokens=64))])
     scored = ScoredSample.from_completion(done, 1.0)
     assert scored.token_mask == done.trace.mask and len(scored.observation_images) == 1
     state = json.loads(json.dumps(scored.to_state()))

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glmkit.rl.gym.categories import SmallText
 from glmkit.rl.rollout import (
     Completion,
     EpisodeRunner,
@@ -31,7 +30,7 @@ from glmkit.rl.rollout.server import OpenAIServerEngine
 from glmkit.scoring import Sample
 from tests.helpers.openai_server import ScriptedOpenAIServer, reply
 from tests.models.test_vlm import make_vlm
-from tests.rl.rollout.test_episodes import _run, crop_call, episode_processor, forcing
+from tests.rl.rollout.episodes.kit import crop_call, forcing, run_requests
 
 UNUSED = [reply(content="the chat route is not used here")]
 
@@ -93,16 +92,6 @@ class SGLangGenerate:
         }
 
 
-@pytest.fixture(scope="module")
-def processor() -> Any:
-    return episode_processor()
-
-
-@pytest.fixture(scope="module")
-def small_text(tmp_path_factory: pytest.TempPathFactory) -> SmallText:
-    return SmallText(data_dir=str(tmp_path_factory.mktemp("gym")), max_turns=3)
-
-
 def test_an_episode_on_sglang_equals_the_in_process_episode(processor, small_text) -> None:
     """A 2-turn small-text episode (a forced crop call, then a free greedy turn over the crop)
     gives the same ids, mask, log-probs and answer through the server as in-process, and the
@@ -118,14 +107,14 @@ def test_an_episode_on_sglang_equals_the_in_process_episode(processor, small_tex
         max_new_tokens=len(call) + 2, temperature=0.0, extra={"prefix_allowed_tokens_fn": steer}
     )
     local = EpisodeRunner(InProcessEngine(vlm, processor), [small_text])
-    (reference,) = _run(local, [RolloutRequest("p0", 0, sample, reference_params)])
+    (reference,) = run_requests(local, [RolloutRequest("p0", 0, sample, reference_params)])
 
     served = SGLangGenerate(vlm, processor, allowed=steer)
     with ScriptedOpenAIServer(UNUSED, routes={"/generate": served}) as srv:
         # no stop_token_ids: the runner's prompts carry the processor's turn ends
         engine = OpenAIServerEngine(srv.base_url, flavour="sglang", timeout_s=60)
         runner = EpisodeRunner(engine, [small_text], processor=processor)
-        (done,) = _run(runner, [RolloutRequest("p0", 0, sample, greedy)])
+        (done,) = run_requests(runner, [RolloutRequest("p0", 0, sample, greedy)])
 
     # (1) the same episode, token for token
     assert done.finish_reason == reference.finish_reason, done.error
@@ -173,7 +162,7 @@ def test_vllm_takes_text_token_prompts_and_refuses_images_by_name(processor, sma
         engine.token_request(request, TokenPrompt((1, 2, 3), (image,)))
     # through the runner: the episode ends with that error, named
     runner = EpisodeRunner(engine, [small_text], processor=processor)
-    (done,) = _run(runner, [request])
+    (done,) = run_requests(runner, [request])
     assert done.finish_reason == "error" and "flavour 'vllm'" in done.error and "no images" in done.error
 
     # a text-only token prompt goes to /v1/completions with the ids as the prompt
