@@ -49,12 +49,14 @@ def reply(
     completion_tokens: int = 5,
     logprobs: list[tuple[str, float]] | None = None,
     token_ids: list[int] | None = None,
+    choice_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A full chat-completion response with one choice.
 
     ``logprobs``: ``(token, logprob)`` pairs, returned as the choice's ``logprobs.content`` (the
     OpenAI format of ``logprobs: true``); ``token_ids``: returned as the choice's ``token_ids`` (as
-    vLLM and SGLang do for ``return_token_ids: true``).
+    vLLM and SGLang do for ``return_token_ids: true``); ``choice_fields``: more fields of the choice
+    (a server's own, such as vLLM's ``stop_reason``).
     """
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
@@ -70,6 +72,7 @@ def reply(
         }
     if token_ids is not None:
         choice["token_ids"] = list(token_ids)
+    choice.update(choice_fields or {})
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",

@@ -531,6 +531,9 @@ def test_a_text_only_response_ends_with_the_engines_turn_end(processor) -> None:
     assert rl.turn_end_id() == given
     assert rl.response_ids(stopped) == [*words, given] and rl.response_ids(cut) == words
     assert stage(processor).turn_end_id() == turn_ends[0]  # no ids given: the processor's
+    # a server that names the id that stopped the reply (vLLM's stop_reason): that id, not the default
+    named = ScoredSample("p", 2, "counting", "three", 1.0, finish_reason="stop", stop_token_id=turn_ends[-1])
+    assert rl.response_ids(named) == [*words, turn_ends[-1]]
 
 
 def test_dr_grpo_divides_by_one_constant_length(processor) -> None:

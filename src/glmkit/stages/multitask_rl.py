@@ -943,12 +943,14 @@ class MultiTaskRL(Stage):
         return self.rollout_engine.stop_token_ids(self.prompts)[0]
 
     def response_ids(self, sample: ScoredSample) -> list[int]:
-        """The response's token ids: the engine's, else the text tokenized again (with the stop
-        token when it stopped), for servers that return text only."""
+        """The response's token ids: the engine's, else the text tokenized again, for servers that
+        return text only; a response that stopped ends with the id the server says stopped it
+        (:attr:`ScoredSample.stop_token_id`), else with the engine's turn end."""
         if sample.token_ids is None:
             tokenizer = self.prompts.tokenizer
             ids = tokenizer.encode(sample.response, add_special_tokens=False)
-            stop = [self.turn_end_id()] if sample.finish_reason == "stop" else []
+            ended_by = sample.stop_token_id if sample.stop_token_id is not None else self.turn_end_id()
+            stop = [ended_by] if sample.finish_reason == "stop" else []
             sample.token_ids, sample.logprobs = [*ids, *stop], None
         return list(sample.token_ids)
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from glmkit.registry import registry
 from glmkit.rl.rollout import Completion, RolloutRequest, RolloutScheduler, SamplingParams
+from glmkit.rl.rollout.group import ScoredSample
 from glmkit.rl.rollout.server import OpenAIServerEngine, VLLMWeightLoader, WeightUpdateError
 from glmkit.scoring import Sample
 from tests.helpers.openai_server import ScriptedOpenAIServer, reply
@@ -157,6 +158,34 @@ def test_logprobs_and_token_ids_are_parsed() -> None:
     assert as_strings.logprobs == [-0.1, -0.2] and as_strings.token_ids == [11, 12]
     assert as_strings.response_tokens == 2
     assert none.logprobs is None and none.token_ids is None and none.response_tokens == 5
+
+
+def test_the_stop_token_a_server_names_is_kept() -> None:
+    """vLLM's ``stop_reason`` and SGLang's ``matched_stop`` name the id that ended a reply; a stop
+    string, an EOS (``None``) or no such field leaves it unknown."""
+    script = [
+        reply(content="a", choice_fields={"stop_reason": 151336}),  # vLLM, a stop token id
+        reply(content="b", choice_fields={"matched_stop": 7}),  # SGLang
+        reply(content="c", choice_fields={"stop_reason": "</answer>"}),  # a stop string
+        reply(content="d", choice_fields={"stop_reason": None}),  # vLLM's EOS
+        reply(content="e", choice_fields={"matched_stop": True}),  # not an id
+        reply(content="f"),
+    ]
+    with ScriptedOpenAIServer(script) as srv:
+        eng = engine(srv, flavour="vllm")
+
+        async def main() -> list[Completion]:
+            out = [await eng.submit(request(i)) for i in range(len(script))]
+            await eng.close()
+            return out
+
+        done = asyncio.run(main())
+    assert [c.metadata.get("stop_token_id") for c in done] == [151336, 7, None, None, None, None]
+    scored = ScoredSample.from_completion(done[0], 1.0)
+    assert scored.stop_token_id == 151336
+    back = ScoredSample.from_state(json.loads(json.dumps(scored.to_state())), scored.prompt_id, scored.source)
+    assert back.stop_token_id == 151336  # through a checkpoint
+    assert "stop_token_id" not in ScoredSample.from_completion(done[5], 1.0).to_state()
 
 
 def test_finish_reasons_are_mapped_and_failures_keep_their_reason() -> None:

@@ -46,6 +46,8 @@ class ScoredSample:
             observations' (None: every token is the policy's, a single-step sample).
         observation_images: an episode's observation images (PIL), in the order of their
             placeholders in ``token_ids``.
+        stop_token_id: the id that ended the response, where a server that returns text only names
+            it (vLLM's ``stop_reason``, SGLang's ``matched_stop``); None otherwise.
         result: the reward's raw result (its breakdown); not saved in checkpoints.
     """
 
@@ -64,6 +66,7 @@ class ScoredSample:
     logprobs: list[float] | None = None
     token_mask: list[bool] | None = None
     observation_images: list[Any] = field(default_factory=list, repr=False)
+    stop_token_id: int | None = None
     result: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -90,6 +93,7 @@ class ScoredSample:
             logprobs=completion.logprobs,
             token_mask=None if mask is None else list(mask),
             observation_images=list(getattr(completion, "observation_images", ())),
+            stop_token_id=completion.metadata.get("stop_token_id"),
             result=result,
         )
 
@@ -114,6 +118,8 @@ class ScoredSample:
             "token_ids": self.token_ids,
             "logprobs": self.logprobs,
         }
+        if self.stop_token_id is not None:
+            state["stop_token_id"] = self.stop_token_id
         if self.token_mask is not None:
             state["token_mask"] = [bool(m) for m in self.token_mask]
             state["observation_images"] = [_png_text(im) for im in self.observation_images]
@@ -140,6 +146,7 @@ class ScoredSample:
             logprobs=state.get("logprobs"),
             token_mask=None if mask is None else [bool(m) for m in mask],
             observation_images=[_png_image(text) for text in state.get("observation_images", [])],
+            stop_token_id=state.get("stop_token_id"),
         )
 
 

@@ -328,6 +328,9 @@ class OpenAIServerEngine(RolloutEngine):
         prompt_ids = _int_list(reply.raw.get("prompt_token_ids")) or _int_list(choice.get("prompt_token_ids"))
         if prompt_ids is not None:
             metadata["prompt_token_ids"] = prompt_ids
+        stop_id = _stop_token_id(choice)
+        if stop_id is not None:
+            metadata["stop_token_id"] = stop_id
         server_reason = reply.finish_reason
         if server_reason == "length" or server_reason in _STOP_REASONS:
             return Completion(
@@ -744,6 +747,17 @@ def _token_ids(choice: dict[str, Any], tokens: list[str]) -> list[int] | None:
     if ids is None and tokens and all(t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
         ids = [int(t[len(_TOKEN_ID_PREFIX) :]) for t in tokens]
     return ids
+
+
+def _stop_token_id(choice: dict[str, Any]) -> int | None:
+    """The token id that ended a reply, where the server names it: vLLM's ``stop_reason`` and
+    SGLang's ``matched_stop`` are an id when a stop token ended the reply (a string for a stop string,
+    None for vLLM's EOS or another end)."""
+    for key in ("stop_reason", "matched_stop"):
+        value = choice.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _int_list(value: Any) -> list[int] | None:
