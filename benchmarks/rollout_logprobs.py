@@ -133,6 +133,8 @@ def main() -> None:
                 str(args.threads),
                 "--policy",
                 args.policy,
+                "--device",
+                args.device,
             ]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
