@@ -33,8 +33,9 @@ images; on one internal row, ``packed`` computes no padding at all); ``real tok/
 On a GPU (``--device cuda --dtype bf16``) ``packed`` is the ``sdpa`` backend's CUDA path in half
 precision: torch's variable-length flash kernel (``torch.nn.attention.varlen``) with every image
 on one row; ``packed+mask`` is one masked SDPA per row, and ``packed+xformers`` (when xformers is
-installed) every image on one row under xformers' ``BlockDiagonalMask``: the comparison that checks
-the CUDA choice. In fp32 ``packed`` falls back to the masked rows. Steps are synchronised before
+installed) every image on one row under xformers' ``BlockDiagonalMask``, and ``packed+flex`` the
+rows under compiled FlexAttention with a block mask per batch (compiled per batch shape during the
+warmup): the comparison that checks the CUDA choice. In fp32 ``packed`` falls back to the masked rows. Steps are synchronised before
 each timer is read.
 
 Example::
@@ -207,6 +208,7 @@ MODES = {"padded": ("pad", "sdpa"), "packed": ("pack", "sdpa"), "packed+mask": (
 # --attention-free: the same batches with attention replaced by the identity (what attention costs)
 ATTENTION_FREE_MODES = {"padded-noattn": ("pad", IDENTITY), "packed-noattn": ("pack", IDENTITY)}
 XFORMERS_MODE = {"packed+xformers": ("pack", "xformers")}  # CUDA with xformers installed
+FLEX_MODE = {"packed+flex": ("pack", "flex")}  # CUDA: FlexAttention, compiled, block mask per batch
 
 
 def main() -> None:
@@ -245,6 +247,8 @@ def main() -> None:
         modes.update(ATTENTION_FREE_MODES)
     if device.type == "cuda" and is_xformers_available():
         modes.update(XFORMERS_MODE)
+    if device.type == "cuda":
+        modes.update(FLEX_MODE)
 
     start = time.perf_counter()
     built = {kind: build_batches(args, kind) for kind in ("pad", "pack")}
@@ -267,7 +271,10 @@ def main() -> None:
         seconds = {mode: [[0.0, 0.0] for _ in range(args.rounds)] for mode in modes}  # [wall, cpu]
         for mode, (_, backend) in modes.items():  # warmup
             model.set_attn_backend(backend)
-            train_step(model, batches[mode][0])
+            # every batch shape once: compiled FlexAttention compiles per shape, outside the timer
+            shapes = {tuple(b["patches"].shape): b for b in batches[mode]} if backend == "flex" else {}
+            for batch in shapes.values() or [batches[mode][0]]:
+                train_step(model, batch)
         synchronize(device)
         longest = max(map(len, batches.values()))
         for round_ in range(args.rounds):

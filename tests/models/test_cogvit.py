@@ -326,6 +326,7 @@ def test_bf16_autocast_on_cpu(model: CogViT) -> None:
     [
         "sdpa",
         pytest.param("xformers", marks=pytest.mark.skipif(not is_xformers_available(), reason="no xformers")),
+        "flex",
     ],
 )
 def test_cuda_bf16_matches_cpu_fp32(backend: str) -> None:
@@ -390,6 +391,19 @@ def test_packed_forward_equals_per_image_forward(prefix: bool) -> None:
         torch.testing.assert_close(out.prefix_tokens[i], alone.prefix_tokens[0], atol=1e-12, rtol=1e-12)
     if prefix:
         assert out.class_token.shape == (4, D)
+
+
+def test_packed_inference_on_flex_equals_sdpa_on_the_cpu() -> None:
+    """FlexAttention's block mask (forward only on the CPU) gives CogViT's packed outputs."""
+    torch.manual_seed(0)
+    enc = CogViT.preset("tiny").eval()
+    batch = pack(packed_images(torch.float32), [[0, 1], [2, 3]], n=9)
+    with torch.no_grad():
+        want = enc(**batch)
+        enc.set_attn_backend("flex")
+        got = enc(**batch)
+    torch.testing.assert_close(got.patch_tokens, want.patch_tokens, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.prefix_tokens, want.prefix_tokens, atol=1e-5, rtol=1e-5)
 
 
 def test_packed_attention_never_mixes_images(model: CogViT) -> None:
@@ -541,6 +555,7 @@ def test_matches_timm_vision_transformer_with_rope_off(
     [
         "sdpa",
         pytest.param("xformers", marks=pytest.mark.skipif(not is_xformers_available(), reason="no xformers")),
+        "flex",
     ],
 )
 def test_cuda_packed_bf16_matches_cpu_fp32(backend: str) -> None:

@@ -37,7 +37,7 @@ def qkv(batch: int = 2, heads: int = 3, n: int = 7, dim: int = 16, seed: int = 0
 
 def test_backends_registered() -> None:
     assert registry("attention") is ATTENTION_BACKENDS
-    assert {"sdpa", "xformers"} <= set(ATTENTION_BACKENDS.names())
+    assert {"sdpa", "xformers", "flex"} <= set(ATTENTION_BACKENDS.names())
 
 
 def test_sdpa_matches_naive_without_mask() -> None:
@@ -306,6 +306,70 @@ def test_sdpa_packed_on_cuda_runs_the_varlen_kernel_and_equals_each_sequence_alo
     mask = seq_lens.block_mask(40)
     F.scaled_dot_product_attention(*masked, attn_mask=mask).masked_fill(
         ~seq_lens.valid(40)[:, None, :, None], 0.0
+    ).square().sum().backward()
+    for got, want in zip((q, k, v), masked, strict=True):
+        torch.testing.assert_close(got.grad.float(), want.grad, atol=5e-2, rtol=5e-2)
+
+
+# -- flex: torch's FlexAttention under a block mask (forward only on the CPU) ------------------------------
+
+
+def test_flex_packed_equals_each_sequence_alone_on_the_cpu() -> None:
+    q, k, v = qkv(batch=2, n=140, dim=16)
+    lengths = [[60, 0, 50], [100, 25]]  # an empty slot; padding after each row's last sequence
+    seq_lens = SeqLens.from_lists(lengths)
+    with torch.no_grad():
+        out = attention(q, k, v, seq_lens=seq_lens, backend="flex")
+        again = attention(q, k, v, seq_lens=seq_lens, backend="flex")  # the block mask, from the cache
+    torch.testing.assert_close(out.double(), packed_reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
+    assert (out[0, :, 110:] == 0).all() and (out[1, :, 125:] == 0).all()  # padding queries: zeros
+    torch.testing.assert_close(again, out, atol=0, rtol=0)
+    assert any(kind.startswith("flex_block_mask") for kind, _ in seq_lens._cache)
+
+
+@pytest.mark.parametrize("mask_shape", ["key_padding", "per_head", "broadcast"])
+def test_flex_masks_equal_sdpa_and_fully_masked_rows_are_zero(mask_shape: str) -> None:
+    q, k, v = qkv(batch=2, n=24, dim=16)
+    g = torch.Generator().manual_seed(1)
+    if mask_shape == "key_padding":
+        mask = torch.rand(2, 24, generator=g) > 0.3
+        mask[1] = False  # row 1 sees no key at all
+    elif mask_shape == "per_head":
+        mask = torch.rand(2, 3, 24, 24, generator=g) > 0.5
+        mask[0, 1, 5] = False  # one query of one head sees no key
+    else:
+        mask = torch.rand(1, 1, 24, 24, generator=g) > 0.5
+    with torch.no_grad():
+        out = attention(q, k, v, attn_mask=mask, backend="flex")
+    torch.testing.assert_close(out, attention(q, k, v, attn_mask=mask), atol=1e-5, rtol=1e-5)
+    if mask_shape == "key_padding":
+        assert (out[1] == 0).all()
+    if mask_shape == "per_head":
+        assert (out[0, 1, 5] == 0).all()
+
+
+def test_flex_refuses_what_it_cannot_do_by_name() -> None:
+    q, k, v = (t.requires_grad_() for t in qkv(n=8))
+    with pytest.raises(RuntimeError, match="'flex' cannot train on the CPU.*attn_backend='sdpa'"):
+        attention(q, k, v, backend="flex")
+    with torch.no_grad(), pytest.raises(ValueError, match="'flex' has no attention dropout"):
+        attention(q, k, v, backend="flex", dropout_p=0.1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_flex_packed_on_cuda_equals_each_sequence_alone_forward_and_backward() -> None:
+    lengths = [[70, 90, 0], [128, 30, 50]]
+    seq_lens = SeqLens(torch.tensor(lengths, device="cuda"))
+    q, k, v = (t.cuda().to(torch.bfloat16).requires_grad_() for t in qkv(batch=2, n=256, dim=64))
+    out = attention(q, k, v, seq_lens=seq_lens, backend="flex")
+    ref = packed_reference(*(t.detach().double() for t in (q, k, v)), lengths)
+    torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
+    assert (out[0, :, 160:] == 0).all() and (out[1, :, 208:] == 0).all()
+    out.float().square().sum().backward()
+    masked = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    F.scaled_dot_product_attention(*masked, attn_mask=seq_lens.block_mask(256)).masked_fill(
+        ~seq_lens.valid(256)[:, None, :, None], 0.0
     ).square().sum().backward()
     for got, want in zip((q, k, v), masked, strict=True):
         torch.testing.assert_close(got.grad.float(), want.grad, atol=5e-2, rtol=5e-2)

@@ -31,9 +31,13 @@ Packed attention on ``sdpa``, the fastest exact path these torch versions offer 
 * CUDA otherwise (fp32, or a GPU older than sm80): one SDPA call per row with the dense
   block-diagonal mask (the memory-efficient kernel).
 
-FlexAttention's block masks would also skip the empty blocks, but they need ``torch.compile`` to
-be fast (eager FlexAttention is a reference implementation), a recompile per packing pattern, and
-have no CPU backward in torch 2.14.
+The ``flex`` backend runs torch's FlexAttention with a block mask (built from the same lengths,
+once per batch): 128 x 128 blocks where no query sees a key are skipped, so packed rows cost about
+``sum(n_i^2)`` plus the blocks that straddle two sequences. It is compiled on CUDA (eager
+FlexAttention is a reference implementation) once per row shape, so models keep fixed-length rows
+for it; on the CPU torch 2.14 runs it forward only (no backward), for inference and checks. Which
+of varlen, masked rows, xformers and FlexAttention is fastest on a GPU is measured by
+``benchmarks/naflex_packing.py --device cuda`` (``benchmarks/gpu_session.sh``).
 
 Whether a backend's packed attention costs ``sum(n_i^2)`` however the sequences are spread over
 rows is declared by the backend (:func:`rows_cost_nothing_when`) and read by models through
@@ -46,6 +50,7 @@ import functools
 import importlib.util
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -369,6 +374,80 @@ def _xformers_packed(
     return out.masked_fill(~valid[:, None, :, None], 0.0)  # padding blocks attended among themselves
 
 
+@functools.cache
+def _compiled_flex_attention() -> Callable[..., Tensor]:
+    """FlexAttention compiled once per process (each new shape compiles again; masks are inputs)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def _flex_block_mask(
+    attn_mask: Tensor | None, seq_lens: SeqLens | None, q: Tensor, k: Tensor
+) -> Any:  # BlockMask | None
+    """FlexAttention's block mask for packed rows (cached on ``seq_lens`` per row length and device)
+    or for a boolean mask (built per call), None for full attention."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    batch, heads, n_q, _ = q.shape
+    n_k = k.shape[2]
+    if seq_lens is not None:
+        _check_packed(seq_lens, q, k)
+
+        def packed() -> Any:
+            seg = seq_lens.segment_ids(n_q).to(q.device)
+
+            def same_sequence(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
+                return (seg[b, qi] == seg[b, ki]) & (seg[b, qi] >= 0)
+
+            return create_block_mask(same_sequence, batch, None, n_q, n_q, device=q.device)
+
+        return seq_lens.cached(f"flex_block_mask:{q.device}", n_q, packed)
+    mask = expand_attention_mask(attn_mask, q, k)
+    if mask is None:
+        return None
+    mask = mask.to(q.device)
+    one_batch, one_head, one_query = mask.shape[0] == 1, mask.shape[1] == 1, mask.shape[2] == 1
+
+    def allowed(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
+        zero = torch.zeros_like(b)
+        return mask[zero if one_batch else b, zero if one_head else h, zero if one_query else qi, ki]
+
+    return create_block_mask(allowed, mask.shape[0], None if one_head else heads, n_q, n_k, device=q.device)
+
+
+@ATTENTION_BACKENDS.register("flex")
+def flex_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    seq_lens: SeqLens | None = None,
+) -> Tensor:
+    """torch's FlexAttention under a block mask (module docstring): compiled on CUDA; forward only on
+    the CPU. Queries that see no key (padding) return zeros, as on every backend."""
+    _check_one_mask(attn_mask, seq_lens)
+    if dropout_p > 0:
+        raise ValueError(
+            f"attention backend 'flex' has no attention dropout (got dropout_p={dropout_p}); "
+            "use attn_backend='sdpa' for attention dropout"
+        )
+    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise RuntimeError(
+            f"attention backend 'flex' cannot train on the CPU: torch {torch.__version__} has no CPU "
+            "backward for FlexAttention; use attn_backend='sdpa' there (or run under torch.no_grad())"
+        )
+    block_mask = _flex_block_mask(attn_mask, seq_lens, q, k)
+    if q.device.type == "cuda":
+        return _compiled_flex_attention()(q, k, v, block_mask=block_mask)
+    from torch.nn.attention.flex_attention import flex_attention as eager_flex_attention
+
+    with warnings.catch_warnings():  # eager FlexAttention warns that it is slow: known, CPU checks only
+        warnings.simplefilter("ignore", UserWarning)
+        return eager_flex_attention(q, k, v, block_mask=block_mask)
+
+
 def _additive_bias(mask: Tensor, q: Tensor, k: Tensor) -> Tensor:
     """Dense ``[B, heads, Nq, Nk]`` additive bias for xformers from a boolean mask.
 
@@ -403,7 +482,8 @@ def attention(
         q, k, v: ``[B, heads, N, head_dim]``.
         attn_mask: None, a key-padding mask ``[B, Nk]`` or a general mask ``[B, 1|heads, Nq, Nk]``,
             boolean with True = may attend.
-        backend: a name registered in ``registry("attention")``: ``sdpa`` (default) or ``xformers``.
+        backend: a name registered in ``registry("attention")``: ``sdpa`` (default), ``xformers``
+            or ``flex``.
         dropout_p: attention-probability dropout (pass 0 at eval time).
         seq_lens: packed rows (variable-length attention); excludes ``attn_mask``.
 
@@ -423,6 +503,7 @@ __all__ = [
     "SeqLens",
     "attention",
     "expand_attention_mask",
+    "flex_attention",
     "get_attention_backend",
     "is_xformers_available",
     "packed_attention_mask",

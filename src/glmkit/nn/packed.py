@@ -141,6 +141,11 @@ class SeqLens:
 
         return self._cached("cu_seqlens", n, run)
 
+    def cached(self, kind: str, n: int, compute: Any) -> Any:
+        """``compute()`` once per ``(kind, n)`` for this object: how a backend keeps its own derived form
+        of the lengths (e.g. FlexAttention's block mask) for every layer of a forward pass."""
+        return self._cached(kind, n, compute)
+
     def _cached(self, kind: str, n: int, compute: Any) -> Any:
         key = (kind, n)
         if key not in self._cache:
