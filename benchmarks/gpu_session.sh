@@ -16,7 +16,8 @@
 #        device.txt        nvidia-smi -L, torch/CUDA versions, whether torch has varlen_attn (which path
 #                          `packed` took in naflex-packing), the offline install
 #        gpu-tests.txt     pytest -m gpu of the four modules that have gpu tests (xformers ones skip)
-#        naflex-packing.txt issue 11: packed (varlen kernel when device.txt says so) vs masked rows
+#        naflex-packing.txt issue 11: packed (varlen kernel when device.txt says so) vs masked rows,
+#                          then (naflex-flex) packed+flex, compiled FlexAttention
 #        encoder.txt       encoder_throughput.py, presets base then large
 #        vlm-rollout.txt   issue 13: the VLM quickstart's fit, then rollout_logprobs.py on its export
 #    Copy the tables into benchmarks/RESULTS.md with the card named (device.txt's nvidia-smi -L line).
@@ -77,24 +78,30 @@ print("varlen_usable(cuda, bf16, head_dim 64) (naflex small/base -> packed takes
       cuda and varlen_usable(torch.device("cuda"), torch.bfloat16, 64))
 print("xformers:", is_xformers_available())'
 
-# a. The gpu tests, by file (the full collection imports packages absent there: mcp, open_clip, trl, ...).
-# --timeout: one hanging test fails alone instead of eating the step's limit.
-step gpu-tests 150 gpu-tests.txt python3 -m pytest -m gpu -rs -q -p no:cacheprovider --timeout 120 \
-  tests/nn/test_attention.py tests/models/test_cogvit.py tests/models/test_teachers.py \
-  tests/stages/test_mim_distill.py
-
-# b. Issue 11, the most valuable number: the CUDA attention path for packed NaFlex batches (torch's
+# a. Issue 11, the most valuable number, first: the CUDA attention path for packed NaFlex batches (torch's
 # varlen flash kernel on one row, see device.txt, vs masked rows; xformers is not carried).
 # --threads: its float64 correctness check of each model runs on the CPU, minutes on one thread for base.
 step naflex-packing 240 naflex-packing.txt python3 benchmarks/naflex_packing.py --device cuda --dtype bf16 \
   --model small base --samples 1024 --max-tokens 16384 --seq-lens 256 576 1024 --rounds 3 \
   --threads "$(nproc)"
 
+# b. The gpu tests, by file (the full collection imports packages absent there: mcp, open_clip, trl, ...).
+# --timeout: one hanging test fails alone instead of eating the step's limit.
+step gpu-tests 150 gpu-tests.txt python3 -m pytest -m gpu -rs -q -p no:cacheprovider --timeout 120 \
+  tests/nn/test_attention.py tests/models/test_cogvit.py tests/models/test_teachers.py \
+  tests/stages/test_mim_distill.py
+
 # c. Encoder throughput, CogViT vs timm ViT.
 for preset in base large; do
   step "encoder-$preset" 120 encoder.txt python3 benchmarks/encoder_throughput.py --device cuda \
     --dtype bf16 --preset "$preset" --batch-size 64 --steps 20 --warmup 5
 done
+
+# c2. Issue 11 again with compiled FlexAttention beside them (packed+flex): after the rest of the
+# issue's numbers, since compiling takes a while per batch shape; the small model only.
+step naflex-flex 150 naflex-packing.txt python3 benchmarks/naflex_packing.py --device cuda --dtype bf16 \
+  --model small --samples 512 --max-tokens 16384 --seq-lens 256 576 1024 --rounds 3 --flex \
+  --threads "$(nproc)"
 
 # d. Issue 13: the in-process engine's memory with step-by-step log-probs on the VLM quickstart's export
 # (its LM has 512 positions: prompt + new tokens must fit; 256 rows: output_logits at 384 tokens x 512

@@ -34,8 +34,8 @@ On a GPU (``--device cuda --dtype bf16``) ``packed`` is the ``sdpa`` backend's C
 precision: torch's variable-length flash kernel (``torch.nn.attention.varlen``) with every image
 on one row; ``packed+mask`` is one masked SDPA per row, and ``packed+xformers`` (when xformers is
 installed) every image on one row under xformers' ``BlockDiagonalMask``, and ``packed+flex`` the
-rows under compiled FlexAttention with a block mask per batch (compiled per batch shape during the
-warmup): the comparison that checks the CUDA choice. In fp32 ``packed`` falls back to the masked rows. Steps are synchronised before
+rows under compiled FlexAttention with a block mask per batch (``--flex``; compiled per batch shape
+during the warmup): the comparison that checks the CUDA choice. In fp32 ``packed`` falls back to the masked rows. Steps are synchronised before
 each timer is read.
 
 Example::
@@ -238,6 +238,11 @@ def main() -> None:
         action="store_true",
         help="also time padded and packed with attention replaced by the identity (the step around it)",
     )
+    parser.add_argument(
+        "--flex",
+        action="store_true",
+        help="CUDA: also time packed+flex (compiled FlexAttention; compiling takes a while per batch shape)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -247,7 +252,9 @@ def main() -> None:
         modes.update(ATTENTION_FREE_MODES)
     if device.type == "cuda" and is_xformers_available():
         modes.update(XFORMERS_MODE)
-    if device.type == "cuda":
+    if args.flex:
+        if device.type != "cuda":
+            parser.error("--flex times FlexAttention's compiled CUDA path; it cannot train on the CPU")
         modes.update(FLEX_MODE)
 
     start = time.perf_counter()
