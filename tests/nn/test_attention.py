@@ -320,11 +320,99 @@ def test_flex_packed_equals_each_sequence_alone_on_the_cpu() -> None:
     seq_lens = SeqLens.from_lists(lengths)
     with torch.no_grad():
         out = attention(q, k, v, seq_lens=seq_lens, backend="flex")
-        again = attention(q, k, v, seq_lens=seq_lens, backend="flex")  # the block mask, from the cache
     torch.testing.assert_close(out.double(), packed_reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
     assert (out[0, :, 110:] == 0).all() and (out[1, :, 125:] == 0).all()  # padding queries: zeros
-    torch.testing.assert_close(again, out, atol=0, rtol=0)
-    assert any(kind.startswith("flex_block_mask") for kind, _ in seq_lens._cache)
+
+
+def test_flex_block_masks_are_built_once_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import glmkit.nn.flex_masks as flex_masks
+
+    built: list[str] = []
+    for name in ("packed_block_mask", "dense_block_mask"):
+        real = getattr(flex_masks, name)
+        monkeypatch.setattr(
+            flex_masks, name, lambda *a, _f=real, _n=name, **kw: built.append(_n) or _f(*a, **kw)
+        )
+    q, k, v = qkv(batch=2, n=140, dim=16)
+    seq_lens, valid = SeqLens.from_lists([[60, 50], [100, 25]]), torch.rand(2, 140) > 0.2
+    with torch.no_grad():
+        for _ in range(3):  # three layers of one forward
+            attention(q, k, v, seq_lens=seq_lens, backend="flex")
+            attention(q, k, v, attn_mask=valid, backend="flex")
+        attention(q, k, v, seq_lens=SeqLens.from_lists([[60, 50], [100, 25]]), backend="flex")  # next batch
+        attention(q, k, v, attn_mask=valid.clone(), backend="flex")
+    assert built == ["packed_block_mask", "dense_block_mask", "packed_block_mask", "dense_block_mask"]
+
+
+def _tiles(block_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tiles computed, tiles computed without the mask) of a BlockMask, as dense [B, H, q, kv] flags."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    full = BlockMask.from_kv_blocks(block_mask.full_kv_num_blocks, block_mask.full_kv_indices)
+    return block_mask.to_dense().bool(), full.to_dense().bool()
+
+
+def test_tile_built_block_masks_equal_torchs_create_block_mask() -> None:
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from glmkit.nn.flex_masks import dense_block_mask, packed_block_mask
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(12):  # random packings: empty slots, sequences across tiles, padding tails
+        rows, n = [], 128 * int(torch.randint(1, 5, (), generator=g))
+        for _ in range(int(torch.randint(1, 4, (), generator=g))):
+            left, row = n, []
+            while left > 0 and torch.rand((), generator=g) < 0.85:
+                row.append(int(torch.randint(0, min(left, 300) + 1, (), generator=g)))
+                left -= row[-1]
+            rows.append(row or [0])
+        seg = SeqLens.from_lists(rows).segment_ids(n)
+        ref = create_block_mask(
+            lambda b, h, q, k, seg=seg: (seg[b, q] == seg[b, k]) & (seg[b, q] >= 0),
+            len(rows),
+            None,
+            n,
+            n,
+            device="cpu",
+        )
+        for got, want in zip(_tiles(packed_block_mask(seg)), _tiles(ref), strict=True):
+            assert torch.equal(got, want), rows
+    for shape in [(2, 3, 256, 384), (2, 1, 1, 256), (1, 1, 256, 256)]:
+        mask = torch.rand(*shape, generator=g) > 0.3
+        mask[..., :128] = True  # full tiles
+        mask[..., -128:, -128:] = False  # an empty tile (one query row: an empty key tile)
+        ref = create_block_mask(
+            _reads(mask), shape[0], shape[1] if shape[1] > 1 else None, 256, shape[3], device="cpu"
+        )
+        for got, want in zip(_tiles(dense_block_mask(mask, 256)), _tiles(ref), strict=True):
+            assert torch.equal(got, want), shape
+
+
+def _reads(mask: torch.Tensor):
+    """A mask_mod reading a broadcastable boolean mask [B|1, H|1, Nq|1, Nk]."""
+    batch, heads, n_q, _ = mask.shape
+
+    def mask_mod(b, h, q, k):
+        return mask[b if batch > 1 else 0, h if heads > 1 else 0, q if n_q > 1 else 0, k]
+
+    return mask_mod
+
+
+def test_compiled_flex_runs_the_tile_built_mask_and_does_not_recompile_for_a_new_packing() -> None:
+    """What CUDA runs, traced here on the CPU (forward): the compiled kernel under the block mask
+    built from segment ids; a second batch of the same shape reuses the compiled graph."""
+    import importlib
+
+    attention_module = importlib.import_module("glmkit.nn.attention")
+    from glmkit.nn.flex_masks import packed_block_mask
+
+    compiled = attention_module._compiled_flex_attention()
+    q, k, v = qkv(batch=2, n=256, dim=16)
+    for lengths in ([[60, 0, 50], [100, 25]], [[128, 100], [3, 200, 40]]):
+        seq_lens = SeqLens.from_lists(lengths)
+        with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=lengths[0][0] == 128):
+            out = compiled(q, k, v, block_mask=packed_block_mask(seq_lens.segment_ids(256)))
+        torch.testing.assert_close(out.double(), packed_reference(q, k, v, lengths), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("mask_shape", ["key_padding", "per_head", "broadcast"])

@@ -51,6 +51,7 @@ import importlib.util
 import inspect
 import math
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -382,38 +383,36 @@ def _compiled_flex_attention() -> Callable[..., Tensor]:
     return torch.compile(flex_attention, dynamic=False)
 
 
-def _flex_block_mask(
-    attn_mask: Tensor | None, seq_lens: SeqLens | None, q: Tensor, k: Tensor
-) -> Any:  # BlockMask | None
-    """FlexAttention's block mask for packed rows (cached on ``seq_lens`` per row length and device)
-    or for a boolean mask (built per call), None for full attention."""
-    from torch.nn.attention.flex_attention import create_block_mask
+# the last boolean mask's block mask: a model passes one mask object to every layer of a forward
+_last_dense_block_mask: list[Any] = [None]
 
-    batch, heads, n_q, _ = q.shape
-    n_k = k.shape[2]
+
+def _flex_block_mask(
+    attn_mask: Tensor | None, seq_lens: SeqLens | None, q: Tensor, k: Tensor, n_q: int, n_k: int
+) -> Any:  # BlockMask | None
+    """FlexAttention's block mask at the padded lengths ``n_q, n_k`` (multiples of the tile): for
+    packed rows cached on ``seq_lens``, for a boolean mask kept while the same mask comes back
+    (every layer of a forward), None for full attention."""
+    from glmkit.nn import flex_masks
+
     if seq_lens is not None:
         _check_packed(seq_lens, q, k)
-
-        def packed() -> Any:
-            seg = seq_lens.segment_ids(n_q).to(q.device)
-
-            def same_sequence(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
-                return (seg[b, qi] == seg[b, ki]) & (seg[b, qi] >= 0)
-
-            return create_block_mask(same_sequence, batch, None, n_q, n_q, device=q.device)
-
-        return seq_lens.cached(f"flex_block_mask:{q.device}", n_q, packed)
-    mask = expand_attention_mask(attn_mask, q, k)
-    if mask is None:
+        return seq_lens.cached(
+            f"flex_block_mask:{q.device}",
+            n_q,
+            lambda: flex_masks.packed_block_mask(seq_lens.segment_ids(n_q).to(q.device)),
+        )
+    if attn_mask is None:
         return None
-    mask = mask.to(q.device)
-    one_batch, one_head, one_query = mask.shape[0] == 1, mask.shape[1] == 1, mask.shape[2] == 1
-
-    def allowed(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
-        zero = torch.zeros_like(b)
-        return mask[zero if one_batch else b, zero if one_head else h, zero if one_query else qi, ki]
-
-    return create_block_mask(allowed, mask.shape[0], None if one_head else heads, n_q, n_k, device=q.device)
+    key = (tuple(q.shape), tuple(k.shape), q.device, n_q, n_k)
+    cached = _last_dense_block_mask[0]
+    if cached is not None and cached[0]() is attn_mask and cached[1] == key:
+        return cached[2]
+    mask = expand_attention_mask(attn_mask, q, k).to(q.device)
+    mask = F.pad(mask, (0, n_k - mask.shape[3], 0, 0 if mask.shape[2] == 1 else n_q - mask.shape[2]))
+    block_mask = flex_masks.dense_block_mask(mask, n_q)
+    _last_dense_block_mask[0] = (weakref.ref(attn_mask), key, block_mask)
+    return block_mask
 
 
 @ATTENTION_BACKENDS.register("flex")
@@ -425,8 +424,12 @@ def flex_attention(
     dropout_p: float = 0.0,
     seq_lens: SeqLens | None = None,
 ) -> Tensor:
-    """torch's FlexAttention under a block mask (module docstring): compiled on CUDA; forward only on
-    the CPU. Queries that see no key (padding) return zeros, as on every backend."""
+    """torch's FlexAttention under a block mask (module docstring; :mod:`glmkit.nn.flex_masks`):
+    compiled on CUDA, forward only on the CPU. Masked inputs are padded to whole tiles (padding is
+    masked, and rows a few tokens apart share one compiled shape). Queries that see no key
+    (padding) return zeros, as on every backend."""
+    from glmkit.nn.flex_masks import padded_length
+
     _check_one_mask(attn_mask, seq_lens)
     if dropout_p > 0:
         raise ValueError(
@@ -438,14 +441,23 @@ def flex_attention(
             f"attention backend 'flex' cannot train on the CPU: torch {torch.__version__} has no CPU "
             "backward for FlexAttention; use attn_backend='sdpa' there (or run under torch.no_grad())"
         )
-    block_mask = _flex_block_mask(attn_mask, seq_lens, q, k)
+    n_q, n_k = q.shape[2], k.shape[2]
+    masked = attn_mask is not None or seq_lens is not None
+    pad_q, pad_k = (padded_length(n_q), padded_length(n_k)) if masked else (n_q, n_k)
+    block_mask = _flex_block_mask(attn_mask, seq_lens, q, k, pad_q, pad_k)
+    if pad_q != n_q:
+        q = F.pad(q, (0, 0, 0, pad_q - n_q))
+    if pad_k != n_k:
+        k, v = (F.pad(t, (0, 0, 0, pad_k - n_k)) for t in (k, v))
     if q.device.type == "cuda":
-        return _compiled_flex_attention()(q, k, v, block_mask=block_mask)
-    from torch.nn.attention.flex_attention import flex_attention as eager_flex_attention
+        out = _compiled_flex_attention()(q, k, v, block_mask=block_mask)
+    else:
+        from torch.nn.attention.flex_attention import flex_attention as eager_flex_attention
 
-    with warnings.catch_warnings():  # eager FlexAttention warns that it is slow: known, CPU checks only
-        warnings.simplefilter("ignore", UserWarning)
-        return eager_flex_attention(q, k, v, block_mask=block_mask)
+        with warnings.catch_warnings():  # eager FlexAttention warns that it is slow: known, CPU only
+            warnings.simplefilter("ignore", UserWarning)
+            out = eager_flex_attention(q, k, v, block_mask=block_mask)
+    return out[:, :, :n_q]
 
 
 def _additive_bias(mask: Tensor, q: Tensor, k: Tensor) -> Tensor:
