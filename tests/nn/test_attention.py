@@ -447,17 +447,25 @@ def test_flex_refuses_what_it_cannot_do_by_name() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_flex_packed_on_cuda_equals_each_sequence_alone_forward_and_backward() -> None:
-    lengths = [[70, 90, 0], [128, 30, 50]]
-    seq_lens = SeqLens(torch.tensor(lengths, device="cuda"))
-    q, k, v = (t.cuda().to(torch.bfloat16).requires_grad_() for t in qkv(batch=2, n=256, dim=64))
-    out = attention(q, k, v, seq_lens=seq_lens, backend="flex")
-    ref = packed_reference(*(t.detach().double() for t in (q, k, v)), lengths)
-    torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
-    assert (out[0, :, 160:] == 0).all() and (out[1, :, 208:] == 0).all()
-    out.float().square().sum().backward()
-    masked = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    F.scaled_dot_product_attention(*masked, attn_mask=seq_lens.block_mask(256)).masked_fill(
-        ~seq_lens.valid(256)[:, None, :, None], 0.0
-    ).square().sum().backward()
-    for got, want in zip((q, k, v), masked, strict=True):
-        torch.testing.assert_close(got.grad.float(), want.grad, atol=5e-2, rtol=5e-2)
+    """As CogViT calls it: q, k, v are views of one qkv projection under bf16 autocast; a second
+    packing of the same shape runs the compiled kernel again without recompiling."""
+    for lengths in ([[70, 90, 0], [128, 30, 50]], [[200, 0, 0], [3, 97, 150]]):
+        seq_lens = SeqLens(torch.tensor(lengths, device="cuda"))
+        x = torch.randn(2, 250, 96, device="cuda")
+        proj = torch.nn.Linear(96, 3 * 2 * 64, device="cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            qkv_ = proj(x).view(2, 250, 3, 2, 64).permute(2, 0, 3, 1, 4)  # 3, B, heads, N, hd (views)
+            q, k, v = qkv_.unbind(0)
+            with torch._dynamo.config.patch(error_on_recompile=lengths[0][0] == 200):
+                out = attention(q, k, v, seq_lens=seq_lens, backend="flex")
+        ref = packed_reference(*(t.detach().double() for t in (q, k, v)), lengths)
+        torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
+        assert (out[0, :, sum(lengths[0]) :] == 0).all() and (out[1, :, sum(lengths[1]) :] == 0).all()
+        out.float().square().sum().backward()
+        flex_grad = proj.weight.grad.clone()
+        proj.weight.grad = None
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            q, k, v = proj(x).view(2, 250, 3, 2, 64).permute(2, 0, 3, 1, 4).unbind(0)
+            masked = F.scaled_dot_product_attention(q, k, v, attn_mask=seq_lens.block_mask(250))
+        masked.masked_fill(~seq_lens.valid(250)[:, None, :, None], 0.0).float().square().sum().backward()
+        torch.testing.assert_close(flex_grad, proj.weight.grad, atol=5e-2, rtol=5e-2)
