@@ -286,7 +286,12 @@ def _retrieval_parser() -> Any:
     parser.add_argument("--caption-key", default="caption", help="caption field of --data (default: caption)")
     parser.add_argument("--languages", nargs="+", help="caption languages to draw from ({language: caption})")
     parser.add_argument("--max-num-patches", type=int, default=256, help="NaFlex patch budget of --data")
-    parser.add_argument("--class-names", nargs="+", help="zero-shot classes of the records' label field")
+    parser.add_argument(
+        "--class-names",
+        nargs="+",
+        help="zero-shot classes; with --data each line's --label-key field is its class's index here",
+    )
+    parser.add_argument("--label-key", default="label", help="class-index field of --data (default: label)")
     parser.add_argument("--class-templates", nargs="+", help="prompt templates, {} is the class name")
     parser.add_argument("--ks", type=int, nargs="+", help="R@K cut-offs (default: the recipe's, or 1 5)")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
@@ -371,17 +376,35 @@ def _manifest_pairs(args: Any) -> Any:
     from glmkit.stages.contrastive import PairsInOrder
 
     encoder = read_config(Path(args.image_tower) / "encoder")["init_args"]
-    source = CaptionedSource(
-        JsonlManifest(args.data, fields=[args.caption_key]), key=args.caption_key, languages=args.languages
-    )
+    labels = args.label_key if args.class_names else None
+    manifest = JsonlManifest(args.data, fields=[args.caption_key, *([labels] if labels else [])])
+    if labels:
+        _check_labels(manifest, labels, len(args.class_names))
+    source = CaptionedSource(manifest, key=args.caption_key, languages=args.languages)
     naflex = NaFlexResize(patch_size=int(encoder["patch_size"]), max_num_patches=args.max_num_patches)
-    return PairsInOrder(
-        source,
-        naflex,
-        transform=PickCaption(args.caption_key, args.languages),
-        batch_size=args.batch_size,
-        limit=args.limit,
-    )
+    pick = PickCaption(args.caption_key, args.languages)
+
+    def transform(record: dict[str, Any], rng: Any) -> dict[str, Any]:
+        record = pick(record, rng)
+        if labels and labels != "label":  # the stage scores zero-shot on a "label" field
+            record["label"] = record.pop(labels)
+        return record
+
+    return PairsInOrder(source, naflex, transform=transform, batch_size=args.batch_size, limit=args.limit)
+
+
+def _check_labels(manifest: Any, key: str, classes: int) -> None:
+    """Refuse a ``--data`` manifest whose ``key`` field is not a class index below ``classes`` (a line
+    without it is skipped and named like an unreadable caption)."""
+    for extras, line in zip(manifest.extras, manifest.lines, strict=True):
+        value = extras.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < classes
+        ):
+            raise ValueError(
+                f"{manifest.path}:{line}: {key!r} is {value!r}; it must be the index of a class in "
+                f"--class-names (0 to {classes - 1})"
+            )
 
 
 def _print_skipped(manifest: str, pairs: int, skipped: list[str]) -> None:

@@ -287,3 +287,52 @@ def test_pairs_in_order_survive_an_unreadable_manifest(tmp_path: Path) -> None:
     )
     assert list(pairs) == [] and pairs.pairs == 0
     assert [s.split(" (")[0] for s in pairs.skipped] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+
+
+def test_a_manifest_with_class_labels_scores_zero_shot(towers, tmp_path: Path, capsys) -> None:
+    """``--data`` with ``--class-names``: each line's class index reaches zero-shot classification;
+    over two classes, a labelling and its swap score accuracies that sum to one. A label that is no
+    class index is refused, naming the line; a line without one is skipped and named."""
+    from PIL import Image
+
+    _, root = towers
+    colours = ["red", "blue", "green", "red", "blue"]
+    for i, colour in enumerate(colours):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"{i}.png")
+
+    def run(labels: list, key: str = "label") -> tuple[int, dict[str, float], str]:
+        lines = [
+            {"image": f"{i}.png", "caption": f"a {c} picture", key: y}
+            for i, (c, y) in enumerate(zip(colours, labels, strict=True))
+        ]
+        (tmp_path / "pairs.jsonl").write_text(
+            "".join(json.dumps({k: v for k, v in x.items() if v is not None}) + "\n" for x in lines)
+        )
+        argv = ["eval-retrieval", "--image-tower", str(root / "image_tower"), "--text-tower"]
+        argv += [str(root / "text_tower"), "--data", str(tmp_path / "pairs.jsonl"), "--label-key", key]
+        argv += [
+            "--class-names",
+            "red",
+            "blue",
+            "--ks",
+            "1",
+            "--max-num-patches",
+            "16",
+            "--accelerator",
+            "cpu",
+        ]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        table = dict(
+            line.split() for line in out.strip().splitlines() if line.count(" ") and "/" in line.split()[0]
+        )
+        return code, {k: float(v) for k, v in table.items()}, err
+
+    code, first, _ = run([0, 1, 0, 0, 1])
+    assert code == 0 and "zero_shot/top1" in first
+    code, swapped, _ = run([1, 0, 1, 1, 0], key="class")  # another field name, the other labelling
+    assert code == 0 and first["zero_shot/top1"] + swapped["zero_shot/top1"] == pytest.approx(1.0)
+    code, _, err = run([0, 1, 2, 0, 1])
+    assert code == 2 and "pairs.jsonl:3: 'label' is 2" in err and "0 to 1" in err
+    code, table, err = run([0, None, 1, 0, 1])
+    assert code == 0 and "1 line skipped" in err and "pairs.jsonl:2: field 'label' is missing" in err
