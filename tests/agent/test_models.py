@@ -18,6 +18,7 @@ from glmkit.agent.models import (
     to_text_messages,
 )
 from tests.agent.toy_tools import EchoTool, toy_tools
+from tests.helpers.tokenizers import byte_level_bpe
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -28,24 +29,13 @@ CHAT_TEMPLATE = (
 @pytest.fixture(scope="module")
 def tokenizer():
     """A byte-level BPE tokenizer trained here on a few strings, with a ChatML-like template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
     corpus = [
         '<tool_call>{"name": "echo", "arguments": {"text": "hi"}}</tool_call>',
         "You can call the functions below. Their signatures are JSON schemas.",
         "<tool_response>hi hi</tool_response> What is in the image? It is red.",
     ] * 20
-    tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    fast = byte_level_bpe(corpus, 400, special, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = CHAT_TEMPLATE
     return fast
 

@@ -22,6 +22,7 @@ from glmkit.models.vlm_processor import (
     point_to_norm1000,
     sample_frame_indices,
 )
+from tests.helpers.tokenizers import byte_level_bpe
 
 CORPUS = [
     "What is in the image? A red square on a blue background.",
@@ -32,17 +33,7 @@ CORPUS = [
 
 def tiny_tokenizer():
     """A byte-level BPE tokenizer trained here on a few strings (no download)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(CORPUS * 10, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    return byte_level_bpe(CORPUS * 10, vocab_size=320, eos_token="<|endoftext|>")
 
 
 def tiny_processor(**kwargs) -> VLMProcessor:

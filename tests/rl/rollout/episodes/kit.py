@@ -13,6 +13,7 @@ import torch
 from glmkit.models.vlm_processor import VLMProcessor
 from glmkit.rl.gym.categories import SmallText
 from glmkit.rl.rollout import Completion, RolloutEngine, RolloutRequest
+from tests.helpers.tokenizers import byte_level_bpe
 
 CORNER_BOXES = {  # norm1000 crops of each corner, large enough to hold the label
     "top-left": [0, 0, 250, 100],
@@ -33,9 +34,6 @@ def crop_call(corner: str) -> str:
 def episode_tokenizer() -> Any:
     """A byte-level BPE tokenizer trained here on the small-text episode's text (no download): it
     decodes what it encodes exactly, so a tool call written as token ids parses after decoding."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     cat = SmallText(size=8)
     env_text = [cat.draw(cat.rng(i), i).question for i in range(2)]
     corpus = [
@@ -44,14 +42,7 @@ def episode_tokenizer() -> Any:
         TOOLS_TEXT,
         "X5C-9XW SN 0123456789 ABCDEFGHJKLMNPQRSTUVWXYZ",
     ]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=700, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(corpus * 5, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    return byte_level_bpe(corpus * 5, vocab_size=700, eos_token="<|endoftext|>")
 
 
 def _tools_text() -> str:
