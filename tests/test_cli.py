@@ -60,3 +60,13 @@ def test_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("list [KIND] [PATTERN]", "plugins", "eval --benchmark", "tools serve"):
         assert command in out
     assert "{fit,validate,test,predict}" in out  # LightningCLI's help follows
+
+
+def test_plugins_and_tools_answer_help(capsys) -> None:
+    assert main(["plugins", "--help"]) == 0
+    assert "usage: glmkit plugins" in capsys.readouterr().out
+    assert main(["plugins", "extra"]) == 2
+    assert "takes no arguments" in capsys.readouterr().err
+    assert main(["tools", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "serve " in out and "export-skills " in out and "COMMAND --help" in out

@@ -224,6 +224,15 @@ def _cmd_list(argv: list[str]) -> int:
 
 def _cmd_plugins(argv: list[str]) -> int:
     """Print each installed plugin and whether it loaded; exit 1 if any failed, else 0."""
+    if argv:
+        if argv[0] in ("-h", "--help"):
+            print(
+                "usage: glmkit plugins\n\nImport every installed plugin (entry-point group "
+                "'glmkit.plugins') and say which loaded and which failed, with why; exit 1 if any failed."
+            )
+            return 0
+        print(f"glmkit plugins: takes no arguments, got {' '.join(argv)!r}", file=sys.stderr)
+        return 2
     if autoload_disabled():
         installed = installed_plugins()
         print(f"plugin autoloading is disabled ({DISABLE_AUTOLOAD_ENV} is set); not loaded:")
@@ -419,15 +428,20 @@ def _print_skipped(manifest: str, pairs: int, skipped: list[str]) -> None:
 
 
 def _cmd_tools(argv: list[str]) -> int:
-    usage = "usage: glmkit tools {serve,export-skills} ..."
+    usage = (
+        "usage: glmkit tools {serve,export-skills} ...\n\n"
+        "  serve          serve the registered tools to MCP clients over stdio\n"
+        "  export-skills  write the registered tools as Agent Skills folders\n\n"
+        "glmkit tools COMMAND --help gives each command's options."
+    )
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
-    _print_report(load_plugins())  # plugins may register tools
-    if argv[0] == "serve":
+    if argv[0] == "serve":  # loads the plugins itself (python -m glmkit.agent.mcp_server too)
         from glmkit.agent.mcp_server import main as serve_main
 
         return serve_main(argv[1:])
+    _print_report(load_plugins())  # plugins may register tools
     if argv[0] == "export-skills":
         from glmkit.agent.skills import main as skills_main
 

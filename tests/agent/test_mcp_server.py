@@ -212,6 +212,25 @@ def test_main_list_and_bad_tool_names(capsys):
     assert "crop_image" in capsys.readouterr().err
 
 
+def test_the_server_loads_installed_plugins_itself(monkeypatch, capsys):
+    """``python -m glmkit.agent.mcp_server`` loads plugins as ``glmkit tools serve`` does (a
+    plugin may register tools), and names a plugin that failed to import."""
+    pytest.importorskip("glmkit.tools.image")
+    import glmkit.registry as registry
+
+    calls: list[int] = []
+
+    def load_plugins() -> registry.ImportReport:
+        calls.append(1)
+        return registry.ImportReport(failed={"broken (example 1.0): broken:tools": "ImportError: nope"})
+
+    monkeypatch.setattr(registry, "load_plugins", load_plugins)
+    assert main(["--import", "glmkit.tools.image", "--tools", "crop_image", "--list"]) == 0
+    out, err = capsys.readouterr()
+    assert calls == [1] and out.split() == ["crop_image"]
+    assert "could not import broken (example 1.0): broken:tools: ImportError: nope" in err
+
+
 def test_python_dash_m_help_runs():
     out = subprocess.run(
         [sys.executable, "-m", "glmkit.agent.mcp_server", "--help"],

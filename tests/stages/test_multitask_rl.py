@@ -180,6 +180,16 @@ def test_policy_from_a_save_pretrained_directory(processor, tmp_path) -> None:
     again = VisionLanguageModel.from_pretrained(out)
     for key, value in vlm.state_dict().items():
         assert torch.equal(again.state_dict()[key], value)
+    # loaded for training: train mode, everything trains as saved; policy_freeze freezes anew
+    assert rl.policy.training and all(p.requires_grad for p in rl.policy.parameters())
+    frozen = MultiTaskRL(str(tmp_path / "vlm"), policy_freeze=["encoder"])
+    assert frozen.policy.training
+    assert not any(p.requires_grad for p in frozen.policy.encoder.parameters())
+    assert all(p.requires_grad for p in frozen.policy.projector.parameters())
+    with pytest.raises(ValueError, match="policy_freeze applies to a policy loaded from a directory"):
+        stage(processor, policy_freeze=["encoder"])
+    with pytest.raises(ValueError, match="freeze pattern 'vision' matches no parameter"):
+        MultiTaskRL(str(tmp_path / "vlm"), policy_freeze=["vision"])
 
 
 def first_step_on_rank(

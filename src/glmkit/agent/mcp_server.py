@@ -276,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``glmkit tools serve`` and ``python -m glmkit.agent.mcp_server``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(name)s: %(message)s")
+    from glmkit.registry import load_plugins
+
+    for name, failure in load_plugins().failed.items():  # plugins may register tools (once per process)
+        print(f"glmkit: could not import {name}: {failure}", file=sys.stderr)
     try:
         _require_mcp()
         error = import_modules(args.imports)

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         "-m",
         help="model spec: oracle | random[:SEED] | constant:TEXT | openai:URL@MODEL | agent:URL@MODEL | "
-        "local:module:attr (a bare http(s) URL means openai)",
+        "local:module:attr, local:DIR (an exported glmkit VLM; a bare http(s) URL means openai)",
     )
     parser.add_argument("--data", help="benchmark JSONL (overrides the benchmark's default or demo data)")
     parser.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/<benchmark>/<model>)")

@@ -320,6 +320,28 @@ def _sample_name(b: int, sample_ids: Sequence[Any] | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------- the model
+def set_trainable(module: nn.Module, patterns: Sequence[str], trainable: bool) -> None:
+    """Set ``requires_grad`` of ``module``'s parameters matching ``patterns``: a module path
+    (``"encoder"``, ``"encoder.blocks.0"``: it and everything under it) or an ``fnmatch`` pattern
+    (``"projector.*"``). A pattern that matches no parameter raises ``ValueError`` naming the
+    top-level names there are."""
+    params = dict(module.named_parameters())
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            hits = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
+        else:
+            hits = [n for n in params if n == pattern or n.startswith(pattern.rstrip(".") + ".")]
+        if not hits:
+            tops = sorted({n.split(".")[0] for n in params})
+            raise ValueError(
+                f"{'unfreeze' if trainable else 'freeze'} pattern {pattern!r} matches no parameter; "
+                f"names start with {', '.join(tops)} (e.g. 'encoder', 'encoder.blocks.0', "
+                "'language_model.model.embed_tokens', 'projector.*')"
+            )
+        for name in hits:
+            params[name].requires_grad_(trainable)
+
+
 class VisionLanguageModel(_CausalLMParts, nn.Module):
     """Encoder -> projector -> causal LM, with visual embeddings at the ``<|image|>`` placeholders.
 
@@ -398,8 +420,8 @@ class VisionLanguageModel(_CausalLMParts, nn.Module):
             inject_lora(self.language_model, self.llm_lora)
         if self.encoder_lora is not None:
             inject_lora(self.encoder, self.encoder_lora, blocks_only=True)
-        self._set_trainable(self.freeze_patterns, False)
-        self._set_trainable(self.unfreeze_patterns, True)
+        set_trainable(self, self.freeze_patterns, False)
+        set_trainable(self, self.unfreeze_patterns, True)
         for name, lora in (("language_model", self.llm_lora), ("encoder", self.encoder_lora)):
             module = getattr(self, name)
             if lora is not None and not any(
@@ -415,24 +437,6 @@ class VisionLanguageModel(_CausalLMParts, nn.Module):
     def causal_lm(self) -> nn.Module:
         """The transformers causal LM (``language_model``)."""
         return self.language_model
-
-    # ------------------------------------------------------------------ freezing
-    def _set_trainable(self, patterns: Sequence[str], trainable: bool) -> None:
-        params = dict(self.named_parameters())
-        for pattern in patterns:
-            if any(c in pattern for c in "*?["):
-                hits = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
-            else:
-                hits = [n for n in params if n == pattern or n.startswith(pattern.rstrip(".") + ".")]
-            if not hits:
-                tops = sorted({n.split(".")[0] for n in params})
-                raise ValueError(
-                    f"{'unfreeze' if trainable else 'freeze'} pattern {pattern!r} matches no parameter; "
-                    f"names start with {', '.join(tops)} (e.g. 'encoder', 'encoder.blocks.0', "
-                    "'language_model.model.embed_tokens', 'projector.*')"
-                )
-            for name in hits:
-                params[name].requires_grad_(trainable)
 
     def trainable_summary(self) -> dict[str, tuple[int, int]]:
         """``{module: (trainable parameters, all parameters)}`` for encoder, projector and LLM."""
@@ -1074,4 +1078,5 @@ __all__ = [
     "build_projector",
     "inject_lora",
     "lora_free_state_dict",
+    "set_trainable",
 ]

@@ -235,16 +235,23 @@ def load_processor(path: str | Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_policy(path: str | Path) -> tuple[nn.Module, Any]:
+def load_policy(path: str | Path, freeze: Sequence[str] | None = None) -> tuple[nn.Module, Any]:
     """A policy and its processor from a ``save_pretrained`` directory: a glmkit VLM (with its
     MTP layers ignored) when ``vlm_config.json`` is there, else a transformers causal LM (an MTP
-    export's extra layers expected, :func:`~glmkit.models.mtp.load_language_model`)."""
+    export's extra layers expected, :func:`~glmkit.models.mtp.load_language_model`).
+
+    ``freeze``: parameter patterns to freeze (:func:`~glmkit.models.vlm.set_trainable`'s) instead of
+    the saved VLM's own; None keeps what was saved (a causal LM: everything trains).
+    """
     from glmkit.models.mtp import load_language_model
-    from glmkit.models.vlm import VLM_CONFIG_NAME, VisionLanguageModel
+    from glmkit.models.vlm import VLM_CONFIG_NAME, VisionLanguageModel, set_trainable
 
     if (Path(path) / VLM_CONFIG_NAME).is_file():
-        return VisionLanguageModel.from_pretrained(path), load_processor(path)
-    return load_language_model(path), load_processor(path)
+        overrides = {} if freeze is None else {"freeze": list(freeze)}
+        return VisionLanguageModel.from_pretrained(path, **overrides), load_processor(path)
+    model = load_language_model(path)
+    set_trainable(model, list(freeze or ()), False)
+    return model, load_processor(path)
 
 
 async def held_out_rewards(
@@ -422,7 +429,10 @@ class MultiTaskRL(Stage):
 
     Args:
         policy: the policy module (a glmkit VLM or transformers causal LM), or a ``save_pretrained``
-            directory (the VLM quickstart's ``runs/quickstart_vlm/vlm``).
+            directory (the VLM quickstart's ``runs/quickstart_vlm/vlm``), loaded in training mode.
+        policy_freeze: with a directory ``policy``, the parameter patterns to freeze
+            (``[encoder]``: RL trains the projector and the LLM); None keeps the saved setting. A
+            policy module comes as it was built (its own ``freeze``).
         processor: the policy's :class:`~glmkit.models.vlm_processor.VLMProcessor` (or a
             tokenizer); None loads it from the ``policy`` directory.
         engine: the rollout engine; an :class:`InProcessEngine` is attached to the policy itself
@@ -487,6 +497,7 @@ class MultiTaskRL(Stage):
         warmup_sft_batch_size: int = 8,
         optimization: OptimizerBuilder = lazy_instance(MuonAdamW, lr=1e-5),
         seed: int = 0,
+        policy_freeze: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_component_hparams(["policy", "processor", "engine", "algorithm", "loss", "optimization"])
@@ -507,8 +518,14 @@ class MultiTaskRL(Stage):
         if loss.loss_type == "dr_grpo" and loss.max_completion_length is None:
             loss.max_completion_length = max_new_tokens  # Dr. GRPO's L is one constant for every sequence
         if isinstance(policy, str | Path):
-            policy, loaded = load_policy(policy)
+            policy, loaded = load_policy(policy, freeze=policy_freeze)
+            policy.train()  # from_pretrained gives a model in eval mode (dropout off)
             processor = processor if processor is not None else loaded
+        elif policy_freeze is not None:
+            raise ValueError(
+                "policy_freeze applies to a policy loaded from a directory; a policy module comes with "
+                "its own freeze setting (VisionLanguageModel(freeze=...))"
+            )
         if processor is None:
             raise ValueError("MultiTaskRL needs the policy's processor when the policy is a module")
         if isinstance(processor, str | Path):
