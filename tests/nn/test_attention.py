@@ -339,9 +339,16 @@ def test_flex_block_masks_are_built_once_per_batch(monkeypatch: pytest.MonkeyPat
         for _ in range(3):  # three layers of one forward
             attention(q, k, v, seq_lens=seq_lens, backend="flex")
             attention(q, k, v, attn_mask=valid, backend="flex")
+        assert built == ["packed_block_mask", "dense_block_mask"]
+        valid[0, :64] = False  # the same mask object, written in place: built again
+        out = attention(q, k, v, attn_mask=valid, backend="flex")
         attention(q, k, v, seq_lens=SeqLens.from_lists([[60, 50], [100, 25]]), backend="flex")  # next batch
         attention(q, k, v, attn_mask=valid.clone(), backend="flex")
-    assert built == ["packed_block_mask", "dense_block_mask", "packed_block_mask", "dense_block_mask"]
+    assert built == ["packed_block_mask", "dense_block_mask", "dense_block_mask"] + [
+        "packed_block_mask",
+        "dense_block_mask",
+    ]
+    torch.testing.assert_close(out, attention(q, k, v, attn_mask=valid), atol=1e-5, rtol=1e-5)
 
 
 def _tiles(block_mask) -> tuple[torch.Tensor, torch.Tensor]:

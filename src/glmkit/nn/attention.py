@@ -404,7 +404,8 @@ def _flex_block_mask(
         )
     if attn_mask is None:
         return None
-    key = (tuple(q.shape), tuple(k.shape), q.device, n_q, n_k)
+    # the same mask object, unchanged since (its version counts in-place writes), for the same shapes
+    key = (attn_mask._version, tuple(q.shape), tuple(k.shape), q.device, n_q, n_k)
     cached = _last_dense_block_mask[0]
     if cached is not None and cached[0]() is attn_mask and cached[1] == key:
         return cached[2]
