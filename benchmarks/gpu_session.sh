@@ -91,17 +91,17 @@ step gpu-tests 150 gpu-tests.txt python3 -m pytest -m gpu -rs -q -p no:cacheprov
   tests/nn/test_attention.py tests/models/test_cogvit.py tests/models/test_teachers.py \
   tests/stages/test_mim_distill.py
 
-# c. Encoder throughput, CogViT vs timm ViT.
+# c. Issue 11 again with compiled FlexAttention beside them (packed+flex): after the varlen and
+# masked-row numbers, since compiling takes a while per batch shape; the small model only.
+step naflex-flex 150 naflex-packing.txt python3 benchmarks/naflex_packing.py --device cuda --dtype bf16 \
+  --model small --samples 512 --max-tokens 16384 --seq-lens 256 576 1024 --rounds 3 --flex \
+  --threads "$(nproc)"
+
+# c2. Encoder throughput, CogViT vs timm ViT.
 for preset in base large; do
   step "encoder-$preset" 120 encoder.txt python3 benchmarks/encoder_throughput.py --device cuda \
     --dtype bf16 --preset "$preset" --batch-size 64 --steps 20 --warmup 5
 done
-
-# c2. Issue 11 again with compiled FlexAttention beside them (packed+flex): after the rest of the
-# issue's numbers, since compiling takes a while per batch shape; the small model only.
-step naflex-flex 150 naflex-packing.txt python3 benchmarks/naflex_packing.py --device cuda --dtype bf16 \
-  --model small --samples 512 --max-tokens 16384 --seq-lens 256 576 1024 --rounds 3 --flex \
-  --threads "$(nproc)"
 
 # d. Issue 13: the in-process engine's memory with step-by-step log-probs on the VLM quickstart's export
 # (its LM has 512 positions: prompt + new tokens must fit; 256 rows: output_logits at 384 tokens x 512

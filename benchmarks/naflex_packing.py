@@ -275,6 +275,15 @@ def main() -> None:
         want = reference(**encoder_inputs(probe)).patch_tokens
         reference.set_attn_backend("sdpa")
         error = (reference(**encoder_inputs(probe)).patch_tokens - want).abs().max().item()
+        errors = {"packed": (error, "packed+mask (float64)")}
+        if "packed+flex" in modes:  # FlexAttention trains on CUDA only: checked there, in the run's dtype
+            with torch.no_grad():
+                first = batches["packed+flex"][0]
+                model.set_attn_backend(MASKED)
+                want = model(**encoder_inputs(first)).patch_tokens.float()
+                model.set_attn_backend("flex")
+                got = model(**encoder_inputs(first)).patch_tokens.float()
+            errors["packed+flex"] = ((got - want).abs().max().item(), f"packed+mask ({args.dtype})")
         seconds = {mode: [[0.0, 0.0] for _ in range(args.rounds)] for mode in modes}  # [wall, cpu]
         for mode, (_, backend) in modes.items():  # warmup
             model.set_attn_backend(backend)
@@ -311,7 +320,7 @@ def main() -> None:
                     "wall": statistics.median(w for w, _ in seconds[mode]),
                     "cpu": statistics.median(c for _, c in seconds[mode]),
                     "rounds": [(counts[0] / w, counts[0] / c) for w, c in seconds[mode]],
-                    "error": error if mode == "packed" else None,
+                    "error": errors.get(mode),
                 }
             )
 
@@ -343,7 +352,7 @@ def main() -> None:
                 continue
             wall = statistics.median(a[0] / b[0] for a, b in zip(r["rounds"], base["rounds"], strict=True))
             cpu = statistics.median(a[1] / b[1] for a, b in zip(r["rounds"], base["rounds"], strict=True))
-            note = f"; max |diff| vs packed+mask (float64) {r['error']:.1e}" if r["error"] is not None else ""
+            note = f"; max |diff| vs {r['error'][1]} {r['error'][0]:.1e}" if r["error"] is not None else ""
             print(
                 f"- {name}, {r['mode']} / {baseline}: real tok/s {wall:.3f} (wall), {cpu:.3f} (CPU), medians "
                 f"of per-round ratios; real share {r['share']:.3f} vs {base['share']:.3f}{note}"

@@ -300,7 +300,9 @@ def _retrieval_parser() -> Any:
         nargs="+",
         help="zero-shot classes; with --data each line's --label-key field is its class's index here",
     )
-    parser.add_argument("--label-key", default="label", help="class-index field of --data (default: label)")
+    parser.add_argument(
+        "--label-key", help="--data with --class-names: the class-index field of each line (default: label)"
+    )
     parser.add_argument("--class-templates", nargs="+", help="prompt templates, {} is the class name")
     parser.add_argument("--ks", type=int, nargs="+", help="R@K cut-offs (default: the recipe's, or 1 5)")
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
@@ -326,6 +328,8 @@ def _cmd_eval_retrieval(argv: list[str]) -> int:
         )
     if args.config and args.limit:
         parser.error("--limit cuts a --data manifest; with --config give --samples N")
+    if args.label_key and not (args.data and args.class_names):
+        parser.error("--label-key names the class field of a --data manifest scored with --class-names")
     _print_report(import_all())
     model: dict[str, Any] = {}
     pairs = None
@@ -385,7 +389,7 @@ def _manifest_pairs(args: Any) -> Any:
     from glmkit.stages.contrastive import PairsInOrder
 
     encoder = read_config(Path(args.image_tower) / "encoder")["init_args"]
-    labels = args.label_key if args.class_names else None
+    labels = (args.label_key or "label") if args.class_names else None
     manifest = JsonlManifest(args.data, fields=[args.caption_key, *([labels] if labels else [])])
     if labels:
         _check_labels(manifest, labels, len(args.class_names))

@@ -443,6 +443,40 @@ def test_flex_masks_equal_sdpa_and_fully_masked_rows_are_zero(mask_shape: str) -
         assert (out[0, 1, 5] == 0).all()
 
 
+def test_flex_masks_under_inference_mode() -> None:
+    """Validation and prediction run under ``torch.inference_mode()``, whose tensors keep no version."""
+    q, k, v = qkv(batch=2, n=24, dim=16)
+    with torch.inference_mode():
+        mask = torch.rand(2, 24, generator=torch.Generator().manual_seed(2)) > 0.3
+        first = attention(q, k, v, attn_mask=mask, backend="flex")
+        again = attention(q, k, v, attn_mask=mask, backend="flex")
+    torch.testing.assert_close(first, attention(q, k, v, attn_mask=mask), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, first, atol=0, rtol=0)
+
+
+def test_compiled_flex_with_a_key_padding_mask_across_lengths() -> None:
+    """The compiled kernel (CUDA's path, traced here on the CPU) under a tile-built dense mask, with
+    queries and keys of different lengths (cross-attention), equals SDPA; eager FlexAttention
+    ignores the tiles, so only the compiled kernel checks them."""
+    import importlib
+
+    attention_module = importlib.import_module("glmkit.nn.attention")
+    from glmkit.nn.flex_masks import dense_block_mask
+
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 3, 100, 16, generator=g)
+    k, v = (torch.randn(2, 3, 200, 16, generator=g) for _ in range(2))
+    valid = torch.rand(2, 200, generator=g) > 0.3
+    valid[1, 128:] = False  # a whole key tile masked
+    padded = torch.nn.functional.pad(valid, (0, 56))[:, None, None, :]
+    block_mask = dense_block_mask(padded, 128)
+    q_p = torch.nn.functional.pad(q, (0, 0, 0, 28))
+    k_p, v_p = (torch.nn.functional.pad(t, (0, 0, 0, 56)) for t in (k, v))
+    with torch.no_grad():
+        out = attention_module._run_compiled_flex(q_p, k_p, v_p, block_mask)[:, :, :100]
+    torch.testing.assert_close(out, attention(q, k, v, attn_mask=valid), atol=1e-5, rtol=1e-5)
+
+
 def test_flex_refuses_what_it_cannot_do_by_name() -> None:
     q, k, v = (t.requires_grad_() for t in qkv(n=8))
     with pytest.raises(RuntimeError, match="'flex' cannot train on the CPU.*attn_backend='sdpa'"):

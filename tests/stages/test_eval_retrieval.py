@@ -289,50 +289,61 @@ def test_pairs_in_order_survive_an_unreadable_manifest(tmp_path: Path) -> None:
     assert [s.split(" (")[0] for s in pairs.skipped] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
 
 
-def test_a_manifest_with_class_labels_scores_zero_shot(towers, tmp_path: Path, capsys) -> None:
-    """``--data`` with ``--class-names``: each line's class index reaches zero-shot classification;
-    over two classes, a labelling and its swap score accuracies that sum to one. A label that is no
-    class index is refused, naming the line; a line without one is skipped and named."""
+def test_a_manifest_with_class_labels_scores_zero_shot(towers, tmp_path: Path, capsys, monkeypatch) -> None:
+    """``--data`` with ``--class-names``: each line's class index reaches zero-shot classification,
+    in line order, under any field name; a label that is no class index is refused, naming the line;
+    a line without one is skipped and named; ``--label-key`` without ``--class-names`` is refused."""
     from PIL import Image
+
+    import glmkit.stages.contrastive as contrastive
 
     _, root = towers
     colours = ["red", "blue", "green", "red", "blue"]
     for i, colour in enumerate(colours):
         Image.new("RGB", (40, 40), colour).save(tmp_path / f"{i}.png")
+    scored: list[list[int]] = []
+    real = contrastive.zero_shot_accuracy
 
-    def run(labels: list, key: str = "label") -> tuple[int, dict[str, float], str]:
+    def recording(logits, labels):  # what the stage scores: the labels it gathered, in order
+        scored.append(labels.tolist())
+        return real(logits, labels)
+
+    monkeypatch.setattr(contrastive, "zero_shot_accuracy", recording)
+
+    def run(labels: list, key: str = "label", classes: tuple = ("red", "blue")) -> tuple[int, dict, str]:
         lines = [
-            {"image": f"{i}.png", "caption": f"a {c} picture", key: y}
+            {"image": f"{i}.png", "caption": f"a {c} picture", **({key: y} if y is not None else {})}
             for i, (c, y) in enumerate(zip(colours, labels, strict=True))
         ]
-        (tmp_path / "pairs.jsonl").write_text(
-            "".join(json.dumps({k: v for k, v in x.items() if v is not None}) + "\n" for x in lines)
-        )
+        (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
         argv = ["eval-retrieval", "--image-tower", str(root / "image_tower"), "--text-tower"]
         argv += [str(root / "text_tower"), "--data", str(tmp_path / "pairs.jsonl"), "--label-key", key]
-        argv += [
-            "--class-names",
-            "red",
-            "blue",
-            "--ks",
-            "1",
-            "--max-num-patches",
-            "16",
-            "--accelerator",
-            "cpu",
-        ]
+        argv += ["--class-names", *classes, "--ks", "1", "--max-num-patches", "16", "--accelerator", "cpu"]
         code = main(argv)
         out, err = capsys.readouterr()
-        table = dict(
-            line.split() for line in out.strip().splitlines() if line.count(" ") and "/" in line.split()[0]
-        )
+        table = dict(line.split() for line in out.strip().splitlines() if "/" in line.split()[0])
         return code, {k: float(v) for k, v in table.items()}, err
 
-    code, first, _ = run([0, 1, 0, 0, 1])
-    assert code == 0 and "zero_shot/top1" in first
-    code, swapped, _ = run([1, 0, 1, 1, 0], key="class")  # another field name, the other labelling
-    assert code == 0 and first["zero_shot/top1"] + swapped["zero_shot/top1"] == pytest.approx(1.0)
+    code, table, _ = run([0, 1, 2, 0, 1], classes=("red", "blue", "green"))
+    assert code == 0 and "zero_shot/top1" in table and scored[-1] == [0, 1, 2, 0, 1]
+    code, _, _ = run([1, 0, 1, 1, 0], key="class")  # another field name
+    assert code == 0 and scored[-1] == [1, 0, 1, 1, 0]
     code, _, err = run([0, 1, 2, 0, 1])
     assert code == 2 and "pairs.jsonl:3: 'label' is 2" in err and "0 to 1" in err
-    code, table, err = run([0, None, 1, 0, 1])
-    assert code == 0 and "1 line skipped" in err and "pairs.jsonl:2: field 'label' is missing" in err
+    code, _, err = run([0, None, 1, 0, 1])
+    assert code == 0 and scored[-1] == [0, 1, 0, 1]  # the line without a label is left out
+    assert "1 line skipped" in err and "pairs.jsonl:2: field 'label' is missing" in err
+    argv = [
+        "eval-retrieval",
+        "--image-tower",
+        "x",
+        "--text-tower",
+        "y",
+        "--data",
+        "z",
+        "--label-key",
+        "class",
+    ]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "--label-key names the class field" in capsys.readouterr().err

@@ -192,6 +192,26 @@ def test_policy_from_a_save_pretrained_directory(processor, tmp_path) -> None:
         MultiTaskRL(str(tmp_path / "vlm"), policy_freeze=["vision"])
 
 
+def test_a_causal_lm_policy_directory_is_frozen_by_pattern(tmp_path) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from glmkit.stages.multitask_rl import load_policy
+    from tests.helpers.tokenizers import byte_level_bpe
+
+    config = LlamaConfig(
+        vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    byte_level_bpe(["count the red squares"] * 5, 300, eos_token="<|endoftext|>").save_pretrained(tmp_path)
+    model, tokenizer = load_policy(tmp_path, freeze=["model.embed_tokens", "model.layers.0"])
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "lm_head.weight" in trainable and "model.layers.1.mlp.up_proj.weight" in trainable
+    assert not any(name.startswith(("model.embed_tokens", "model.layers.0.")) for name in trainable)
+    assert tokenizer.eos_token == "<|endoftext|>"
+    everything = load_policy(tmp_path)[0]
+    assert all(p.requires_grad for p in everything.parameters())
+
+
 def first_step_on_rank(
     processor: VLMProcessor, prompts: TaskPrompts, rank: int, world: int, groups_per_step: int
 ) -> tuple[list[str], dict]:

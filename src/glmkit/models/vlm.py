@@ -335,8 +335,8 @@ def set_trainable(module: nn.Module, patterns: Sequence[str], trainable: bool) -
             tops = sorted({n.split(".")[0] for n in params})
             raise ValueError(
                 f"{'unfreeze' if trainable else 'freeze'} pattern {pattern!r} matches no parameter; "
-                f"names start with {', '.join(tops)} (e.g. 'encoder', 'encoder.blocks.0', "
-                "'language_model.model.embed_tokens', 'projector.*')"
+                f"names start with {', '.join(tops)} (a module path such as 'encoder.blocks.0', or an "
+                "fnmatch pattern such as 'projector.*')"
             )
         for name in hits:
             params[name].requires_grad_(trainable)

@@ -375,6 +375,12 @@ def _xformers_packed(
     return out.masked_fill(~valid[:, None, :, None], 0.0)  # padding blocks attended among themselves
 
 
+#: compiled shapes allowed for FlexAttention before torch would fall back to its uncompiled
+#: reference (which builds the whole score matrix): 8 by default, and every (rows, tiles, heads,
+#: width, dtype, grad mode) of a run counts
+FLEX_RECOMPILE_LIMIT = 64
+
+
 @functools.cache
 def _compiled_flex_attention() -> Callable[..., Tensor]:
     """FlexAttention compiled once per process (each new shape compiles again; masks are inputs)."""
@@ -383,16 +389,33 @@ def _compiled_flex_attention() -> Callable[..., Tensor]:
     return torch.compile(flex_attention, dynamic=False)
 
 
-# the last boolean mask's block mask: a model passes one mask object to every layer of a forward
+def _run_compiled_flex(q: Tensor, k: Tensor, v: Tensor, block_mask: Any) -> Tensor:
+    """The compiled kernel, with room for :data:`FLEX_RECOMPILE_LIMIT` shapes."""
+    import torch._dynamo
+
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    with torch._dynamo.config.patch({limit: max(getattr(torch._dynamo.config, limit), FLEX_RECOMPILE_LIMIT)}):
+        return _compiled_flex_attention()(q, k, v, block_mask=block_mask)
+
+
+# the last boolean mask's block mask: a model passes one mask object to every layer of a forward;
+# dropped with the mask
 _last_dense_block_mask: list[Any] = [None]
+
+
+def _forget_dense_block_mask(ref: weakref.ref) -> None:
+    cached = _last_dense_block_mask[0]
+    if cached is not None and cached[0] is ref:
+        _last_dense_block_mask[0] = None
 
 
 def _flex_block_mask(
     attn_mask: Tensor | None, seq_lens: SeqLens | None, q: Tensor, k: Tensor, n_q: int, n_k: int
 ) -> Any:  # BlockMask | None
     """FlexAttention's block mask at the padded lengths ``n_q, n_k`` (multiples of the tile): for
-    packed rows cached on ``seq_lens``, for a boolean mask kept while the same mask comes back
-    (every layer of a forward), None for full attention."""
+    packed rows cached on ``seq_lens``, for a boolean mask kept while the same mask object comes
+    back unchanged (every layer of a forward; an in-place write through the tensor rebuilds it, one
+    through ``.data`` or numpy is not seen: pass a new mask per batch), None for full attention."""
     from glmkit.nn import flex_masks
 
     if seq_lens is not None:
@@ -404,15 +427,17 @@ def _flex_block_mask(
         )
     if attn_mask is None:
         return None
-    # the same mask object, unchanged since (its version counts in-place writes), for the same shapes
-    key = (attn_mask._version, tuple(q.shape), tuple(k.shape), q.device, n_q, n_k)
+    # the same mask object, unchanged since (its version counts in-place writes; inference tensors
+    # have none), for the same shapes
+    version = None if attn_mask.is_inference() else attn_mask._version
+    key = (version, tuple(q.shape), tuple(k.shape), q.device, n_q, n_k)
     cached = _last_dense_block_mask[0]
     if cached is not None and cached[0]() is attn_mask and cached[1] == key:
         return cached[2]
     mask = expand_attention_mask(attn_mask, q, k).to(q.device)
     mask = F.pad(mask, (0, n_k - mask.shape[3], 0, 0 if mask.shape[2] == 1 else n_q - mask.shape[2]))
     block_mask = flex_masks.dense_block_mask(mask, n_q)
-    _last_dense_block_mask[0] = (weakref.ref(attn_mask), key, block_mask)
+    _last_dense_block_mask[0] = (weakref.ref(attn_mask, _forget_dense_block_mask), key, block_mask)
     return block_mask
 
 
@@ -451,7 +476,7 @@ def flex_attention(
     if pad_k != n_k:
         k, v = (F.pad(t, (0, 0, 0, pad_k - n_k)) for t in (k, v))
     if q.device.type == "cuda":
-        out = _compiled_flex_attention()(q, k, v, block_mask=block_mask)
+        out = _run_compiled_flex(q, k, v, block_mask)
     else:
         from torch.nn.attention.flex_attention import flex_attention as eager_flex_attention
 

@@ -431,7 +431,8 @@ class MultiTaskRL(Stage):
         policy: the policy module (a glmkit VLM or transformers causal LM), or a ``save_pretrained``
             directory (the VLM quickstart's ``runs/quickstart_vlm/vlm``), loaded in training mode.
         policy_freeze: with a directory ``policy``, the parameter patterns to freeze
-            (``[encoder]``: RL trains the projector and the LLM); None keeps the saved setting. A
+            (``[encoder]``: RL trains the projector and the LLM) in place of the saved ``freeze``
+            (a saved VLM's ``unfreeze`` still applies after it); None keeps the saved setting. A
             policy module comes as it was built (its own ``freeze``).
         processor: the policy's :class:`~glmkit.models.vlm_processor.VLMProcessor` (or a
             tokenizer); None loads it from the ``policy`` directory.

@@ -169,7 +169,7 @@ class CogViT(nn.Module):
         rope_theta: RoPE frequency base for integer patch coordinates.
         layer_scale_init: LayerScale initial value; 0 disables LayerScale.
         drop_path_rate: stochastic depth rate of the last block (linear ramp from 0 at the first).
-        attn_backend: name in ``registry("attention")``: ``sdpa`` or ``xformers``.
+        attn_backend: name in ``registry("attention")``: ``sdpa``, ``xformers`` or ``flex``.
         grad_checkpointing: recompute each block in backward (activation checkpointing).
         rope_ref_grid: ``(h, w)`` training grid to rescale RoPE coordinates to (EVA-02's
             ``ref_feat_shape``): an ``H x W`` grid's coordinates are multiplied by ``(h / H, w / W)``,
