@@ -53,7 +53,7 @@ class SeqLens:
     @property
     def num_seqs(self) -> int:
         """Number of sequences (non-empty slots) over all rows."""
-        return self._cached("num_seqs", 0, lambda: int((self.lengths > 0).sum()))
+        return self.cached("num_seqs", 0, lambda: int((self.lengths > 0).sum()))
 
     def row_totals(self) -> Tensor:
         """``[B]`` tokens covered by sequences in each row (the rest of the row is padding)."""
@@ -72,7 +72,7 @@ class SeqLens:
                 )
             return True
 
-        self._cached("check", n, run)
+        self.cached("check", n, run)
 
     def segment_ids(self, n: int) -> Tensor:
         """``[B, n]`` int64: the sequence each position belongs to (row-major numbering), -1 at padding."""
@@ -89,11 +89,11 @@ class SeqLens:
             ids = torch.cat([ids, ids.new_full((batch, 1), -1)], dim=1)  # B, S+1: padding slot is -1
             return ids.gather(1, slot)
 
-        return self._cached("segment_ids", n, run)
+        return self.cached("segment_ids", n, run)
 
     def valid(self, n: int) -> Tensor:
         """``[B, n]`` bool: True where a position belongs to a sequence, False at padding."""
-        return self._cached("valid", n, lambda: self.segment_ids(n) >= 0)
+        return self.cached("valid", n, lambda: self.segment_ids(n) >= 0)
 
     def block_mask(self, n: int) -> Tensor:
         """``[B, 1, n, n]`` bool, True where query and key lie in the same sequence (never at padding)."""
@@ -103,7 +103,7 @@ class SeqLens:
             same = seg[:, :, None] == seg[:, None, :]  # B, n, n
             return (same & (seg >= 0)[:, :, None])[:, None]
 
-        return self._cached("block_mask", n, run)
+        return self.cached("block_mask", n, run)
 
     def flat_lengths(self, n: int) -> list[int]:
         """Lengths along the flattened ``B * n`` token axis: each row's sequences, then its padding run.
@@ -128,7 +128,7 @@ class SeqLens:
                     is_seq.append(False)
             return sizes, is_seq
 
-        return self._cached("flat_runs", n, run)
+        return self.cached("flat_runs", n, run)
 
     def cu_seqlens(self, n: int) -> Tensor:
         """int32 ``[len(flat_lengths(n)) + 1]`` cumulative starts on the flattened axis (flash-attn style)."""
@@ -139,14 +139,11 @@ class SeqLens:
                 starts.append(starts[-1] + length)
             return torch.tensor(starts, dtype=torch.int32, device=self.lengths.device)
 
-        return self._cached("cu_seqlens", n, run)
+        return self.cached("cu_seqlens", n, run)
 
     def cached(self, kind: str, n: int, compute: Any) -> Any:
-        """``compute()`` once per ``(kind, n)`` for this object: how a backend keeps its own derived form
-        of the lengths (e.g. FlexAttention's block mask) for every layer of a forward pass."""
-        return self._cached(kind, n, compute)
-
-    def _cached(self, kind: str, n: int, compute: Any) -> Any:
+        """``compute()`` once per ``(kind, n)`` for this object: how every derived form of the lengths
+        here, and a backend's own (e.g. FlexAttention's block mask), is built once per forward pass."""
         key = (kind, n)
         if key not in self._cache:
             self._cache[key] = compute()
